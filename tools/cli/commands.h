@@ -1,0 +1,12 @@
+// commands.h — one function per subcommand of `asclepius`; each registers itself on the CLI11
+// app and runs when selected. Errors are asc::Error, printed once by main().
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace asc::cli {
+
+void add_train(CLI::App& app);
+void add_export(CLI::App& app);
+
+}  // namespace asc::cli

@@ -1,0 +1,237 @@
+#include "checkpoint/hf_io.h"
+
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+#include <torch/autograd.h>
+
+#include "checkpoint/safetensors.h"
+#include "common/error.h"
+#include "common/fs.h"
+
+namespace fs = std::filesystem;
+
+namespace asc {
+namespace {
+
+const char* kConvertHint =
+    "convert it once with: python -c \"import sys; from transformers import "
+    "AutoModelForCausalLM as M; M.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2], "
+    "safe_serialization=True)\" IN_DIR OUT_DIR";
+
+at::ScalarType to_torch(st::DType d, const std::string& where) {
+  switch (d) {
+    case st::DType::F32: return at::kFloat;
+    case st::DType::F16: return at::kHalf;
+    case st::DType::BF16: return at::kBFloat16;
+    case st::DType::F64: return at::kDouble;
+    case st::DType::I64: return at::kLong;
+    case st::DType::I32: return at::kInt;
+    case st::DType::I16: return at::kShort;
+    case st::DType::I8: return at::kChar;
+    case st::DType::U8: return at::kByte;
+    case st::DType::BOOL: return at::kBool;
+    default: ASC_FAIL("{}: dtype {} cannot be loaded", where, st::dtype_name(d));
+  }
+}
+
+st::DType from_torch(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return st::DType::F32;
+    case at::kHalf: return st::DType::F16;
+    case at::kBFloat16: return st::DType::BF16;
+    case at::kDouble: return st::DType::F64;
+    case at::kLong: return st::DType::I64;
+    case at::kInt: return st::DType::I32;
+    case at::kShort: return st::DType::I16;
+    case at::kChar: return st::DType::I8;
+    case at::kByte: return st::DType::U8;
+    case at::kBool: return st::DType::BOOL;
+    default: ASC_FAIL("dtype {} cannot be saved", at::toString(t));
+  }
+}
+
+const char* hf_dtype_name(at::ScalarType t) {
+  switch (t) {
+    case at::kBFloat16: return "bfloat16";
+    case at::kHalf: return "float16";
+    default: return "float32";
+  }
+}
+
+// The safetensors files of a Hugging Face directory, by tensor name.
+struct WeightFiles {
+  std::vector<std::shared_ptr<st::SafetensorsFile>> files;
+  std::map<std::string, size_t> by_name;  // tensor -> index in files
+};
+
+WeightFiles open_weights(const std::string& dir) {
+  WeightFiles w;
+  const fs::path d(dir);
+  if (fs::exists(d / "model.safetensors.index.json")) {
+    const std::string ipath = (d / "model.safetensors.index.json").string();
+    nlohmann::json idx;
+    try {
+      idx = nlohmann::json::parse(read_file(ipath));
+    } catch (const nlohmann::json::exception& e) {
+      ASC_FAIL("{}: malformed index: {}", ipath, e.what());
+    }
+    if (!idx.contains("weight_map") || !idx["weight_map"].is_object())
+      ASC_FAIL("{}: no weight_map object", ipath);
+    std::map<std::string, size_t> file_index;
+    for (auto it = idx["weight_map"].begin(); it != idx["weight_map"].end(); ++it) {
+      if (!it.value().is_string()) ASC_FAIL("{}: weight_map[{}] is not a file name", ipath, it.key());
+      std::string file = it.value().get<std::string>();
+      if (file.find('/') != std::string::npos || file.find("..") != std::string::npos)
+        ASC_FAIL("{}: weight_map[{}] = '{}' leaves the directory", ipath, it.key(), file);
+      auto [pos, fresh] = file_index.emplace(file, w.files.size());
+      if (fresh) w.files.push_back(st::SafetensorsFile::open((d / file).string()));
+      if (!w.files[pos->second]->find(it.key()))
+        ASC_FAIL("{}: index says '{}' is in {}, which has no such tensor", ipath, it.key(), file);
+      w.by_name[it.key()] = pos->second;
+    }
+  } else if (fs::exists(d / "model.safetensors")) {
+    w.files.push_back(st::SafetensorsFile::open((d / "model.safetensors").string()));
+    for (const auto& t : w.files[0]->tensors()) w.by_name[t.name] = 0;
+  } else {
+    for (const char* pickle : {"pytorch_model.bin", "pytorch_model.bin.index.json"})
+      if (fs::exists(d / pickle))
+        ASC_FAIL_HINT(kConvertHint,
+                      "{}: holds a pickle checkpoint ({}); pickles are never loaded (they run code)",
+                      dir, pickle);
+    ASC_FAIL("{}: no model.safetensors or model.safetensors.index.json", dir);
+  }
+  return w;
+}
+
+}  // namespace
+
+LlamaConfig read_hf_config(const std::string& dir) {
+  const std::string path = (fs::path(dir) / "config.json").string();
+  if (!fs::exists(path)) ASC_FAIL("{}: not a Hugging Face model directory (no config.json)", dir);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    ASC_FAIL("{}: malformed JSON: {}", path, e.what());
+  }
+  return llama_config_from_hf_json(j, path);
+}
+
+NamedTensors hf_named_tensors(LlamaForCausalLM& model) {
+  NamedTensors out;
+  for (const auto& p : model->named_parameters()) out.emplace_back(p.key(), p.value());
+  return out;
+}
+
+void load_hf_weights(const std::string& dir, LlamaForCausalLM& model) {
+  WeightFiles w = open_weights(dir);
+  torch::NoGradGuard no_grad;
+  std::set<std::string> used;
+  for (auto& p : model->named_parameters()) {
+    auto it = w.by_name.find(p.key());
+    if (it == w.by_name.end())
+      ASC_FAIL("{}: missing tensor '{}' (the model expects {} tensors)", dir, p.key(),
+               model->named_parameters().size());
+    const auto& file = *w.files[it->second];
+    const st::TensorInfo& t = file.at(p.key());
+    if (std::vector<int64_t>(p.value().sizes().begin(), p.value().sizes().end()) != t.shape)
+      ASC_FAIL("{}: tensor '{}' has shape [{}] but config.json implies [{}]", file.path(), p.key(),
+               fmt::join(t.shape, ", "), fmt::join(p.value().sizes(), ", "));
+    auto src = at::from_blob(const_cast<uint8_t*>(file.data(t)), t.shape,
+                             at::TensorOptions().dtype(to_torch(t.dtype, file.path())));
+    p.value().copy_(src);
+    used.insert(p.key());
+  }
+  for (const auto& [name, idx] : w.by_name) {
+    if (used.count(name)) continue;
+    if (name.find("rotary_emb.inv_freq") != std::string::npos) continue;  // recomputed
+    if (name == "lm_head.weight" && model->config().tie_word_embeddings) continue;
+    ASC_FAIL("{}: unexpected tensor '{}' not in a {} model with this config", w.files[idx]->path(),
+             name, model->config().model_type);
+  }
+}
+
+void save_hf_dir(const std::string& out_dir, LlamaConfig config, const NamedTensors& tensors,
+                 at::ScalarType dtype, uint64_t max_shard_bytes) {
+  fs::create_directories(out_dir);
+  const fs::path d(out_dir);
+  config.torch_dtype = hf_dtype_name(dtype);
+  write_file_atomic((d / "config.json").string(), llama_config_to_hf_json(config).dump(2) + "\n");
+  nlohmann::json gen = {{"bos_token_id", config.bos_token_id},
+                        {"eos_token_id", config.eos_token_id},
+                        {"_from_model_config", true}};
+  write_file_atomic((d / "generation_config.json").string(), gen.dump(2) + "\n");
+
+  // Group tensors into shards in order.
+  std::vector<at::Tensor> converted;
+  std::vector<std::vector<size_t>> shards(1);
+  uint64_t in_shard = 0, total = 0;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    converted.push_back(tensors[i].second.detach().to(at::kCPU).to(dtype).contiguous());
+    uint64_t bytes = uint64_t(converted.back().nbytes());
+    if (!shards.back().empty() && in_shard + bytes > max_shard_bytes) shards.emplace_back(), in_shard = 0;
+    shards.back().push_back(i);
+    in_shard += bytes, total += bytes;
+  }
+  const std::map<std::string, std::string> meta = {{"format", "pt"}};
+  auto refs_of = [&](const std::vector<size_t>& idx) {
+    std::vector<st::TensorRef> refs;
+    for (size_t i : idx)
+      refs.push_back({tensors[i].first, from_torch(dtype),
+                      std::vector<int64_t>(converted[i].sizes().begin(), converted[i].sizes().end()),
+                      converted[i].data_ptr()});
+    return refs;
+  };
+  // Remove a stale layout of the other kind so loaders do not see both.
+  if (shards.size() == 1) {
+    fs::remove(d / "model.safetensors.index.json");
+    st::write_safetensors((d / "model.safetensors").string(), refs_of(shards[0]), meta);
+    return;
+  }
+  fs::remove(d / "model.safetensors");
+  nlohmann::ordered_json index;
+  index["metadata"] = {{"total_size", total}};
+  nlohmann::ordered_json map = nlohmann::ordered_json::object();
+  for (size_t s = 0; s < shards.size(); ++s) {
+    std::string file = fmt::format("model-{:05d}-of-{:05d}.safetensors", s + 1, shards.size());
+    st::write_safetensors((d / file).string(), refs_of(shards[s]), meta);
+    for (size_t i : shards[s]) map[tensors[i].first] = file;
+  }
+  index["weight_map"] = map;
+  write_file_atomic((d / "model.safetensors.index.json").string(), index.dump(2) + "\n");
+}
+
+std::string step_dir_name(int64_t step) { return fmt::format("step-{:07d}", step); }
+
+void save_step_checkpoint(const std::string& run_dir, int64_t step, const LlamaConfig& config,
+                          const NamedTensors& master_weights, const std::string& state_json) {
+  const fs::path dir = fs::path(run_dir) / step_dir_name(step);
+  const fs::path tmp = fs::path(run_dir) / (step_dir_name(step) + ".partial");
+  fs::remove_all(tmp);
+  save_hf_dir(tmp.string(), config, master_weights, at::kFloat);
+  write_file_atomic((tmp / "trainer_state.json").string(), state_json);
+  fs::remove_all(dir);
+  fs::rename(tmp, dir);
+  fsync_dir(run_dir);
+  write_file_atomic((fs::path(run_dir) / "latest").string(), step_dir_name(step) + "\n");
+}
+
+std::string resolve_model_dir(const std::string& path) {
+  const fs::path p(path);
+  if (fs::exists(p / "config.json")) return path;
+  if (fs::exists(p / "latest")) {
+    std::string name = read_file((p / "latest").string());
+    while (!name.empty() && std::isspace(static_cast<unsigned char>(name.back()))) name.pop_back();
+    const fs::path step = p / name;
+    if (!fs::exists(step / "config.json"))
+      ASC_FAIL("{}: 'latest' names {}, which holds no checkpoint", path, step.string());
+    return step.string();
+  }
+  ASC_FAIL("{}: neither a run directory (no 'latest') nor a model directory (no config.json)", path);
+}
+
+}  // namespace asc

@@ -1,0 +1,43 @@
+// hf_io.h — Hugging Face LLaMA directories in and out, and the one-process step checkpoint.
+//
+// In: config.json + model.safetensors, or shards + model.safetensors.index.json. Pickle .bin
+// checkpoints are refused (unpickling runs code) with the one-line conversion to use instead.
+// Out: config.json, generation_config.json and safetensors (one model.safetensors, or
+// model-0000i-of-0000N.safetensors shards + index), the layout AutoModelForCausalLM loads.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <ATen/Tensor.h>
+
+#include "model/llama.h"
+
+namespace asc {
+
+using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
+
+LlamaConfig read_hf_config(const std::string& dir);
+// Copies every parameter of `model` from the directory's safetensors (converting dtype), checking
+// names and shapes: a missing or unexpected tensor is an error naming it and the file.
+void load_hf_weights(const std::string& dir, LlamaForCausalLM& model);
+// The model's tensors under Hugging Face names.
+NamedTensors hf_named_tensors(LlamaForCausalLM& model);
+// Writes a Hugging Face directory; tensors converted to `dtype`; a new shard starts when the
+// current one would exceed max_shard_bytes (a single tensor larger than that gets its own shard).
+void save_hf_dir(const std::string& out_dir, LlamaConfig config, const NamedTensors& tensors,
+                 at::ScalarType dtype, uint64_t max_shard_bytes = 5'000'000'000ull);
+
+// Run directory helpers for the one-process checkpoint: RUN/step-NNNNNNN/ is a Hugging Face
+// directory (fp32 master weights) plus trainer_state.json; RUN/latest names the newest one and
+// is replaced atomically only after the step directory is complete.
+std::string step_dir_name(int64_t step);
+void save_step_checkpoint(const std::string& run_dir, int64_t step, const LlamaConfig& config,
+                          const NamedTensors& master_weights, const std::string& state_json);
+// A run directory (follows `latest`), a step directory, or a Hugging Face directory -> the
+// directory holding config.json and the weights.
+std::string resolve_model_dir(const std::string& path);
+
+}  // namespace asc

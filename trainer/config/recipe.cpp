@@ -1,0 +1,417 @@
+#include "config/recipe.h"
+
+#include <cmath>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+
+// gcc 12 reports false -Wdangling-pointer positives inside yaml-cpp's own headers.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpragmas"
+#pragma GCC diagnostic ignored "-Wdangling-pointer"
+#include <yaml-cpp/yaml.h>
+#pragma GCC diagnostic pop
+
+#include "common/error.h"
+#include "common/strings.h"
+
+namespace asc {
+namespace {
+
+// One key of the schema: how to set it from a YAML node and how to print its current value.
+struct Field {
+  std::string path;
+  std::string type;  // for messages: "an integer", "a number", ...
+  std::function<void(const YAML::Node&, const std::string& where)> set;
+  std::function<void(YAML::Emitter&)> emit;
+};
+
+template <class T>
+using Check = std::function<const char*(const T&)>;  // nullptr when ok, else the rule broken
+
+template <class T>
+const char* type_name() {
+  if constexpr (std::is_same_v<T, bool>) return "a boolean (true/false)";
+  else if constexpr (std::is_integral_v<T>) return "an integer";
+  else if constexpr (std::is_floating_point_v<T>) return "a number";
+  else return "a string";
+}
+
+template <class T>
+T parse_scalar(const YAML::Node& n, const std::string& path, const std::string& where) {
+  auto shown = [&]() -> std::string {
+    if (n.IsMap()) return "a mapping";
+    if (n.IsSequence()) return "a list";
+    if (n.IsNull()) return "nothing (null)";
+    return "'" + n.Scalar() + "'";
+  };
+  if (!n.IsScalar()) ASC_FAIL("{}: {}: expected {}, got {}", where, path, type_name<T>(), shown());
+  if constexpr (std::is_same_v<T, std::string>) {
+    return n.Scalar();
+  } else {
+    try {
+      T v = n.as<T>();
+      if constexpr (std::is_floating_point_v<T>)
+        if (!std::isfinite(v)) throw YAML::Exception(YAML::Mark(), "not finite");
+      return v;
+    } catch (const YAML::Exception&) {
+      ASC_FAIL("{}: {}: expected {}, got {}", where, path, type_name<T>(), shown());
+    }
+  }
+}
+
+class Schema {
+ public:
+  explicit Schema(Recipe& r) : r_(r) { build(); }
+
+  const Field* find(const std::string& path) const {
+    for (const auto& f : fields_)
+      if (f.path == path) return &f;
+    return nullptr;
+  }
+  bool is_section(const std::string& path) const {
+    for (const auto& f : fields_)
+      if (f.path.rfind(path + ".", 0) == 0) return true;
+    return false;
+  }
+  // Keys directly under `prefix` ("" = top level): "train.lr" for prefix "train".
+  std::vector<std::string> children(const std::string& prefix) const {
+    std::set<std::string> out;
+    for (const auto& f : fields_) {
+      if (!prefix.empty() && f.path.rfind(prefix + ".", 0) != 0) continue;
+      size_t start = prefix.empty() ? 0 : prefix.size() + 1;
+      size_t dot = f.path.find('.', start);
+      out.insert(f.path.substr(0, dot));
+    }
+    return {out.begin(), out.end()};
+  }
+  const std::vector<Field>& fields() const { return fields_; }
+
+  [[noreturn]] void unknown(const std::string& path, const std::string& where) const {
+    size_t dot = path.rfind('.');
+    std::string parent = dot == std::string::npos ? "" : path.substr(0, dot);
+    std::vector<std::string> siblings = children(parent);
+    std::string near = closest_match(path, siblings);
+    if (near.empty()) {
+      std::vector<std::string> all;
+      for (const auto& f : fields_) all.push_back(f.path);
+      near = closest_match(path, all);
+    }
+    if (!near.empty()) ASC_FAIL("{}: {}: unknown key; did you mean {}?", where, path, near);
+    ASC_FAIL("{}: {}: unknown key (valid here: {})", where, path, fmt::join(siblings, ", "));
+  }
+
+ private:
+  template <class T>
+  void add(const std::string& path, T& ref, Check<T> check = {}) {
+    Recipe& r = r_;
+    fields_.push_back(Field{
+        path, type_name<T>(),
+        [&ref, &r, path, check](const YAML::Node& n, const std::string& where) {
+          T v = parse_scalar<T>(n, path, where);
+          if (check)
+            if (const char* rule = check(v))
+              ASC_FAIL("{}: {}: {} is out of range ({})", where, path, n.Scalar(), rule);
+          ref = v;
+          r.origin[path] = where;
+        },
+        [&ref](YAML::Emitter& e) { e << ref; }});
+  }
+  template <class T>
+  void add(const std::string& path, std::optional<T>& ref, Check<T> check = {}) {
+    Recipe& r = r_;
+    fields_.push_back(Field{
+        path, type_name<T>(),
+        [&ref, &r, path, check](const YAML::Node& n, const std::string& where) {
+          T v = parse_scalar<T>(n, path, where);
+          if (check)
+            if (const char* rule = check(v))
+              ASC_FAIL("{}: {}: {} is out of range ({})", where, path, n.Scalar(), rule);
+          ref = v;
+          r.origin[path] = where;
+        },
+        [&ref](YAML::Emitter& e) {
+          if (ref) e << *ref;
+          else e << YAML::Null;
+        }});
+  }
+  static Check<std::string> one_of(std::vector<std::string> allowed) {
+    // The rule text must outlive the call: keep it in a shared string.
+    auto rule = std::make_shared<std::string>("one of " + fmt::format("{}", fmt::join(allowed, ", ")));
+    return [allowed, rule](const std::string& v) -> const char* {
+      for (const auto& a : allowed)
+        if (a == v) return nullptr;
+      return rule->c_str();
+    };
+  }
+  template <class T>
+  static Check<T> positive() {
+    return [](const T& v) -> const char* { return v > 0 ? nullptr : "must be > 0"; };
+  }
+  template <class T>
+  static Check<T> non_negative() {
+    return [](const T& v) -> const char* { return v >= 0 ? nullptr : "must be >= 0"; };
+  }
+
+  void build() {
+    auto& m = r_.model;
+    std::vector<std::string> presets = llama_preset_names();
+    presets.insert(presets.begin(), "");
+    add("model.preset", m.preset, one_of(presets));
+    add<std::string>("model.init_from", m.init_from);
+    add("model.vocab_size", m.vocab_size, positive<int64_t>());
+    add("model.hidden_size", m.hidden_size, positive<int64_t>());
+    add("model.intermediate_size", m.intermediate_size, positive<int64_t>());
+    add("model.num_hidden_layers", m.num_hidden_layers, positive<int64_t>());
+    add("model.num_attention_heads", m.num_attention_heads, positive<int64_t>());
+    add("model.num_key_value_heads", m.num_key_value_heads, positive<int64_t>());
+    add("model.max_position_embeddings", m.max_position_embeddings, positive<int64_t>());
+    add("model.rms_norm_eps", m.rms_norm_eps, positive<double>());
+    add("model.rope_theta", m.rope_theta, positive<double>());
+    add<bool>("model.tie_word_embeddings", m.tie_word_embeddings);
+
+    auto& d = r_.data;
+    add<std::string>("data.corpus", d.corpus, [](const std::string& v) -> const char* {
+      return v.empty() ? "must name a corpus ('demo' for the built-in one)" : nullptr;
+    });
+    add<int64_t>("data.seq_len", d.seq_len, [](const int64_t& v) -> const char* {
+      return v >= 2 ? nullptr : "must be >= 2 (one input and one target)";
+    });
+    add("data.demo_samples", d.demo_samples, positive<int64_t>());
+
+    auto& t = r_.train;
+    add("train.stage", t.stage, one_of({"pretrain"}));
+    add("train.global_batch_size", t.global_batch_size, positive<int64_t>());
+    add("train.micro_batch_size", t.micro_batch_size, positive<int64_t>());
+    add("train.max_steps", t.max_steps, non_negative<int64_t>());
+    add("train.epochs", t.epochs, positive<double>());
+    add("train.lr", t.lr, positive<double>());
+    add("train.lr_schedule", t.lr_schedule, one_of({"cosine", "linear", "constant"}));
+    add<double>("train.warmup_ratio", t.warmup_ratio, [](const double& v) -> const char* {
+      return v >= 0 && v < 1 ? nullptr : "must be in [0, 1)";
+    });
+    add("train.weight_decay", t.weight_decay, non_negative<double>());
+    auto beta = [](const double& v) -> const char* {
+      return v >= 0 && v < 1 ? nullptr : "must be in [0, 1)";
+    };
+    add<double>("train.beta1", t.beta1, beta);
+    add<double>("train.beta2", t.beta2, beta);
+    add("train.eps", t.eps, positive<double>());
+    add<double>("train.max_grad_norm", t.max_grad_norm);
+    add("train.dtype", t.dtype, one_of({"fp32", "bf16"}));
+    add("train.seed", t.seed, non_negative<int64_t>());
+    add("train.threads", t.threads, non_negative<int64_t>());
+
+    add("parallel.mode", r_.parallel.mode, one_of({"none", "ddp", "zero2", "fsdp"}));
+
+    add<std::string>("checkpoint.dir", r_.checkpoint.dir, [](const std::string& v) -> const char* {
+      return v.empty() ? "must name the run directory" : nullptr;
+    });
+    add("checkpoint.every_steps", r_.checkpoint.every_steps, non_negative<int64_t>());
+
+    add<bool>("logging.tensorboard", r_.logging.tensorboard);
+    add<bool>("logging.progress", r_.logging.progress);
+    add("logging.peak_tflops", r_.logging.peak_tflops, non_negative<double>());
+  }
+
+  Recipe& r_;
+  std::vector<Field> fields_;
+};
+
+std::string mark_of(const std::string& file, const YAML::Mark& m) {
+  return fmt::format("{}:{}", file, m.line + 1);
+}
+
+// Walks a parsed YAML mapping at `prefix`, checking duplicates and unknown keys, and sets fields.
+void apply_map(const YAML::Node& node, const std::string& prefix, const std::string& file,
+               const Schema& schema) {
+  std::map<std::string, int> seen;  // key -> line
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    const YAML::Node& k = it->first;
+    const YAML::Node& v = it->second;
+    std::string where = mark_of(file, k.Mark());
+    if (!k.IsScalar()) ASC_FAIL("{}: keys under '{}' must be plain names", where, prefix);
+    std::string path = prefix.empty() ? k.Scalar() : prefix + "." + k.Scalar();
+    auto [pos, fresh] = seen.emplace(k.Scalar(), k.Mark().line + 1);
+    if (!fresh)
+      ASC_FAIL("{}: {}: duplicate key (first set on line {})", where, path, pos->second);
+    if (const Field* f = schema.find(path)) {
+      f->set(v, mark_of(file, v.Mark().line >= 0 ? v.Mark() : k.Mark()));
+    } else if (schema.is_section(path)) {
+      if (v.IsNull()) continue;  // an empty section keeps its defaults
+      if (!v.IsMap()) ASC_FAIL("{}: {}: is a section; expected a mapping of keys", where, path);
+      apply_map(v, path, file, schema);
+    } else {
+      schema.unknown(path, where);
+    }
+  }
+}
+
+void apply_override(const std::string& text, const Schema& schema) {
+  const std::string where = "command line override '" + text + "'";
+  size_t eq = text.find('=');
+  if (eq == std::string::npos || eq == 0)
+    ASC_FAIL_HINT("write overrides as key.path=value, e.g. train.lr=1e-4",
+                  "{}: expected key.path=value", where);
+  std::string path = text.substr(0, eq), value = text.substr(eq + 1);
+  const Field* f = schema.find(path);
+  if (!f) {
+    if (schema.is_section(path)) ASC_FAIL("{}: {} is a section, not a key", where, path);
+    schema.unknown(path, where);
+  }
+  YAML::Node v;
+  try {
+    v = YAML::Load(value);
+  } catch (const YAML::Exception& e) {
+    ASC_FAIL("{}: {}: cannot parse value: {}", where, path, e.msg);
+  }
+  if (v.IsNull() && !value.empty() && value != "~" && value != "null") v = YAML::Node(value);
+  f->set(v, where);
+}
+
+void validate(Recipe& r, int64_t world_size) {
+  auto& m = r.model;
+  bool arch_override = m.vocab_size || m.hidden_size || m.intermediate_size ||
+                       m.num_hidden_layers || m.num_attention_heads || m.num_key_value_heads ||
+                       m.max_position_embeddings || m.rms_norm_eps || m.rope_theta ||
+                       m.tie_word_embeddings;
+  if (m.preset.empty() && m.init_from.empty())
+    ASC_FAIL_HINT("e.g. model.preset: tiny, or model.init_from: /path/to/hf-llama",
+                  "{}: model: set model.preset or model.init_from", r.source);
+  if (!m.preset.empty() && !m.init_from.empty())
+    ASC_FAIL("{}: model.init_from ({}) and model.preset ({}) are exclusive: the architecture "
+             "comes from init_from's config.json",
+             r.where("model.init_from"), m.init_from, m.preset);
+  if (!m.init_from.empty() && arch_override)
+    ASC_FAIL("{}: model: architecture fields cannot be overridden with model.init_from",
+             r.where("model.init_from"));
+  if (auto c = r.preset_model_config()) {
+    c->validate(r.where("model.preset"));
+    if (r.data.seq_len > c->max_position_embeddings)
+      ASC_FAIL("{}: data.seq_len ({}) exceeds model.max_position_embeddings ({})",
+               r.where("data.seq_len"), r.data.seq_len, c->max_position_embeddings);
+  }
+  // Batch arithmetic: global = micro × accumulation × data-parallel ranks.
+  auto& t = r.train;
+  if (world_size < 1) ASC_FAIL("world size {} must be >= 1", world_size);
+  const int64_t per_step = t.micro_batch_size * world_size;
+  if (t.global_batch_size % per_step != 0)
+    ASC_FAIL_HINT("choose a global batch that is a multiple of micro batch × ranks",
+                  "{}: train.global_batch_size ({}) is not divisible by train.micro_batch_size ({})"
+                  " × data-parallel ranks ({}) = {}",
+                  r.where("train.global_batch_size"), t.global_batch_size, t.micro_batch_size,
+                  world_size, per_step);
+  r.grad_accum_steps = t.global_batch_size / per_step;
+  r.world_size = world_size;
+  if (r.parallel.mode == "none" && world_size > 1)
+    ASC_FAIL("{}: parallel.mode is none but {} ranks were launched", r.where("parallel.mode"),
+             world_size);
+}
+
+}  // namespace
+
+std::optional<LlamaConfig> Recipe::preset_model_config() const {
+  if (model.preset.empty()) return std::nullopt;
+  LlamaConfig c = llama_preset(model.preset);
+  if (model.vocab_size) c.vocab_size = *model.vocab_size;
+  if (model.hidden_size) c.hidden_size = *model.hidden_size;
+  if (model.intermediate_size) c.intermediate_size = *model.intermediate_size;
+  if (model.num_hidden_layers) c.num_hidden_layers = *model.num_hidden_layers;
+  if (model.num_attention_heads) c.num_attention_heads = *model.num_attention_heads;
+  if (model.num_key_value_heads) c.num_key_value_heads = *model.num_key_value_heads;
+  if (model.max_position_embeddings) c.max_position_embeddings = *model.max_position_embeddings;
+  if (model.rms_norm_eps) c.rms_norm_eps = *model.rms_norm_eps;
+  if (model.rope_theta) c.rope_theta = *model.rope_theta;
+  if (model.tie_word_embeddings) c.tie_word_embeddings = *model.tie_word_embeddings;
+  return c;
+}
+
+std::string Recipe::where(const std::string& path) const {
+  auto it = origin.find(path);
+  return it != origin.end() ? it->second : source + " (default of " + path + ")";
+}
+
+Recipe load_recipe_text(const std::string& text, const std::string& name,
+                        const std::vector<std::string>& overrides, int64_t world_size) {
+  Recipe r;
+  r.source = name;
+  Schema schema(r);
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    ASC_FAIL("{}:{}:{}: YAML syntax error: {}", name, e.mark.line + 1, e.mark.column + 1, e.msg);
+  } catch (const YAML::Exception& e) {
+    ASC_FAIL("{}: cannot read YAML: {}", name, e.what());
+  }
+  if (!root.IsNull()) {
+    if (!root.IsMap())
+      ASC_FAIL("{}: a recipe is a mapping of sections (model, data, train, parallel, checkpoint, "
+               "logging)", name);
+    apply_map(root, "", name, schema);
+  }
+  for (const auto& o : overrides) apply_override(o, schema);
+  validate(r, world_size);
+  return r;
+}
+
+Recipe load_recipe(const std::string& path, const std::vector<std::string>& overrides,
+                   int64_t world_size) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) ASC_FAIL_HINT("check the path", "cannot open recipe {}", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return load_recipe_text(ss.str(), path, overrides, world_size);
+}
+
+std::string recipe_to_yaml(const Recipe& r) {
+  Recipe copy = r;  // Schema binds by reference; emit from a copy we own
+  Schema schema(copy);
+  // Print the resolved architecture so the file stands on its own.
+  if (auto c = r.preset_model_config()) {
+    auto& m = copy.model;
+    m.vocab_size = c->vocab_size, m.hidden_size = c->hidden_size;
+    m.intermediate_size = c->intermediate_size, m.num_hidden_layers = c->num_hidden_layers;
+    m.num_attention_heads = c->num_attention_heads;
+    m.num_key_value_heads = c->num_key_value_heads;
+    m.max_position_embeddings = c->max_position_embeddings;
+    m.rms_norm_eps = c->rms_norm_eps, m.rope_theta = c->rope_theta;
+    m.tie_word_embeddings = c->tie_word_embeddings;
+  }
+  YAML::Emitter e;
+  e.SetDoublePrecision(17);
+  e << YAML::BeginMap;
+  std::string section;
+  for (const auto& f : schema.fields()) {
+    std::string sec = f.path.substr(0, f.path.find('.'));
+    std::string key = f.path.substr(sec.size() + 1);
+    if (sec != section) {
+      if (!section.empty()) e << YAML::EndMap;
+      e << YAML::Key << sec << YAML::Value << YAML::BeginMap;
+      section = sec;
+    }
+    bool null_opt = false;
+    {
+      YAML::Emitter probe;
+      f.emit(probe);
+      null_opt = std::string(probe.c_str()) == "~";
+    }
+    if (null_opt) continue;  // unset optional: leave it out so the recipe reloads the same
+    e << YAML::Key << key << YAML::Value;
+    f.emit(e);
+  }
+  if (!section.empty()) e << YAML::EndMap;
+  e << YAML::EndMap;
+  return std::string(e.c_str()) + "\n";
+}
+
+std::vector<std::string> recipe_keys() {
+  Recipe r;
+  Schema s(r);
+  std::vector<std::string> keys;
+  for (const auto& f : s.fields()) keys.push_back(f.path);
+  return keys;
+}
+
+}  // namespace asc

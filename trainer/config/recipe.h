@@ -1,0 +1,89 @@
+// recipe.h — the typed training recipe (YAML) and its one validation pass.
+//
+// Sections: model, data, train, parallel, checkpoint, logging. Every key has a type, a default
+// and a range; unknown keys (with a "did you mean"), duplicate keys, wrong types, values out of
+// range and batch arithmetic that does not divide are errors naming the file, the line and the
+// full key path. Dotted overrides ("train.lr=1e-4") go through the same setters.
+// No libtorch here: the recipe fuzzer and sanitizer builds use this file alone.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "model/llama_config.h"
+
+namespace asc {
+
+struct Recipe {
+  struct Model {
+    std::string preset;     // one of llama_preset_names(); exclusive with init_from
+    std::string init_from;  // Hugging Face directory (config.json + safetensors)
+    // Optional overrides of the preset's LlamaConfig fields (Hugging Face names).
+    std::optional<int64_t> vocab_size, hidden_size, intermediate_size, num_hidden_layers,
+        num_attention_heads, num_key_value_heads, max_position_embeddings;
+    std::optional<double> rms_norm_eps, rope_theta;
+    std::optional<bool> tie_word_embeddings;
+  } model;
+  struct Data {
+    std::string corpus = "demo";  // "demo": the built-in token stream
+    int64_t seq_len = 128;
+    int64_t demo_samples = 4096;  // size of the built-in demo corpus (sequences)
+  } data;
+  struct Train {
+    std::string stage = "pretrain";
+    int64_t global_batch_size = 8;
+    int64_t micro_batch_size = 8;
+    int64_t max_steps = 0;  // > 0 overrides epochs (as the Hugging Face Trainer does)
+    double epochs = 1.0;
+    double lr = 2e-5;
+    std::string lr_schedule = "cosine";  // cosine | linear | constant (all after warm-up)
+    double warmup_ratio = 0.03;
+    double weight_decay = 0.0;
+    double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+    double max_grad_norm = 1.0;  // <= 0 disables clipping
+    std::string dtype = "fp32";  // compute dtype: fp32 | bf16 (bf16 keeps fp32 master weights)
+    int64_t seed = 42;
+    int64_t threads = 0;  // intra-op threads; 0 = libtorch's default
+  } train;
+  struct Parallel {
+    std::string mode = "none";  // none | ddp | zero2 | fsdp
+  } parallel;
+  struct Checkpoint {
+    std::string dir = "runs/demo";  // the run directory
+    int64_t every_steps = 0;        // 0 = only at the end
+  } checkpoint;
+  struct Logging {
+    bool tensorboard = false;
+    bool progress = true;       // live progress line on rank 0
+    double peak_tflops = 0.0;   // for MFU; 0 = 989 on CUDA (H100/H200 dense bf16), none on CPU
+  } logging;
+
+  // Where each key was set: "file.yaml:12" or "command line (train.lr=1e-4)". Defaults absent.
+  std::map<std::string, std::string> origin;
+  std::string source;  // the recipe file
+
+  // Derived by validate(): gradient-accumulation steps per optimizer step.
+  int64_t grad_accum_steps = 1;
+  int64_t world_size = 1;
+
+  // Preset + overrides (or nullopt when the architecture comes from model.init_from).
+  std::optional<LlamaConfig> preset_model_config() const;
+  std::string where(const std::string& path) const;  // origin or "<recipe default>"
+};
+
+// Loads file, applies overrides ("a.b=value", value parsed as YAML), validates for world_size
+// data-parallel ranks. Throws asc::Error with file:line and key path.
+Recipe load_recipe(const std::string& path, const std::vector<std::string>& overrides = {},
+                   int64_t world_size = 1);
+// Same from YAML text (used by tests and fuzzers); `name` stands in for the file name.
+Recipe load_recipe_text(const std::string& text, const std::string& name,
+                        const std::vector<std::string>& overrides = {}, int64_t world_size = 1);
+// The fully resolved recipe as YAML (every key, defaults included); loads back to the same.
+std::string recipe_to_yaml(const Recipe& r);
+// Every valid dotted key.
+std::vector<std::string> recipe_keys();
+
+}  // namespace asc

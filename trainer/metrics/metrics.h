@@ -1,0 +1,42 @@
+// metrics.h — what a step reports, and where it goes: metrics.jsonl (one JSON object per step),
+// optional TensorBoard scalars, and rank 0's live one-line progress display on stderr
+// (redrawn in place on a terminal, a full line every ~5% of the run otherwise).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <fstream>
+#include <memory>
+#include <string>
+
+namespace asc {
+
+class TensorBoardWriter;
+
+struct StepMetrics {
+  int64_t step = 0, total_steps = 0;  // step is 1-based here: updates done
+  double loss = 0, lr = 0, grad_norm = 0;
+  double tokens_per_s = 0;  // over this step
+  double tflops = 0;        // achieved model TFLOP/s (6N + attention), recomputation excluded
+  double mfu = -1;          // tflops / peak, or < 0 when the peak is unknown
+  int64_t tokens = 0;       // target tokens seen so far
+  double elapsed_s = 0;     // since training started
+};
+
+class MetricsLogger {
+ public:
+  MetricsLogger(const std::string& run_dir, bool tensorboard, bool progress);
+  ~MetricsLogger();
+  void log(const StepMetrics& m);
+  void finish();  // ends the progress line
+
+ private:
+  std::ofstream jsonl_;
+  std::unique_ptr<TensorBoardWriter> tb_;
+  bool progress_, tty_;
+  bool line_open_ = false;
+};
+
+std::string format_duration(double seconds);
+
+}  // namespace asc

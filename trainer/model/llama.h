@@ -1,0 +1,108 @@
+// llama.h — the LLaMA decoder family in libtorch, numerically following Hugging Face's
+// modeling_llama: RMSNorm in fp32 then cast, rotary embeddings in the half-split (rotate_half)
+// convention, SwiGLU MLP, grouped-query attention, causal attention through
+// at::scaled_dot_product_attention, optional tied embeddings. Parameter names are exactly the
+// Hugging Face checkpoint names (model.layers.0.self_attn.q_proj.weight, ...), so
+// named_parameters() is the checkpoint's key set.
+//
+// Shapes: B batch, T sequence, D hidden, H heads, K kv heads, E head dim, V vocab.
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+#include "model/llama_config.h"
+
+namespace asc {
+
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  RMSNormImpl(int64_t dim, double eps);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight;
+
+ private:
+  double eps_;
+};
+TORCH_MODULE(RMSNorm);
+
+class LlamaAttentionImpl : public torch::nn::Module {
+ public:
+  explicit LlamaAttentionImpl(const LlamaConfig& c);
+  // x_BTD, cos/sin_TE (already in x's dtype) -> BTD
+  torch::Tensor forward(const torch::Tensor& x_BTD, const torch::Tensor& cos_TE,
+                        const torch::Tensor& sin_TE);
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+
+ private:
+  int64_t heads_, kv_heads_, head_dim_;
+};
+TORCH_MODULE(LlamaAttention);
+
+class LlamaMLPImpl : public torch::nn::Module {
+ public:
+  explicit LlamaMLPImpl(const LlamaConfig& c);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(LlamaMLP);
+
+class LlamaDecoderLayerImpl : public torch::nn::Module {
+ public:
+  explicit LlamaDecoderLayerImpl(const LlamaConfig& c);
+  torch::Tensor forward(const torch::Tensor& x_BTD, const torch::Tensor& cos_TE,
+                        const torch::Tensor& sin_TE);
+  LlamaAttention self_attn{nullptr};
+  LlamaMLP mlp{nullptr};
+  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+};
+TORCH_MODULE(LlamaDecoderLayer);
+
+class LlamaModelImpl : public torch::nn::Module {
+ public:
+  explicit LlamaModelImpl(const LlamaConfig& c);
+  torch::Tensor forward(const torch::Tensor& input_ids_BT);  // -> final normed hidden BTD
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RMSNorm norm{nullptr};
+
+ private:
+  LlamaConfig config_;
+};
+TORCH_MODULE(LlamaModel);
+
+class LlamaForCausalLMImpl : public torch::nn::Module {
+ public:
+  explicit LlamaForCausalLMImpl(const LlamaConfig& c);
+  // input_ids_BT (int64) -> logits_BTV in the parameters' dtype.
+  torch::Tensor forward(const torch::Tensor& input_ids_BT);
+  // Hugging Face's initialisation: normal(0, 0.02) for linear and embedding weights, ones for
+  // norms. Deterministic under torch::manual_seed.
+  void init_weights(double std = 0.02);
+  const LlamaConfig& config() const { return config_; }
+  // The LM-head weight (the embedding's when tied).
+  torch::Tensor head_weight() const;
+  LlamaModel model{nullptr};
+  torch::nn::Linear lm_head{nullptr};  // null when tie_word_embeddings
+
+ private:
+  LlamaConfig config_;
+};
+TORCH_MODULE(LlamaForCausalLM);
+
+// Rotary tables for positions [0, T): cos/sin of shape [T, E], computed in fp32 as Hugging Face
+// does, then cast to `dtype`.
+std::pair<torch::Tensor, torch::Tensor> rotary_tables(int64_t T, int64_t head_dim, double theta,
+                                                      torch::Dtype dtype, torch::Device device);
+
+// Causal-LM loss pieces with the Hugging Face shift (position t predicts labels[t+1]);
+// label -100 is ignored. Returns the *sum* of token losses (fp32 logits); callers divide by the
+// number of target tokens in the whole global batch.
+torch::Tensor causal_lm_loss_sum(const torch::Tensor& logits_BTV, const torch::Tensor& labels_BT);
+// Number of target tokens (labels[:, 1:] != -100).
+int64_t count_targets(const torch::Tensor& labels_BT);
+
+}  // namespace asc

@@ -1,0 +1,179 @@
+#include "model/llama_config.h"
+
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "common/strings.h"
+
+namespace asc {
+
+int64_t LlamaConfig::num_parameters_no_embedding() const {
+  const int64_t d = hidden_size, kv = num_key_value_heads * head_dim();
+  const int64_t attn = d * d * 2 + d * kv * 2;  // q, o + k, v
+  const int64_t mlp = 3 * d * intermediate_size;
+  const int64_t per_layer = attn + mlp + 2 * d;  // + two RMSNorm weights
+  return num_hidden_layers * per_layer + d /* final norm */ + vocab_size * d /* lm head */;
+}
+
+int64_t LlamaConfig::num_parameters() const {
+  int64_t n = num_parameters_no_embedding() + vocab_size * hidden_size;
+  if (tie_word_embeddings) n -= vocab_size * hidden_size;
+  return n;
+}
+
+double LlamaConfig::train_flops_per_token(int64_t seq_len) const {
+  return 6.0 * double(num_parameters_no_embedding()) +
+         12.0 * double(num_hidden_layers) * double(hidden_size) * double(seq_len);
+}
+
+void LlamaConfig::validate(const std::string& where) const {
+  auto positive = [&](int64_t v, const char* name) {
+    if (v <= 0) ASC_FAIL("{}: model.{} must be positive, got {}", where, name, v);
+  };
+  positive(vocab_size, "vocab_size");
+  positive(hidden_size, "hidden_size");
+  positive(intermediate_size, "intermediate_size");
+  positive(num_hidden_layers, "num_hidden_layers");
+  positive(num_attention_heads, "num_attention_heads");
+  positive(num_key_value_heads, "num_key_value_heads");
+  positive(max_position_embeddings, "max_position_embeddings");
+  if (hidden_size % num_attention_heads != 0)
+    ASC_FAIL("{}: model.hidden_size ({}) is not divisible by model.num_attention_heads ({})",
+             where, hidden_size, num_attention_heads);
+  if (head_dim() % 2 != 0)
+    ASC_FAIL("{}: head dimension hidden_size/num_attention_heads = {} must be even for rotary",
+             where, head_dim());
+  if (num_attention_heads % num_key_value_heads != 0)
+    ASC_FAIL("{}: model.num_attention_heads ({}) is not divisible by model.num_key_value_heads ({})",
+             where, num_attention_heads, num_key_value_heads);
+  if (!(rms_norm_eps > 0)) ASC_FAIL("{}: model.rms_norm_eps must be > 0", where);
+  if (!(rope_theta > 0)) ASC_FAIL("{}: model.rope_theta must be > 0", where);
+}
+
+namespace {
+LlamaConfig make(int64_t d, int64_t layers, int64_t heads, int64_t kv, int64_t inter, int64_t vocab,
+                 double theta, int64_t max_pos, double eps) {
+  LlamaConfig c;
+  c.hidden_size = d, c.num_hidden_layers = layers, c.num_attention_heads = heads;
+  c.num_key_value_heads = kv, c.intermediate_size = inter, c.vocab_size = vocab;
+  c.rope_theta = theta, c.max_position_embeddings = max_pos, c.rms_norm_eps = eps;
+  return c;
+}
+
+const std::map<std::string, LlamaConfig>& presets() {
+  static const std::map<std::string, LlamaConfig> p = [] {
+    std::map<std::string, LlamaConfig> m;
+    m["llama-7b"] = make(4096, 32, 32, 32, 11008, 32000, 1e4, 2048, 1e-6);
+    m["llama-13b"] = make(5120, 40, 40, 40, 13824, 32000, 1e4, 2048, 1e-6);
+    m["llama2-7b"] = make(4096, 32, 32, 32, 11008, 32000, 1e4, 4096, 1e-5);
+    m["llama2-13b"] = make(5120, 40, 40, 40, 13824, 32000, 1e4, 4096, 1e-5);
+    auto mistral = make(4096, 32, 32, 8, 14336, 32768, 1e6, 32768, 1e-5);
+    mistral.model_type = "mistral";
+    m["mistral-7b"] = mistral;
+    // CPU-sized members of the family for demos and tests.
+    m["tiny"] = make(64, 2, 4, 4, 176, 256, 1e4, 512, 1e-5);
+    m["tiny-gqa"] = make(64, 2, 4, 2, 176, 256, 1e4, 512, 1e-5);
+    m["small"] = make(512, 8, 8, 8, 1376, 32000, 1e4, 2048, 1e-5);  // benchmark size
+    return m;
+  }();
+  return p;
+}
+}  // namespace
+
+std::vector<std::string> llama_preset_names() {
+  std::vector<std::string> names;
+  for (const auto& [k, _] : presets()) names.push_back(k);
+  return names;
+}
+
+LlamaConfig llama_preset(const std::string& name) {
+  auto it = presets().find(name);
+  if (it == presets().end()) {
+    std::string near = closest_match(name, llama_preset_names());
+    ASC_FAIL_HINT(near.empty() ? "" : "did you mean " + near + "?",
+                  "unknown model preset '{}' (known: {})", name,
+                  fmt::join(llama_preset_names(), ", "));
+  }
+  return it->second;
+}
+
+LlamaConfig llama_config_from_hf_json(const nlohmann::json& j, const std::string& where) {
+  LlamaConfig c;
+  try {
+    c.model_type = j.value("model_type", std::string("llama"));
+    if (c.model_type != "llama" && c.model_type != "mistral")
+      ASC_FAIL("{}: model_type '{}' is not a LLaMA-family model (llama, mistral)", where,
+               c.model_type);
+    auto req = [&](const char* key) -> const nlohmann::json& {
+      if (!j.contains(key)) ASC_FAIL("{}: missing field '{}'", where, key);
+      return j.at(key);
+    };
+    c.vocab_size = req("vocab_size").get<int64_t>();
+    c.hidden_size = req("hidden_size").get<int64_t>();
+    c.intermediate_size = req("intermediate_size").get<int64_t>();
+    c.num_hidden_layers = req("num_hidden_layers").get<int64_t>();
+    c.num_attention_heads = req("num_attention_heads").get<int64_t>();
+    c.num_key_value_heads = j.value("num_key_value_heads", c.num_attention_heads);
+    if (j.contains("num_key_value_heads") && j["num_key_value_heads"].is_null())
+      c.num_key_value_heads = c.num_attention_heads;
+    c.max_position_embeddings = j.value("max_position_embeddings", int64_t(2048));
+    c.rms_norm_eps = j.value("rms_norm_eps", 1e-6);
+    c.rope_theta = j.value("rope_theta", 10000.0);
+    c.tie_word_embeddings = j.value("tie_word_embeddings", false);
+    if (j.contains("bos_token_id") && j["bos_token_id"].is_number())
+      c.bos_token_id = j["bos_token_id"].get<int64_t>();
+    if (j.contains("eos_token_id") && j["eos_token_id"].is_number())
+      c.eos_token_id = j["eos_token_id"].get<int64_t>();
+    // Newer transformers write "dtype", older "torch_dtype"; read both.
+    for (const char* k : {"dtype", "torch_dtype"})
+      if (j.contains(k) && j[k].is_string()) c.torch_dtype = j[k].get<std::string>();
+    if (j.contains("rope_scaling") && !j["rope_scaling"].is_null())
+      ASC_FAIL_HINT("only LLaMA-1/2 and Mistral rotary are implemented",
+                    "{}: rope_scaling {} is not supported", where, j["rope_scaling"].dump());
+    if (j.value("attention_bias", false) || j.value("mlp_bias", false))
+      ASC_FAIL("{}: attention_bias / mlp_bias are not supported (LLaMA has no biases)", where);
+    if (j.contains("hidden_act") && j["hidden_act"] != "silu")
+      ASC_FAIL("{}: hidden_act {} is not supported (only silu)", where, j["hidden_act"].dump());
+    if (j.contains("head_dim") && j["head_dim"].is_number() &&
+        j["head_dim"].get<int64_t>() != c.hidden_size / std::max<int64_t>(1, c.num_attention_heads))
+      ASC_FAIL("{}: head_dim {} != hidden_size/num_attention_heads is not supported", where,
+               j["head_dim"].get<int64_t>());
+  } catch (const nlohmann::json::exception& e) {
+    ASC_FAIL("{}: malformed config: {}", where, e.what());
+  }
+  c.validate(where);
+  return c;
+}
+
+nlohmann::json llama_config_to_hf_json(const LlamaConfig& c) {
+  const bool mistral = c.model_type == "mistral";
+  nlohmann::json j;
+  j["architectures"] = {mistral ? "MistralForCausalLM" : "LlamaForCausalLM"};
+  j["model_type"] = c.model_type;
+  j["vocab_size"] = c.vocab_size;
+  j["hidden_size"] = c.hidden_size;
+  j["intermediate_size"] = c.intermediate_size;
+  j["num_hidden_layers"] = c.num_hidden_layers;
+  j["num_attention_heads"] = c.num_attention_heads;
+  j["num_key_value_heads"] = c.num_key_value_heads;
+  j["head_dim"] = c.head_dim();
+  j["max_position_embeddings"] = c.max_position_embeddings;
+  j["rms_norm_eps"] = c.rms_norm_eps;
+  j["rope_theta"] = c.rope_theta;
+  j["rope_scaling"] = nullptr;
+  j["tie_word_embeddings"] = c.tie_word_embeddings;
+  j["hidden_act"] = "silu";
+  j["initializer_range"] = 0.02;
+  j["attention_dropout"] = 0.0;
+  if (!mistral) j["attention_bias"] = false, j["mlp_bias"] = false, j["pretraining_tp"] = 1;
+  if (mistral) j["sliding_window"] = nullptr;
+  j["bos_token_id"] = c.bos_token_id;
+  j["eos_token_id"] = c.eos_token_id;
+  j["use_cache"] = true;
+  j["torch_dtype"] = c.torch_dtype;
+  return j;
+}
+
+}  // namespace asc

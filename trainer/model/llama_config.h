@@ -1,0 +1,51 @@
+// llama_config.h — the LLaMA decoder family's hyper-parameters, named exactly as Hugging Face's
+// LlamaConfig (config.json), the built-in presets, and the arithmetic derived from them
+// (parameter counts, training FLOPs per token). No libtorch here: recipes and tools use it too.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace asc {
+
+struct LlamaConfig {
+  std::string model_type = "llama";  // "llama" or "mistral" (same tensors, other class name)
+  int64_t vocab_size = 32000;
+  int64_t hidden_size = 4096;
+  int64_t intermediate_size = 11008;
+  int64_t num_hidden_layers = 32;
+  int64_t num_attention_heads = 32;
+  int64_t num_key_value_heads = 32;
+  int64_t max_position_embeddings = 2048;
+  double rms_norm_eps = 1e-6;
+  double rope_theta = 10000.0;
+  bool tie_word_embeddings = false;
+  int64_t bos_token_id = 1;
+  int64_t eos_token_id = 2;
+  std::string torch_dtype = "float32";  // dtype written to / read from config.json
+
+  int64_t head_dim() const { return hidden_size / num_attention_heads; }
+  // Parameters of the whole model (embedding and head included; the head once when tied).
+  int64_t num_parameters() const;
+  // Parameters excluding the input embedding (the "N" of 6·N·tokens; the LM head counts).
+  int64_t num_parameters_no_embedding() const;
+  // Training FLOPs per token at sequence length T: 6·N (N without embedding) + 12·L·d·T.
+  double train_flops_per_token(int64_t seq_len) const;
+
+  // Throws asc::Error naming the field when the shape arithmetic is impossible.
+  void validate(const std::string& where) const;
+};
+
+// Built-in presets: llama-7b, llama-13b, llama2-7b, llama2-13b, mistral-7b, and CPU-sized
+// tiny / tiny-gqa / small. Throws naming the closest preset for an unknown name.
+LlamaConfig llama_preset(const std::string& name);
+std::vector<std::string> llama_preset_names();
+
+// Hugging Face config.json <-> LlamaConfig. from_hf_json rejects architectures we do not run.
+LlamaConfig llama_config_from_hf_json(const nlohmann::json& j, const std::string& where);
+nlohmann::json llama_config_to_hf_json(const LlamaConfig& c);
+
+}  // namespace asc

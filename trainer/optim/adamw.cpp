@@ -1,0 +1,72 @@
+#include "optim/adamw.h"
+
+#include <cmath>
+
+#include <ATen/ATen.h>
+#include <torch/autograd.h>
+
+#include "common/error.h"
+
+namespace asc {
+
+AdamW::AdamW(std::vector<std::string> names, std::vector<at::Tensor> params, AdamWOptions opt,
+             std::vector<at::Tensor> master)
+    : names_(std::move(names)), params_(std::move(params)), opt_(opt) {
+  ASC_CHECK(master.empty() || master.size() == params_.size(), "AdamW: {} master weights for {} "
+            "parameters", master.size(), params_.size());
+  ASC_CHECK(names_.size() == params_.size(), "AdamW: {} names for {} parameters", names_.size(),
+            params_.size());
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const auto& p = params_[i];
+    if (!master.empty()) master_.push_back(master[i].detach().to(at::kFloat).contiguous());
+    else if (p.scalar_type() == at::kFloat) master_.push_back(p);
+    else master_.push_back(p.detach().to(at::kFloat));
+    m_.push_back(at::zeros_like(master_.back()));
+    v_.push_back(at::zeros_like(master_.back()));
+    decay_.push_back(names_[i].find("norm") == std::string::npos);
+  }
+}
+
+double AdamW::grad_norm() const {
+  torch::NoGradGuard no_grad;
+  std::vector<at::Tensor> norms;
+  for (const auto& p : params_)
+    if (p.grad().defined()) norms.push_back(p.grad().to(at::kFloat).norm(2));
+  if (norms.empty()) return 0.0;
+  return at::stack(norms).norm(2).item<double>();
+}
+
+double clip_factor(double grad_norm, double max_norm) {
+  if (max_norm <= 0) return 1.0;
+  return std::min(1.0, max_norm / (grad_norm + 1e-6));
+}
+
+void AdamW::step(double lr, double grad_scale) {
+  torch::NoGradGuard no_grad;
+  ++step_;
+  const double bc1 = 1.0 - std::pow(opt_.beta1, double(step_));
+  const double bc2 = 1.0 - std::pow(opt_.beta2, double(step_));
+  const double step_size = lr / bc1;
+  const double bc2_sqrt = std::sqrt(bc2);
+  for (size_t i = 0; i < params_.size(); ++i) {
+    auto& p = params_[i];
+    if (!p.grad().defined()) continue;
+    at::Tensor g = p.grad().to(at::kFloat);
+    if (grad_scale != 1.0) g = g * grad_scale;
+    auto& w = master_[i];
+    if (decay_[i] && opt_.weight_decay != 0) w.mul_(1.0 - lr * opt_.weight_decay);
+    m_[i].lerp_(g, 1.0 - opt_.beta1);  // torch's AdamW uses lerp for the first moment
+    v_[i].mul_(opt_.beta2).addcmul_(g, g, 1.0 - opt_.beta2);
+    auto denom = (v_[i].sqrt() / bc2_sqrt).add_(opt_.eps);
+    w.addcdiv_(m_[i], denom, -step_size);
+    if (!w.is_same(p)) p.copy_(w);  // bf16: round the master into the compute copy
+  }
+}
+
+void AdamW::zero_grad() {
+  for (auto& p : params_)
+    if (p.grad().defined()) p.mutable_grad() = at::Tensor();
+}
+
+}  // namespace asc

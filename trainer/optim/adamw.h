@@ -1,0 +1,50 @@
+// adamw.h — AdamW with torch.optim.AdamW's semantics (decoupled weight decay p -= lr·wd·p before
+// the Adam step, bias correction, eps added after the bias-corrected sqrt), global-norm gradient
+// clipping, and fp32 master weights when the model computes in bf16.
+//
+// Contract: params are the model's parameters in a fixed order; after backward, step() reads
+// their .grad(), updates the fp32 master copy (the parameter itself in fp32 mode) and writes the
+// compute-dtype parameter. Parameters named with "norm" get no weight decay (the Hugging Face
+// Trainer's default exclusion). Single-threaded caller.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <ATen/Tensor.h>
+
+namespace asc {
+
+struct AdamWOptions {
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
+};
+
+class AdamW {
+ public:
+  // `master`: fp32 starting weights when params are bf16 (taken before the cast, so no
+  // precision is lost); empty = params are fp32 and are their own master.
+  AdamW(std::vector<std::string> names, std::vector<at::Tensor> params, AdamWOptions opt,
+        std::vector<at::Tensor> master = {});
+  // L2 norm over all gradients (fp32 accumulation), before clipping.
+  double grad_norm() const;
+  // One update at learning rate lr, gradients scaled by grad_scale (the clip factor).
+  void step(double lr, double grad_scale = 1.0);
+  void zero_grad();
+  int64_t steps() const { return step_; }
+  const std::vector<at::Tensor>& master() const { return master_; }
+  const std::vector<std::string>& names() const { return names_; }
+  const std::vector<at::Tensor>& exp_avg() const { return m_; }
+  const std::vector<at::Tensor>& exp_avg_sq() const { return v_; }
+
+ private:
+  std::vector<std::string> names_;
+  std::vector<at::Tensor> params_, master_, m_, v_;
+  std::vector<bool> decay_;
+  AdamWOptions opt_;
+  int64_t step_ = 0;
+};
+
+// torch.nn.utils.clip_grad_norm_'s factor: min(1, max_norm / (norm + 1e-6)); 1 when disabled.
+double clip_factor(double grad_norm, double max_norm);
+
+}  // namespace asc

@@ -1,0 +1,163 @@
+// train.cpp — build model, optimizer, data and run directory; loop (step, log, save); finish.
+#include "train.h"
+
+#include <chrono>
+#include <filesystem>
+
+#include <ATen/Parallel.h>
+#include <torch/autograd.h>
+#include <torch/utils.h>
+
+#include "checkpoint/hf_io.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "data/demo_corpus.h"
+#include "metrics/metrics.h"
+#include "model/llama.h"
+#include "optim/adamw.h"
+#include "optim/schedule.h"
+
+namespace asc {
+namespace {
+
+// Global batches from the corpus: epoch after epoch, each a fresh seeded permutation; the
+// remainder of an epoch that does not fill a global batch is dropped (as the HF Trainer does).
+class DemoBatches {
+ public:
+  DemoBatches(const Recipe& r, int64_t vocab)
+      : corpus_(vocab, r.data.seq_len, r.data.demo_samples, uint64_t(r.train.seed)),
+        global_(r.train.global_batch_size), seed_(uint64_t(r.train.seed)) {
+    ASC_CHECK(corpus_.size() >= global_, "{}: data.demo_samples ({}) < train.global_batch_size ({})",
+              r.where("data.demo_samples"), corpus_.size(), global_);
+  }
+  int64_t steps_per_epoch() const { return corpus_.size() / global_; }
+  at::Tensor global_batch(int64_t step) {  // [G, T] int64
+    const int64_t epoch = step / steps_per_epoch(), offset = (step % steps_per_epoch()) * global_;
+    if (epoch != order_epoch_) order_ = epoch_order(corpus_.size(), seed_, epoch), order_epoch_ = epoch;
+    auto batch = at::empty({global_, corpus_.seq_len()}, at::kLong);
+    for (int64_t j = 0; j < global_; ++j)
+      corpus_.sample(order_[size_t(offset + j)], batch[j].data_ptr<int64_t>());
+    return batch;
+  }
+
+ private:
+  DemoCorpus corpus_;
+  int64_t global_;
+  uint64_t seed_;
+  std::vector<int64_t> order_;
+  int64_t order_epoch_ = -1;
+};
+
+LlamaForCausalLM build_model(const Recipe& r) {
+  LlamaConfig config = r.model.init_from.empty() ? *r.preset_model_config()
+                                                 : read_hf_config(r.model.init_from);
+  if (r.data.seq_len > config.max_position_embeddings)
+    ASC_FAIL("{}: data.seq_len ({}) exceeds max_position_embeddings ({}) of the model",
+             r.where("data.seq_len"), r.data.seq_len, config.max_position_embeddings);
+  torch::manual_seed(uint64_t(r.train.seed));
+  LlamaForCausalLM model(config);
+  model->init_weights();
+  if (!r.model.init_from.empty()) load_hf_weights(r.model.init_from, model);
+  return model;
+}
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+TrainResult train(const Recipe& r) {
+  if (r.data.corpus != "demo")
+    ASC_FAIL_HINT("use data.corpus: demo until the HDF5 corpus reader lands",
+                  "{}: data.corpus '{}': only the built-in demo corpus is implemented so far",
+                  r.where("data.corpus"), r.data.corpus);
+  if (r.world_size != 1)
+    ASC_FAIL("multi-rank training (parallel.mode {}) is not implemented yet; run one process",
+             r.parallel.mode);
+  if (r.train.threads > 0) at::set_num_threads(int(r.train.threads));
+
+  // --- model, compute dtype, optimizer ------------------------------------------------------
+  LlamaForCausalLM model = build_model(r);
+  const LlamaConfig& config = model->config();
+  NamedTensors named = hf_named_tensors(model);
+  std::vector<std::string> names;
+  std::vector<at::Tensor> params, master;
+  for (auto& [n, p] : named) names.push_back(n), master.push_back(p.detach().clone());
+  const bool bf16 = r.train.dtype == "bf16";
+  if (bf16) model->to(torch::kBFloat16);
+  for (auto& p : model->named_parameters()) params.push_back(p.value());
+  AdamW opt(names, params,
+            {r.train.beta1, r.train.beta2, r.train.eps, r.train.weight_decay},
+            bf16 ? master : std::vector<at::Tensor>{});
+  master.clear();
+
+  // --- data and schedule --------------------------------------------------------------------
+  DemoBatches data(r, config.vocab_size);
+  const int64_t total_steps =
+      r.train.max_steps > 0 ? r.train.max_steps
+                            : int64_t(std::ceil(r.train.epochs * double(data.steps_per_epoch())));
+  LrSchedule sched{r.train.lr_schedule, r.train.lr,
+                   warmup_steps_from_ratio(total_steps, r.train.warmup_ratio), total_steps};
+
+  // --- run directory --------------------------------------------------------------------------
+  const std::string run_dir = r.checkpoint.dir;
+  std::filesystem::create_directories(run_dir);
+  write_file_atomic(run_dir + "/recipe.yaml", recipe_to_yaml(r));
+  MetricsLogger metrics(run_dir, r.logging.tensorboard, r.logging.progress);
+  const double flops_per_token = config.train_flops_per_token(r.data.seq_len);
+  const double peak_tflops = r.logging.peak_tflops;  // 0: unknown on CPU
+
+  auto save = [&](int64_t step, double loss) {
+    std::string state = fmt::format(
+        "{{\"step\": {}, \"samples\": {}, \"loss\": {}, \"world_size\": 1, \"dtype\": \"{}\"}}\n",
+        step, step * r.train.global_batch_size, loss, r.train.dtype);
+    save_step_checkpoint(run_dir, step, config, [&] {
+      NamedTensors m;
+      for (size_t i = 0; i < names.size(); ++i) m.emplace_back(names[i], opt.master()[i]);
+      return m;
+    }(), state);
+  };
+
+  // --- the loop -----------------------------------------------------------------------------
+  TrainResult result;
+  result.run_dir = run_dir;
+  const int64_t micro = r.train.micro_batch_size;
+  const double t_start = now_s();
+  int64_t tokens_seen = 0;
+  for (int64_t k = 0; k < total_steps; ++k) {
+    const double t0 = now_s();
+    at::Tensor batch = data.global_batch(k);  // labels = inputs (shifted inside the loss)
+    const int64_t targets = count_targets(batch);
+    double loss_sum = 0;
+    for (int64_t a = 0; a < r.grad_accum_steps; ++a) {
+      at::Tensor ids = batch.slice(0, a * micro, (a + 1) * micro);
+      at::Tensor loss = causal_lm_loss_sum(model(ids), ids) / double(targets);
+      loss.backward();
+      loss_sum += loss.item<double>();
+    }
+    const double gnorm = opt.grad_norm();
+    const double lr = sched.lr_at(k);
+    opt.step(lr, clip_factor(gnorm, r.train.max_grad_norm));
+    opt.zero_grad();
+
+    const double dt = now_s() - t0;
+    tokens_seen += targets;
+    StepMetrics m;
+    m.step = k + 1, m.total_steps = total_steps, m.loss = loss_sum, m.lr = lr, m.grad_norm = gnorm;
+    m.tokens_per_s = double(batch.numel()) / dt;
+    m.tflops = flops_per_token * m.tokens_per_s / 1e12;
+    m.mfu = peak_tflops > 0 ? m.tflops / peak_tflops : -1;
+    m.tokens = tokens_seen, m.elapsed_s = now_s() - t_start;
+    metrics.log(m);
+    result.losses.push_back(loss_sum);
+    if (r.checkpoint.every_steps > 0 && (k + 1) % r.checkpoint.every_steps == 0 && k + 1 < total_steps)
+      save(k + 1, loss_sum);
+  }
+  metrics.finish();
+  save(total_steps, result.losses.empty() ? 0.0 : result.losses.back());
+  result.steps = total_steps;
+  return result;
+}
+
+}  // namespace asc
