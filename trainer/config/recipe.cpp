@@ -237,7 +237,7 @@ void apply_map(const YAML::Node& node, const std::string& prefix, const std::str
     if (!fresh)
       ASC_FAIL("{}: {}: duplicate key (first set on line {})", where, path, pos->second);
     if (const Field* f = schema.find(path)) {
-      f->set(v, mark_of(file, v.Mark().line >= 0 ? v.Mark() : k.Mark()));
+      f->set(v, mark_of(file, v.IsNull() ? k.Mark() : v.Mark()));
     } else if (schema.is_section(path)) {
       if (v.IsNull()) continue;  // an empty section keeps its defaults
       if (!v.IsMap()) ASC_FAIL("{}: {}: is a section; expected a mapping of keys", where, path);
