@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM
 model_dir, ours_path = sys.argv[1], sys.argv[2]
 atol = float(sys.argv[3]) if len(sys.argv) > 3 else 1e-4
 ours = load_file(ours_path)
-model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32,
+model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32,
                                              attn_implementation="eager").eval()
 with torch.no_grad():
     logits = model(input_ids=ours["input_ids"]).logits.float()

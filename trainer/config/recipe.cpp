@@ -6,12 +6,7 @@
 #include <set>
 #include <sstream>
 
-// gcc 12 reports false -Wdangling-pointer positives inside yaml-cpp's own headers.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpragmas"
-#pragma GCC diagnostic ignored "-Wdangling-pointer"
 #include <yaml-cpp/yaml.h>
-#pragma GCC diagnostic pop
 
 #include "common/error.h"
 #include "common/strings.h"
@@ -228,8 +223,9 @@ void apply_map(const YAML::Node& node, const std::string& prefix, const std::str
                const Schema& schema) {
   std::map<std::string, int> seen;  // key -> line
   for (auto it = node.begin(); it != node.end(); ++it) {
-    const YAML::Node& k = it->first;
-    const YAML::Node& v = it->second;
+    // Copies, not references: it->first lives in a proxy that dies with the expression.
+    const YAML::Node k = it->first;
+    const YAML::Node v = it->second;
     std::string where = mark_of(file, k.Mark());
     if (!k.IsScalar()) ASC_FAIL("{}: keys under '{}' must be plain names", where, prefix);
     std::string path = prefix.empty() ? k.Scalar() : prefix + "." + k.Scalar();
@@ -266,7 +262,8 @@ void apply_override(const std::string& text, const Schema& schema) {
   } catch (const YAML::Exception& e) {
     ASC_FAIL("{}: {}: cannot parse value: {}", where, path, e.msg);
   }
-  if (v.IsNull() && !value.empty() && value != "~" && value != "null") v = YAML::Node(value);
+  // "key=" sets an empty string (e.g. model.preset= to switch to model.init_from).
+  if (v.IsNull() && value != "~" && value != "null") v = YAML::Node(value);
   f->set(v, where);
 }
 

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The CLI as a user meets it: --version, --help, --print-config round trip, one-line errors
+# with exit status 1, a short training run, and export loaded by transformers.
+# Usage: cli_test.sh ASCLEPIUS_BIN SOURCE_DIR PYTHON
+set -uo pipefail
+bin=$1 src=$2 py=$3
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+fails=0 passes=0
+check() {  # check NAME CONDITION-COMMAND...
+  local name=$1; shift
+  if "$@"; then passes=$((passes + 1)); else echo "FAIL: $name"; fails=$((fails + 1)); fi
+}
+# expect_error NAME PATTERN CMD...: exit status 1, exactly one line on stderr, matching PATTERN.
+expect_error() {
+  local name=$1 pattern=$2; shift 2
+  "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?
+  local lines; lines=$(wc -l <"$tmp/err")
+  if [[ $rc -eq 1 && $lines -eq 1 ]] && grep -qF -- "$pattern" "$tmp/err"; then
+    passes=$((passes + 1))
+  else
+    echo "FAIL: $name (rc=$rc, $lines stderr lines)"; cat "$tmp/err"; fails=$((fails + 1))
+  fi
+}
+
+"$bin" --version >"$tmp/v"
+check "--version names libtorch" grep -q "^libtorch 2\." "$tmp/v"
+check "--version names CUDA" grep -q "^CUDA: " "$tmp/v"
+check "--version names MPI" grep -q "^MPI: " "$tmp/v"
+check "train --help" "$bin" train --help >/dev/null
+check "export --help" "$bin" export --help >/dev/null
+
+# --print-config: resolved recipe; printing the printed recipe gives the same text.
+"$bin" train "$src/recipes/demo/tiny.yaml" train.lr=5e-4 --print-config >"$tmp/a.yaml"
+"$bin" train "$tmp/a.yaml" --print-config >"$tmp/b.yaml"
+check "print-config round trip" cmp -s "$tmp/a.yaml" "$tmp/b.yaml"
+check "print-config applies override" grep -q "lr: 0.0005" "$tmp/a.yaml"
+
+printf 'model:\n  preset: tiny\ntrain:\n  warmup: 0.1\n' >"$tmp/bad.yaml"
+expect_error "unknown key" "bad.yaml:4: train.warmup: unknown key; did you mean train.warmup_ratio?" \
+  "$bin" train "$tmp/bad.yaml"
+expect_error "bad override" "train.lr: expected a number, got 'x'" \
+  "$bin" train "$src/recipes/demo/tiny.yaml" train.lr=x
+expect_error "missing init_from" "no config.json" \
+  "$bin" train "$src/recipes/demo/tiny.yaml" model.preset= model.init_from=$tmp/nowhere \
+  checkpoint.dir=$tmp/run0
+expect_error "export of nothing" "neither a run directory" "$bin" export "$tmp" --out "$tmp/x"
+
+# Short run, then export: loads in transformers, weights equal the checkpoint's (bf16-rounded).
+"$bin" train "$src/recipes/demo/tiny.yaml" train.max_steps=6 checkpoint.every_steps=3 \
+  checkpoint.dir="$tmp/run" logging.progress=false >"$tmp/train.out" 2>"$tmp/train.err"
+check "train exits 0" test $? -eq 0
+check "train writes metrics" test "$(wc -l <"$tmp/run/metrics.jsonl")" -eq 6
+check "latest names the last step" grep -qx "step-0000006" "$tmp/run/latest"
+"$bin" export "$tmp/run" --out "$tmp/hf" >/dev/null
+check "export exits 0" test $? -eq 0
+check "export is one file" test -f "$tmp/hf/model.safetensors" -a ! -f "$tmp/hf/model.safetensors.index.json"
+check "export loads in transformers" "$py" "$src/tests/oracle/check_hf_dir.py" "$tmp/hf" \
+  "$tmp/run/step-0000006" bfloat16
+"$bin" export "$tmp/run/step-0000003" --out "$tmp/hf3" --dtype fp32 --max-shard-size 20KB >/dev/null
+check "sharded fp32 export of an older step loads" "$py" "$src/tests/oracle/check_hf_dir.py" \
+  "$tmp/hf3" "$tmp/run/step-0000003" float32
+expect_error "bad shard size" "unknown unit 'XB'" "$bin" export "$tmp/run" --out "$tmp/hf4" --max-shard-size 5XB
+
+# Continue from the export with model.init_from: the architecture comes from config.json.
+"$bin" train "$src/recipes/demo/tiny.yaml" model.preset= model.init_from="$tmp/hf3" \
+  train.max_steps=2 checkpoint.dir="$tmp/run2" logging.progress=false >/dev/null 2>&1
+check "init_from an export trains" grep -qx "step-0000002" "$tmp/run2/latest"
+
+echo "$passes passed, $fails failed"
+[[ $fails -eq 0 ]]
