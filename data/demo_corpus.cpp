@@ -18,7 +18,8 @@ DemoCorpus::DemoCorpus(int64_t vocab_size, int64_t seq_len, int64_t num_samples,
   successors_.resize(size_t(vocab_) * 4);
   for (int64_t t = 0; t < vocab_; ++t)
     for (int k = 0; k < 4; ++k)
-      successors_[size_t(t) * 4 + k] = int32_t(mix(seed_ ^ mix(uint64_t(t) * 4 + k)) % uint64_t(vocab_));
+      successors_[size_t(t) * 4 + k] =
+          int32_t(mix(seed_ ^ mix(uint64_t(t) * 4 + k)) % uint64_t(vocab_));
 }
 
 void DemoCorpus::sample(int64_t i, int64_t* out) const {

@@ -11,6 +11,8 @@
 #include "checkpoint/hf_io.h"
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/host_memory.h"
+#include "common/stop_signal.h"
 #include "data/demo_corpus.h"
 #include "metrics/metrics.h"
 #include "model/llama.h"
@@ -26,14 +28,17 @@ class DemoBatches {
  public:
   DemoBatches(const Recipe& r, int64_t vocab)
       : corpus_(vocab, r.data.seq_len, r.data.demo_samples, uint64_t(r.train.seed)),
-        global_(r.train.global_batch_size), seed_(uint64_t(r.train.seed)) {
-    ASC_CHECK(corpus_.size() >= global_, "{}: data.demo_samples ({}) < train.global_batch_size ({})",
+        global_(r.train.global_batch_size),
+        seed_(uint64_t(r.train.seed)) {
+    ASC_CHECK(corpus_.size() >= global_,
+              "{}: data.demo_samples ({}) < train.global_batch_size ({})",
               r.where("data.demo_samples"), corpus_.size(), global_);
   }
   int64_t steps_per_epoch() const { return corpus_.size() / global_; }
   at::Tensor global_batch(int64_t step) {  // [G, T] int64
     const int64_t epoch = step / steps_per_epoch(), offset = (step % steps_per_epoch()) * global_;
-    if (epoch != order_epoch_) order_ = epoch_order(corpus_.size(), seed_, epoch), order_epoch_ = epoch;
+    if (epoch != order_epoch_)
+      order_ = epoch_order(corpus_.size(), seed_, epoch), order_epoch_ = epoch;
     auto batch = at::empty({global_, corpus_.seq_len()}, at::kLong);
     for (int64_t j = 0; j < global_; ++j)
       corpus_.sample(order_[size_t(offset + j)], batch[j].data_ptr<int64_t>());
@@ -49,8 +54,8 @@ class DemoBatches {
 };
 
 LlamaForCausalLM build_model(const Recipe& r) {
-  LlamaConfig config = r.model.init_from.empty() ? *r.preset_model_config()
-                                                 : read_hf_config(r.model.init_from);
+  LlamaConfig config =
+      r.model.init_from.empty() ? *r.preset_model_config() : read_hf_config(r.model.init_from);
   if (r.data.seq_len > config.max_position_embeddings)
     ASC_FAIL("{}: data.seq_len ({}) exceeds max_position_embeddings ({}) of the model",
              r.where("data.seq_len"), r.data.seq_len, config.max_position_embeddings);
@@ -76,6 +81,8 @@ TrainResult train(const Recipe& r) {
     ASC_FAIL("multi-rank training (parallel.mode {}) is not implemented yet; run one process",
              r.parallel.mode);
   if (r.train.threads > 0) at::set_num_threads(int(r.train.threads));
+  if (r.train.cache_host_memory && !cache_host_memory())
+    fmt::print(stderr, "warning: the C library refused the host-memory cache settings\n");
 
   // --- model, compute dtype, optimizer ------------------------------------------------------
   LlamaForCausalLM model = build_model(r);
@@ -87,8 +94,7 @@ TrainResult train(const Recipe& r) {
   const bool bf16 = r.train.dtype == "bf16";
   if (bf16) model->to(torch::kBFloat16);
   for (auto& p : model->named_parameters()) params.push_back(p.value());
-  AdamW opt(names, params,
-            {r.train.beta1, r.train.beta2, r.train.eps, r.train.weight_decay},
+  AdamW opt(names, params, {r.train.beta1, r.train.beta2, r.train.eps, r.train.weight_decay},
             bf16 ? master : std::vector<at::Tensor>{});
   master.clear();
 
@@ -112,11 +118,14 @@ TrainResult train(const Recipe& r) {
     std::string state = fmt::format(
         "{{\"step\": {}, \"samples\": {}, \"loss\": {}, \"world_size\": 1, \"dtype\": \"{}\"}}\n",
         step, step * r.train.global_batch_size, loss, r.train.dtype);
-    save_step_checkpoint(run_dir, step, config, [&] {
-      NamedTensors m;
-      for (size_t i = 0; i < names.size(); ++i) m.emplace_back(names[i], opt.master()[i]);
-      return m;
-    }(), state);
+    save_step_checkpoint(
+        run_dir, step, config,
+        [&] {
+          NamedTensors m;
+          for (size_t i = 0; i < names.size(); ++i) m.emplace_back(names[i], opt.master()[i]);
+          return m;
+        }(),
+        state);
   };
 
   // --- the loop -----------------------------------------------------------------------------
@@ -124,6 +133,7 @@ TrainResult train(const Recipe& r) {
   result.run_dir = run_dir;
   const int64_t micro = r.train.micro_batch_size;
   const double t_start = now_s();
+  install_stop_signals();
   int64_t tokens_seen = 0;
   for (int64_t k = 0; k < total_steps; ++k) {
     const double t0 = now_s();
@@ -151,12 +161,15 @@ TrainResult train(const Recipe& r) {
     m.tokens = tokens_seen, m.elapsed_s = now_s() - t_start;
     metrics.log(m);
     result.losses.push_back(loss_sum);
-    if (r.checkpoint.every_steps > 0 && (k + 1) % r.checkpoint.every_steps == 0 && k + 1 < total_steps)
+    result.steps = k + 1;
+    if (stop_signal() != 0) break;  // saved below, like the end of the run
+    if (r.checkpoint.every_steps > 0 && (k + 1) % r.checkpoint.every_steps == 0 &&
+        k + 1 < total_steps)
       save(k + 1, loss_sum);
   }
   metrics.finish();
-  save(total_steps, result.losses.empty() ? 0.0 : result.losses.back());
-  result.steps = total_steps;
+  result.stopped_by_signal = stop_signal();
+  save(result.steps, result.losses.empty() ? 0.0 : result.losses.back());
   return result;
 }
 

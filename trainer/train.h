@@ -11,6 +11,7 @@ struct TrainResult {
   int64_t steps = 0;
   std::vector<double> losses;  // one per optimizer step
   std::string run_dir;
+  int stopped_by_signal = 0;  // SIGINT/SIGTERM/SIGUSR1 received: saved at `steps` and stopped
 };
 
 TrainResult train(const Recipe& recipe);

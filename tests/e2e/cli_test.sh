@@ -66,5 +66,18 @@ expect_error "bad shard size" "unknown unit 'XB'" "$bin" export "$tmp/run" --out
   train.max_steps=2 checkpoint.dir="$tmp/run2" logging.progress=false >/dev/null 2>&1
 check "init_from an export trains" grep -qx "step-0000002" "$tmp/run2/latest"
 
+# SIGTERM mid-run: the step in flight finishes, a checkpoint is saved, `latest` names it,
+# exit status 128+15 and one line saying so.
+"$bin" train "$src/recipes/demo/tiny.yaml" train.max_steps=1000000 checkpoint.dir="$tmp/sig" \
+  logging.progress=false >/dev/null 2>"$tmp/sig.err" &
+pid=$!
+for _ in $(seq 600); do [[ -f "$tmp/sig/metrics.jsonl" && $(wc -l <"$tmp/sig/metrics.jsonl") -ge 3 ]] && break; sleep 0.1; done
+kill -TERM $pid; wait $pid; rc=$?
+check "SIGTERM exits 143" test $rc -eq 143
+steps=$(wc -l <"$tmp/sig/metrics.jsonl")
+check "SIGTERM saves the last finished step" grep -qx "$(printf 'step-%07d' "$steps")" "$tmp/sig/latest"
+check "SIGTERM says where" grep -q "stopped by SIGTERM after step $steps; checkpoint saved" "$tmp/sig.err"
+check "SIGTERM checkpoint exports" "$bin" export "$tmp/sig" --out "$tmp/sig_hf"
+
 echo "$passes passed, $fails failed"
 [[ $fails -eq 0 ]]

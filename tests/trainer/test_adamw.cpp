@@ -21,7 +21,8 @@ TEST(AdamW, MatchesTorchOptimAdamWOver100Steps) {
   }
   AdamWOptions o{0.9, 0.95, 1e-8, 0.1};
   AdamW opt(names, ours, o);
-  torch::optim::AdamW topt(ref, torch::optim::AdamWOptions(1e-2).betas({0.9, 0.95}).eps(1e-8).weight_decay(0.1));
+  torch::optim::AdamW topt(
+      ref, torch::optim::AdamWOptions(1e-2).betas({0.9, 0.95}).eps(1e-8).weight_decay(0.1));
   for (int step = 0; step < 100; ++step) {
     const double lr = 1e-2 * (1.0 + 0.5 * std::sin(step));
     static_cast<torch::optim::AdamWOptions&>(topt.param_groups()[0].options()).lr(lr);
@@ -54,7 +55,8 @@ TEST(AdamW, NormsGetNoWeightDecay) {
 
 TEST(AdamW, GradNormAndClipFactorMatchClipGradNorm) {
   torch::manual_seed(5);
-  std::vector<at::Tensor> ps = {at::randn({10, 3}).set_requires_grad(true), at::randn({4}).set_requires_grad(true)};
+  std::vector<at::Tensor> ps = {at::randn({10, 3}).set_requires_grad(true),
+                                at::randn({4}).set_requires_grad(true)};
   for (auto& p : ps) p.mutable_grad() = at::randn(p.sizes()) * 3;
   AdamW opt({"a", "b"}, ps, {});
   const double norm = opt.grad_norm();

@@ -40,7 +40,8 @@ TEST(HfIo, PickleCheckpointIsRefusedWithConversionHint) {
 }
 
 TEST(HfIo, NotAModelDirectory) {
-  EXPECT_THAT(load_error(test::temp_dir("empty")), HasSubstr("not a Hugging Face model directory (no config.json)"));
+  EXPECT_THAT(load_error(test::temp_dir("empty")),
+              HasSubstr("not a Hugging Face model directory (no config.json)"));
 }
 
 TEST(HfIo, MissingUnexpectedAndMisshapenTensors) {
@@ -63,7 +64,9 @@ TEST(HfIo, MissingUnexpectedAndMisshapenTensors) {
   NamedTensors bad = all;
   bad[0].second = at::zeros({31, 16});
   save_hf_dir(d3, model->config(), bad, at::kFloat);
-  EXPECT_THAT(load_error(d3), HasSubstr("model.embed_tokens.weight' has shape [31, 16] but config.json implies [32, 16]"));
+  EXPECT_THAT(
+      load_error(d3),
+      HasSubstr("model.embed_tokens.weight' has shape [31, 16] but config.json implies [32, 16]"));
 
   // bf16 round trip keeps values to bf16 precision.
   std::string d4 = test::temp_dir("bf16");
@@ -72,7 +75,8 @@ TEST(HfIo, MissingUnexpectedAndMisshapenTensors) {
   load_hf_weights(d4, back);
   auto a = hf_named_tensors(back);
   for (size_t i = 0; i < all.size(); ++i)
-    EXPECT_TRUE(at::equal(a[i].second, all[i].second.to(at::kBFloat16).to(at::kFloat))) << a[i].first;
+    EXPECT_TRUE(at::equal(a[i].second, all[i].second.to(at::kBFloat16).to(at::kFloat)))
+        << a[i].first;
   EXPECT_EQ(read_hf_config(d4).torch_dtype, "bfloat16");
 }
 
@@ -95,8 +99,9 @@ TEST(HfIo, RejectsUnsupportedArchitectures) {
   std::string d = test::temp_dir("arch");
   write_file_atomic(d + "/config.json", R"({"model_type": "gpt2", "vocab_size": 10})");
   EXPECT_THAT(load_error(d), HasSubstr("model_type 'gpt2' is not a LLaMA-family model"));
-  write_file_atomic(d + "/config.json",
-                    R"({"model_type": "llama", "vocab_size": 10, "hidden_size": 8, "intermediate_size": 8,
+  write_file_atomic(
+      d + "/config.json",
+      R"({"model_type": "llama", "vocab_size": 10, "hidden_size": 8, "intermediate_size": 8,
                         "num_hidden_layers": 1, "num_attention_heads": 2,
                         "rope_scaling": {"type": "linear", "factor": 2.0}})");
   EXPECT_THAT(load_error(d), HasSubstr("rope_scaling"));

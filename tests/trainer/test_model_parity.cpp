@@ -16,7 +16,8 @@ class HfParity : public testing::TestWithParam<std::string> {};
 
 TEST_P(HfParity, LogitsAndLossMatchTransformersAndExportLoadsBack) {
   const std::string dir = test::hf_fixtures() + "/" + GetParam();
-  const std::string ref_dir = test::hf_fixtures() + "/" + (GetParam() == "gqa_sharded" ? "gqa" : GetParam());
+  const std::string ref_dir =
+      test::hf_fixtures() + "/" + (GetParam() == "gqa_sharded" ? "gqa" : GetParam());
   auto expected = st::SafetensorsFile::open(ref_dir + "/expected.safetensors");
   at::Tensor ids = test::load_tensor(*expected, "input_ids");
   at::Tensor labels = test::load_tensor(*expected, "labels");
@@ -29,14 +30,19 @@ TEST_P(HfParity, LogitsAndLossMatchTransformersAndExportLoadsBack) {
   at::Tensor logits = model(ids);
   const double diff = (logits - want_logits).abs().max().item<double>();
   EXPECT_LT(diff, 1e-4) << "max |logits - transformers|";
-  const double loss = causal_lm_loss_sum(logits, labels).item<double>() / double(count_targets(labels));
+  const double loss =
+      causal_lm_loss_sum(logits, labels).item<double>() / double(count_targets(labels));
   EXPECT_NEAR(loss, want_loss, 1e-4);
 
   // Our export (fp32) loads in transformers and reproduces our logits.
   const std::string out = test::temp_dir("export_" + GetParam());
-  save_hf_dir(out, model->config(), hf_named_tensors(model), at::kFloat, /*max_shard_bytes=*/60'000);
-  test::save_tensors(out + "/../ours_" + GetParam() + ".safetensors", {{"input_ids", ids}, {"logits", logits}});
-  EXPECT_EQ(test::run_oracle("check_export.py", out + " " + out + "/../ours_" + GetParam() + ".safetensors 1e-4"), 0);
+  save_hf_dir(out, model->config(), hf_named_tensors(model), at::kFloat,
+              /*max_shard_bytes=*/60'000);
+  test::save_tensors(out + "/../ours_" + GetParam() + ".safetensors",
+                     {{"input_ids", ids}, {"logits", logits}});
+  EXPECT_EQ(test::run_oracle("check_export.py",
+                             out + " " + out + "/../ours_" + GetParam() + ".safetensors 1e-4"),
+            0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Configs, HfParity, testing::Values("gqa", "tied", "gqa_sharded"));

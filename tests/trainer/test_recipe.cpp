@@ -103,8 +103,9 @@ TEST(Recipe, BatchArithmeticNamesEachFactor) {
 }
 
 TEST(Recipe, Overrides) {
-  auto r = load_recipe_text(kBase, "r.yaml", {"train.lr=1e-4", "logging.tensorboard=true",
-                                              "checkpoint.dir=/tmp/x", "model.hidden_size=128"});
+  auto r = load_recipe_text(kBase, "r.yaml",
+                            {"train.lr=1e-4", "logging.tensorboard=true", "checkpoint.dir=/tmp/x",
+                             "model.hidden_size=128"});
   EXPECT_DOUBLE_EQ(r.train.lr, 1e-4);
   EXPECT_TRUE(r.logging.tensorboard);
   EXPECT_EQ(r.checkpoint.dir, "/tmp/x");
@@ -114,7 +115,8 @@ TEST(Recipe, Overrides) {
             "command line override 'train.lrr=1': train.lrr: unknown key; did you mean train.lr?");
   EXPECT_EQ(error_of(kBase, {"train.lr=abc"}),
             "command line override 'train.lr=abc': train.lr: expected a number, got 'abc'");
-  EXPECT_EQ(error_of(kBase, {"train.lr"}), "command line override 'train.lr': expected key.path=value");
+  EXPECT_EQ(error_of(kBase, {"train.lr"}),
+            "command line override 'train.lr': expected key.path=value");
   EXPECT_EQ(error_of(kBase, {"train=1"}),
             "command line override 'train=1': train is a section, not a key");
 }
@@ -125,8 +127,9 @@ TEST(Recipe, ModelSourceRules) {
   EXPECT_THAT(error_of(kBase, {"model.init_from=/x"}), HasSubstr("are exclusive"));
   EXPECT_THAT(error_of(kBase, {"model.preset=lama-7b"}),
               HasSubstr("model.preset: lama-7b is out of range (one of"));
-  EXPECT_THAT(error_of(kBase, {"model.num_key_value_heads=3"}),
-              HasSubstr("model.num_attention_heads (4) is not divisible by model.num_key_value_heads (3)"));
+  EXPECT_THAT(
+      error_of(kBase, {"model.num_key_value_heads=3"}),
+      HasSubstr("model.num_attention_heads (4) is not divisible by model.num_key_value_heads (3)"));
   EXPECT_THAT(error_of(kBase, {"data.seq_len=100000"}),
               HasSubstr("data.seq_len (100000) exceeds model.max_position_embeddings (512)"));
 }

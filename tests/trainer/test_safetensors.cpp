@@ -25,7 +25,8 @@ std::string image(const std::string& header, const std::string& data = "") {
 }
 std::string parse_error(const std::string& bytes) {
   try {
-    st::SafetensorsFile::parse(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "f.st");
+    st::SafetensorsFile::parse(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(),
+                               "f.st");
   } catch (const asc::Error& e) {
     return e.message();
   }
@@ -34,9 +35,9 @@ std::string parse_error(const std::string& bytes) {
 }  // namespace
 
 TEST(Safetensors, RoundTripEveryDtype) {
-  const st::DType all[] = {st::DType::BOOL, st::DType::U8,   st::DType::I8,  st::DType::I16,
-                           st::DType::U16,  st::DType::F16,  st::DType::BF16, st::DType::I32,
-                           st::DType::U32,  st::DType::F32,  st::DType::F64, st::DType::I64,
+  const st::DType all[] = {st::DType::BOOL, st::DType::U8,      st::DType::I8,     st::DType::I16,
+                           st::DType::U16,  st::DType::F16,     st::DType::BF16,   st::DType::I32,
+                           st::DType::U32,  st::DType::F32,     st::DType::F64,    st::DType::I64,
                            st::DType::U64,  st::DType::F8_E4M3, st::DType::F8_E5M2};
   std::vector<std::vector<uint8_t>> buffers;
   std::vector<st::TensorRef> refs;
@@ -87,33 +88,45 @@ TEST(Safetensors, MalformedFilesEachHaveTheirOwnMessage) {
   EXPECT_THAT(parse_error(image("")), HasSubstr("does not start with '{'"));
   EXPECT_THAT(parse_error(image("{\"a\":")), HasSubstr("header is not valid JSON"));
   EXPECT_THAT(parse_error(image("{\"\xff\xfe\":{}}")), HasSubstr("header is not valid JSON"));
-  EXPECT_THAT(parse_error(image(R"({"a":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}})", data8)),
-              HasSubstr("tensor 'a': unknown dtype 'F33'"));
+  EXPECT_THAT(
+      parse_error(image(R"({"a":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}})", data8)),
+      HasSubstr("tensor 'a': unknown dtype 'F33'"));
   EXPECT_THAT(parse_error(image(R"({"a":{"shape":[2],"data_offsets":[0,8]}})", data8)),
               HasSubstr("tensor 'a': missing or non-string dtype"));
-  EXPECT_THAT(parse_error(image(R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", data8)),
-              HasSubstr("shape entries must be non-negative integers"));
+  EXPECT_THAT(
+      parse_error(image(R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", data8)),
+      HasSubstr("shape entries must be non-negative integers"));
   EXPECT_THAT(parse_error(image(R"({"a":{"dtype":"F32","shape":2,"data_offsets":[0,8]}})", data8)),
               HasSubstr("missing or non-array shape"));
   EXPECT_THAT(parse_error(image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0]}})", data8)),
               HasSubstr("data_offsets must be [begin, end]"));
-  EXPECT_THAT(parse_error(image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", data8)),
-              HasSubstr("are not contiguous (expected to start at 0)"));
-  EXPECT_THAT(parse_error(image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", data8)),
-              HasSubstr("are not contiguous"));
-  EXPECT_THAT(parse_error(image(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", data8)),
-              HasSubstr("8 bytes in data_offsets but shape × F32 size needs 12"));
+  EXPECT_THAT(
+      parse_error(image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", data8)),
+      HasSubstr("are not contiguous (expected to start at 0)"));
+  EXPECT_THAT(
+      parse_error(image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", data8)),
+      HasSubstr("are not contiguous"));
+  EXPECT_THAT(
+      parse_error(image(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", data8)),
+      HasSubstr("8 bytes in data_offsets but shape × F32 size needs 12"));
   EXPECT_THAT(parse_error(image(ok_hdr, data8 + "xx")),
               HasSubstr("tensors cover 8 bytes of data but the file holds 10"));
-  EXPECT_THAT(parse_error(image(ok_hdr, "1234")), HasSubstr("tensors cover 8 bytes of data but the file holds 4"));
+  EXPECT_THAT(parse_error(image(ok_hdr, "1234")),
+              HasSubstr("tensors cover 8 bytes of data but the file holds 4"));
   EXPECT_THAT(
-      parse_error(image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})",
-                        data8 + data8)),
+      parse_error(image(
+          R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})",
+          data8 + data8)),
       HasSubstr("duplicate tensor name 'a'"));
-  EXPECT_THAT(parse_error(image(R"({"__metadata__":{"k":1}})")), HasSubstr("__metadata__ value of 'k' is not a string"));
-  EXPECT_THAT(parse_error(image(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,8]}})", data8)),
-              HasSubstr("overflows"));
-  EXPECT_THAT(parse_error(image(R"({"a":[1,2]})")), HasSubstr("tensor 'a': entry is not an object"));
+  EXPECT_THAT(parse_error(image(R"({"__metadata__":{"k":1}})")),
+              HasSubstr("__metadata__ value of 'k' is not a string"));
+  EXPECT_THAT(
+      parse_error(image(
+          R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,8]}})",
+          data8)),
+      HasSubstr("overflows"));
+  EXPECT_THAT(parse_error(image(R"({"a":[1,2]})")),
+              HasSubstr("tensor 'a': entry is not an object"));
   EXPECT_THAT(parse_error(image("[1]")), HasSubstr("does not start with '{'"));
   EXPECT_THAT(parse_error(image("{} 1")), HasSubstr("header is not valid JSON"));
 }
@@ -141,6 +154,7 @@ TEST(Safetensors, OpenNamesTheFile) {
 
 TEST(Safetensors, WriterRejectsDuplicateNames) {
   float x = 1;
-  EXPECT_THROW(st::serialize_safetensors({{"a", st::DType::F32, {1}, &x}, {"a", st::DType::F32, {1}, &x}}),
-               asc::Error);
+  EXPECT_THROW(
+      st::serialize_safetensors({{"a", st::DType::F32, {1}, &x}, {"a", st::DType::F32, {1}, &x}}),
+      asc::Error);
 }

@@ -11,14 +11,16 @@
 namespace asc::test {
 
 std::string temp_dir(const std::string& name) {
-  auto d = std::filesystem::temp_directory_path() / ("asc_test_" + std::to_string(::getpid())) / name;
+  auto d =
+      std::filesystem::temp_directory_path() / ("asc_test_" + std::to_string(::getpid())) / name;
   std::filesystem::remove_all(d);
   std::filesystem::create_directories(d);
   return d.string();
 }
 
 int run_oracle(const std::string& script, const std::string& args) {
-  std::string cmd = std::string(ASC_PYTHON) + " " + ASC_SOURCE_DIR + "/tests/oracle/" + script + " " + args + " 1>&2";
+  std::string cmd = std::string(ASC_PYTHON) + " " + ASC_SOURCE_DIR + "/tests/oracle/" + script +
+                    " " + args + " 1>&2";
   int rc = std::system(cmd.c_str());
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
 }
@@ -28,7 +30,8 @@ const std::string& hf_fixtures() {
     std::string d = std::string(ASC_BINARY_DIR) + "/test_fixtures/hf";
     if (!std::filesystem::exists(d + "/schedules.json")) {
       if (run_oracle("make_hf_fixtures.py", d) != 0)
-        throw std::runtime_error("make_hf_fixtures.py failed (is transformers in ASC_PYTHON's environment?)");
+        throw std::runtime_error(
+            "make_hf_fixtures.py failed (is transformers in ASC_PYTHON's environment?)");
     }
     return d;
   }();
@@ -42,13 +45,15 @@ at::Tensor load_tensor(const asc::st::SafetensorsFile& f, const std::string& nam
   return at::from_blob(const_cast<uint8_t*>(f.data(t)), t.shape, dt).clone();
 }
 
-void save_tensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& ts) {
+void save_tensors(const std::string& path,
+                  const std::vector<std::pair<std::string, at::Tensor>>& ts) {
   std::vector<at::Tensor> keep;
   std::vector<st::TensorRef> refs;
   for (const auto& [n, t] : ts) {
     keep.push_back(t.contiguous());
     refs.push_back({n, t.scalar_type() == at::kLong ? st::DType::I64 : st::DType::F32,
-                    std::vector<int64_t>(t.sizes().begin(), t.sizes().end()), keep.back().data_ptr()});
+                    std::vector<int64_t>(t.sizes().begin(), t.sizes().end()),
+                    keep.back().data_ptr()});
   }
   st::write_safetensors(path, refs);
 }

@@ -17,6 +17,7 @@ int run_oracle(const std::string& script, const std::string& args);
 const std::string& hf_fixtures();
 // A tensor copied out of a safetensors file.
 at::Tensor load_tensor(const asc::st::SafetensorsFile& f, const std::string& name);
-void save_tensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& t);
+void save_tensors(const std::string& path,
+                  const std::vector<std::pair<std::string, at::Tensor>>& t);
 
 }  // namespace asc::test

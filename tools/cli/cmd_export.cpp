@@ -17,14 +17,22 @@ uint64_t parse_size(const std::string& s) {
   }
   std::string unit = s.substr(pos);
   double mult = 1;
-  if (unit == "" || unit == "B") mult = 1;
-  else if (unit == "KB") mult = 1e3;
-  else if (unit == "MB") mult = 1e6;
-  else if (unit == "GB") mult = 1e9;
-  else if (unit == "KiB") mult = 1024.0;
-  else if (unit == "MiB") mult = 1024.0 * 1024;
-  else if (unit == "GiB") mult = 1024.0 * 1024 * 1024;
-  else ASC_FAIL("--max-shard-size '{}': unknown unit '{}' (B, KB, MB, GB, KiB, MiB, GiB)", s, unit);
+  if (unit == "" || unit == "B")
+    mult = 1;
+  else if (unit == "KB")
+    mult = 1e3;
+  else if (unit == "MB")
+    mult = 1e6;
+  else if (unit == "GB")
+    mult = 1e9;
+  else if (unit == "KiB")
+    mult = 1024.0;
+  else if (unit == "MiB")
+    mult = 1024.0 * 1024;
+  else if (unit == "GiB")
+    mult = 1024.0 * 1024 * 1024;
+  else
+    ASC_FAIL("--max-shard-size '{}': unknown unit '{}' (B, KB, MB, GB, KiB, MiB, GiB)", s, unit);
   if (!(v > 0)) ASC_FAIL("--max-shard-size '{}' must be positive", s);
   return uint64_t(v * mult);
 }
@@ -38,15 +46,19 @@ void add_export(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("source", o->src, "Run directory, step checkpoint or Hugging Face directory")
-      ->required()->check(CLI::ExistingDirectory);
+      ->required()
+      ->check(CLI::ExistingDirectory);
   cmd->add_option("--out", o->out, "Output directory")->required();
-  cmd->add_option("--dtype", o->dtype, "Stored dtype")->check(CLI::IsMember({"bf16", "fp16", "fp32"}));
+  cmd->add_option("--dtype", o->dtype, "Stored dtype")
+      ->check(CLI::IsMember({"bf16", "fp16", "fp32"}));
   cmd->add_option("--max-shard-size", o->shard, "Largest shard (e.g. 5GB, 200MB)");
   cmd->callback([=] {
     const std::string dir = resolve_model_dir(o->src);
     LlamaForCausalLM model(read_hf_config(dir));
     load_hf_weights(dir, model);
-    const at::ScalarType dt = o->dtype == "bf16" ? at::kBFloat16 : o->dtype == "fp16" ? at::kHalf : at::kFloat;
+    const at::ScalarType dt = o->dtype == "bf16"   ? at::kBFloat16
+                              : o->dtype == "fp16" ? at::kHalf
+                                                   : at::kFloat;
     save_hf_dir(o->out, model->config(), hf_named_tensors(model), dt, parse_size(o->shard));
     std::cout << "exported " << dir << " -> " << o->out << " (" << o->dtype << ")\n";
   });

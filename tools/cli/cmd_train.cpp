@@ -3,6 +3,8 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "checkpoint/hf_io.h"
+#include "common/stop_signal.h"
 #include "config/recipe.h"
 #include "train.h"
 
@@ -21,7 +23,8 @@ void add_train(CLI::App& app) {
   auto overrides = std::make_shared<std::vector<std::string>>();
   auto print_config = std::make_shared<bool>(false);
   cmd->add_option("recipe", *recipe, "Recipe YAML file")->required()->check(CLI::ExistingFile);
-  cmd->add_option("overrides", *overrides, "Dotted overrides, e.g. train.lr=1e-4 train.max_steps=10");
+  cmd->add_option("overrides", *overrides,
+                  "Dotted overrides, e.g. train.lr=1e-4 train.max_steps=10");
   cmd->add_flag("--print-config", *print_config, "Print the resolved recipe and exit");
   cmd->callback([=] {
     Recipe r = load_recipe(*recipe, *overrides, launched_world_size());
@@ -30,6 +33,12 @@ void add_train(CLI::App& app) {
       return;
     }
     TrainResult res = train(r);
+    if (res.stopped_by_signal) {
+      std::cerr << "stopped by " << signal_name(res.stopped_by_signal) << " after step "
+                << res.steps << "; checkpoint saved: " << res.run_dir << "/"
+                << step_dir_name(res.steps) << "\n";
+      std::exit(128 + res.stopped_by_signal);
+    }
     std::cout << "trained " << res.steps << " steps; final loss "
               << (res.losses.empty() ? 0.0 : res.losses.back()) << "; run directory " << res.run_dir
               << "\n";

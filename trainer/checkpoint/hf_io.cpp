@@ -24,41 +24,66 @@ const char* kConvertHint =
 
 at::ScalarType to_torch(st::DType d, const std::string& where) {
   switch (d) {
-    case st::DType::F32: return at::kFloat;
-    case st::DType::F16: return at::kHalf;
-    case st::DType::BF16: return at::kBFloat16;
-    case st::DType::F64: return at::kDouble;
-    case st::DType::I64: return at::kLong;
-    case st::DType::I32: return at::kInt;
-    case st::DType::I16: return at::kShort;
-    case st::DType::I8: return at::kChar;
-    case st::DType::U8: return at::kByte;
-    case st::DType::BOOL: return at::kBool;
-    default: ASC_FAIL("{}: dtype {} cannot be loaded", where, st::dtype_name(d));
+    case st::DType::F32:
+      return at::kFloat;
+    case st::DType::F16:
+      return at::kHalf;
+    case st::DType::BF16:
+      return at::kBFloat16;
+    case st::DType::F64:
+      return at::kDouble;
+    case st::DType::I64:
+      return at::kLong;
+    case st::DType::I32:
+      return at::kInt;
+    case st::DType::I16:
+      return at::kShort;
+    case st::DType::I8:
+      return at::kChar;
+    case st::DType::U8:
+      return at::kByte;
+    case st::DType::BOOL:
+      return at::kBool;
+    default:
+      ASC_FAIL("{}: dtype {} cannot be loaded", where, st::dtype_name(d));
   }
 }
 
 st::DType from_torch(at::ScalarType t) {
   switch (t) {
-    case at::kFloat: return st::DType::F32;
-    case at::kHalf: return st::DType::F16;
-    case at::kBFloat16: return st::DType::BF16;
-    case at::kDouble: return st::DType::F64;
-    case at::kLong: return st::DType::I64;
-    case at::kInt: return st::DType::I32;
-    case at::kShort: return st::DType::I16;
-    case at::kChar: return st::DType::I8;
-    case at::kByte: return st::DType::U8;
-    case at::kBool: return st::DType::BOOL;
-    default: ASC_FAIL("dtype {} cannot be saved", at::toString(t));
+    case at::kFloat:
+      return st::DType::F32;
+    case at::kHalf:
+      return st::DType::F16;
+    case at::kBFloat16:
+      return st::DType::BF16;
+    case at::kDouble:
+      return st::DType::F64;
+    case at::kLong:
+      return st::DType::I64;
+    case at::kInt:
+      return st::DType::I32;
+    case at::kShort:
+      return st::DType::I16;
+    case at::kChar:
+      return st::DType::I8;
+    case at::kByte:
+      return st::DType::U8;
+    case at::kBool:
+      return st::DType::BOOL;
+    default:
+      ASC_FAIL("dtype {} cannot be saved", at::toString(t));
   }
 }
 
 const char* hf_dtype_name(at::ScalarType t) {
   switch (t) {
-    case at::kBFloat16: return "bfloat16";
-    case at::kHalf: return "float16";
-    default: return "float32";
+    case at::kBFloat16:
+      return "bfloat16";
+    case at::kHalf:
+      return "float16";
+    default:
+      return "float32";
   }
 }
 
@@ -83,7 +108,8 @@ WeightFiles open_weights(const std::string& dir) {
       ASC_FAIL("{}: no weight_map object", ipath);
     std::map<std::string, size_t> file_index;
     for (auto it = idx["weight_map"].begin(); it != idx["weight_map"].end(); ++it) {
-      if (!it.value().is_string()) ASC_FAIL("{}: weight_map[{}] is not a file name", ipath, it.key());
+      if (!it.value().is_string())
+        ASC_FAIL("{}: weight_map[{}] is not a file name", ipath, it.key());
       std::string file = it.value().get<std::string>();
       if (file.find('/') != std::string::npos || file.find("..") != std::string::npos)
         ASC_FAIL("{}: weight_map[{}] = '{}' leaves the directory", ipath, it.key(), file);
@@ -99,9 +125,10 @@ WeightFiles open_weights(const std::string& dir) {
   } else {
     for (const char* pickle : {"pytorch_model.bin", "pytorch_model.bin.index.json"})
       if (fs::exists(d / pickle))
-        ASC_FAIL_HINT(kConvertHint,
-                      "{}: holds a pickle checkpoint ({}); pickles are never loaded (they run code)",
-                      dir, pickle);
+        ASC_FAIL_HINT(
+            kConvertHint,
+            "{}: holds a pickle checkpoint ({}); pickles are never loaded (they run code)", dir,
+            pickle);
     ASC_FAIL("{}: no model.safetensors or model.safetensors.index.json", dir);
   }
   return w;
@@ -173,7 +200,8 @@ void save_hf_dir(const std::string& out_dir, LlamaConfig config, const NamedTens
   for (size_t i = 0; i < tensors.size(); ++i) {
     converted.push_back(tensors[i].second.detach().to(at::kCPU).to(dtype).contiguous());
     uint64_t bytes = uint64_t(converted.back().nbytes());
-    if (!shards.back().empty() && in_shard + bytes > max_shard_bytes) shards.emplace_back(), in_shard = 0;
+    if (!shards.back().empty() && in_shard + bytes > max_shard_bytes)
+      shards.emplace_back(), in_shard = 0;
     shards.back().push_back(i);
     in_shard += bytes, total += bytes;
   }
@@ -181,9 +209,10 @@ void save_hf_dir(const std::string& out_dir, LlamaConfig config, const NamedTens
   auto refs_of = [&](const std::vector<size_t>& idx) {
     std::vector<st::TensorRef> refs;
     for (size_t i : idx)
-      refs.push_back({tensors[i].first, from_torch(dtype),
-                      std::vector<int64_t>(converted[i].sizes().begin(), converted[i].sizes().end()),
-                      converted[i].data_ptr()});
+      refs.push_back(
+          {tensors[i].first, from_torch(dtype),
+           std::vector<int64_t>(converted[i].sizes().begin(), converted[i].sizes().end()),
+           converted[i].data_ptr()});
     return refs;
   };
   // Remove a stale layout of the other kind so loaders do not see both.
@@ -205,7 +234,9 @@ void save_hf_dir(const std::string& out_dir, LlamaConfig config, const NamedTens
   write_file_atomic((d / "model.safetensors.index.json").string(), index.dump(2) + "\n");
 }
 
-std::string step_dir_name(int64_t step) { return fmt::format("step-{:07d}", step); }
+std::string step_dir_name(int64_t step) {
+  return fmt::format("step-{:07d}", step);
+}
 
 void save_step_checkpoint(const std::string& run_dir, int64_t step, const LlamaConfig& config,
                           const NamedTensors& master_weights, const std::string& state_json) {
@@ -231,7 +262,8 @@ std::string resolve_model_dir(const std::string& path) {
       ASC_FAIL("{}: 'latest' names {}, which holds no checkpoint", path, step.string());
     return step.string();
   }
-  ASC_FAIL("{}: neither a run directory (no 'latest') nor a model directory (no config.json)", path);
+  ASC_FAIL("{}: neither a run directory (no 'latest') nor a model directory (no config.json)",
+           path);
 }
 
 }  // namespace asc

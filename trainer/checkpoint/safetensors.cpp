@@ -26,10 +26,10 @@ struct DTypeEntry {
   size_t size;
 };
 constexpr DTypeEntry kDTypes[] = {
-    {DType::BOOL, "BOOL", 1}, {DType::U8, "U8", 1},     {DType::I8, "I8", 1},
-    {DType::I16, "I16", 2},   {DType::U16, "U16", 2},   {DType::F16, "F16", 2},
-    {DType::BF16, "BF16", 2}, {DType::I32, "I32", 4},   {DType::U32, "U32", 4},
-    {DType::F32, "F32", 4},   {DType::F64, "F64", 8},   {DType::I64, "I64", 8},
+    {DType::BOOL, "BOOL", 1}, {DType::U8, "U8", 1},           {DType::I8, "I8", 1},
+    {DType::I16, "I16", 2},   {DType::U16, "U16", 2},         {DType::F16, "F16", 2},
+    {DType::BF16, "BF16", 2}, {DType::I32, "I32", 4},         {DType::U32, "U32", 4},
+    {DType::F32, "F32", 4},   {DType::F64, "F64", 8},         {DType::I64, "I64", 8},
     {DType::U64, "U64", 8},   {DType::F8_E4M3, "F8_E4M3", 1}, {DType::F8_E5M2, "F8_E5M2", 1},
 };
 
@@ -108,10 +108,11 @@ SafetensorsFile::~SafetensorsFile() {
 
 void SafetensorsFile::validate(const uint8_t* base, size_t size) {
   const std::string& p = path_;
-  if (size < 8) ASC_FAIL("{}: not a safetensors file: {} bytes, shorter than the 8-byte header length", p, size);
+  if (size < 8)
+    ASC_FAIL("{}: not a safetensors file: {} bytes, shorter than the 8-byte header length", p,
+             size);
   const uint64_t n = read_le64(base);
-  if (n > kMaxHeader)
-    ASC_FAIL("{}: header length {} exceeds the 100000000-byte limit", p, n);
+  if (n > kMaxHeader) ASC_FAIL("{}: header length {} exceeds the 100000000-byte limit", p, n);
   if (n > size - 8)
     ASC_FAIL("{}: header length {} runs past the end of the file ({} bytes)", p, n, size);
   const char* hdr = reinterpret_cast<const char*>(base + 8);
@@ -180,8 +181,9 @@ void SafetensorsFile::validate(const uint8_t* base, size_t size) {
   uint64_t cursor = 0;
   for (const auto& t : tensors_) {
     if (t.begin != cursor || t.end < t.begin)
-      ASC_FAIL("{}: tensor '{}': data_offsets [{}, {}] are not contiguous (expected to start at {})",
-               p, t.name, t.begin, t.end, cursor);
+      ASC_FAIL(
+          "{}: tensor '{}': data_offsets [{}, {}] are not contiguous (expected to start at {})", p,
+          t.name, t.begin, t.end, cursor);
     uint64_t elems = 1;
     for (int64_t d : t.shape) {
       if (d != 0 && elems > UINT64_MAX / uint64_t(d))
@@ -197,8 +199,8 @@ void SafetensorsFile::validate(const uint8_t* base, size_t size) {
   }
   const uint64_t data_size = size - 8 - n;
   if (cursor != data_size)
-    ASC_FAIL("{}: tensors cover {} bytes of data but the file holds {} after the header", p,
-             cursor, data_size);
+    ASC_FAIL("{}: tensors cover {} bytes of data but the file holds {} after the header", p, cursor,
+             data_size);
   data_ = base + 8 + n;
   for (size_t i = 0; i < tensors_.size(); ++i) index_[tensors_[i].name] = i;
 }
@@ -226,7 +228,8 @@ std::string make_header(const std::vector<TensorRef>& tensors,
     if (!seen.insert(t.name).second) ASC_FAIL("safetensors writer: duplicate tensor '{}'", t.name);
     uint64_t bytes = dtype_size(t.dtype);
     for (int64_t d : t.shape) bytes *= uint64_t(d);
-    h[t.name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {off, off + bytes}}};
+    h[t.name] = {
+        {"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {off, off + bytes}}};
     off += bytes;
   }
   std::string s = h.dump();

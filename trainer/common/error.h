@@ -56,7 +56,7 @@ inline std::string origin(const char* file, int line) {
   throw ::asc::Error(fmt::format(__VA_ARGS__), (hint), ::asc::detail::origin(__FILE__, __LINE__))
 #define ASC_FAIL(...) ASC_FAIL_HINT(std::string(), __VA_ARGS__)
 // ASC_CHECK(cond, fmt, args...) — throw when cond is false.
-#define ASC_CHECK(cond, ...) \
-  do {                       \
+#define ASC_CHECK(cond, ...)            \
+  do {                                  \
     if (!(cond)) ASC_FAIL(__VA_ARGS__); \
   } while (0)

@@ -27,10 +27,14 @@ using Check = std::function<const char*(const T&)>;  // nullptr when ok, else th
 
 template <class T>
 const char* type_name() {
-  if constexpr (std::is_same_v<T, bool>) return "a boolean (true/false)";
-  else if constexpr (std::is_integral_v<T>) return "an integer";
-  else if constexpr (std::is_floating_point_v<T>) return "a number";
-  else return "a string";
+  if constexpr (std::is_same_v<T, bool>)
+    return "a boolean (true/false)";
+  else if constexpr (std::is_integral_v<T>)
+    return "an integer";
+  else if constexpr (std::is_floating_point_v<T>)
+    return "a number";
+  else
+    return "a string";
 }
 
 template <class T>
@@ -101,39 +105,42 @@ class Schema {
   template <class T>
   void add(const std::string& path, T& ref, Check<T> check = {}) {
     Recipe& r = r_;
-    fields_.push_back(Field{
-        path, type_name<T>(),
-        [&ref, &r, path, check](const YAML::Node& n, const std::string& where) {
-          T v = parse_scalar<T>(n, path, where);
-          if (check)
-            if (const char* rule = check(v))
-              ASC_FAIL("{}: {}: {} is out of range ({})", where, path, n.Scalar(), rule);
-          ref = v;
-          r.origin[path] = where;
-        },
-        [&ref](YAML::Emitter& e) { e << ref; }});
+    fields_.push_back(Field{path, type_name<T>(),
+                            [&ref, &r, path, check](const YAML::Node& n, const std::string& where) {
+                              T v = parse_scalar<T>(n, path, where);
+                              if (check)
+                                if (const char* rule = check(v))
+                                  ASC_FAIL("{}: {}: {} is out of range ({})", where, path,
+                                           n.Scalar(), rule);
+                              ref = v;
+                              r.origin[path] = where;
+                            },
+                            [&ref](YAML::Emitter& e) { e << ref; }});
   }
   template <class T>
   void add(const std::string& path, std::optional<T>& ref, Check<T> check = {}) {
     Recipe& r = r_;
-    fields_.push_back(Field{
-        path, type_name<T>(),
-        [&ref, &r, path, check](const YAML::Node& n, const std::string& where) {
-          T v = parse_scalar<T>(n, path, where);
-          if (check)
-            if (const char* rule = check(v))
-              ASC_FAIL("{}: {}: {} is out of range ({})", where, path, n.Scalar(), rule);
-          ref = v;
-          r.origin[path] = where;
-        },
-        [&ref](YAML::Emitter& e) {
-          if (ref) e << *ref;
-          else e << YAML::Null;
-        }});
+    fields_.push_back(Field{path, type_name<T>(),
+                            [&ref, &r, path, check](const YAML::Node& n, const std::string& where) {
+                              T v = parse_scalar<T>(n, path, where);
+                              if (check)
+                                if (const char* rule = check(v))
+                                  ASC_FAIL("{}: {}: {} is out of range ({})", where, path,
+                                           n.Scalar(), rule);
+                              ref = v;
+                              r.origin[path] = where;
+                            },
+                            [&ref](YAML::Emitter& e) {
+                              if (ref)
+                                e << *ref;
+                              else
+                                e << YAML::Null;
+                            }});
   }
   static Check<std::string> one_of(std::vector<std::string> allowed) {
     // The rule text must outlive the call: keep it in a shared string.
-    auto rule = std::make_shared<std::string>("one of " + fmt::format("{}", fmt::join(allowed, ", ")));
+    auto rule =
+        std::make_shared<std::string>("one of " + fmt::format("{}", fmt::join(allowed, ", ")));
     return [allowed, rule](const std::string& v) -> const char* {
       for (const auto& a : allowed)
         if (a == v) return nullptr;
@@ -197,6 +204,7 @@ class Schema {
     add("train.dtype", t.dtype, one_of({"fp32", "bf16"}));
     add("train.seed", t.seed, non_negative<int64_t>());
     add("train.threads", t.threads, non_negative<int64_t>());
+    add<bool>("train.cache_host_memory", t.cache_host_memory);
 
     add("parallel.mode", r_.parallel.mode, one_of({"none", "ddp", "zero2", "fsdp"}));
 
@@ -230,8 +238,7 @@ void apply_map(const YAML::Node& node, const std::string& prefix, const std::str
     if (!k.IsScalar()) ASC_FAIL("{}: keys under '{}' must be plain names", where, prefix);
     std::string path = prefix.empty() ? k.Scalar() : prefix + "." + k.Scalar();
     auto [pos, fresh] = seen.emplace(k.Scalar(), k.Mark().line + 1);
-    if (!fresh)
-      ASC_FAIL("{}: {}: duplicate key (first set on line {})", where, path, pos->second);
+    if (!fresh) ASC_FAIL("{}: {}: duplicate key (first set on line {})", where, path, pos->second);
     if (const Field* f = schema.find(path)) {
       f->set(v, mark_of(file, v.IsNull() ? k.Mark() : v.Mark()));
     } else if (schema.is_section(path)) {
@@ -277,9 +284,10 @@ void validate(Recipe& r, int64_t world_size) {
     ASC_FAIL_HINT("e.g. model.preset: tiny, or model.init_from: /path/to/hf-llama",
                   "{}: model: set model.preset or model.init_from", r.source);
   if (!m.preset.empty() && !m.init_from.empty())
-    ASC_FAIL("{}: model.init_from ({}) and model.preset ({}) are exclusive: the architecture "
-             "comes from init_from's config.json",
-             r.where("model.init_from"), m.init_from, m.preset);
+    ASC_FAIL(
+        "{}: model.init_from ({}) and model.preset ({}) are exclusive: the architecture "
+        "comes from init_from's config.json",
+        r.where("model.init_from"), m.init_from, m.preset);
   if (!m.init_from.empty() && arch_override)
     ASC_FAIL("{}: model: architecture fields cannot be overridden with model.init_from",
              r.where("model.init_from"));
@@ -344,8 +352,10 @@ Recipe load_recipe_text(const std::string& text, const std::string& name,
   }
   if (!root.IsNull()) {
     if (!root.IsMap())
-      ASC_FAIL("{}: a recipe is a mapping of sections (model, data, train, parallel, checkpoint, "
-               "logging)", name);
+      ASC_FAIL(
+          "{}: a recipe is a mapping of sections (model, data, train, parallel, checkpoint, "
+          "logging)",
+          name);
     apply_map(root, "", name, schema);
   }
   for (const auto& o : overrides) apply_override(o, schema);

@@ -46,7 +46,8 @@ struct Recipe {
     double max_grad_norm = 1.0;  // <= 0 disables clipping
     std::string dtype = "fp32";  // compute dtype: fp32 | bf16 (bf16 keeps fp32 master weights)
     int64_t seed = 42;
-    int64_t threads = 0;  // intra-op threads; 0 = libtorch's default
+    int64_t threads = 0;            // intra-op threads; 0 = libtorch's default
+    bool cache_host_memory = true;  // reuse freed host memory (common/host_memory.h)
   } train;
   struct Parallel {
     std::string mode = "none";  // none | ddp | zero2 | fsdp
@@ -57,8 +58,8 @@ struct Recipe {
   } checkpoint;
   struct Logging {
     bool tensorboard = false;
-    bool progress = true;       // live progress line on rank 0
-    double peak_tflops = 0.0;   // for MFU; 0 = 989 on CUDA (H100/H200 dense bf16), none on CPU
+    bool progress = true;      // live progress line on rank 0
+    double peak_tflops = 0.0;  // for MFU; 0 = 989 on CUDA (H100/H200 dense bf16), none on CPU
   } logging;
 
   // Where each key was set: "file.yaml:12" or "command line (train.lr=1e-4)". Defaults absent.

@@ -28,13 +28,19 @@ MetricsLogger::MetricsLogger(const std::string& run_dir, bool tensorboard, bool 
   if (tensorboard) tb_ = std::make_unique<TensorBoardWriter>(run_dir + "/tensorboard");
 }
 
-MetricsLogger::~MetricsLogger() { finish(); }
+MetricsLogger::~MetricsLogger() {
+  finish();
+}
 
 void MetricsLogger::log(const StepMetrics& m) {
-  nlohmann::json j = {{"step", m.step},          {"loss", m.loss},
-                      {"lr", m.lr},              {"grad_norm", m.grad_norm},
-                      {"tokens_per_s", m.tokens_per_s}, {"tflops", m.tflops},
-                      {"tokens", m.tokens},      {"elapsed_s", m.elapsed_s}};
+  nlohmann::json j = {{"step", m.step},
+                      {"loss", m.loss},
+                      {"lr", m.lr},
+                      {"grad_norm", m.grad_norm},
+                      {"tokens_per_s", m.tokens_per_s},
+                      {"tflops", m.tflops},
+                      {"tokens", m.tokens},
+                      {"elapsed_s", m.elapsed_s}};
   if (m.mfu >= 0) j["mfu"] = m.mfu;
   jsonl_ << j.dump() << "\n";
   jsonl_.flush();
@@ -46,12 +52,13 @@ void MetricsLogger::log(const StepMetrics& m) {
     tb_->flush();
   }
   if (!progress_) return;
-  const double eta = m.step > 0 ? m.elapsed_s / double(m.step) * double(m.total_steps - m.step) : -1;
+  const double eta =
+      m.step > 0 ? m.elapsed_s / double(m.step) * double(m.total_steps - m.step) : -1;
   std::string mfu = m.mfu >= 0 ? fmt::format("mfu {:.1f}%", 100 * m.mfu)
                                : fmt::format("{:.3f} TFLOP/s", m.tflops);
-  std::string line = fmt::format("step {}/{} | loss {:.4f} | lr {:.3e} | gnorm {:.3f} | {:.0f} tok/s | {} | eta {}",
-                                 m.step, m.total_steps, m.loss, m.lr, m.grad_norm, m.tokens_per_s,
-                                 mfu, format_duration(eta));
+  std::string line = fmt::format(
+      "step {}/{} | loss {:.4f} | lr {:.3e} | gnorm {:.3f} | {:.0f} tok/s | {} | eta {}", m.step,
+      m.total_steps, m.loss, m.lr, m.grad_norm, m.tokens_per_s, mfu, format_duration(eta));
   const int64_t every = std::max<int64_t>(1, m.total_steps / 20);
   if (tty_) {
     fmt::print(stderr, "\r\033[K{}", line);

@@ -57,6 +57,8 @@ void TensorBoardWriter::write_record(const std::string& payload) {
   if (!out_) ASC_FAIL("writing TensorBoard file {} failed", path_);
 }
 
-void TensorBoardWriter::flush() { out_.flush(); }
+void TensorBoardWriter::flush() {
+  out_.flush();
+}
 
 }  // namespace asc

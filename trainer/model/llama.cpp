@@ -22,11 +22,13 @@ std::pair<torch::Tensor, torch::Tensor> rotary_tables(int64_t T, int64_t head_di
                                                       torch::Dtype dtype, torch::Device device) {
   auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(device);
   // inv_freq[i] = theta^(-2i/E); HF computes arange(0, E, 2) in int64 then casts to float.
-  auto exponents = torch::arange(0, head_dim, 2, torch::TensorOptions().dtype(torch::kInt64).device(device))
-                       .to(torch::kFloat32) / double(head_dim);
+  auto exponents =
+      torch::arange(0, head_dim, 2, torch::TensorOptions().dtype(torch::kInt64).device(device))
+          .to(torch::kFloat32) /
+      double(head_dim);
   auto inv_freq = 1.0 / torch::pow(theta, exponents);
   auto pos = torch::arange(T, f32);
-  auto freqs = torch::outer(pos, inv_freq);  // [T, E/2]
+  auto freqs = torch::outer(pos, inv_freq);   // [T, E/2]
   auto emb = torch::cat({freqs, freqs}, -1);  // [T, E]
   return {emb.cos().to(dtype), emb.sin().to(dtype)};
 }
@@ -59,8 +61,12 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x_BTD, const torc
   k_BKTE = k_BKTE * cos_TE + rotate_half(k_BKTE) * sin_TE;
   if (kv_heads_ != heads_) {  // grouped-query: repeat each kv head heads/kv_heads times
     const int64_t rep = heads_ / kv_heads_;
-    k_BKTE = k_BKTE.unsqueeze(2).expand({B, kv_heads_, rep, T, head_dim_}).reshape({B, heads_, T, head_dim_});
-    v_BKTE = v_BKTE.unsqueeze(2).expand({B, kv_heads_, rep, T, head_dim_}).reshape({B, heads_, T, head_dim_});
+    k_BKTE = k_BKTE.unsqueeze(2)
+                 .expand({B, kv_heads_, rep, T, head_dim_})
+                 .reshape({B, heads_, T, head_dim_});
+    v_BKTE = v_BKTE.unsqueeze(2)
+                 .expand({B, kv_heads_, rep, T, head_dim_})
+                 .reshape({B, heads_, T, head_dim_});
   }
   auto y_BHTE = at::scaled_dot_product_attention(q_BHTE, k_BKTE, v_BKTE, /*attn_mask=*/{},
                                                  /*dropout_p=*/0.0, /*is_causal=*/true,
@@ -86,7 +92,8 @@ LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LlamaConfig& c) {
       register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
 }
 
-torch::Tensor LlamaDecoderLayerImpl::forward(const torch::Tensor& x_BTD, const torch::Tensor& cos_TE,
+torch::Tensor LlamaDecoderLayerImpl::forward(const torch::Tensor& x_BTD,
+                                             const torch::Tensor& cos_TE,
                                              const torch::Tensor& sin_TE) {
   auto h = x_BTD + self_attn(input_layernorm(x_BTD), cos_TE, sin_TE);
   return h + mlp(post_attention_layernorm(h));
@@ -101,8 +108,8 @@ LlamaModelImpl::LlamaModelImpl(const LlamaConfig& c) : config_(c) {
 
 torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids_BT) {
   auto x = embed_tokens(input_ids_BT);
-  auto [cos_TE, sin_TE] = rotary_tables(input_ids_BT.size(1), config_.head_dim(), config_.rope_theta,
-                                        x.scalar_type(), x.device());
+  auto [cos_TE, sin_TE] = rotary_tables(input_ids_BT.size(1), config_.head_dim(),
+                                        config_.rope_theta, x.scalar_type(), x.device());
   for (const auto& layer : *layers) x = layer->as<LlamaDecoderLayer>()->forward(x, cos_TE, sin_TE);
   return norm(x);
 }
@@ -110,7 +117,8 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids_BT) {
 LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LlamaConfig& c) : config_(c) {
   c.validate("model");
   model = register_module("model", LlamaModel(c));
-  if (!c.tie_word_embeddings) lm_head = register_module("lm_head", linear(c.hidden_size, c.vocab_size));
+  if (!c.tie_word_embeddings)
+    lm_head = register_module("lm_head", linear(c.hidden_size, c.vocab_size));
 }
 
 torch::Tensor LlamaForCausalLMImpl::head_weight() const {
@@ -124,8 +132,10 @@ torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids_BT) {
 void LlamaForCausalLMImpl::init_weights(double std) {
   torch::NoGradGuard no_grad;
   for (auto& p : named_parameters()) {
-    if (p.key().find("norm") != std::string::npos) p.value().fill_(1.0);
-    else p.value().normal_(0.0, std);
+    if (p.key().find("norm") != std::string::npos)
+      p.value().fill_(1.0);
+    else
+      p.value().normal_(0.0, std);
   }
 }
 

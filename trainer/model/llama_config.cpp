@@ -40,14 +40,15 @@ void LlamaConfig::validate(const std::string& where) const {
   positive(num_key_value_heads, "num_key_value_heads");
   positive(max_position_embeddings, "max_position_embeddings");
   if (hidden_size % num_attention_heads != 0)
-    ASC_FAIL("{}: model.hidden_size ({}) is not divisible by model.num_attention_heads ({})",
-             where, hidden_size, num_attention_heads);
+    ASC_FAIL("{}: model.hidden_size ({}) is not divisible by model.num_attention_heads ({})", where,
+             hidden_size, num_attention_heads);
   if (head_dim() % 2 != 0)
     ASC_FAIL("{}: head dimension hidden_size/num_attention_heads = {} must be even for rotary",
              where, head_dim());
   if (num_attention_heads % num_key_value_heads != 0)
-    ASC_FAIL("{}: model.num_attention_heads ({}) is not divisible by model.num_key_value_heads ({})",
-             where, num_attention_heads, num_key_value_heads);
+    ASC_FAIL(
+        "{}: model.num_attention_heads ({}) is not divisible by model.num_key_value_heads ({})",
+        where, num_attention_heads, num_key_value_heads);
   if (!(rms_norm_eps > 0)) ASC_FAIL("{}: model.rms_norm_eps must be > 0", where);
   if (!(rope_theta > 0)) ASC_FAIL("{}: model.rope_theta must be > 0", where);
 }

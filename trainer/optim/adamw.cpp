@@ -12,16 +12,21 @@ namespace asc {
 AdamW::AdamW(std::vector<std::string> names, std::vector<at::Tensor> params, AdamWOptions opt,
              std::vector<at::Tensor> master)
     : names_(std::move(names)), params_(std::move(params)), opt_(opt) {
-  ASC_CHECK(master.empty() || master.size() == params_.size(), "AdamW: {} master weights for {} "
-            "parameters", master.size(), params_.size());
+  ASC_CHECK(master.empty() || master.size() == params_.size(),
+            "AdamW: {} master weights for {} "
+            "parameters",
+            master.size(), params_.size());
   ASC_CHECK(names_.size() == params_.size(), "AdamW: {} names for {} parameters", names_.size(),
             params_.size());
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < params_.size(); ++i) {
     const auto& p = params_[i];
-    if (!master.empty()) master_.push_back(master[i].detach().to(at::kFloat).contiguous());
-    else if (p.scalar_type() == at::kFloat) master_.push_back(p);
-    else master_.push_back(p.detach().to(at::kFloat));
+    if (!master.empty())
+      master_.push_back(master[i].detach().to(at::kFloat).contiguous());
+    else if (p.scalar_type() == at::kFloat)
+      master_.push_back(p);
+    else
+      master_.push_back(p.detach().to(at::kFloat));
     m_.push_back(at::zeros_like(master_.back()));
     v_.push_back(at::zeros_like(master_.back()));
     decay_.push_back(names_[i].find("norm") == std::string::npos);
