@@ -56,6 +56,13 @@ echo "$venv" > "$root/.venv-path"     # read by test.sh / quickstart.sh / bench 
 
 # --- Configure and build ------------------------------------------------------------------
 torch_prefix=$("$venv/bin/python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
+# The PyPI wheel's libtorch is CUDA-enabled: its CMake config needs a CUDA toolkit (nvcc) even
+# to build CPU code. Say so plainly instead of letting Caffe2Config fail obscurely.
+if [[ -z "${Torch_DIR:-}" ]] && ! command -v nvcc >/dev/null && [[ ! -x /usr/local/cuda/bin/nvcc ]]; then
+  log "error: no CUDA toolkit (nvcc) found. The pinned torch wheel's libtorch is CUDA-enabled and"
+  log "its CMake configuration needs one; install the CUDA toolkit, or set Torch_DIR to a CPU libtorch."
+  exit 1
+fi
 gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
 launcher=(); command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 if [[ ! -f build/CMakeCache.txt ]]; then

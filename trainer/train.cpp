@@ -72,6 +72,22 @@ double now_s() {
 
 }  // namespace
 
+double accumulate_gradients(LlamaForCausalLM& model, AdamW& opt, const at::Tensor& ids,
+                            const at::Tensor& labels, int64_t micro) {
+  const int64_t targets = count_targets(labels);
+  ASC_CHECK(targets > 0, "a global batch without target tokens (all labels -100)");
+  double loss_sum = 0;
+  for (int64_t a = 0; a * micro < ids.size(0); ++a) {
+    at::Tensor loss = causal_lm_loss_sum(model(ids.slice(0, a * micro, (a + 1) * micro)),
+                                         labels.slice(0, a * micro, (a + 1) * micro)) /
+                      double(targets);
+    loss.backward();
+    opt.accumulate_grads();
+    loss_sum += loss.item<double>();
+  }
+  return loss_sum;
+}
+
 TrainResult train(const Recipe& r) {
   if (r.data.corpus != "demo")
     ASC_FAIL_HINT("use data.corpus: demo until the HDF5 corpus reader lands",
@@ -108,6 +124,11 @@ TrainResult train(const Recipe& r) {
 
   // --- run directory --------------------------------------------------------------------------
   const std::string run_dir = r.checkpoint.dir;
+  if (std::filesystem::exists(run_dir + "/latest"))
+    ASC_FAIL_HINT(
+        "choose a new checkpoint.dir or remove the old run (resume is not implemented yet)",
+        "{}: run directory {} already holds checkpoints (latest: {})", r.where("checkpoint.dir"),
+        run_dir, resolve_model_dir(run_dir));
   std::filesystem::create_directories(run_dir);
   write_file_atomic(run_dir + "/recipe.yaml", recipe_to_yaml(r));
   MetricsLogger metrics(run_dir, r.logging.tensorboard, r.logging.progress);
@@ -138,14 +159,8 @@ TrainResult train(const Recipe& r) {
   for (int64_t k = 0; k < total_steps; ++k) {
     const double t0 = now_s();
     at::Tensor batch = data.global_batch(k);  // labels = inputs (shifted inside the loss)
+    const double loss_sum = accumulate_gradients(model, opt, batch, batch, micro);
     const int64_t targets = count_targets(batch);
-    double loss_sum = 0;
-    for (int64_t a = 0; a < r.grad_accum_steps; ++a) {
-      at::Tensor ids = batch.slice(0, a * micro, (a + 1) * micro);
-      at::Tensor loss = causal_lm_loss_sum(model(ids), ids) / double(targets);
-      loss.backward();
-      loss_sum += loss.item<double>();
-    }
     const double gnorm = opt.grad_norm();
     const double lr = sched.lr_at(k);
     opt.step(lr, clip_factor(gnorm, r.train.max_grad_norm));

@@ -4,6 +4,8 @@
 #include <vector>
 
 #include "config/recipe.h"
+#include "model/llama.h"
+#include "optim/adamw.h"
 
 namespace asc {
 
@@ -15,5 +17,12 @@ struct TrainResult {
 };
 
 TrainResult train(const Recipe& recipe);
+
+// One global batch's gradients, micro-batch by micro-batch: each micro-batch's loss is its *sum*
+// of token losses divided by the number of target tokens in the whole global batch, so the
+// accumulated gradient is that of the global batch's token-mean loss whatever the split (not a
+// mean of per-micro-batch means). Returns the global batch's loss.
+double accumulate_gradients(LlamaForCausalLM& model, AdamW& opt, const at::Tensor& input_ids_GT,
+                            const at::Tensor& labels_GT, int64_t micro_batch_size);
 
 }  // namespace asc

@@ -80,6 +80,40 @@ TEST(HfIo, MissingUnexpectedAndMisshapenTensors) {
   EXPECT_EQ(read_hf_config(d4).torch_dtype, "bfloat16");
 }
 
+TEST(HfIo, NonFloatTensorsAreRefused) {
+  torch::manual_seed(0);
+  LlamaForCausalLM model(tiny());
+  NamedTensors all = hf_named_tensors(model);
+  all[0].second = all[0].second.to(at::kLong);
+  std::string d = test::temp_dir("int");
+  save_hf_dir(d, model->config(), {all[0]}, at::kLong);
+  save_hf_dir(d, model->config(), all, at::kLong);
+  EXPECT_THAT(load_error(d), HasSubstr("has dtype I64; parameters must be floating point"));
+}
+
+// pad_token_id: as in transformers, the pad row starts at zero and gets no gradient; it and
+// sliding_window survive an export.
+TEST(HfIo, PadTokenRowAndConfigRoundTrip) {
+  LlamaConfig c = tiny();
+  c.pad_token_id = 3;
+  c.sliding_window = 64;
+  torch::manual_seed(0);
+  LlamaForCausalLM model(c);
+  model->init_weights();
+  auto w = model->model->embed_tokens->weight;
+  EXPECT_EQ(w[3].abs().sum().item<double>(), 0.0);
+  auto ids = at::tensor({3, 5, 3, 7}, at::kLong).reshape({1, 4});
+  causal_lm_loss_sum(model(ids), ids).backward();
+  EXPECT_EQ(w.grad()[3].abs().sum().item<double>(), 0.0);
+  EXPECT_GT(w.grad()[5].abs().sum().item<double>(), 0.0);
+  std::string d = test::temp_dir("pad");
+  save_hf_dir(d, c, hf_named_tensors(model), at::kFloat);
+  LlamaConfig back = read_hf_config(d);
+  EXPECT_EQ(back.pad_token_id, std::optional<int64_t>(3));
+  EXPECT_EQ(back.sliding_window, std::optional<int64_t>(64));
+  EXPECT_THROW(model(at::zeros({1, 65}, at::kLong)), Error);  // window not implemented: refused
+}
+
 TEST(HfIo, IndexNamingAMissingFileOrTensor) {
   torch::manual_seed(0);
   LlamaForCausalLM model(tiny());
@@ -105,6 +139,17 @@ TEST(HfIo, RejectsUnsupportedArchitectures) {
                         "num_hidden_layers": 1, "num_attention_heads": 2,
                         "rope_scaling": {"type": "linear", "factor": 2.0}})");
   EXPECT_THAT(load_error(d), HasSubstr("rope_scaling"));
+  write_file_atomic(
+      d + "/config.json",
+      R"({"model_type": "llama", "vocab_size": 1e300, "hidden_size": 8, "intermediate_size": 8,
+                        "num_hidden_layers": 1, "num_attention_heads": 2})");
+  EXPECT_THAT(load_error(d), HasSubstr("field 'vocab_size' must be an integer, got 1e+300"));
+  write_file_atomic(
+      d + "/config.json",
+      R"({"model_type": "llama", "vocab_size": 16, "hidden_size": 8, "intermediate_size": 8,
+                        "num_hidden_layers": 1, "num_attention_heads": 2, "eos_token_id": [2, 7]})");
+  EXPECT_THAT(load_error(d),
+              HasSubstr("eos_token_id [2,7] (a list, as Llama-3 writes) is not supported"));
 }
 
 // Regression: the PyPI libtorch exports std::filesystem functions of its own; bound to them,

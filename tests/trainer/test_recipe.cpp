@@ -151,7 +151,7 @@ TEST(Recipe, PrintedConfigLoadsBackToTheSame) {
   for (const auto& k : asc::recipe_keys()) {
     std::string leaf = k.substr(k.find('.') + 1);
     if (k == "model.init_from") continue;
-    EXPECT_THAT(y, HasSubstr(leaf + ":")) << k;
+    EXPECT_THAT(y, HasSubstr("\n  " + leaf + ":")) << k;
   }
 }
 
@@ -165,6 +165,37 @@ TEST(Recipe, EveryShippedRecipeLoads) {
     ++n;
   }
   EXPECT_GE(n, 1);
+}
+
+TEST(Recipe, DottedKeysAndExtraDocumentsAreRejected) {
+  EXPECT_EQ(error_of(std::string(kBase) + "train.lr: 1\n"),
+            "r.yaml:9: train.lr: a key may not contain '.'");
+  EXPECT_EQ(error_of(std::string(kBase) + "---\ntrain:\n  lr: 1\n"),
+            "r.yaml: holds 2 YAML documents ('---'); a recipe is one document");
+}
+
+TEST(Recipe, ArchitectureErrorsPointAtTheOverride) {
+  EXPECT_EQ(error_of(kBase, {"model.num_key_value_heads=3"}),
+            "command line override 'model.num_key_value_heads=3': model.num_attention_heads (4) is "
+            "not divisible by model.num_key_value_heads (3)");
+  EXPECT_EQ(error_of(kBase, {"model.hidden_size=66"}),
+            "command line override 'model.hidden_size=66': model.hidden_size (66) is not divisible "
+            "by model.num_attention_heads (4)");
+}
+
+TEST(Recipe, HugeValuesAreOutOfRangeNotOverflow) {
+  EXPECT_EQ(
+      error_of(kBase, {"train.global_batch_size=9223372036854775807"}),
+      "command line override 'train.global_batch_size=9223372036854775807': "
+      "train.global_batch_size: 9223372036854775807 is out of range (must be in 1..1073741824)");
+  EXPECT_THAT(error_of(kBase, {"model.hidden_size=100000000000"}), HasSubstr("out of range"));
+  EXPECT_THAT(error_of(kBase, {}, int64_t(1) << 40), HasSubstr("world size"));
+}
+
+TEST(Recipe, SuggestionPrefersTheNearestOfEqualPrefixMatches) {
+  EXPECT_EQ(error_of(kBase, {"train.lr_scheduler_type=cosine"}),
+            "command line override 'train.lr_scheduler_type=cosine': train.lr_scheduler_type: "
+            "unknown key; did you mean train.lr_schedule?");
 }
 
 TEST(Recipe, MissingFileIsAnError) {

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "checkpoint/hf_io.h"
+#include "common/error.h"
 #include "common/fs.h"
 #include "config/recipe.h"
 #include "optim/schedule.h"
@@ -87,6 +88,60 @@ TEST(Training, AccumulationFourByTwoEqualsOneByEight) {
   // And the weights really moved (the comparison is not vacuous).
   auto m = metrics_of(da);
   EXPECT_GT(m.back()["grad_norm"].get<double>(), 0.0);
+}
+
+// The global-batch normalisation itself, with uneven prompt masks: accumulating micro-batches of
+// 2 must give the gradient of the whole batch's token-mean loss, and must differ from the mean
+// of per-micro-batch means (so the test can tell the two apart).
+TEST(Training, AccumulationNormalisesByTheGlobalTargetCount) {
+  torch::manual_seed(11);
+  LlamaConfig c = llama_preset("tiny");
+  LlamaForCausalLM model(c);
+  model->init_weights();
+  auto names_params = hf_named_tensors(model);
+  std::vector<std::string> names;
+  std::vector<at::Tensor> params;
+  for (auto& [n, p] : names_params) names.push_back(n), params.push_back(p);
+  AdamW opt(names, params, {});
+  at::Tensor ids = at::randint(0, c.vocab_size, {8, 16}, at::kLong);
+  at::Tensor labels = ids.clone();
+  for (int64_t b = 0; b < 8; ++b)
+    labels.index_put_({b, at::indexing::Slice(0, 2 * b)}, -100);  // 0..14 masked
+
+  const double loss_acc = accumulate_gradients(model, opt, ids, labels, 2);
+  std::vector<at::Tensor> g_acc;
+  for (size_t i = 0; i < params.size(); ++i) g_acc.push_back(opt.grad(i).clone());
+  opt.zero_grad();
+
+  at::Tensor full = causal_lm_loss_sum(model(ids), labels) / double(count_targets(labels));
+  full.backward();
+  EXPECT_NEAR(loss_acc, full.item<double>(), 1e-5);
+  for (size_t i = 0; i < params.size(); ++i)
+    EXPECT_TRUE(at::allclose(g_acc[i], params[i].grad(), 1e-4, 1e-6)) << names[i];
+  opt.zero_grad();
+
+  double mean_of_means = 0;
+  for (int64_t a = 0; a < 4; ++a) {
+    auto l = labels.slice(0, 2 * a, 2 * a + 2);
+    mean_of_means += causal_lm_loss_sum(model(ids.slice(0, 2 * a, 2 * a + 2)), l).item<double>() /
+                     double(count_targets(l)) / 4.0;
+  }
+  EXPECT_GT(std::abs(mean_of_means - loss_acc), 1e-4) << "masks too even to tell the methods apart";
+}
+
+TEST(Training, RefusesARunDirectoryThatHoldsCheckpoints) {
+  auto dir = test::temp_dir("again");
+  train(recipe(dir, {"train.max_steps=1"}));
+  try {
+    train(recipe(dir, {"train.max_steps=1"}));
+    FAIL() << "second run into the same directory must be refused";
+  } catch (const Error& e) {
+    EXPECT_NE(
+        std::string(e.what()).find("already holds checkpoints (latest: " + dir + "/step-0000001)"),
+        std::string::npos)
+        << e.what();
+  }
+  EXPECT_TRUE(std::filesystem::exists(dir + "/step-0000001/model.safetensors"));  // untouched
 }
 
 TEST(Training, ScheduleMatchesHuggingFaceTrainer) {

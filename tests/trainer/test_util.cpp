@@ -1,5 +1,9 @@
 #include "test_util.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -26,13 +30,27 @@ int run_oracle(const std::string& script, const std::string& args) {
 }
 
 const std::string& hf_fixtures() {
+  // CTest runs each test in its own process, in parallel: the first to take the lock builds the
+  // fixtures into a scratch directory and renames it into place; the others wait and reuse them.
   static const std::string dir = [] {
-    std::string d = std::string(ASC_BINARY_DIR) + "/test_fixtures/hf";
+    const std::string root = std::string(ASC_BINARY_DIR) + "/test_fixtures";
+    const std::string d = root + "/hf";
+    std::filesystem::create_directories(root);
+    int fd = ::open((root + "/hf.lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+    if (fd < 0 || ::flock(fd, LOCK_EX) != 0)
+      throw std::runtime_error("cannot lock " + root + "/hf.lock");
     if (!std::filesystem::exists(d + "/schedules.json")) {
-      if (run_oracle("make_hf_fixtures.py", d) != 0)
+      const std::string scratch = d + ".building";
+      std::filesystem::remove_all(scratch);
+      if (run_oracle("make_hf_fixtures.py", scratch) != 0) {
+        ::close(fd);
         throw std::runtime_error(
             "make_hf_fixtures.py failed (is transformers in ASC_PYTHON's environment?)");
+      }
+      std::filesystem::remove_all(d);
+      std::filesystem::rename(scratch, d);
     }
+    ::close(fd);  // releases the lock
     return d;
   }();
   return dir;

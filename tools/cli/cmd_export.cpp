@@ -33,7 +33,8 @@ uint64_t parse_size(const std::string& s) {
     mult = 1024.0 * 1024 * 1024;
   else
     ASC_FAIL("--max-shard-size '{}': unknown unit '{}' (B, KB, MB, GB, KiB, MiB, GiB)", s, unit);
-  if (!(v > 0)) ASC_FAIL("--max-shard-size '{}' must be positive", s);
+  if (!(v > 0) || !(v * mult < 9e18))
+    ASC_FAIL("--max-shard-size '{}' must be positive and finite", s);
   return uint64_t(v * mult);
 }
 }  // namespace

@@ -11,7 +11,8 @@
 namespace asc::cli {
 namespace {
 int64_t launched_world_size() {
-  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS"})
+  // Per launched job step, not per allocation (SLURM_NTASKS describes the whole sbatch job).
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"})
     if (const char* v = std::getenv(var)) return std::max(1L, std::atol(v));
   return 1;
 }

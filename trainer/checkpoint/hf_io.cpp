@@ -168,6 +168,10 @@ void load_hf_weights(const std::string& dir, LlamaForCausalLM& model) {
     if (std::vector<int64_t>(p.value().sizes().begin(), p.value().sizes().end()) != t.shape)
       ASC_FAIL("{}: tensor '{}' has shape [{}] but config.json implies [{}]", file.path(), p.key(),
                fmt::join(t.shape, ", "), fmt::join(p.value().sizes(), ", "));
+    if (t.dtype != st::DType::F32 && t.dtype != st::DType::BF16 && t.dtype != st::DType::F16 &&
+        t.dtype != st::DType::F64)
+      ASC_FAIL("{}: tensor '{}' has dtype {}; parameters must be floating point", file.path(),
+               p.key(), st::dtype_name(t.dtype));
     auto src = at::from_blob(const_cast<uint8_t*>(file.data(t)), t.shape,
                              at::TensorOptions().dtype(to_torch(t.dtype, file.path())));
     p.value().copy_(src);
@@ -242,6 +246,9 @@ void save_step_checkpoint(const std::string& run_dir, int64_t step, const LlamaC
                           const NamedTensors& master_weights, const std::string& state_json) {
   const fs::path dir = fs::path(run_dir) / step_dir_name(step);
   const fs::path tmp = fs::path(run_dir) / (step_dir_name(step) + ".partial");
+  // Never delete what `latest` names: between the delete and the rename it would be torn.
+  if (fs::exists(fs::path(run_dir) / "latest") && resolve_model_dir(run_dir) == dir.string())
+    ASC_FAIL("{}: refusing to overwrite {}, which 'latest' names", run_dir, dir.string());
   fs::remove_all(tmp);
   save_hf_dir(tmp.string(), config, master_weights, at::kFloat);
   write_file_atomic((tmp / "trainer_state.json").string(), state_json);

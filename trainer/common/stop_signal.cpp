@@ -16,6 +16,7 @@ void on_signal(int sig) {
 void install_stop_signals() {
   struct sigaction sa {};
   sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESTART;  // interrupted reads/writes resume; the loop polls the flag
   sigemptyset(&sa.sa_mask);
   for (int sig : {SIGINT, SIGTERM, SIGUSR1}) sigaction(sig, &sa, nullptr);
 }

@@ -20,11 +20,14 @@ size_t edit_distance(const std::string& a, const std::string& b) {
 
 std::string closest_match(const std::string& word, const std::vector<std::string>& candidates) {
   std::string best;
-  size_t best_d = SIZE_MAX;
+  size_t best_d = SIZE_MAX, best_tie = SIZE_MAX;
   for (const auto& c : candidates) {
-    // A prefix ("warmup" of "warmup_ratio") is a strong hint even when the distance is large.
-    size_t d = (c.rfind(word, 0) == 0 || word.rfind(c, 0) == 0) ? 1 : edit_distance(word, c);
-    if (d < best_d) best_d = d, best = c;
+    // A prefix ("warmup" of "warmup_ratio") is a strong hint even when the distance is large;
+    // among equal scores the smaller true edit distance wins ("lr_scheduler_type" suggests
+    // "lr_schedule", not "lr").
+    const size_t dist = edit_distance(word, c);
+    const size_t d = (c.rfind(word, 0) == 0 || word.rfind(c, 0) == 0) ? 1 : dist;
+    if (d < best_d || (d == best_d && dist < best_tie)) best_d = d, best_tie = dist, best = c;
   }
   size_t limit = std::max<size_t>(2, word.size() / 2);
   return best_d <= limit ? best : std::string();

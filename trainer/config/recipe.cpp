@@ -151,6 +151,13 @@ class Schema {
   static Check<T> positive() {
     return [](const T& v) -> const char* { return v > 0 ? nullptr : "must be > 0"; };
   }
+  // 1..hi: keeps products such as micro × ranks × accumulation far from int64 overflow.
+  static Check<int64_t> at_most(int64_t hi) {
+    auto rule = std::make_shared<std::string>(fmt::format("must be in 1..{}", hi));
+    return [hi, rule](const int64_t& v) -> const char* {
+      return v >= 1 && v <= hi ? nullptr : rule->c_str();
+    };
+  }
   template <class T>
   static Check<T> non_negative() {
     return [](const T& v) -> const char* { return v >= 0 ? nullptr : "must be >= 0"; };
@@ -162,13 +169,13 @@ class Schema {
     presets.insert(presets.begin(), "");
     add("model.preset", m.preset, one_of(presets));
     add<std::string>("model.init_from", m.init_from);
-    add("model.vocab_size", m.vocab_size, positive<int64_t>());
-    add("model.hidden_size", m.hidden_size, positive<int64_t>());
-    add("model.intermediate_size", m.intermediate_size, positive<int64_t>());
-    add("model.num_hidden_layers", m.num_hidden_layers, positive<int64_t>());
-    add("model.num_attention_heads", m.num_attention_heads, positive<int64_t>());
-    add("model.num_key_value_heads", m.num_key_value_heads, positive<int64_t>());
-    add("model.max_position_embeddings", m.max_position_embeddings, positive<int64_t>());
+    add("model.vocab_size", m.vocab_size, at_most(int64_t(1) << 24));
+    add("model.hidden_size", m.hidden_size, at_most(int64_t(1) << 24));
+    add("model.intermediate_size", m.intermediate_size, at_most(int64_t(1) << 24));
+    add("model.num_hidden_layers", m.num_hidden_layers, at_most(4096));
+    add("model.num_attention_heads", m.num_attention_heads, at_most(4096));
+    add("model.num_key_value_heads", m.num_key_value_heads, at_most(4096));
+    add("model.max_position_embeddings", m.max_position_embeddings, at_most(int64_t(1) << 24));
     add("model.rms_norm_eps", m.rms_norm_eps, positive<double>());
     add("model.rope_theta", m.rope_theta, positive<double>());
     add<bool>("model.tie_word_embeddings", m.tie_word_embeddings);
@@ -184,8 +191,8 @@ class Schema {
 
     auto& t = r_.train;
     add("train.stage", t.stage, one_of({"pretrain"}));
-    add("train.global_batch_size", t.global_batch_size, positive<int64_t>());
-    add("train.micro_batch_size", t.micro_batch_size, positive<int64_t>());
+    add("train.global_batch_size", t.global_batch_size, at_most(int64_t(1) << 30));
+    add("train.micro_batch_size", t.micro_batch_size, at_most(int64_t(1) << 30));
     add("train.max_steps", t.max_steps, non_negative<int64_t>());
     add("train.epochs", t.epochs, positive<double>());
     add("train.lr", t.lr, positive<double>());
@@ -237,6 +244,9 @@ void apply_map(const YAML::Node& node, const std::string& prefix, const std::str
     std::string where = mark_of(file, k.Mark());
     if (!k.IsScalar()) ASC_FAIL("{}: keys under '{}' must be plain names", where, prefix);
     std::string path = prefix.empty() ? k.Scalar() : prefix + "." + k.Scalar();
+    if (k.Scalar().find('.') != std::string::npos)
+      ASC_FAIL_HINT("nest the keys; dotted keys are for command-line overrides",
+                    "{}: {}: a key may not contain '.'", where, path);
     auto [pos, fresh] = seen.emplace(k.Scalar(), k.Mark().line + 1);
     if (!fresh) ASC_FAIL("{}: {}: duplicate key (first set on line {})", where, path, pos->second);
     if (const Field* f = schema.find(path)) {
@@ -292,14 +302,25 @@ void validate(Recipe& r, int64_t world_size) {
     ASC_FAIL("{}: model: architecture fields cannot be overridden with model.init_from",
              r.where("model.init_from"));
   if (auto c = r.preset_model_config()) {
-    c->validate(r.where("model.preset"));
+    // Report where the offending field was set; the preset's line when it came from the preset.
+    c->validate([&](const char* fields) {
+      std::string list = fields;
+      for (size_t start = 0; start <= list.size();) {
+        size_t comma = std::min(list.find(',', start), list.size());
+        const std::string key = "model." + list.substr(start, comma - start);
+        if (r.origin.count(key)) return r.origin.at(key);
+        start = comma + 1;
+      }
+      return r.where("model.preset");
+    });
     if (r.data.seq_len > c->max_position_embeddings)
       ASC_FAIL("{}: data.seq_len ({}) exceeds model.max_position_embeddings ({})",
                r.where("data.seq_len"), r.data.seq_len, c->max_position_embeddings);
   }
   // Batch arithmetic: global = micro × accumulation × data-parallel ranks.
   auto& t = r.train;
-  if (world_size < 1) ASC_FAIL("world size {} must be >= 1", world_size);
+  if (world_size < 1 || world_size > (int64_t(1) << 24))
+    ASC_FAIL("world size {} is out of range (1..16777216)", world_size);
   const int64_t per_step = t.micro_batch_size * world_size;
   if (t.global_batch_size % per_step != 0)
     ASC_FAIL_HINT("choose a global batch that is a multiple of micro batch × ranks",
@@ -344,7 +365,10 @@ Recipe load_recipe_text(const std::string& text, const std::string& name,
   Schema schema(r);
   YAML::Node root;
   try {
-    root = YAML::Load(text);
+    std::vector<YAML::Node> docs = YAML::LoadAll(text);
+    if (docs.size() > 1)
+      ASC_FAIL("{}: holds {} YAML documents ('---'); a recipe is one document", name, docs.size());
+    if (!docs.empty()) root = docs[0];
   } catch (const YAML::ParserException& e) {
     ASC_FAIL("{}:{}:{}: YAML syntax error: {}", name, e.mark.line + 1, e.mark.column + 1, e.msg);
   } catch (const YAML::Exception& e) {

@@ -5,6 +5,8 @@
 #include <torch/nn/functional/loss.h>
 #include <torch/nn/init.h>
 
+#include "common/error.h"
+
 namespace asc {
 
 RMSNormImpl::RMSNormImpl(int64_t dim, double eps) : eps_(eps) {
@@ -100,13 +102,19 @@ torch::Tensor LlamaDecoderLayerImpl::forward(const torch::Tensor& x_BTD,
 }
 
 LlamaModelImpl::LlamaModelImpl(const LlamaConfig& c) : config_(c) {
-  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(c.vocab_size, c.hidden_size));
+  auto emb = torch::nn::EmbeddingOptions(c.vocab_size, c.hidden_size);
+  if (c.pad_token_id) emb.padding_idx(*c.pad_token_id);  // as HF: no gradient for the pad row
+  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(emb));
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(LlamaDecoderLayer(c));
   norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps));
 }
 
 torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids_BT) {
+  ASC_CHECK(!config_.sliding_window || input_ids_BT.size(1) <= *config_.sliding_window,
+            "sequence length {} exceeds sliding_window {}: sliding-window attention is not "
+            "implemented",
+            input_ids_BT.size(1), config_.sliding_window.value_or(0));
   auto x = embed_tokens(input_ids_BT);
   auto [cos_TE, sin_TE] = rotary_tables(input_ids_BT.size(1), config_.head_dim(),
                                         config_.rope_theta, x.scalar_type(), x.device());
@@ -137,6 +145,7 @@ void LlamaForCausalLMImpl::init_weights(double std) {
     else
       p.value().normal_(0.0, std);
   }
+  if (config_.pad_token_id) model->embed_tokens->weight[*config_.pad_token_id].zero_();
 }
 
 torch::Tensor causal_lm_loss_sum(const torch::Tensor& logits_BTV, const torch::Tensor& labels_BT) {

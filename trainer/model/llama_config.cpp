@@ -1,6 +1,7 @@
 #include "model/llama_config.h"
 
 #include <map>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -28,29 +29,36 @@ double LlamaConfig::train_flops_per_token(int64_t seq_len) const {
          12.0 * double(num_hidden_layers) * double(hidden_size) * double(seq_len);
 }
 
-void LlamaConfig::validate(const std::string& where) const {
-  auto positive = [&](int64_t v, const char* name) {
-    if (v <= 0) ASC_FAIL("{}: model.{} must be positive, got {}", where, name, v);
+void LlamaConfig::validate(const std::function<std::string(const char*)>& where) const {
+  auto in_range = [&](int64_t v, const char* name, int64_t hi) {
+    if (v <= 0 || v > hi)
+      ASC_FAIL("{}: model.{} = {} is out of range (1..{})", where(name), name, v, hi);
   };
-  positive(vocab_size, "vocab_size");
-  positive(hidden_size, "hidden_size");
-  positive(intermediate_size, "intermediate_size");
-  positive(num_hidden_layers, "num_hidden_layers");
-  positive(num_attention_heads, "num_attention_heads");
-  positive(num_key_value_heads, "num_key_value_heads");
-  positive(max_position_embeddings, "max_position_embeddings");
+  constexpr int64_t kDim = int64_t(1) << 24;
+  in_range(vocab_size, "vocab_size", kDim);
+  in_range(hidden_size, "hidden_size", kDim);
+  in_range(intermediate_size, "intermediate_size", kDim);
+  in_range(num_hidden_layers, "num_hidden_layers", 4096);
+  in_range(num_attention_heads, "num_attention_heads", 4096);
+  in_range(num_key_value_heads, "num_key_value_heads", 4096);
+  in_range(max_position_embeddings, "max_position_embeddings", kDim);
   if (hidden_size % num_attention_heads != 0)
-    ASC_FAIL("{}: model.hidden_size ({}) is not divisible by model.num_attention_heads ({})", where,
-             hidden_size, num_attention_heads);
+    ASC_FAIL("{}: model.hidden_size ({}) is not divisible by model.num_attention_heads ({})",
+             where("hidden_size,num_attention_heads"), hidden_size, num_attention_heads);
   if (head_dim() % 2 != 0)
     ASC_FAIL("{}: head dimension hidden_size/num_attention_heads = {} must be even for rotary",
-             where, head_dim());
+             where("hidden_size,num_attention_heads"), head_dim());
   if (num_attention_heads % num_key_value_heads != 0)
     ASC_FAIL(
         "{}: model.num_attention_heads ({}) is not divisible by model.num_key_value_heads ({})",
-        where, num_attention_heads, num_key_value_heads);
-  if (!(rms_norm_eps > 0)) ASC_FAIL("{}: model.rms_norm_eps must be > 0", where);
-  if (!(rope_theta > 0)) ASC_FAIL("{}: model.rope_theta must be > 0", where);
+        where("num_key_value_heads,num_attention_heads"), num_attention_heads, num_key_value_heads);
+  if (!(rms_norm_eps > 0)) ASC_FAIL("{}: model.rms_norm_eps must be > 0", where("rms_norm_eps"));
+  if (!(rope_theta > 0)) ASC_FAIL("{}: model.rope_theta must be > 0", where("rope_theta"));
+  if (pad_token_id && (*pad_token_id < 0 || *pad_token_id >= vocab_size))
+    ASC_FAIL("{}: pad_token_id {} is outside the vocabulary (0..{})", where("pad_token_id"),
+             *pad_token_id, vocab_size - 1);
+  if (sliding_window && *sliding_window <= 0)
+    ASC_FAIL("{}: sliding_window must be positive or null", where("sliding_window"));
 }
 
 namespace {
@@ -107,26 +115,43 @@ LlamaConfig llama_config_from_hf_json(const nlohmann::json& j, const std::string
     if (c.model_type != "llama" && c.model_type != "mistral")
       ASC_FAIL("{}: model_type '{}' is not a LLaMA-family model (llama, mistral)", where,
                c.model_type);
-    auto req = [&](const char* key) -> const nlohmann::json& {
-      if (!j.contains(key)) ASC_FAIL("{}: missing field '{}'", where, key);
-      return j.at(key);
+    // Integers are checked as integers: get<int64_t>() of 1e300 would be undefined behaviour.
+    auto opt_int = [&](const char* key) -> std::optional<int64_t> {
+      if (!j.contains(key) || j[key].is_null()) return std::nullopt;
+      if (!j[key].is_number_integer())
+        ASC_FAIL("{}: field '{}' must be an integer, got {}", where, key, j[key].dump());
+      return j[key].get<int64_t>();
     };
-    c.vocab_size = req("vocab_size").get<int64_t>();
-    c.hidden_size = req("hidden_size").get<int64_t>();
-    c.intermediate_size = req("intermediate_size").get<int64_t>();
-    c.num_hidden_layers = req("num_hidden_layers").get<int64_t>();
-    c.num_attention_heads = req("num_attention_heads").get<int64_t>();
-    c.num_key_value_heads = j.value("num_key_value_heads", c.num_attention_heads);
-    if (j.contains("num_key_value_heads") && j["num_key_value_heads"].is_null())
-      c.num_key_value_heads = c.num_attention_heads;
-    c.max_position_embeddings = j.value("max_position_embeddings", int64_t(2048));
-    c.rms_norm_eps = j.value("rms_norm_eps", 1e-6);
-    c.rope_theta = j.value("rope_theta", 10000.0);
+    auto req_int = [&](const char* key) {
+      auto v = opt_int(key);
+      if (!v) ASC_FAIL("{}: missing field '{}'", where, key);
+      return *v;
+    };
+    auto num = [&](const char* key, double dflt) {
+      if (!j.contains(key) || j[key].is_null()) return dflt;
+      if (!j[key].is_number())
+        ASC_FAIL("{}: field '{}' must be a number, got {}", where, key, j[key].dump());
+      return j[key].get<double>();
+    };
+    c.vocab_size = req_int("vocab_size");
+    c.hidden_size = req_int("hidden_size");
+    c.intermediate_size = req_int("intermediate_size");
+    c.num_hidden_layers = req_int("num_hidden_layers");
+    c.num_attention_heads = req_int("num_attention_heads");
+    c.num_key_value_heads = opt_int("num_key_value_heads").value_or(c.num_attention_heads);
+    c.max_position_embeddings = opt_int("max_position_embeddings").value_or(2048);
+    c.rms_norm_eps = num("rms_norm_eps", 1e-6);
+    c.rope_theta = num("rope_theta", 10000.0);
     c.tie_word_embeddings = j.value("tie_word_embeddings", false);
-    if (j.contains("bos_token_id") && j["bos_token_id"].is_number())
-      c.bos_token_id = j["bos_token_id"].get<int64_t>();
-    if (j.contains("eos_token_id") && j["eos_token_id"].is_number())
-      c.eos_token_id = j["eos_token_id"].get<int64_t>();
+    c.bos_token_id = opt_int("bos_token_id").value_or(c.bos_token_id);
+    if (j.contains("eos_token_id") && j["eos_token_id"].is_array())
+      ASC_FAIL_HINT("LLaMA-1/2 and Mistral have one eos id",
+                    "{}: eos_token_id {} (a list, as Llama-3 "
+                    "writes) is not supported",
+                    where, j["eos_token_id"].dump());
+    c.eos_token_id = opt_int("eos_token_id").value_or(c.eos_token_id);
+    c.pad_token_id = opt_int("pad_token_id");
+    c.sliding_window = opt_int("sliding_window");
     // Newer transformers write "dtype", older "torch_dtype"; read both.
     for (const char* k : {"dtype", "torch_dtype"})
       if (j.contains(k) && j[k].is_string()) c.torch_dtype = j[k].get<std::string>();
@@ -137,7 +162,7 @@ LlamaConfig llama_config_from_hf_json(const nlohmann::json& j, const std::string
       ASC_FAIL("{}: attention_bias / mlp_bias are not supported (LLaMA has no biases)", where);
     if (j.contains("hidden_act") && j["hidden_act"] != "silu")
       ASC_FAIL("{}: hidden_act {} is not supported (only silu)", where, j["hidden_act"].dump());
-    if (j.contains("head_dim") && j["head_dim"].is_number() &&
+    if (j.contains("head_dim") && j["head_dim"].is_number_integer() &&
         j["head_dim"].get<int64_t>() != c.hidden_size / std::max<int64_t>(1, c.num_attention_heads))
       ASC_FAIL("{}: head_dim {} != hidden_size/num_attention_heads is not supported", where,
                j["head_dim"].get<int64_t>());
@@ -169,9 +194,11 @@ nlohmann::json llama_config_to_hf_json(const LlamaConfig& c) {
   j["initializer_range"] = 0.02;
   j["attention_dropout"] = 0.0;
   if (!mistral) j["attention_bias"] = false, j["mlp_bias"] = false, j["pretraining_tp"] = 1;
-  if (mistral) j["sliding_window"] = nullptr;
+  if (mistral || c.sliding_window)
+    j["sliding_window"] = c.sliding_window ? nlohmann::json(*c.sliding_window) : nlohmann::json();
   j["bos_token_id"] = c.bos_token_id;
   j["eos_token_id"] = c.eos_token_id;
+  if (c.pad_token_id) j["pad_token_id"] = *c.pad_token_id;
   j["use_cache"] = true;
   j["torch_dtype"] = c.torch_dtype;
   return j;

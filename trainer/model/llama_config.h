@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +27,11 @@ struct LlamaConfig {
   bool tie_word_embeddings = false;
   int64_t bos_token_id = 1;
   int64_t eos_token_id = 2;
+  // Hugging Face builds the embedding with padding_idx = pad_token_id: that row is zeroed at
+  // initialisation and gets no gradient. Unset for LLaMA/Mistral checkpoints.
+  std::optional<int64_t> pad_token_id;
+  // Mistral v0.1 attends within a 4096-token window; unset (null) = full causal attention.
+  std::optional<int64_t> sliding_window;
   std::string torch_dtype = "float32";  // dtype written to / read from config.json
 
   int64_t head_dim() const { return hidden_size / num_attention_heads; }
@@ -35,8 +42,13 @@ struct LlamaConfig {
   // Training FLOPs per token at sequence length T: 6·N (N without embedding) + 12·L·d·T.
   double train_flops_per_token(int64_t seq_len) const;
 
-  // Throws asc::Error naming the field when the shape arithmetic is impossible.
-  void validate(const std::string& where) const;
+  // Throws asc::Error naming the field when the shape arithmetic is impossible or a size is
+  // beyond what we can count (each dimension <= 2^24, layers <= 4096). `where(fields)` gives
+  // the location to report for the comma-separated fields involved ("recipe.yaml:3").
+  void validate(const std::function<std::string(const char* field)>& where) const;
+  void validate(const std::string& where) const {
+    validate([&](const char*) { return where; });
+  }
 };
 
 // Built-in presets: llama-7b, llama-13b, llama2-7b, llama2-13b, mistral-7b, and CPU-sized

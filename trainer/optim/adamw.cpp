@@ -19,6 +19,8 @@ AdamW::AdamW(std::vector<std::string> names, std::vector<at::Tensor> params, Ada
   ASC_CHECK(names_.size() == params_.size(), "AdamW: {} names for {} parameters", names_.size(),
             params_.size());
   torch::NoGradGuard no_grad;
+  separate_master_ = !master.empty();
+  grad_acc_.resize(params_.size());
   for (size_t i = 0; i < params_.size(); ++i) {
     const auto& p = params_[i];
     if (!master.empty())
@@ -33,11 +35,29 @@ AdamW::AdamW(std::vector<std::string> names, std::vector<at::Tensor> params, Ada
   }
 }
 
+void AdamW::accumulate_grads() {
+  if (!separate_master_) return;
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    auto& p = params_[i];
+    if (!p.grad().defined()) continue;
+    if (grad_acc_[i].defined())
+      grad_acc_[i].add_(p.grad());
+    else
+      grad_acc_[i] = p.grad().to(at::kFloat);
+    p.mutable_grad() = at::Tensor();
+  }
+}
+
+at::Tensor AdamW::grad(size_t i) const {
+  return grad_acc_[i].defined() ? grad_acc_[i] : params_[i].grad();
+}
+
 double AdamW::grad_norm() const {
   torch::NoGradGuard no_grad;
   std::vector<at::Tensor> norms;
-  for (const auto& p : params_)
-    if (p.grad().defined()) norms.push_back(p.grad().to(at::kFloat).norm(2));
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (grad(i).defined()) norms.push_back(grad(i).to(at::kFloat).norm(2));
   if (norms.empty()) return 0.0;
   return at::stack(norms).norm(2).item<double>();
 }
@@ -56,8 +76,8 @@ void AdamW::step(double lr, double grad_scale) {
   const double bc2_sqrt = std::sqrt(bc2);
   for (size_t i = 0; i < params_.size(); ++i) {
     auto& p = params_[i];
-    if (!p.grad().defined()) continue;
-    at::Tensor g = p.grad().to(at::kFloat);
+    if (!grad(i).defined()) continue;
+    at::Tensor g = grad(i).to(at::kFloat);
     if (grad_scale != 1.0) g = g * grad_scale;
     auto& w = master_[i];
     if (decay_[i] && opt_.weight_decay != 0) w.mul_(1.0 - lr * opt_.weight_decay);
@@ -72,6 +92,7 @@ void AdamW::step(double lr, double grad_scale) {
 void AdamW::zero_grad() {
   for (auto& p : params_)
     if (p.grad().defined()) p.mutable_grad() = at::Tensor();
+  for (auto& g : grad_acc_) g = at::Tensor();
 }
 
 }  // namespace asc

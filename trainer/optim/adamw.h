@@ -25,12 +25,18 @@ class AdamW {
   // precision is lost); empty = params are fp32 and are their own master.
   AdamW(std::vector<std::string> names, std::vector<at::Tensor> params, AdamWOptions opt,
         std::vector<at::Tensor> master = {});
+  // After each micro-batch's backward: with bf16 parameters, adds their gradients into fp32
+  // accumulators and clears them, so accumulation over micro-batches happens in fp32 (as with
+  // Hugging Face AMP). A no-op for fp32 parameters, whose .grad() already accumulates in fp32.
+  void accumulate_grads();
   // L2 norm over all gradients (fp32 accumulation), before clipping.
   double grad_norm() const;
   // One update at learning rate lr, gradients scaled by grad_scale (the clip factor).
   void step(double lr, double grad_scale = 1.0);
   void zero_grad();
   int64_t steps() const { return step_; }
+  // The gradient step() will use for parameter i (the fp32 accumulator in bf16 mode).
+  at::Tensor grad(size_t i) const;
   const std::vector<at::Tensor>& master() const { return master_; }
   const std::vector<std::string>& names() const { return names_; }
   const std::vector<at::Tensor>& exp_avg() const { return m_; }
@@ -38,7 +44,8 @@ class AdamW {
 
  private:
   std::vector<std::string> names_;
-  std::vector<at::Tensor> params_, master_, m_, v_;
+  std::vector<at::Tensor> params_, master_, m_, v_, grad_acc_;
+  bool separate_master_ = false;
   std::vector<bool> decay_;
   AdamWOptions opt_;
   int64_t step_ = 0;
