@@ -8,5 +8,6 @@ namespace asc::cli {
 
 void add_train(CLI::App& app);
 void add_export(CLI::App& app);
+void add_synth_notes(CLI::App& app);
 
 }  // namespace asc::cli

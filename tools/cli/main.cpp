@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", version_text);
   asc::cli::add_train(app);
   asc::cli::add_export(app);
+  asc::cli::add_synth_notes(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

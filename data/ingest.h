@@ -1,0 +1,48 @@
+// ingest.h — Asclepius data files in: CSV (RFC 4180, via libcsv: quoted fields with commas,
+// quotes and newlines inside), JSON Lines, or one JSON array of objects. Columns `note`,
+// `question`, `answer`, `task` and an id; a column mapping because the released CSV's card calls
+// the note column `patient` (when `note` is absent and `patient` present, that is used).
+//
+// Errors name the file, the record (and line where the format has lines) and the problem:
+// missing column, invalid UTF-8, empty note. With skip_bad such records are skipped and counted;
+// nothing is skipped silently. No libtorch (fuzzed on its own).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace asc {
+
+struct NoteRecord {
+  std::string id, note, question, answer, task;
+  int64_t record = 0;  // 1-based record number in the file
+};
+
+struct IngestOptions {
+  // Logical column -> column name in the file ("note" -> "patient"). Unset: identity, with the
+  // note falling back to "patient" and the id to "patient_id" (the released CSV's names).
+  std::map<std::string, std::string> columns;
+  bool require_qa = false;  // instruct data: question and answer must be present and non-empty
+  bool skip_bad = false;
+};
+
+struct IngestReport {
+  int64_t records = 0;  // good records delivered
+  int64_t skipped = 0;
+  std::vector<std::string> errors;  // the first few skipped records' messages
+};
+
+// Reads `path` (.csv, .jsonl / .ndjson, .json by extension). Throws asc::Error on the first bad
+// record unless opts.skip_bad.
+std::vector<NoteRecord> read_note_records(const std::string& path, const IngestOptions& opts,
+                                          IngestReport* report = nullptr);
+// Same from memory, `format` one of "csv", "jsonl", "json" (tests, fuzzing).
+std::vector<NoteRecord> parse_note_records(const std::string& data, const std::string& format,
+                                           const std::string& name, const IngestOptions& opts,
+                                           IngestReport* report = nullptr);
+bool valid_utf8(const std::string& s);
+
+}  // namespace asc

@@ -1,0 +1,108 @@
+// Ingest: CSV (quoted commas, quotes, newlines; CRLF), JSONL and JSON arrays; the `patient`
+// note column of the released CSV; every bad-record case named with file and record/line.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "common/error.h"
+#include "data/ingest.h"
+
+using namespace asc;
+using testing::HasSubstr;
+
+namespace {
+std::string err(const std::string& data, const std::string& fmt, IngestOptions o = {}) {
+  try {
+    parse_note_records(data, fmt, "f." + fmt, o);
+  } catch (const Error& e) {
+    return e.message();
+  }
+  return "<no error>";
+}
+}  // namespace
+
+TEST(Ingest, CsvQuotedFieldsWithCommasQuotesAndNewlines) {
+  const std::string csv =
+      "patient_id,note,question,answer,task\r\n"
+      "7,\"Line one, with comma\nLine \"\"two\"\"\n\",\"Q?\",\"A.\",Summarization\r\n"
+      "8,  spaced note  ,q,a,Paraphrasing\n";
+  IngestReport rep;
+  auto r = parse_note_records(csv, "csv", "x.csv", {}, &rep);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].id, "7");
+  EXPECT_EQ(r[0].note, "Line one, with comma\nLine \"two\"\n");
+  EXPECT_EQ(r[0].question, "Q?");
+  EXPECT_EQ(r[0].task, "Summarization");
+  EXPECT_EQ(r[1].note, "  spaced note  ");  // no trimming (pandas keeps spaces)
+  EXPECT_EQ(rep.records, 2);
+}
+
+TEST(Ingest, ReleasedLayoutMapsPatientToNote) {
+  auto r = parse_note_records("patient_id,patient,question,answer,task\n1,the note,q,a,t\n", "csv",
+                              "s.csv", {});
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].note, "the note");
+  IngestOptions o;
+  o.columns["note"] = "text";
+  auto r2 = parse_note_records("text,question\nabc,q\n", "csv", "s.csv", o);
+  EXPECT_EQ(r2[0].note, "abc");
+  auto j = parse_note_records(R"({"patient": "n1", "question": "q"})"
+                              "\n",
+                              "jsonl", "s.jsonl", {});
+  EXPECT_EQ(j[0].note, "n1");
+}
+
+TEST(Ingest, JsonLinesAndArray) {
+  auto r = parse_note_records(
+      "{\"note\":\"a\\nb\",\"question\":\"q\",\"answer\":\"x\",\"task\":\"QA\",\"id\":5}\n\n"
+      "{\"note\":\"c\"}\n",
+      "jsonl", "f.jsonl", {});
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].note, "a\nb");
+  EXPECT_EQ(r[0].id, "5");
+  EXPECT_EQ(r[1].record, 2);
+  auto a = parse_note_records(R"([{"note":"x"},{"note":"y","answer":"z"}])", "json", "f.json", {});
+  ASSERT_EQ(a.size(), 2u);
+  EXPECT_EQ(a[1].answer, "z");
+}
+
+TEST(Ingest, BadRecordsNameFileAndPlace) {
+  EXPECT_EQ(err("note,question\n\"\",q\n", "csv"), "f.csv: record 1 (line 2): empty note");
+  EXPECT_EQ(err("note,question\nok,q\nbad\n", "csv"),
+            "f.csv: record 2 (line 3): 1 fields but the header has 2");
+  EXPECT_THAT(err("text,question\nx,q\n", "csv"),
+              HasSubstr("f.csv: header has no column 'note' (columns: text, question)"));
+  EXPECT_EQ(err("note\n\"a\nb\nc\"\n\"\xff\"\n", "csv"),
+            "f.csv: record 2 (line 5): invalid UTF-8 in note");
+  EXPECT_THAT(err("note\n\"unterminated\n", "csv"), HasSubstr("f.csv: malformed CSV"));
+  EXPECT_EQ(err("{\"note\":\"a\"}\n{\"note\": \n", "jsonl").substr(0, 36),
+            "f.jsonl: line 2: invalid JSON: [json");
+  EXPECT_EQ(err("{\"question\":\"a\"}\n", "jsonl"), "f.jsonl: line 1: missing column 'note'");
+  EXPECT_EQ(err("[1]", "json"), "f.json: record 1: not a JSON object");
+  EXPECT_EQ(err("{}", "json"), "f.json: expected a JSON array of objects");
+  IngestOptions qa;
+  qa.require_qa = true;
+  EXPECT_EQ(err("note,question,answer\nn,q,\n", "csv", qa),
+            "f.csv: record 1 (line 2): empty answer");
+  EXPECT_THAT(err("note\nn\n", "csv", qa), HasSubstr("header has no column 'question'"));
+}
+
+TEST(Ingest, SkipBadCountsAndReports) {
+  IngestOptions o;
+  o.skip_bad = true;
+  IngestReport rep;
+  auto r = parse_note_records("note,q\nok,1\n,2\nalso ok,3\nshort\n", "csv", "f.csv", o, &rep);
+  EXPECT_EQ(r.size(), 2u);
+  EXPECT_EQ(rep.records, 2);
+  EXPECT_EQ(rep.skipped, 2);
+  ASSERT_EQ(rep.errors.size(), 2u);
+  EXPECT_EQ(rep.errors[0], "f.csv: record 2 (line 3): empty note");
+}
+
+TEST(Ingest, Utf8Validation) {
+  EXPECT_TRUE(valid_utf8("plain ascii"));
+  EXPECT_TRUE(valid_utf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"));
+  EXPECT_FALSE(valid_utf8("\xc0\xaf"));          // overlong
+  EXPECT_FALSE(valid_utf8("\xed\xa0\x80"));      // surrogate
+  EXPECT_FALSE(valid_utf8("\xf4\x90\x80\x80"));  // > U+10FFFF
+  EXPECT_FALSE(valid_utf8("\xe2\x82"));          // truncated
+}
