@@ -83,6 +83,13 @@ assert {r['patient_id'] for r in rows}.isdisjoint({r['patient_id'] for r in held
 assert len({r['task'] for r in rows + held}) == 8
 "
 
+# tokenizer train on the synthetic notes, then encode: LLaMA conventions (bos 1 first).
+"$bin" tokenizer train --input "$tmp/sn1/train.csv" --vocab-size 600 --out "$tmp/tok.model" >/dev/null 2>&1
+check "tokenizer train" test -s "$tmp/tok.model"
+check "tokenizer encode starts with bos" test "$("$bin" tokenizer encode --model "$tmp/tok.model" "BP 120/80" | cut -d' ' -f1)" = 1
+expect_error "tokenizer on a non-model" "not a SentencePiece model" \
+  "$bin" tokenizer encode --model "$tmp/sn1/train.csv" "x"
+
 # SIGTERM mid-run: the step in flight finishes, a checkpoint is saved, `latest` names it,
 # exit status 128+15 and one line saying so.
 "$bin" train "$src/recipes/demo/tiny.yaml" train.max_steps=1000000 checkpoint.dir="$tmp/sig" \

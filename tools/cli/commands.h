@@ -9,5 +9,6 @@ namespace asc::cli {
 void add_train(CLI::App& app);
 void add_export(CLI::App& app);
 void add_synth_notes(CLI::App& app);
+void add_tokenizer(CLI::App& app);
 
 }  // namespace asc::cli

@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   asc::cli::add_train(app);
   asc::cli::add_export(app);
   asc::cli::add_synth_notes(app);
+  asc::cli::add_tokenizer(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,41 @@
+// spm_backend.cpp — compiled into libasclepius_spm.so only (see spm_backend.h).
+#include "data/spm_backend.h"
+
+#include <sentencepiece_processor.h>
+#include <sentencepiece_trainer.h>
+
+namespace {
+
+class Backend final : public asc::SpmBackend {
+ public:
+  std::string load(const std::string& bytes) override {
+    auto s = sp_.LoadFromSerializedProto(bytes);
+    return s.ok() ? "" : s.ToString();
+  }
+  std::string encode(const std::string& text, std::vector<int>* ids) const override {
+    auto s = sp_.Encode(text, ids);
+    return s.ok() ? "" : s.ToString();
+  }
+  std::string decode(const std::vector<int>& ids, std::string* text) const override {
+    auto s = sp_.Decode(ids, text);
+    return s.ok() ? "" : s.ToString();
+  }
+  int piece_size() const override { return sp_.GetPieceSize(); }
+  int bos_id() const override { return sp_.bos_id(); }
+  int eos_id() const override { return sp_.eos_id(); }
+  int unk_id() const override { return sp_.unk_id(); }
+  bool is_control(int id) const override { return sp_.IsControl(id); }
+  std::string train(const std::string& args) const override {
+    auto s = sentencepiece::SentencePieceTrainer::Train(args);
+    return s.ok() ? "" : s.ToString();
+  }
+
+ private:
+  sentencepiece::SentencePieceProcessor sp_;
+};
+
+}  // namespace
+
+extern "C" __attribute__((visibility("default"))) asc::SpmBackend* asclepius_spm_new_backend() {
+  return new Backend();
+}

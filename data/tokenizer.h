@@ -1,0 +1,55 @@
+// tokenizer.h — LLaMA-style SentencePiece tokenizer (Debian's libsentencepiece, behind
+// spm_backend.h): loads a
+// LLaMA / Llama-2 / Mistral `tokenizer.model`; encode(text) = [bos] + pieces, as Hugging Face's
+// slow LlamaTokenizer (unk 0, bos 1, eos 2; Asclepius pads with bos). Trains small models for
+// the demo. Thread-safety: encode/decode are const and may run concurrently.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace asc {
+
+class SpmBackend;
+
+class Tokenizer {
+ public:
+  // Throws asc::Error naming the file when it is missing or not a SentencePiece model, or when
+  // it lacks bos/eos ids.
+  explicit Tokenizer(const std::string& model_path);
+  ~Tokenizer();
+  Tokenizer(const Tokenizer&) = delete;
+  Tokenizer& operator=(const Tokenizer&) = delete;
+
+  std::vector<int32_t> encode(const std::string& text, bool add_bos = true,
+                              bool add_eos = false) const;
+  std::string decode(const std::vector<int32_t>& ids) const;  // special ids are skipped
+  int32_t vocab_size() const;
+  int32_t bos_id() const;
+  int32_t eos_id() const;
+  int32_t unk_id() const;
+  int32_t pad_id() const { return bos_id(); }  // the Asclepius convention (pad = <s>)
+  // xxh64 of the model file's bytes, hex: ties a corpus to the tokenizer that built it.
+  const std::string& checksum() const { return checksum_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::unique_ptr<SpmBackend> sp_;
+  std::string path_, checksum_;
+};
+
+struct TokenizerTrainOptions {
+  int32_t vocab_size = 2000;
+  int32_t threads = 0;  // 0 = all cores
+  std::string model_type = "bpe";
+};
+// Trains a LLaMA-convention model (BPE, byte fallback, split digits, identity normalisation,
+// unk 0 / bos 1 / eos 2, no pad piece) on `texts` and writes it to out_path (.model).
+void train_tokenizer(const std::vector<std::string>& texts, const TokenizerTrainOptions& o,
+                     const std::string& out_path);
+
+std::string xxh64_hex(const void* data, size_t n);
+
+}  // namespace asc
