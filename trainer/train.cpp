@@ -13,7 +13,9 @@
 #include "common/fs.h"
 #include "common/host_memory.h"
 #include "common/stop_signal.h"
+#include "data/corpus.h"
 #include "data/demo_corpus.h"
+#include "data/tokenizer.h"
 #include "metrics/metrics.h"
 #include "model/llama.h"
 #include "optim/adamw.h"
@@ -22,35 +24,90 @@
 namespace asc {
 namespace {
 
-// Global batches from the corpus: epoch after epoch, each a fresh seeded permutation; the
-// remainder of an epoch that does not fill a global batch is dropped (as the HF Trainer does).
-class DemoBatches {
+// Global batches of seq_len-token samples, epoch after epoch, each epoch a fresh seeded
+// permutation of the samples; the remainder of an epoch that does not fill a global batch is
+// dropped (as the HF Trainer does). Labels = inputs (shifted inside the loss).
+class Batches {
  public:
-  DemoBatches(const Recipe& r, int64_t vocab)
-      : corpus_(vocab, r.data.seq_len, r.data.demo_samples, uint64_t(r.train.seed)),
+  virtual ~Batches() = default;
+  virtual int64_t num_samples() const = 0;
+  virtual void sample(int64_t i, int64_t* out) const = 0;  // seq_len tokens
+
+  Batches(const Recipe& r)
+      : seq_len_(r.data.seq_len),
         global_(r.train.global_batch_size),
-        seed_(uint64_t(r.train.seed)) {
-    ASC_CHECK(corpus_.size() >= global_,
-              "{}: data.demo_samples ({}) < train.global_batch_size ({})",
-              r.where("data.demo_samples"), corpus_.size(), global_);
-  }
-  int64_t steps_per_epoch() const { return corpus_.size() / global_; }
+        seed_(uint64_t(r.train.seed)) {}
+  int64_t steps_per_epoch() const { return num_samples() / global_; }
   at::Tensor global_batch(int64_t step) {  // [G, T] int64
     const int64_t epoch = step / steps_per_epoch(), offset = (step % steps_per_epoch()) * global_;
     if (epoch != order_epoch_)
-      order_ = epoch_order(corpus_.size(), seed_, epoch), order_epoch_ = epoch;
-    auto batch = at::empty({global_, corpus_.seq_len()}, at::kLong);
+      order_ = epoch_order(num_samples(), seed_, epoch), order_epoch_ = epoch;
+    auto batch = at::empty({global_, seq_len_}, at::kLong);
     for (int64_t j = 0; j < global_; ++j)
-      corpus_.sample(order_[size_t(offset + j)], batch[j].data_ptr<int64_t>());
+      sample(order_[size_t(offset + j)], batch[j].data_ptr<int64_t>());
     return batch;
   }
 
- private:
-  DemoCorpus corpus_;
-  int64_t global_;
+ protected:
+  void check_size(const Recipe& r, const std::string& what) const {
+    if (num_samples() < global_)
+      ASC_FAIL("{}: {} holds {} samples of {} tokens, fewer than train.global_batch_size ({})",
+               r.where("data.corpus"), what, num_samples(), seq_len_, global_);
+  }
+  int64_t seq_len_, global_;
   uint64_t seed_;
   std::vector<int64_t> order_;
   int64_t order_epoch_ = -1;
+};
+
+class DemoBatches final : public Batches {
+ public:
+  DemoBatches(const Recipe& r, int64_t vocab)
+      : Batches(r), corpus_(vocab, r.data.seq_len, r.data.demo_samples, uint64_t(r.train.seed)) {
+    check_size(r, "the demo corpus (data.demo_samples)");
+  }
+  int64_t num_samples() const override { return corpus_.size(); }
+  void sample(int64_t i, int64_t* out) const override { corpus_.sample(i, out); }
+
+ private:
+  DemoCorpus corpus_;
+};
+
+// A pretraining corpus: consecutive seq_len windows of the token stream.
+class CorpusBatches final : public Batches {
+ public:
+  CorpusBatches(const Recipe& r, const LlamaConfig& model) : Batches(r), corpus_(r.data.corpus) {
+    const auto& info = corpus_.info();
+    if (info.stage != "pretrain")
+      ASC_FAIL(
+          "{}: {} is an {} corpus; instruction tuning (train.stage: instruct) is not "
+          "implemented yet",
+          r.where("data.corpus"), r.data.corpus, info.stage);
+    if (!r.data.tokenizer.empty()) {
+      Tokenizer tok(r.data.tokenizer);
+      if (tok.checksum() != info.tokenizer_checksum)
+        ASC_FAIL_HINT(
+            "rebuild the corpus with this tokenizer, or point data.tokenizer at the one used",
+            "{}: {} was built with tokenizer {} but data.tokenizer {} is {}",
+            r.where("data.tokenizer"), r.data.corpus, info.tokenizer_checksum, r.data.tokenizer,
+            tok.checksum());
+    }
+    if (info.vocab_size > model.vocab_size)
+      ASC_FAIL("{}: {} was built with a {}-token vocabulary but the model has {}",
+               r.where("data.corpus"), r.data.corpus, info.vocab_size, model.vocab_size);
+    corpus_.check_token_ids(model.vocab_size);
+    check_size(r, r.data.corpus);
+    buf_.resize(size_t(seq_len_));
+  }
+  int64_t num_samples() const override { return corpus_.num_windows(seq_len_); }
+  void sample(int64_t i, int64_t* out) const override {
+    corpus_.read_tokens(i * seq_len_, seq_len_, buf_.data());
+    std::copy(buf_.begin(), buf_.end(), out);
+  }
+
+ private:
+  Corpus corpus_;
+  mutable std::vector<int32_t> buf_;
 };
 
 LlamaForCausalLM build_model(const Recipe& r) {
@@ -89,10 +146,6 @@ double accumulate_gradients(LlamaForCausalLM& model, AdamW& opt, const at::Tenso
 }
 
 TrainResult train(const Recipe& r) {
-  if (r.data.corpus != "demo")
-    ASC_FAIL_HINT("use data.corpus: demo until the HDF5 corpus reader lands",
-                  "{}: data.corpus '{}': only the built-in demo corpus is implemented so far",
-                  r.where("data.corpus"), r.data.corpus);
   if (r.world_size != 1)
     ASC_FAIL("multi-rank training (parallel.mode {}) is not implemented yet; run one process",
              r.parallel.mode);
@@ -115,7 +168,12 @@ TrainResult train(const Recipe& r) {
   master.clear();
 
   // --- data and schedule --------------------------------------------------------------------
-  DemoBatches data(r, config.vocab_size);
+  std::unique_ptr<Batches> batches;
+  if (r.data.corpus == "demo")
+    batches = std::make_unique<DemoBatches>(r, config.vocab_size);
+  else
+    batches = std::make_unique<CorpusBatches>(r, config);
+  Batches& data = *batches;
   const int64_t total_steps =
       r.train.max_steps > 0 ? r.train.max_steps
                             : int64_t(std::ceil(r.train.epochs * double(data.steps_per_epoch())));

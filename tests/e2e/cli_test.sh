@@ -90,6 +90,22 @@ check "tokenizer encode starts with bos" test "$("$bin" tokenizer encode --model
 expect_error "tokenizer on a non-model" "not a SentencePiece model" \
   "$bin" tokenizer encode --model "$tmp/sn1/train.csv" "x"
 
+# The data path end to end: notes -> corpus.h5 -> training on it; wrong tokenizer refused.
+"$bin" corpus build --input "$tmp/sn1/train.csv" --tokenizer "$tmp/tok.model" --out "$tmp/pre.h5" >/dev/null
+check "corpus build" test -s "$tmp/pre.h5"
+"$bin" corpus inspect "$tmp/pre.h5" --tokenizer "$tmp/tok.model" >"$tmp/inspect.txt"
+check "corpus inspect shows the stage" grep -q "stage pretrain" "$tmp/inspect.txt"
+"$bin" train "$src/recipes/demo/tiny.yaml" data.corpus="$tmp/pre.h5" data.tokenizer="$tmp/tok.model" \
+  model.vocab_size=600 data.seq_len=32 train.max_steps=4 checkpoint.dir="$tmp/run_corpus" \
+  logging.progress=false >/dev/null 2>&1
+check "train on a corpus" grep -qx "step-0000004" "$tmp/run_corpus/latest"
+"$bin" tokenizer train --input "$tmp/sn3/train.csv" --vocab-size 600 --out "$tmp/tok_other.model" >/dev/null 2>&1
+expect_error "corpus/tokenizer mismatch" "was built with tokenizer" \
+  "$bin" train "$src/recipes/demo/tiny.yaml" data.corpus="$tmp/pre.h5" data.tokenizer="$tmp/tok_other.model" \
+  model.vocab_size=600 data.seq_len=32 train.max_steps=4 checkpoint.dir="$tmp/run_bad"
+expect_error "corpus vocabulary above the model's" "was built with a 600-token vocabulary but the model has 100" \
+  "$bin" train "$src/recipes/demo/tiny.yaml" data.corpus="$tmp/pre.h5" model.vocab_size=100 data.seq_len=32 checkpoint.dir="$tmp/run_bad2"
+
 # SIGTERM mid-run: the step in flight finishes, a checkpoint is saved, `latest` names it,
 # exit status 128+15 and one line saying so.
 "$bin" train "$src/recipes/demo/tiny.yaml" train.max_steps=1000000 checkpoint.dir="$tmp/sig" \

@@ -10,5 +10,6 @@ void add_train(CLI::App& app);
 void add_export(CLI::App& app);
 void add_synth_notes(CLI::App& app);
 void add_tokenizer(CLI::App& app);
+void add_corpus(CLI::App& app);
 
 }  // namespace asc::cli

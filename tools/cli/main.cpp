@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   asc::cli::add_export(app);
   asc::cli::add_synth_notes(app);
   asc::cli::add_tokenizer(app);
+  asc::cli::add_corpus(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

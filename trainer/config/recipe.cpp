@@ -185,6 +185,7 @@ class Schema {
     add<std::string>("data.corpus", d.corpus, [](const std::string& v) -> const char* {
       return v.empty() ? "must name a corpus ('demo' for the built-in one)" : nullptr;
     });
+    add<std::string>("data.tokenizer", d.tokenizer);
     add<int64_t>("data.seq_len", d.seq_len, [](const int64_t& v) -> const char* {
       return v >= 2 ? nullptr : "must be >= 2 (one input and one target)";
     });

@@ -28,7 +28,8 @@ struct Recipe {
     std::optional<bool> tie_word_embeddings;
   } model;
   struct Data {
-    std::string corpus = "demo";  // "demo": the built-in token stream
+    std::string corpus = "demo";  // "demo": the built-in token stream; else a corpus.h5
+    std::string tokenizer;        // tokenizer.model: must be the one that built the corpus
     int64_t seq_len = 128;
     int64_t demo_samples = 4096;  // size of the built-in demo corpus (sequences)
   } data;

@@ -1,0 +1,429 @@
+#include "data/corpus.h"
+
+#include <fcntl.h>
+#include <hdf5.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <numeric>
+#include <random>
+#include <set>
+#include <thread>
+#include <unordered_set>
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "data/tokenizer.h"
+
+namespace asc {
+namespace {
+
+// HDF5 prints its own error stack unless told not to; we report one line instead.
+void quiet_hdf5() {
+  static bool once = [] {
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    return true;
+  }();
+  (void)once;
+}
+
+// Wraps every HDF5 call that can fail: file, operation and a hint, once.
+#define H5_CHECK(expr, path, what)                                                 \
+  ([&]() {                                                                         \
+    auto _r = (expr);                                                              \
+    if (_r < 0)                                                                    \
+      ASC_FAIL_HINT(                                                               \
+          "the file may be truncated, corrupted or not a corpus; rebuild it with " \
+          "`asclepius corpus build`",                                              \
+          "{}: HDF5 failed to {}", path, what);                                    \
+    return _r;                                                                     \
+  }())
+
+const char kPrompt[] =
+    "You are an intelligent clinical languge model.\n"
+    "Below is a snippet of patient's discharge summary and a following instruction from healthcare "
+    "professional.\n"
+    "Write a response that appropriately completes the instruction.\n"
+    "The response should provide the accurate answer to the instruction, while being concise.\n"
+    "\n"
+    "[Discharge Summary Begin]\n"
+    "{note}\n"
+    "[Discharge Summary End]\n"
+    "\n"
+    "[Instruction Begin]\n"
+    "{question}\n"
+    "[Instruction End]\n";
+
+void write_attr_i64(hid_t obj, const char* name, int64_t v, const std::string& path) {
+  hid_t space = H5Screate(H5S_SCALAR);
+  hid_t a = H5_CHECK(H5Acreate2(obj, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT), path,
+                     std::string("create attribute ") + name);
+  H5_CHECK(H5Awrite(a, H5T_NATIVE_INT64, &v), path, std::string("write attribute ") + name);
+  H5Aclose(a);
+  H5Sclose(space);
+}
+
+void write_attr_str(hid_t obj, const char* name, const std::string& v, const std::string& path) {
+  hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, std::max<size_t>(1, v.size()));
+  H5Tset_cset(type, H5T_CSET_UTF8);
+  hid_t space = H5Screate(H5S_SCALAR);
+  hid_t a = H5_CHECK(H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT), path,
+                     std::string("create attribute ") + name);
+  std::string buf = v.empty() ? std::string(1, '\0') : v;
+  H5_CHECK(H5Awrite(a, type, buf.data()), path, std::string("write attribute ") + name);
+  H5Aclose(a);
+  H5Sclose(space);
+  H5Tclose(type);
+}
+
+int64_t read_attr_i64(hid_t obj, const char* name, const std::string& path) {
+  if (H5Aexists(obj, name) <= 0)
+    ASC_FAIL("{}: not a corpus: attribute '{}' is missing", path, name);
+  hid_t a = H5_CHECK(H5Aopen(obj, name, H5P_DEFAULT), path, std::string("open attribute ") + name);
+  int64_t v = 0;
+  herr_t r = H5Aread(a, H5T_NATIVE_INT64, &v);
+  H5Aclose(a);
+  H5_CHECK(r, path, std::string("read attribute ") + name);
+  return v;
+}
+
+std::string read_attr_str(hid_t obj, const char* name, const std::string& path) {
+  if (H5Aexists(obj, name) <= 0)
+    ASC_FAIL("{}: not a corpus: attribute '{}' is missing", path, name);
+  hid_t a = H5_CHECK(H5Aopen(obj, name, H5P_DEFAULT), path, std::string("open attribute ") + name);
+  hid_t type = H5Aget_type(a);
+  std::string out;
+  if (H5Tget_class(type) == H5T_STRING && !H5Tis_variable_str(type)) {
+    size_t n = H5Tget_size(type);
+    out.assign(n, '\0');
+    if (H5Aread(a, type, out.data()) < 0) out.clear();
+    out.resize(std::strlen(out.c_str()));
+  } else {
+    H5Tclose(type);
+    H5Aclose(a);
+    ASC_FAIL("{}: attribute '{}' is not a fixed-length string", path, name);
+  }
+  H5Tclose(type);
+  H5Aclose(a);
+  return out;
+}
+
+template <class T>
+void write_dataset(hid_t file, const char* name, hid_t file_type, hid_t mem_type,
+                   const std::vector<T>& v, const std::string& path) {
+  const hsize_t n = v.size();
+  hid_t space = H5Screate_simple(1, &n, nullptr);
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  const hsize_t chunk = std::max<hsize_t>(1, std::min<hsize_t>(n, 1 << 16));
+  H5Pset_chunk(dcpl, 1, &chunk);
+  H5_CHECK(H5Pset_fletcher32(dcpl), path, "enable the Fletcher32 filter");
+  hid_t d = H5_CHECK(H5Dcreate2(file, name, file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT), path,
+                     std::string("create dataset ") + name);
+  if (n > 0)
+    H5_CHECK(H5Dwrite(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), path,
+             std::string("write dataset ") + name);
+  H5Dclose(d);
+  H5Pclose(dcpl);
+  H5Sclose(space);
+}
+
+// Runs fn(i) for i in [0, n) on `threads` threads, in contiguous blocks; rethrows the first error.
+template <class F>
+void parallel_for(int64_t n, int threads, F fn) {
+  threads = std::max(1, std::min<int>(threads, int(std::max<int64_t>(1, n / 16))));
+  std::vector<std::thread> pool;
+  std::exception_ptr err;
+  std::atomic<bool> failed{false};
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&, t] {
+      const int64_t lo = n * t / threads, hi = n * (t + 1) / threads;
+      try {
+        for (int64_t i = lo; i < hi && !failed; ++i) fn(i);
+      } catch (...) {
+        if (!failed.exchange(true)) err = std::current_exception();
+      }
+    });
+  for (auto& th : pool) th.join();
+  if (err) std::rethrow_exception(err);
+}
+
+// The longest prefix of s of at most n bytes that does not split a UTF-8 character.
+std::string utf8_prefix(const std::string& s, size_t n) {
+  if (n >= s.size()) return s;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return s.substr(0, n);
+}
+
+}  // namespace
+
+std::string strip_newlines(const std::string& s) {
+  size_t b = s.find_first_not_of("\r\n"), e = s.find_last_not_of("\r\n");
+  return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
+}
+
+std::string asclepius_prompt(const std::string& note, const std::string& question) {
+  std::string p = kPrompt;
+  p.replace(p.find("{note}"), 6, strip_newlines(note));
+  p.replace(p.find("{question}"), 10, strip_newlines(question));
+  return p;
+}
+
+CorpusBuildReport build_corpus(const CorpusBuildOptions& o) {
+  quiet_hdf5();
+  const auto t0 = std::chrono::steady_clock::now();
+  if (o.stage != "pretrain" && o.stage != "instruct")
+    ASC_FAIL("corpus build: --stage must be pretrain or instruct, got '{}'", o.stage);
+  if (o.inputs.empty()) ASC_FAIL("corpus build: no --input files");
+  Tokenizer tok(o.tokenizer);
+  CorpusBuildReport rep;
+
+  // 1. Records, and the source files' checksums for provenance.
+  std::vector<NoteRecord> records;
+  nlohmann::json sources = nlohmann::json::array();
+  IngestOptions ingest = o.ingest;
+  ingest.require_qa = o.stage == "instruct";
+  for (const auto& in : o.inputs) {
+    IngestReport ir;
+    auto r = read_note_records(in, ingest, &ir);
+    rep.skipped += ir.skipped;
+    const std::string bytes = read_file(in);
+    sources.push_back(
+        {{"path", in}, {"bytes", bytes.size()}, {"xxh64", xxh64_hex(bytes.data(), bytes.size())}});
+    std::move(r.begin(), r.end(), std::back_inserter(records));
+  }
+  rep.records = int64_t(records.size());
+
+  // 2. Documents to tokenise: distinct notes (shuffled) for pretraining, every triple otherwise.
+  std::vector<const NoteRecord*> docs;
+  if (o.stage == "pretrain") {
+    std::unordered_set<std::string> seen;
+    for (const auto& r : records)
+      if (seen.insert(r.note).second)
+        docs.push_back(&r);
+      else
+        ++rep.duplicates;
+    std::mt19937_64 rng(o.seed);
+    for (int64_t i = int64_t(docs.size()) - 1; i > 0; --i)
+      std::swap(docs[size_t(i)], docs[size_t(rng() % uint64_t(i + 1))]);
+  } else {
+    for (const auto& r : records) docs.push_back(&r);
+  }
+  if (docs.empty()) ASC_FAIL("corpus build: no usable records in {}", fmt::join(o.inputs, ", "));
+
+  // 3. Tokenise on every core.
+  std::vector<std::vector<int32_t>> ids(docs.size());
+  std::vector<std::vector<uint8_t>> masks(o.stage == "instruct" ? docs.size() : 0);
+  std::vector<uint8_t> truncated(docs.size(), 0), dropped(docs.size(), 0);
+  const int threads =
+      o.threads > 0 ? o.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  parallel_for(int64_t(docs.size()), threads, [&](int64_t i) {
+    const NoteRecord& r = *docs[size_t(i)];
+    if (o.stage == "pretrain") {
+      ids[size_t(i)] = tok.encode(strip_newlines(r.note), /*bos=*/true, /*eos=*/true);
+      return;
+    }
+    // Instruct: prompt then answer + EOS; the loss covers the answer and EOS only. The boundary
+    // is the prompt's own token count (the Alpaca-style preprocessing Asclepius inherited).
+    const std::string answer = strip_newlines(r.answer);
+    std::string note = strip_newlines(r.note);
+    std::vector<int32_t> prompt_ids, full;
+    auto make = [&](const std::string& n) {
+      const std::string prompt = asclepius_prompt(n, r.question);
+      prompt_ids = tok.encode(prompt, true, false);
+      full = tok.encode(prompt + answer, true, true);
+    };
+    make(note);
+    if (int64_t(full.size()) > o.max_len) {
+      // Keep the whole answer; cut the note (binary search on its byte length).
+      truncated[size_t(i)] = 1;
+      size_t lo = 0, hi = note.size();
+      while (lo < hi) {
+        size_t mid = (lo + hi + 1) / 2;
+        make(utf8_prefix(note, mid));
+        if (int64_t(full.size()) <= o.max_len)
+          lo = mid;
+        else
+          hi = mid - 1;
+      }
+      make(utf8_prefix(note, lo));
+      if (int64_t(full.size()) > o.max_len) dropped[size_t(i)] = 1;  // the answer alone is too long
+    }
+    const size_t boundary = std::min(prompt_ids.size(), full.size());
+    masks[size_t(i)].assign(full.size(), 1);
+    std::fill(masks[size_t(i)].begin(), masks[size_t(i)].begin() + long(boundary), 0);
+    ids[size_t(i)] = std::move(full);
+  });
+
+  // 4. Concatenate; offsets per document.
+  std::vector<int32_t> tokens;
+  std::vector<uint8_t> mask;
+  std::vector<int64_t> offsets = {0};
+  for (size_t i = 0; i < docs.size(); ++i) {
+    rep.truncated += truncated[i];
+    if (dropped[i]) {
+      ++rep.dropped_too_long;
+      continue;
+    }
+    tokens.insert(tokens.end(), ids[i].begin(), ids[i].end());
+    if (!masks.empty()) mask.insert(mask.end(), masks[i].begin(), masks[i].end());
+    offsets.push_back(int64_t(tokens.size()));
+  }
+  rep.docs = int64_t(offsets.size()) - 1;
+  rep.tokens = int64_t(tokens.size());
+
+  // 5. Write to a temporary file, then rename: a reader never sees a half-written corpus.
+  const std::string tmp = o.out + ".partial";
+  std::filesystem::remove(tmp);
+  hid_t f = H5_CHECK(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), tmp,
+                     "create the file");
+  try {
+    write_dataset(f, "tokens", H5T_STD_I32LE, H5T_NATIVE_INT32, tokens, tmp);
+    write_dataset(f, "doc_offsets", H5T_STD_I64LE, H5T_NATIVE_INT64, offsets, tmp);
+    if (o.stage == "instruct")
+      write_dataset(f, "loss_mask", H5T_STD_U8LE, H5T_NATIVE_UINT8, mask, tmp);
+    write_attr_i64(f, "schema_version", kCorpusSchemaVersion, tmp);
+    write_attr_str(f, "stage", o.stage, tmp);
+    write_attr_str(f, "tokenizer_xxh64", tok.checksum(), tmp);
+    write_attr_i64(f, "vocab_size", tok.vocab_size(), tmp);
+    write_attr_i64(f, "bos_id", tok.bos_id(), tmp);
+    write_attr_i64(f, "eos_id", tok.eos_id(), tmp);
+    write_attr_i64(f, "pad_id", tok.pad_id(), tmp);
+    write_attr_i64(f, "unk_id", tok.unk_id(), tmp);
+    write_attr_i64(f, "num_docs", rep.docs, tmp);
+    write_attr_i64(f, "num_tokens", rep.tokens, tmp);
+    write_attr_i64(f, "truncated", rep.truncated, tmp);
+    write_attr_i64(f, "max_len", o.stage == "instruct" ? o.max_len : 0, tmp);
+    write_attr_str(f, "sources", sources.dump(), tmp);
+  } catch (...) {
+    H5Fclose(f);
+    std::filesystem::remove(tmp);
+    throw;
+  }
+  H5_CHECK(H5Fflush(f, H5F_SCOPE_GLOBAL), tmp, "flush");
+  H5Fclose(f);
+  int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) ::fsync(fd), ::close(fd);
+  std::filesystem::rename(tmp, o.out);
+  auto parent = std::filesystem::path(o.out).parent_path();
+  fsync_dir(parent.empty() ? "." : parent.string());
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return rep;
+}
+
+Corpus::Corpus(const std::string& path) : path_(path) {
+  quiet_hdf5();
+  if (!std::filesystem::exists(path))
+    ASC_FAIL_HINT("build one with `asclepius corpus build`", "{}: corpus not found", path);
+  if (H5Fis_hdf5(path.c_str()) <= 0)
+    ASC_FAIL_HINT("rebuild it with `asclepius corpus build`", "{}: not an HDF5 file (or truncated)",
+                  path);
+  file_ = H5_CHECK(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), path, "open the file");
+  try {
+    info_.schema_version = int(read_attr_i64(file_, "schema_version", path));
+    if (info_.schema_version != kCorpusSchemaVersion)
+      ASC_FAIL("{}: corpus schema version {} (this build reads version {})", path,
+               info_.schema_version, kCorpusSchemaVersion);
+    info_.stage = read_attr_str(file_, "stage", path);
+    info_.tokenizer_checksum = read_attr_str(file_, "tokenizer_xxh64", path);
+    info_.sources = read_attr_str(file_, "sources", path);
+    info_.vocab_size = read_attr_i64(file_, "vocab_size", path);
+    info_.bos_id = read_attr_i64(file_, "bos_id", path);
+    info_.eos_id = read_attr_i64(file_, "eos_id", path);
+    info_.pad_id = read_attr_i64(file_, "pad_id", path);
+    info_.unk_id = read_attr_i64(file_, "unk_id", path);
+    info_.num_docs = read_attr_i64(file_, "num_docs", path);
+    info_.num_tokens = read_attr_i64(file_, "num_tokens", path);
+    info_.truncated = read_attr_i64(file_, "truncated", path);
+    if (info_.stage != "pretrain" && info_.stage != "instruct")
+      ASC_FAIL("{}: unknown corpus stage '{}'", path, info_.stage);
+    auto open_1d = [&](const char* name, int64_t expect) {
+      if (H5Lexists(file_, name, H5P_DEFAULT) <= 0)
+        ASC_FAIL("{}: not a corpus: dataset '{}' is missing", path, name);
+      hid_t d =
+          H5_CHECK(H5Dopen2(file_, name, H5P_DEFAULT), path, std::string("open dataset ") + name);
+      hid_t s = H5Dget_space(d);
+      hsize_t n = 0;
+      const int rank = H5Sget_simple_extent_ndims(s);
+      if (rank == 1) H5Sget_simple_extent_dims(s, &n, nullptr);
+      H5Sclose(s);
+      if (rank != 1 || int64_t(n) != expect) {
+        H5Dclose(d);
+        ASC_FAIL("{}: dataset '{}' holds {} entries but the attributes say {}", path, name,
+                 int64_t(n), expect);
+      }
+      return d;
+    };
+    tokens_ = open_1d("tokens", info_.num_tokens);
+    if (info_.stage == "instruct") mask_ = open_1d("loss_mask", info_.num_tokens);
+    hid_t od = open_1d("doc_offsets", info_.num_docs + 1);
+    offsets_.resize(size_t(info_.num_docs + 1));
+    herr_t r = H5Dread(od, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, offsets_.data());
+    H5Dclose(od);
+    H5_CHECK(r, path, "read doc_offsets (checksum mismatch: the file is corrupted)");
+    if (info_.num_docs == 0 || info_.num_tokens == 0) ASC_FAIL("{}: the corpus is empty", path);
+    if (offsets_.front() != 0 || offsets_.back() != info_.num_tokens ||
+        !std::is_sorted(offsets_.begin(), offsets_.end()))
+      ASC_FAIL("{}: doc_offsets are not increasing from 0 to num_tokens", path);
+  } catch (...) {
+    if (tokens_ >= 0) H5Dclose(tokens_);
+    if (mask_ >= 0) H5Dclose(mask_);
+    H5Fclose(file_);
+    throw;
+  }
+}
+
+Corpus::~Corpus() {
+  if (tokens_ >= 0) H5Dclose(tokens_);
+  if (mask_ >= 0) H5Dclose(mask_);
+  if (file_ >= 0) H5Fclose(file_);
+}
+
+namespace {
+void read_range(int64_t dset, int64_t begin, int64_t count, hid_t mem_type, void* out,
+                int64_t total, const std::string& path, const char* name) {
+  if (begin < 0 || count < 0 || begin + count > total)
+    ASC_FAIL("{}: read of {} [{}, {}) is outside [0, {})", path, name, begin, begin + count, total);
+  if (count == 0) return;
+  hid_t fs = H5Dget_space(dset);
+  const hsize_t start = hsize_t(begin), n = hsize_t(count);
+  H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, nullptr, &n, nullptr);
+  hid_t ms = H5Screate_simple(1, &n, nullptr);
+  herr_t r = H5Dread(dset, mem_type, ms, fs, H5P_DEFAULT, out);
+  H5Sclose(ms);
+  H5Sclose(fs);
+  if (r < 0)
+    ASC_FAIL_HINT("rebuild the corpus with `asclepius corpus build`",
+                  "{}: reading {} [{}, {}) failed (checksum mismatch or truncated file: the corpus "
+                  "is corrupted)",
+                  path, name, begin, begin + count);
+}
+}  // namespace
+
+void Corpus::read_tokens(int64_t begin, int64_t count, int32_t* out) const {
+  read_range(tokens_, begin, count, H5T_NATIVE_INT32, out, info_.num_tokens, path_, "tokens");
+}
+
+void Corpus::read_loss_mask(int64_t begin, int64_t count, uint8_t* out) const {
+  if (mask_ < 0) ASC_FAIL("{}: a {} corpus has no loss_mask", path_, info_.stage);
+  read_range(mask_, begin, count, H5T_NATIVE_UINT8, out, info_.num_tokens, path_, "loss_mask");
+}
+
+void Corpus::check_token_ids(int64_t vocab_size) const {
+  std::vector<int32_t> buf(1 << 16);
+  for (int64_t b = 0; b < info_.num_tokens; b += int64_t(buf.size())) {
+    const int64_t n = std::min<int64_t>(int64_t(buf.size()), info_.num_tokens - b);
+    read_tokens(b, n, buf.data());
+    for (int64_t i = 0; i < n; ++i)
+      if (buf[size_t(i)] < 0 || buf[size_t(i)] >= vocab_size)
+        ASC_FAIL("{}: token {} at position {} is outside the model's vocabulary [0, {})", path_,
+                 buf[size_t(i)], b + i, vocab_size);
+  }
+}
+
+}  // namespace asc

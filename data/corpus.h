@@ -1,0 +1,81 @@
+// corpus.h — the HDF5 notes corpus (schema: docs/data-format.md, version 1).
+//
+// One file per stage. /tokens (int32, chunked, Fletcher32 so a corrupted chunk fails its read),
+// /doc_offsets (int64, documents + 1), and for instruct /loss_mask (uint8, 1 on answer + EOS).
+// Pretrain documents are notes wrapped BOS … EOS; training samples are cut from the token stream
+// into seq_len windows at load time, so the sequence length can change without re-tokenising.
+// Instruct documents are the exact Asclepius prompt then the answer and EOS.
+// Attributes: schema version, stage, tokenizer checksum and vocabulary size, special ids, source
+// files with their checksums, counts. Reading is read-only and safe from several processes.
+// No libtorch.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/ingest.h"
+
+namespace asc {
+
+constexpr int kCorpusSchemaVersion = 1;
+
+// The Asclepius instruction prompt with note and question substituted (leading/trailing
+// newlines of both stripped first); the answer follows it directly.
+std::string asclepius_prompt(const std::string& note, const std::string& question);
+std::string strip_newlines(const std::string& s);
+
+struct CorpusBuildOptions {
+  std::vector<std::string> inputs;  // .csv / .jsonl / .json
+  IngestOptions ingest;
+  std::string tokenizer;           // tokenizer.model
+  std::string stage = "pretrain";  // pretrain | instruct
+  std::string out;                 // corpus.h5 (written atomically)
+  int64_t max_len = 2048;          // instruct: longer examples keep the answer, truncate the note
+  uint64_t seed = 0;               // pretrain: note order
+  int threads = 0;                 // 0 = all cores
+};
+
+struct CorpusBuildReport {
+  int64_t records = 0, skipped = 0, duplicates = 0, docs = 0, tokens = 0, truncated = 0,
+          dropped_too_long = 0;
+  double seconds = 0;
+};
+
+CorpusBuildReport build_corpus(const CorpusBuildOptions& o);
+
+struct CorpusInfo {
+  int schema_version = 0;
+  std::string stage, tokenizer_checksum, sources;
+  int64_t vocab_size = 0, bos_id = 0, eos_id = 0, pad_id = 0, unk_id = 0;
+  int64_t num_docs = 0, num_tokens = 0, truncated = 0;
+};
+
+class Corpus {
+ public:
+  // Opens read-only and checks the schema (attributes, dataset shapes, offsets). Throws
+  // asc::Error naming the file and the cause.
+  explicit Corpus(const std::string& path);
+  ~Corpus();
+  Corpus(const Corpus&) = delete;
+  Corpus& operator=(const Corpus&) = delete;
+
+  const CorpusInfo& info() const { return info_; }
+  const std::string& path() const { return path_; }
+  const std::vector<int64_t>& doc_offsets() const { return offsets_; }
+  // Reads tokens [begin, begin + count); a checksum failure names the range and the file.
+  void read_tokens(int64_t begin, int64_t count, int32_t* out) const;
+  void read_loss_mask(int64_t begin, int64_t count, uint8_t* out) const;  // instruct only
+  // Pretrain windows of seq_len tokens (the remainder is dropped).
+  int64_t num_windows(int64_t seq_len) const { return info_.num_tokens / seq_len; }
+  // Every token read once: each id in [0, vocab_size); throws naming the first bad position.
+  void check_token_ids(int64_t vocab_size) const;
+
+ private:
+  std::string path_;
+  int64_t file_ = -1, tokens_ = -1, mask_ = -1;
+  CorpusInfo info_;
+  std::vector<int64_t> offsets_;
+};
+
+}  // namespace asc

@@ -1,0 +1,95 @@
+// cmd_corpus.cpp — `asclepius corpus build|inspect`: notes files -> the HDF5 corpus, and a look
+// inside one (attributes, counts, length statistics, one decoded sample).
+#include <algorithm>
+#include <iostream>
+#include <numeric>
+
+#include <fmt/format.h>
+
+#include "cli/commands.h"
+#include "common/error.h"
+#include "data/corpus.h"
+#include "data/tokenizer.h"
+
+namespace asc::cli {
+
+void add_corpus(CLI::App& app) {
+  auto* cmd = app.add_subcommand("corpus", "Build or inspect an HDF5 notes corpus");
+  cmd->require_subcommand(1);
+  auto o = std::make_shared<CorpusBuildOptions>();
+  auto columns = std::make_shared<std::vector<std::string>>();
+  auto* b = cmd->add_subcommand("build", "Tokenise notes (CSV/JSONL/JSON) into corpus.h5");
+  b->add_option("--input", o->inputs, "Notes files")->required()->check(CLI::ExistingFile);
+  b->add_option("--tokenizer", o->tokenizer, "tokenizer.model")
+      ->required()
+      ->check(CLI::ExistingFile);
+  b->add_option("--stage", o->stage,
+                "pretrain (distinct notes) or instruct (note, question, answer)")
+      ->check(CLI::IsMember({"pretrain", "instruct"}));
+  b->add_option("--out", o->out, "Output corpus.h5")->required();
+  b->add_option("--max-len", o->max_len,
+                "instruct: longest example in tokens (notes are cut to fit)")
+      ->check(CLI::Range(int64_t(16), int64_t(1) << 24));
+  b->add_option("--seed", o->seed, "pretrain: seed of the note order");
+  b->add_option("--threads", o->threads, "Tokeniser threads (0 = all cores)")
+      ->check(CLI::NonNegativeNumber);
+  b->add_option("--column", *columns, "Column mapping LOGICAL=NAME, e.g. note=patient");
+  b->add_flag("--skip-bad", o->ingest.skip_bad, "Skip (and count) bad records instead of stopping");
+  b->callback([=] {
+    for (const auto& c : *columns) {
+      auto eq = c.find('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == c.size())
+        ASC_FAIL("--column '{}': expected LOGICAL=NAME (logical: id, note, question, answer, task)",
+                 c);
+      o->ingest.columns[c.substr(0, eq)] = c.substr(eq + 1);
+    }
+    auto rep = build_corpus(*o);
+    std::cout << fmt::format(
+        "wrote {} ({}): {} documents, {} tokens from {} records ({} duplicate notes, {} bad "
+        "records "
+        "skipped, {} truncated, {} dropped as too long) in {:.2f} s, {:.0f} tokens/s\n",
+        o->out, o->stage, rep.docs, rep.tokens, rep.records, rep.duplicates, rep.skipped,
+        rep.truncated, rep.dropped_too_long, rep.seconds,
+        double(rep.tokens) / std::max(1e-9, rep.seconds));
+  });
+
+  auto path = std::make_shared<std::string>();
+  auto tok_path = std::make_shared<std::string>();
+  auto* in = cmd->add_subcommand("inspect", "Print a corpus's attributes, counts and a sample");
+  in->add_option("corpus", *path, "corpus.h5")->required()->check(CLI::ExistingFile);
+  in->add_option("--tokenizer", *tok_path, "tokenizer.model, to decode a sample")
+      ->check(CLI::ExistingFile);
+  in->callback([=] {
+    Corpus c(*path);
+    const auto& i = c.info();
+    std::vector<int64_t> len;
+    for (size_t d = 0; d + 1 < c.doc_offsets().size(); ++d)
+      len.push_back(c.doc_offsets()[d + 1] - c.doc_offsets()[d]);
+    std::sort(len.begin(), len.end());
+    const double mean =
+        double(std::accumulate(len.begin(), len.end(), int64_t(0))) / double(len.size());
+    std::cout << fmt::format(
+        "{}\n  schema_version {}\n  stage {}\n  tokenizer_xxh64 {}\n  vocab_size {}\n  special "
+        "ids: "
+        "bos {} eos {} pad {} unk {}\n  documents {}\n  tokens {}\n  truncated {}\n  document "
+        "length: min {} median {} mean {:.1f} max {}\n  sources {}\n",
+        *path, i.schema_version, i.stage, i.tokenizer_checksum, i.vocab_size, i.bos_id, i.eos_id,
+        i.pad_id, i.unk_id, i.num_docs, i.num_tokens, i.truncated, len.front(), len[len.size() / 2],
+        mean, len.back(), i.sources);
+    const int64_t n = std::min<int64_t>(c.doc_offsets()[1], 256);
+    std::vector<int32_t> ids(static_cast<size_t>(n));
+    c.read_tokens(0, n, ids.data());
+    if (!tok_path->empty()) {
+      Tokenizer tok(*tok_path);
+      if (tok.checksum() != i.tokenizer_checksum)
+        std::cout << "  warning: this tokenizer is not the one that built the corpus\n";
+      std::cout << "  document 0 (first " << n << " tokens, decoded):\n" << tok.decode(ids) << "\n";
+    } else {
+      std::cout << "  document 0 (first " << n << " ids):";
+      for (int32_t id : ids) std::cout << " " << id;
+      std::cout << "\n";
+    }
+  });
+}
+
+}  // namespace asc::cli
