@@ -1,0 +1,100 @@
+"""Corpus-build throughput: `asclepius corpus build --stage pretrain` vs the same corpus built with
+Python's csv module + sentencepiece (Python, batch encode on the same number of threads) + h5py
+(chunked, Fletcher32), measured in the same run on the same synthetic notes. Tokens/s = tokens
+written / wall time of the whole build (reading, tokenising, writing).
+
+Usage: corpus_build.py --bin build/bin/asclepius [--notes 20000] [--threads N] [--rounds 3] [--json out]
+"""
+import argparse
+import csv
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import h5py
+import numpy as np
+import sentencepiece as spm
+
+
+def python_build(csv_path, model, out, threads, seed=0):
+    t0 = time.perf_counter()
+    csv.field_size_limit(sys.maxsize)
+    seen, notes = set(), []
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            n = row["note"]
+            if n not in seen:
+                seen.add(n)
+                notes.append(n.strip("\r\n"))
+    random.Random(seed).shuffle(notes)
+    sp = spm.SentencePieceProcessor(model_file=model)
+    ids = sp.encode(notes, num_threads=threads)
+    bos, eos = sp.bos_id(), sp.eos_id()
+    lengths = np.array([len(x) + 2 for x in ids], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    tokens = np.empty(offsets[-1], dtype=np.int32)
+    for i, x in enumerate(ids):
+        b = offsets[i]
+        tokens[b] = bos
+        tokens[b + 1:b + 1 + len(x)] = x
+        tokens[b + 1 + len(x)] = eos
+    with h5py.File(out, "w") as f:
+        chunk = (min(len(tokens), 1 << 16),)
+        f.create_dataset("tokens", data=tokens, chunks=chunk, fletcher32=True)
+        f.create_dataset("doc_offsets", data=offsets, chunks=(min(len(offsets), 1 << 16),), fletcher32=True)
+        f.attrs["num_tokens"] = len(tokens)
+    return len(tokens), time.perf_counter() - t0
+
+
+def ours_build(bin_, csv_path, model, out, threads):
+    t0 = time.perf_counter()
+    subprocess.run([bin_, "corpus", "build", "--input", csv_path, "--tokenizer", model, "--out", out,
+                    "--threads", str(threads)], check=True, stdout=subprocess.DEVNULL)
+    dt = time.perf_counter() - t0
+    with h5py.File(out, "r") as f:
+        return int(f.attrs["num_tokens"]), dt
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--bin", required=True)
+    p.add_argument("--notes", type=int, default=20000)
+    p.add_argument("--vocab", type=int, default=4000)
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--json")
+    a = p.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        subprocess.run([a.bin, "synth-notes", "--count", str(a.notes), "--seed", "1", "--out", d],
+                       check=True, stdout=subprocess.DEVNULL)
+        model = os.path.join(d, "tok.model")
+        subprocess.run([a.bin, "tokenizer", "train", "--input", os.path.join(d, "train.csv"), "--vocab-size",
+                        str(a.vocab), "--out", model], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        src = os.path.join(d, "train.csv")
+        ours, peer = [], []
+        for _ in range(a.rounds):
+            n1, t1 = ours_build(a.bin, src, model, os.path.join(d, "ours.h5"), a.threads)
+            n2, t2 = python_build(src, model, os.path.join(d, "py.h5"), a.threads)
+            assert n1 == n2, (n1, n2)  # the same corpus size (same notes, same tokenizer)
+            ours.append(n1 / t1)
+            peer.append(n2 / t2)
+        res = {"bench": "corpus_build_pretrain", "notes": a.notes, "csv_bytes": os.path.getsize(src),
+               "tokens": n1, "threads": a.threads, "rounds": a.rounds,
+               "asclepius_tokens_per_s": statistics.median(ours),
+               "python_sentencepiece_h5py_tokens_per_s": statistics.median(peer),
+               "machine": f"{platform.machine()} {os.cpu_count()} cpus", "date": time.strftime("%Y-%m-%d")}
+        res["ratio"] = res["asclepius_tokens_per_s"] / res["python_sentencepiece_h5py_tokens_per_s"]
+        print(json.dumps(res, indent=2))
+        if a.json:
+            json.dump(res, open(a.json, "w"), indent=2)
+
+
+if __name__ == "__main__":
+    main()
