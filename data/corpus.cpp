@@ -199,6 +199,10 @@ CorpusBuildReport build_corpus(const CorpusBuildOptions& o) {
   }
   rep.records = int64_t(records.size());
 
+  auto since = [&t0] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  rep.read_seconds = since();
   // 2. Documents to tokenise: distinct notes (shuffled) for pretraining, every triple otherwise.
   std::vector<const NoteRecord*> docs;
   if (o.stage == "pretrain") {
@@ -260,6 +264,7 @@ CorpusBuildReport build_corpus(const CorpusBuildOptions& o) {
     ids[size_t(i)] = std::move(full);
   });
 
+  rep.tokenize_seconds = since() - rep.read_seconds;
   // 4. Concatenate; offsets per document.
   std::vector<int32_t> tokens;
   std::vector<uint8_t> mask;
@@ -312,7 +317,8 @@ CorpusBuildReport build_corpus(const CorpusBuildOptions& o) {
   std::filesystem::rename(tmp, o.out);
   auto parent = std::filesystem::path(o.out).parent_path();
   fsync_dir(parent.empty() ? "." : parent.string());
-  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  rep.seconds = since();
+  rep.write_seconds = rep.seconds - rep.read_seconds - rep.tokenize_seconds;
   return rep;
 }
 

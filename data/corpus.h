@@ -39,7 +39,7 @@ struct CorpusBuildOptions {
 struct CorpusBuildReport {
   int64_t records = 0, skipped = 0, duplicates = 0, docs = 0, tokens = 0, truncated = 0,
           dropped_too_long = 0;
-  double seconds = 0;
+  double seconds = 0, read_seconds = 0, tokenize_seconds = 0, write_seconds = 0;
 };
 
 CorpusBuildReport build_corpus(const CorpusBuildOptions& o);

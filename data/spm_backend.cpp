@@ -25,6 +25,12 @@ class Backend final : public asc::SpmBackend {
   int eos_id() const override { return sp_.eos_id(); }
   int unk_id() const override { return sp_.unk_id(); }
   bool is_control(int id) const override { return sp_.IsControl(id); }
+  std::string id_to_piece(int id) const override { return sp_.IdToPiece(id); }
+  std::string encode_pieces(const std::string& text,
+                            std::vector<std::string>* pieces) const override {
+    auto s = sp_.Encode(text, pieces);
+    return s.ok() ? "" : s.ToString();
+  }
   std::string train(const std::string& args) const override {
     auto s = sentencepiece::SentencePieceTrainer::Train(args);
     return s.ok() ? "" : s.ToString();

@@ -24,6 +24,9 @@ class SpmBackend {
   virtual int eos_id() const = 0;
   virtual int unk_id() const = 0;
   virtual bool is_control(int id) const = 0;
+  virtual std::string id_to_piece(int id) const = 0;
+  virtual std::string encode_pieces(const std::string& text,
+                                    std::vector<std::string>* pieces) const = 0;
   // SentencePieceTrainer::Train with a flag string; "" on success.
   virtual std::string train(const std::string& args) const = 0;
 };

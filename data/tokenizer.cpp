@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <thread>
+#include <unordered_map>
 
 #include "common/error.h"
 #include "common/fs.h"
@@ -18,6 +19,40 @@ std::string xxh64_hex(const void* data, size_t n) {
   return fmt::format("{:016x}", XXH64(data, n, 0));
 }
 
+// Why the word cache is exact. SentencePiece BPE merges adjacent symbols whose concatenation is
+// a vocabulary piece, so two stretches of the normalised text that no piece can span are
+// segmented independently. When every piece has "▁" (the escaped space) only in a leading run,
+// or is all "▁", no piece spans the boundary in front of a space run that follows a non-space
+// character. With identity normalisation, spaces escaped to "▁", the dummy prefix on and extra
+// whitespace kept, the text "w0 ␣w1 ␣␣w2" therefore encodes as encode("w0") + encode("w1") +
+// encode("␣w2"): each later word is encoded with one of its leading spaces dropped, because the
+// dummy prefix stands in for it. The constructor checks these conditions on the model (the
+// pieces, and the normalisation by probing) and enables the cache only when all hold; a test
+// compares cached and uncached ids on every demo note and on random text.
+namespace {
+constexpr const char* kSpace = "\xe2\x96\x81";  // U+2581, SentencePiece's escaped space
+
+bool piece_keeps_spaces_leading(const std::string& piece) {
+  size_t i = 0;
+  while (piece.compare(i, 3, kSpace) == 0) i += 3;  // leading run of ▁
+  return piece.find(kSpace, i) == std::string::npos;
+}
+
+// A piece as the bytes it stands for: byte-fallback pieces "<0xNN>" are one byte.
+std::string piece_bytes(const std::string& p) {
+  if (p.size() == 6 && p.compare(0, 3, "<0x") == 0 && p[5] == '>')
+    return std::string(1, char(std::stoi(p.substr(3, 2), nullptr, 16)));
+  return p;
+}
+
+struct WordCache {
+  const void* owner = nullptr;
+  std::string checksum;
+  std::unordered_map<std::string, std::vector<int32_t>> ids;
+};
+thread_local WordCache t_cache;
+}  // namespace
+
 Tokenizer::Tokenizer(const std::string& model_path) : sp_(new_spm_backend()), path_(model_path) {
   if (!std::filesystem::exists(model_path))
     ASC_FAIL_HINT("train one with `asclepius tokenizer train` or use the model's tokenizer.model",
@@ -26,6 +61,21 @@ Tokenizer::Tokenizer(const std::string& model_path) : sp_(new_spm_backend()), pa
   checksum_ = xxh64_hex(bytes.data(), bytes.size());
   if (std::string e = sp_->load(bytes); !e.empty())
     ASC_FAIL("{}: not a SentencePiece model: {}", model_path, e);
+  // The word cache's conditions (see "Why the word cache is exact").
+  word_cache_ = true;
+  for (int id = 0; id < sp_->piece_size() && word_cache_; ++id)
+    word_cache_ = sp_->is_control(id) || piece_keeps_spaces_leading(sp_->id_to_piece(id));
+  for (const char* probe :
+       {"a", "  two  spaces  ", "tab\tand\nnewline", "\xef\xbc\xa1 \xef\xac\x81 caf\xc3\xa9"}) {
+    if (!word_cache_) break;
+    std::vector<std::string> pieces;
+    if (!sp_->encode_pieces(probe, &pieces).empty()) word_cache_ = false;
+    std::string joined, want = kSpace;
+    for (const auto& p : pieces) joined += piece_bytes(p);
+    for (const char* c = probe; *c; ++c)
+      want += *c == ' ' ? std::string(kSpace) : std::string(1, *c);
+    word_cache_ = word_cache_ && joined == want;  // identity, dummy prefix, spaces kept
+  }
   if (sp_->bos_id() < 0 || sp_->eos_id() < 0)
     ASC_FAIL(
         "{}: the model defines no bos/eos pieces (bos {}, eos {}); LLaMA-style models need both",
@@ -34,7 +84,43 @@ Tokenizer::Tokenizer(const std::string& model_path) : sp_(new_spm_backend()), pa
 
 Tokenizer::~Tokenizer() = default;
 
-std::vector<int32_t> Tokenizer::encode(const std::string& text, bool add_bos, bool add_eos) const {
+void Tokenizer::encode_plain(const std::string& text, std::vector<int32_t>* out) const {
+  std::vector<int> pieces;
+  if (std::string e = sp_->encode(text, &pieces); !e.empty())
+    ASC_FAIL("{}: encoding failed: {}", path_, e);
+  out->insert(out->end(), pieces.begin(), pieces.end());
+}
+
+void Tokenizer::encode_text(const std::string& text, bool cached, std::vector<int32_t>* out) const {
+  if (!cached || !word_cache_ || text.empty()) return encode_plain(text, out);
+  if (t_cache.owner != this || t_cache.checksum != checksum_) t_cache = {this, checksum_, {}};
+  if (t_cache.ids.size() > (1u << 20)) t_cache.ids.clear();  // bound the memory per thread
+  // Segments start at each run of spaces that follows a non-space and precedes a non-space.
+  size_t seg = 0;
+  auto emit = [&](size_t b, size_t e) {
+    std::string key = text.substr(b, e - b);
+    auto it = t_cache.ids.find(key);
+    if (it == t_cache.ids.end()) {
+      std::vector<int32_t> ids;
+      encode_plain(key, &ids);
+      it = t_cache.ids.emplace(std::move(key), std::move(ids)).first;
+    }
+    out->insert(out->end(), it->second.begin(), it->second.end());
+  };
+  for (size_t i = 1; i < text.size(); ++i) {
+    if (text[i] != ' ' || text[i - 1] == ' ') continue;
+    size_t j = i;
+    while (j < text.size() && text[j] == ' ') ++j;
+    if (j == text.size()) break;      // a trailing run stays with the last word
+    emit(seg == 0 ? 0 : seg + 1, i);  // later segments: drop one space (the dummy prefix)
+    seg = i;
+    i = j - 1;
+  }
+  emit(seg == 0 ? 0 : seg + 1, text.size());
+}
+
+std::vector<int32_t> Tokenizer::encode_impl(const std::string& text, bool add_bos, bool add_eos,
+                                            bool cached) const {
   // As the slow LlamaTokenizer: the special-token strings in the text ("<s>", "</s>", "<unk>")
   // become their ids, and each stretch of text between them is encoded on its own (so it gets
   // SentencePiece's dummy-prefix space).
@@ -51,18 +137,22 @@ std::vector<int32_t> Tokenizer::encode(const std::string& text, bool add_bos, bo
       if (at < next) next = at, which = &sp;
     }
     const size_t end = next == std::string::npos ? text.size() : next;
-    if (end > pos || (pos == 0 && next == std::string::npos)) {
-      std::vector<int> pieces;
-      if (std::string e = sp_->encode(text.substr(pos, end - pos), &pieces); !e.empty())
-        ASC_FAIL("{}: encoding failed: {}", path_, e);
-      ids.insert(ids.end(), pieces.begin(), pieces.end());
-    }
+    if (end > pos) encode_text(text.substr(pos, end - pos), cached, &ids);
     if (next == std::string::npos) break;
     ids.push_back(which->second);
     pos = next + std::strlen(which->first);
   }
   if (add_eos) ids.push_back(eos_id());
   return ids;
+}
+
+std::vector<int32_t> Tokenizer::encode(const std::string& text, bool add_bos, bool add_eos) const {
+  return encode_impl(text, add_bos, add_eos, /*cached=*/true);
+}
+
+std::vector<int32_t> Tokenizer::encode_uncached(const std::string& text, bool add_bos,
+                                                bool add_eos) const {
+  return encode_impl(text, add_bos, add_eos, /*cached=*/false);
 }
 
 std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {

@@ -25,6 +25,11 @@ class Tokenizer {
 
   std::vector<int32_t> encode(const std::string& text, bool add_bos = true,
                               bool add_eos = false) const;
+  // The same ids without the word cache (tests compare the two).
+  std::vector<int32_t> encode_uncached(const std::string& text, bool add_bos = true,
+                                       bool add_eos = false) const;
+  // Whether encode() may cache by word: see tokenizer.cpp, "Why the word cache is exact".
+  bool word_cache_enabled() const { return word_cache_; }
   std::string decode(const std::vector<int32_t>& ids) const;  // special ids are skipped
   int32_t vocab_size() const;
   int32_t bos_id() const;
@@ -36,8 +41,13 @@ class Tokenizer {
   const std::string& path() const { return path_; }
 
  private:
+  std::vector<int32_t> encode_impl(const std::string& text, bool add_bos, bool add_eos,
+                                   bool cached) const;
+  void encode_text(const std::string& text, bool cached, std::vector<int32_t>* out) const;
+  void encode_plain(const std::string& text, std::vector<int32_t>* out) const;
   std::unique_ptr<SpmBackend> sp_;
   std::string path_, checksum_;
+  bool word_cache_ = false;
 };
 
 struct TokenizerTrainOptions {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <random>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -78,6 +79,28 @@ TEST(Tokenizer, IdsEqualTransformersLlamaTokenizer) {
   const std::string cmd = std::string(ASC_PYTHON) + " " + ASC_SOURCE_DIR +
                           "/tests/oracle/check_tokenizer.py " + demo_model() + " " + ours + " 1>&2";
   EXPECT_EQ(std::system(cmd.c_str()), 0);
+}
+
+// The word cache must never change an id: every demo note, its answers, and random strings
+// built from spaces, newlines, tabs, digits, unicode and special-token fragments.
+TEST(Tokenizer, WordCacheGivesTheUncachedIds) {
+  Tokenizer tok(demo_model());
+  ASSERT_TRUE(tok.word_cache_enabled()) << "the demo model meets the cache's conditions";
+  std::vector<std::string> texts;
+  for (auto& e : synthesize_notes({200, 5, 2})) texts.push_back(e.note), texts.push_back(e.answer);
+  const std::vector<std::string> alphabet = {"a",   "b",    "the", " ",  " ",        "  ",
+                                             "\n",  "\t",   "1",   "23", "\xc3\xa9", "\xe4\xb8\xad",
+                                             "<s>", "</s>", "<",   "/",  "SOB",      "mg"};
+  std::mt19937 rng(7);
+  for (int i = 0; i < 3000; ++i) {
+    std::string t;
+    const int n = int(rng() % 12);
+    for (int k = 0; k < n; ++k) t += alphabet[rng() % alphabet.size()];
+    texts.push_back(t);
+  }
+  for (int pass = 0; pass < 2; ++pass)  // the second pass is served from the cache
+    for (const auto& t : texts)
+      ASSERT_EQ(tok.encode(t), tok.encode_uncached(t)) << "text: [" << t << "]";
 }
 
 TEST(Tokenizer, BadModelFilesAreNamed) {

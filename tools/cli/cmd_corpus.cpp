@@ -47,10 +47,12 @@ void add_corpus(CLI::App& app) {
     std::cout << fmt::format(
         "wrote {} ({}): {} documents, {} tokens from {} records ({} duplicate notes, {} bad "
         "records "
-        "skipped, {} truncated, {} dropped as too long) in {:.2f} s, {:.0f} tokens/s\n",
+        "skipped, {} truncated, {} dropped as too long) in {:.2f} s (read {:.2f}, tokenise {:.2f}, "
+        "write "
+        "{:.2f}), {:.0f} tokens/s\n",
         o->out, o->stage, rep.docs, rep.tokens, rep.records, rep.duplicates, rep.skipped,
-        rep.truncated, rep.dropped_too_long, rep.seconds,
-        double(rep.tokens) / std::max(1e-9, rep.seconds));
+        rep.truncated, rep.dropped_too_long, rep.seconds, rep.read_seconds, rep.tokenize_seconds,
+        rep.write_seconds, double(rep.tokens) / std::max(1e-9, rep.seconds));
   });
 
   auto path = std::make_shared<std::string>();
