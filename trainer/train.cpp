@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <future>
 
 #include <ATen/Parallel.h>
 #include <torch/autograd.h>
@@ -110,6 +111,32 @@ class CorpusBatches final : public Batches {
   mutable std::vector<int32_t> buf_;
 };
 
+// Prepares the next global batch on a background thread while the current step computes. Only
+// that thread touches the corpus (the HDF5 library is not thread-safe); an error there (a
+// corrupted chunk, say) reaches the loop through the future, named as usual.
+class Prefetcher {
+ public:
+  Prefetcher(Batches& batches, int64_t total_steps) : batches_(batches), total_(total_steps) {
+    if (total_ > 0) launch(0);
+  }
+  // The batch of `step` (steps are taken in order); wait_s = how long the loop waited for it.
+  at::Tensor next(int64_t step, double* wait_s) {
+    const auto t0 = std::chrono::steady_clock::now();
+    at::Tensor batch = pending_.get();
+    *wait_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (step + 1 < total_) launch(step + 1);
+    return batch;
+  }
+
+ private:
+  void launch(int64_t step) {
+    pending_ = std::async(std::launch::async, [this, step] { return batches_.global_batch(step); });
+  }
+  Batches& batches_;
+  int64_t total_;
+  std::future<at::Tensor> pending_;
+};
+
 LlamaForCausalLM build_model(const Recipe& r) {
   LlamaConfig config =
       r.model.init_from.empty() ? *r.preset_model_config() : read_hf_config(r.model.init_from);
@@ -214,9 +241,11 @@ TrainResult train(const Recipe& r) {
   const double t_start = now_s();
   install_stop_signals();
   int64_t tokens_seen = 0;
+  Prefetcher prefetch(data, total_steps);
   for (int64_t k = 0; k < total_steps; ++k) {
     const double t0 = now_s();
-    at::Tensor batch = data.global_batch(k);  // labels = inputs (shifted inside the loss)
+    double data_wait_s = 0;
+    at::Tensor batch = prefetch.next(k, &data_wait_s);  // labels = inputs (shifted in the loss)
     const double loss_sum = accumulate_gradients(model, opt, batch, batch, micro);
     const int64_t targets = count_targets(batch);
     const double gnorm = opt.grad_norm();
@@ -232,6 +261,7 @@ TrainResult train(const Recipe& r) {
     m.tflops = flops_per_token * m.tokens_per_s / 1e12;
     m.mfu = peak_tflops > 0 ? m.tflops / peak_tflops : -1;
     m.tokens = tokens_seen, m.elapsed_s = now_s() - t_start;
+    m.step_s = dt, m.data_wait_s = data_wait_s;
     metrics.log(m);
     result.losses.push_back(loss_sum);
     result.steps = k + 1;

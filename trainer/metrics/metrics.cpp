@@ -40,7 +40,9 @@ void MetricsLogger::log(const StepMetrics& m) {
                       {"tokens_per_s", m.tokens_per_s},
                       {"tflops", m.tflops},
                       {"tokens", m.tokens},
-                      {"elapsed_s", m.elapsed_s}};
+                      {"elapsed_s", m.elapsed_s},
+                      {"step_s", m.step_s},
+                      {"data_wait_s", m.data_wait_s}};
   if (m.mfu >= 0) j["mfu"] = m.mfu;
   jsonl_ << j.dump() << "\n";
   jsonl_.flush();

@@ -21,6 +21,8 @@ struct StepMetrics {
   double mfu = -1;          // tflops / peak, or < 0 when the peak is unknown
   int64_t tokens = 0;       // target tokens seen so far
   double elapsed_s = 0;     // since training started
+  double step_s = 0;        // wall time of this step
+  double data_wait_s = 0;   // of which the loop waited for its batch (prefetch not ready)
 };
 
 class MetricsLogger {
