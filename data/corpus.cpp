@@ -24,24 +24,29 @@ namespace asc {
 namespace {
 
 // HDF5 prints its own error stack unless told not to; we report one line instead.
+// Per thread: in the thread-safe libhdf5 the setting is thread-local (the prefetch thread too).
 void quiet_hdf5() {
-  static bool once = [] {
+  thread_local bool once = [] {
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
     return true;
   }();
   (void)once;
 }
 
+// Writing (a ".partial" file): the directory or the disk; reading: the file itself.
+std::string hdf5_hint(const std::string& path) {
+  if (path.find(".partial.") != std::string::npos)
+    return "check that the output directory exists, is writable and has space";
+  return "the file may be truncated, corrupted or not a corpus; rebuild it with `asclepius corpus "
+         "build`";
+}
+
 // Wraps every HDF5 call that can fail: file, operation and a hint, once.
-#define H5_CHECK(expr, path, what)                                                 \
-  ([&]() {                                                                         \
-    auto _r = (expr);                                                              \
-    if (_r < 0)                                                                    \
-      ASC_FAIL_HINT(                                                               \
-          "the file may be truncated, corrupted or not a corpus; rebuild it with " \
-          "`asclepius corpus build`",                                              \
-          "{}: HDF5 failed to {}", path, what);                                    \
-    return _r;                                                                     \
+#define H5_CHECK(expr, path, what)                                                   \
+  ([&]() {                                                                           \
+    auto _r = (expr);                                                                \
+    if (_r < 0) ASC_FAIL_HINT(hdf5_hint(path), "{}: HDF5 failed to {}", path, what); \
+    return _r;                                                                       \
   }())
 
 const char kPrompt[] =
@@ -128,7 +133,7 @@ void write_dataset(hid_t file, const char* name, hid_t file_type, hid_t mem_type
   if (n > 0)
     H5_CHECK(H5Dwrite(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), path,
              std::string("write dataset ") + name);
-  H5Dclose(d);
+  H5_CHECK(H5Dclose(d), path, std::string("close (and write) dataset ") + name);
   H5Pclose(dcpl);
   H5Sclose(space);
 }
@@ -168,10 +173,11 @@ std::string strip_newlines(const std::string& s) {
 }
 
 std::string asclepius_prompt(const std::string& note, const std::string& question) {
-  std::string p = kPrompt;
-  p.replace(p.find("{note}"), 6, strip_newlines(note));
-  p.replace(p.find("{question}"), 10, strip_newlines(question));
-  return p;
+  // By concatenation: a note that itself contains "{question}" must stay as written.
+  static const std::string t = kPrompt;
+  static const size_t n = t.find("{note}"), q = t.find("{question}");
+  return t.substr(0, n) + strip_newlines(note) + t.substr(n + 6, q - n - 6) +
+         strip_newlines(question) + t.substr(q + 10);
 }
 
 CorpusBuildReport build_corpus(const CorpusBuildOptions& o) {
@@ -190,9 +196,9 @@ CorpusBuildReport build_corpus(const CorpusBuildOptions& o) {
   ingest.require_qa = o.stage == "instruct";
   for (const auto& in : o.inputs) {
     IngestReport ir;
-    auto r = read_note_records(in, ingest, &ir);
+    const std::string bytes = read_file(in);  // once: the checksum is of the bytes parsed
+    auto r = parse_note_records(bytes, note_format_of(in), in, ingest, &ir);
     rep.skipped += ir.skipped;
-    const std::string bytes = read_file(in);
     sources.push_back(
         {{"path", in}, {"bytes", bytes.size()}, {"xxh64", xxh64_hex(bytes.data(), bytes.size())}});
     std::move(r.begin(), r.end(), std::back_inserter(records));
@@ -207,8 +213,8 @@ CorpusBuildReport build_corpus(const CorpusBuildOptions& o) {
   std::vector<const NoteRecord*> docs;
   if (o.stage == "pretrain") {
     std::unordered_set<std::string> seen;
-    for (const auto& r : records)
-      if (seen.insert(r.note).second)
+    for (const auto& r : records)  // distinct as tokenised: after stripping newlines
+      if (seen.insert(strip_newlines(r.note)).second)
         docs.push_back(&r);
       else
         ++rep.duplicates;
@@ -270,20 +276,25 @@ CorpusBuildReport build_corpus(const CorpusBuildOptions& o) {
   std::vector<uint8_t> mask;
   std::vector<int64_t> offsets = {0};
   for (size_t i = 0; i < docs.size(); ++i) {
-    rep.truncated += truncated[i];
     if (dropped[i]) {
       ++rep.dropped_too_long;
       continue;
     }
+    rep.truncated += truncated[i];
     tokens.insert(tokens.end(), ids[i].begin(), ids[i].end());
     if (!masks.empty()) mask.insert(mask.end(), masks[i].begin(), masks[i].end());
     offsets.push_back(int64_t(tokens.size()));
   }
   rep.docs = int64_t(offsets.size()) - 1;
   rep.tokens = int64_t(tokens.size());
+  if (rep.docs == 0)
+    ASC_FAIL_HINT("raise --max-len above the prompt's length (2048 is the Asclepius setting)",
+                  "corpus build: all {} examples were longer than --max-len {} even with the note "
+                  "removed; nothing to write",
+                  rep.dropped_too_long, o.max_len);
 
   // 5. Write to a temporary file, then rename: a reader never sees a half-written corpus.
-  const std::string tmp = o.out + ".partial";
+  const std::string tmp = o.out + ".partial." + std::to_string(::getpid());
   std::filesystem::remove(tmp);
   hid_t f = H5_CHECK(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), tmp,
                      "create the file");
@@ -305,15 +316,25 @@ CorpusBuildReport build_corpus(const CorpusBuildOptions& o) {
     write_attr_i64(f, "truncated", rep.truncated, tmp);
     write_attr_i64(f, "max_len", o.stage == "instruct" ? o.max_len : 0, tmp);
     write_attr_str(f, "sources", sources.dump(), tmp);
+    H5_CHECK(H5Fflush(f, H5F_SCOPE_GLOBAL), tmp, "flush");
   } catch (...) {
     H5Fclose(f);
     std::filesystem::remove(tmp);
     throw;
   }
-  H5_CHECK(H5Fflush(f, H5F_SCOPE_GLOBAL), tmp, "flush");
-  H5Fclose(f);
+  // Filtered chunks may be written only at close: a failure here (disk full) must stop the
+  // rename, or unwritten chunks would read back as zeros.
+  if (H5Fclose(f) < 0) {
+    std::filesystem::remove(tmp);
+    ASC_FAIL("{}: HDF5 failed to close (and write) the file; disk full?", tmp);
+  }
   int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) ::fsync(fd), ::close(fd);
+  if (fd < 0 || ::fsync(fd) != 0) {
+    if (fd >= 0) ::close(fd);
+    std::filesystem::remove(tmp);
+    ASC_FAIL("{}: cannot fsync the written corpus", tmp);
+  }
+  ::close(fd);
   std::filesystem::rename(tmp, o.out);
   auto parent = std::filesystem::path(o.out).parent_path();
   fsync_dir(parent.empty() ? "." : parent.string());
@@ -346,6 +367,9 @@ Corpus::Corpus(const std::string& path) : path_(path) {
     info_.num_docs = read_attr_i64(file_, "num_docs", path);
     info_.num_tokens = read_attr_i64(file_, "num_tokens", path);
     info_.truncated = read_attr_i64(file_, "truncated", path);
+    if (info_.num_docs < 1 || info_.num_tokens < 1)
+      ASC_FAIL("{}: the corpus is empty (num_docs {}, num_tokens {})", path, info_.num_docs,
+               info_.num_tokens);
     if (info_.stage != "pretrain" && info_.stage != "instruct")
       ASC_FAIL("{}: unknown corpus stage '{}'", path, info_.stage);
     auto open_1d = [&](const char* name, int64_t expect) {
@@ -393,6 +417,7 @@ Corpus::~Corpus() {
 namespace {
 void read_range(int64_t dset, int64_t begin, int64_t count, hid_t mem_type, void* out,
                 int64_t total, const std::string& path, const char* name) {
+  quiet_hdf5();
   if (begin < 0 || count < 0 || begin + count > total)
     ASC_FAIL("{}: read of {} [{}, {}) is outside [0, {})", path, name, begin, begin + count, total);
   if (count == 0) return;

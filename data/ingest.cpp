@@ -100,9 +100,14 @@ struct CsvState {
 
 void csv_field(void* s, size_t n, void* p) {
   auto* st = static_cast<CsvState*>(p);
-  std::string f = n ? std::string(static_cast<const char*>(s), n) : std::string();
-  st->line += std::count(f.begin(), f.end(), '\n');
-  st->fields.push_back(std::move(f));
+  if (st->thrown) return;
+  try {  // never unwind through libcsv (bad_alloc)
+    std::string f = n ? std::string(static_cast<const char*>(s), n) : std::string();
+    st->line += std::count(f.begin(), f.end(), '\n');
+    st->fields.push_back(std::move(f));
+  } catch (...) {
+    st->thrown = std::current_exception();
+  }
 }
 
 void csv_header(CsvState* st) {
@@ -291,19 +296,20 @@ std::vector<NoteRecord> parse_note_records(const std::string& data, const std::s
   ASC_FAIL("{}: unknown format '{}' (csv, jsonl, json)", name, format);
 }
 
-std::vector<NoteRecord> read_note_records(const std::string& path, const IngestOptions& opts,
-                                          IngestReport* report) {
+std::string note_format_of(const std::string& path) {
   auto ends = [&](const char* ext) {
     std::string e = ext;
     return path.size() >= e.size() && path.compare(path.size() - e.size(), e.size(), e) == 0;
   };
-  std::string format = ends(".csv")                        ? "csv"
-                       : ends(".jsonl") || ends(".ndjson") ? "jsonl"
-                       : ends(".json")                     ? "json"
-                                                           : "";
-  if (format.empty())
-    ASC_FAIL("{}: unknown file type (expected .csv, .jsonl, .ndjson or .json)", path);
-  return parse_note_records(read_file(path), format, path, opts, report);
+  if (ends(".csv")) return "csv";
+  if (ends(".jsonl") || ends(".ndjson")) return "jsonl";
+  if (ends(".json")) return "json";
+  ASC_FAIL("{}: unknown file type (expected .csv, .jsonl, .ndjson or .json)", path);
+}
+
+std::vector<NoteRecord> read_note_records(const std::string& path, const IngestOptions& opts,
+                                          IngestReport* report) {
+  return parse_note_records(read_file(path), note_format_of(path), path, opts, report);
 }
 
 }  // namespace asc

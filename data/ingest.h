@@ -44,5 +44,7 @@ std::vector<NoteRecord> parse_note_records(const std::string& data, const std::s
                                            const std::string& name, const IngestOptions& opts,
                                            IngestReport* report = nullptr);
 bool valid_utf8(const std::string& s);
+// "csv", "jsonl" or "json" from the file name; throws naming the file for anything else.
+std::string note_format_of(const std::string& path);
 
 }  // namespace asc

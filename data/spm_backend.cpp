@@ -4,6 +4,8 @@
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
+#include <unordered_map>
+
 namespace {
 
 class Backend final : public asc::SpmBackend {
@@ -31,8 +33,10 @@ class Backend final : public asc::SpmBackend {
     auto s = sp_.Encode(text, pieces);
     return s.ok() ? "" : s.ToString();
   }
-  std::string train(const std::string& args) const override {
-    auto s = sentencepiece::SentencePieceTrainer::Train(args);
+  std::string train(
+      const std::vector<std::pair<std::string, std::string>>& options) const override {
+    std::unordered_map<std::string, std::string> kwargs(options.begin(), options.end());
+    auto s = sentencepiece::SentencePieceTrainer::Train(kwargs);
     return s.ok() ? "" : s.ToString();
   }
 

@@ -27,8 +27,9 @@ class SpmBackend {
   virtual std::string id_to_piece(int id) const = 0;
   virtual std::string encode_pieces(const std::string& text,
                                     std::vector<std::string>* pieces) const = 0;
-  // SentencePieceTrainer::Train with a flag string; "" on success.
-  virtual std::string train(const std::string& args) const = 0;
+  // SentencePieceTrainer::Train with named options (no flag string: paths may hold spaces).
+  virtual std::string train(
+      const std::vector<std::pair<std::string, std::string>>& options) const = 0;
 };
 
 // Loads libasclepius_spm.so (beside the running binary, or $ASCLEPIUS_SPM_LIB) once and returns

@@ -92,7 +92,10 @@ void Tokenizer::encode_plain(const std::string& text, std::vector<int32_t>* out)
 }
 
 void Tokenizer::encode_text(const std::string& text, bool cached, std::vector<int32_t>* out) const {
-  if (!cached || !word_cache_ || text.empty()) return encode_plain(text, out);
+  // A literal "▁" in the text looks like an escaped space to SentencePiece, so a split next to it
+  // could land inside a whitespace run that a piece such as "▁▁" spans: no cache for such text.
+  if (!cached || !word_cache_ || text.empty() || text.find(kSpace) != std::string::npos)
+    return encode_plain(text, out);
   if (t_cache.owner != this || t_cache.checksum != checksum_) t_cache = {this, checksum_, {}};
   if (t_cache.ids.size() > (1u << 20)) t_cache.ids.clear();  // bound the memory per thread
   // Segments start at each run of spaces that follows a non-space and precedes a non-space.
@@ -203,13 +206,25 @@ void train_tokenizer(const std::vector<std::string>& texts, const TokenizerTrain
     prefix.resize(prefix.size() - 6);
   const int threads =
       o.threads > 0 ? o.threads : int(std::max(1u, std::thread::hardware_concurrency()));
-  const std::string args = fmt::format(
-      "--input={} --model_prefix={} --vocab_size={} --model_type={} --character_coverage=1.0 "
-      "--byte_fallback=true --split_digits=true --unk_id=0 --bos_id=1 --eos_id=2 --pad_id=-1 "
-      "--normalization_rule_name=identity --add_dummy_prefix=true --remove_extra_whitespaces=false "
-      "--allow_whitespace_only_pieces=true --num_threads={} --minloglevel=2 "
-      "--hard_vocab_limit=false",
-      tmp, prefix, o.vocab_size, o.model_type, threads);
+  const std::vector<std::pair<std::string, std::string>> args = {
+      {"input", tmp},
+      {"model_prefix", prefix},
+      {"vocab_size", std::to_string(o.vocab_size)},
+      {"model_type", o.model_type},
+      {"character_coverage", "1.0"},
+      {"byte_fallback", "true"},
+      {"split_digits", "true"},
+      {"unk_id", "0"},
+      {"bos_id", "1"},
+      {"eos_id", "2"},
+      {"pad_id", "-1"},
+      {"normalization_rule_name", "identity"},
+      {"add_dummy_prefix", "true"},
+      {"remove_extra_whitespaces", "false"},
+      {"allow_whitespace_only_pieces", "true"},
+      {"num_threads", std::to_string(threads)},
+      {"minloglevel", "2"},
+      {"hard_vocab_limit", "false"}};
   std::unique_ptr<SpmBackend> spm(new_spm_backend());
   const std::string err = spm->train(args);
   std::filesystem::remove(tmp);

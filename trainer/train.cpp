@@ -16,6 +16,7 @@
 #include "common/stop_signal.h"
 #include "data/corpus.h"
 #include "data/demo_corpus.h"
+#include "data/sampler.h"
 #include "data/tokenizer.h"
 #include "metrics/metrics.h"
 #include "model/llama.h"
@@ -34,38 +35,46 @@ class Batches {
   virtual int64_t num_samples() const = 0;
   virtual void sample(int64_t i, int64_t* out) const = 0;  // seq_len tokens
 
-  Batches(const Recipe& r)
+  explicit Batches(const Recipe& r)
       : seq_len_(r.data.seq_len),
         global_(r.train.global_batch_size),
         seed_(uint64_t(r.train.seed)) {}
   int64_t steps_per_epoch() const { return num_samples() / global_; }
+  // The global batch of `step`: steps are taken in order, so the sampler's next batch.
   at::Tensor global_batch(int64_t step) {  // [G, T] int64
-    const int64_t epoch = step / steps_per_epoch(), offset = (step % steps_per_epoch()) * global_;
-    if (epoch != order_epoch_)
-      order_ = epoch_order(num_samples(), seed_, epoch), order_epoch_ = epoch;
-    auto batch = at::empty({global_, seq_len_}, at::kLong);
-    for (int64_t j = 0; j < global_; ++j)
-      sample(order_[size_t(offset + j)], batch[j].data_ptr<int64_t>());
+    ASC_CHECK(step == next_step_, "batches are taken in order: asked for step {}, next is {}", step,
+              next_step_);
+    ++next_step_;
+    const std::vector<int64_t> ids = sampler_->next_local_batch();
+    auto batch = at::empty({int64_t(ids.size()), seq_len_}, at::kLong);
+    for (size_t j = 0; j < ids.size(); ++j) sample(ids[j], batch[int64_t(j)].data_ptr<int64_t>());
     return batch;
   }
 
  protected:
-  void check_size(const Recipe& r, const std::string& what) const {
+  // Called by the derived constructor once num_samples() works: one process is its own
+  // coordinator (a LocalChannel); multi-rank runs will pass the MPI channel here.
+  void start(const Recipe& r, const std::string& what) {
     if (num_samples() < global_)
       ASC_FAIL("{}: {} holds {} samples of {} tokens, fewer than train.global_batch_size ({})",
                r.where("data.corpus"), what, num_samples(), seq_len_, global_);
+    sampler_ = std::make_unique<ShardedSampler>(channel_, seed_, global_,
+                                                [this] { return num_samples(); });
   }
   int64_t seq_len_, global_;
   uint64_t seed_;
-  std::vector<int64_t> order_;
-  int64_t order_epoch_ = -1;
+
+ private:
+  LocalChannel channel_;
+  std::unique_ptr<ShardedSampler> sampler_;
+  int64_t next_step_ = 0;
 };
 
 class DemoBatches final : public Batches {
  public:
   DemoBatches(const Recipe& r, int64_t vocab)
       : Batches(r), corpus_(vocab, r.data.seq_len, r.data.demo_samples, uint64_t(r.train.seed)) {
-    check_size(r, "the demo corpus (data.demo_samples)");
+    start(r, "the demo corpus (data.demo_samples)");
   }
   int64_t num_samples() const override { return corpus_.size(); }
   void sample(int64_t i, int64_t* out) const override { corpus_.sample(i, out); }
@@ -97,7 +106,7 @@ class CorpusBatches final : public Batches {
       ASC_FAIL("{}: {} was built with a {}-token vocabulary but the model has {}",
                r.where("data.corpus"), r.data.corpus, info.vocab_size, model.vocab_size);
     corpus_.check_token_ids(model.vocab_size);
-    check_size(r, r.data.corpus);
+    start(r, r.data.corpus);
     buf_.resize(size_t(seq_len_));
   }
   int64_t num_samples() const override { return corpus_.num_windows(seq_len_); }

@@ -91,10 +91,18 @@ TEST(Corpus, InstructMasksCoverExactlyAnswerAndEos) {
 }
 
 TEST(Corpus, TooLongExamplesKeepTheAnswerAndCutTheNote) {
-  std::string p = build("instruct", 320);
-  Corpus c(p);
+  CorpusBuildOptions o;
+  o.inputs = {fx().csv};
+  o.tokenizer = fx().model;
+  o.stage = "instruct";
+  o.max_len = 320;
+  o.out = fx().dir + "/instruct320.h5";
+  auto rep = build_corpus(o);
+  Corpus c(o.out);
   Tokenizer tok(fx().model);
   EXPECT_GT(c.info().truncated, 0);
+  EXPECT_EQ(c.info().truncated, rep.truncated);
+  EXPECT_EQ(c.info().num_docs + rep.dropped_too_long, 118);  // nothing lost silently
   for (int64_t d = 0; d < c.info().num_docs; ++d) {
     const int64_t b = c.doc_offsets()[size_t(d)], n = c.doc_offsets()[size_t(d) + 1] - b;
     EXPECT_LE(n, 320);
@@ -151,4 +159,18 @@ TEST(Corpus, BadInputIsNamed) {
   o.out = d + "/empty.h5";
   EXPECT_THROW(build_corpus(o), Error);
   EXPECT_FALSE(std::filesystem::exists(d + "/empty.h5"));
+  // --max-len below the prompt itself: every example dropped is an error, not an empty file.
+  CorpusBuildOptions tiny;
+  tiny.inputs = {fx().csv};
+  tiny.tokenizer = fx().model;
+  tiny.stage = "instruct";
+  tiny.max_len = 20;
+  tiny.out = d + "/tiny.h5";
+  try {
+    build_corpus(tiny);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_THAT(e.message(), HasSubstr("all 118 examples were longer than --max-len 20"));
+  }
+  EXPECT_FALSE(std::filesystem::exists(d + "/tiny.h5"));
 }

@@ -84,13 +84,43 @@ TEST(Tokenizer, IdsEqualTransformersLlamaTokenizer) {
 // The word cache must never change an id: every demo note, its answers, and random strings
 // built from spaces, newlines, tabs, digits, unicode and special-token fragments.
 TEST(Tokenizer, WordCacheGivesTheUncachedIds) {
+  // Also a model trained on space-heavy text, whose vocabulary has whitespace-only pieces
+  // ("▁▁", "▁▁▁▁") that can span a split point if the splitting were wrong.
+  std::vector<std::string> spacey;
+  for (auto& e : synthesize_notes({300, 23, 1})) {
+    std::string t;
+    for (char c : e.note) t += c == ' ' ? std::string("  ") : std::string(1, c);
+    spacey.push_back(t + "    indented  \n      more");
+  }
+  const std::string spacey_model = tmp("spacey.model");
+  train_tokenizer(spacey, {800, 0, "bpe"}, spacey_model);
+  Tokenizer tok2(spacey_model);
+  ASSERT_GT(tok2.encode_uncached("a  b").size(), 0u);
   Tokenizer tok(demo_model());
   ASSERT_TRUE(tok.word_cache_enabled()) << "the demo model meets the cache's conditions";
-  std::vector<std::string> texts;
+  ASSERT_TRUE(tok2.word_cache_enabled());
+  std::vector<std::string> texts = spacey;
   for (auto& e : synthesize_notes({200, 5, 2})) texts.push_back(e.note), texts.push_back(e.answer);
-  const std::vector<std::string> alphabet = {"a",   "b",    "the", " ",  " ",        "  ",
-                                             "\n",  "\t",   "1",   "23", "\xc3\xa9", "\xe4\xb8\xad",
-                                             "<s>", "</s>", "<",   "/",  "SOB",      "mg"};
+  const std::vector<std::string> alphabet = {"a",
+                                             "b",
+                                             "the",
+                                             " ",
+                                             " ",
+                                             "  ",
+                                             "\n",
+                                             "\t",
+                                             "1",
+                                             "23",
+                                             "\xc3\xa9",
+                                             "\xe4\xb8\xad",
+                                             "<s>",
+                                             "</s>",
+                                             "<",
+                                             "/",
+                                             "SOB",
+                                             "mg",
+                                             "\xe2\x96\x81",
+                                             "    "};  // a literal U+2581, a wide gap
   std::mt19937 rng(7);
   for (int i = 0; i < 3000; ++i) {
     std::string t;
@@ -98,9 +128,10 @@ TEST(Tokenizer, WordCacheGivesTheUncachedIds) {
     for (int k = 0; k < n; ++k) t += alphabet[rng() % alphabet.size()];
     texts.push_back(t);
   }
-  for (int pass = 0; pass < 2; ++pass)  // the second pass is served from the cache
-    for (const auto& t : texts)
-      ASSERT_EQ(tok.encode(t), tok.encode_uncached(t)) << "text: [" << t << "]";
+  for (const Tokenizer* tk : {&tok, &tok2})
+    for (int pass = 0; pass < 2; ++pass)  // the second pass is served from the cache
+      for (const auto& t : texts)
+        ASSERT_EQ(tk->encode(t), tk->encode_uncached(t)) << tk->path() << " text: [" << t << "]";
 }
 
 TEST(Tokenizer, BadModelFilesAreNamed) {

@@ -1,0 +1,68 @@
+// sampler.h — which samples each data-parallel rank reads, step by step.
+//
+// Rank 0, the coordinator, validates the corpus and computes each epoch's seeded permutation of
+// the samples; it publishes it as an EpochPlan protobuf broadcast over the channel (MPI across
+// processes). A global batch is the next `global_batch` entries of that order; rank r of W reads
+// the r-th contiguous slice of it. The order does not depend on W, so 1, 2 or 4 ranks see the
+// same global batches, and the data state (epoch, cursor) restores a run exactly, also on
+// another rank count. A coordinator failure is broadcast too: every rank throws the same error.
+// Thread-safety: one sampler per rank, used from one thread. No libtorch.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace asc {
+
+// Bytes from the root to every rank. Implementations: LocalChannel (one process) and the MPI one.
+class ByteChannel {
+ public:
+  virtual ~ByteChannel() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual void broadcast(std::string* bytes, int root) = 0;  // root's bytes replace everyone's
+};
+
+class LocalChannel final : public ByteChannel {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  void broadcast(std::string*, int) override {}
+};
+
+struct DataState {
+  int64_t epoch = 0;
+  int64_t cursor = 0;  // global samples consumed in this epoch
+  bool operator==(const DataState& o) const { return epoch == o.epoch && cursor == o.cursor; }
+};
+
+class ShardedSampler {
+ public:
+  // On rank 0, `coordinator_setup` validates the corpus and returns the number of samples; it may
+  // throw asc::Error, which then reaches every rank. Other ranks do not call it.
+  ShardedSampler(ByteChannel& channel, uint64_t seed, int64_t global_batch,
+                 const std::function<int64_t()>& coordinator_setup);
+  // The sample indices this rank reads for the next global batch; advances the data state. An
+  // epoch's tail that does not fill a global batch is dropped.
+  std::vector<int64_t> next_local_batch();
+  DataState state() const { return state_; }
+  void restore(const DataState& s);
+  int64_t num_samples() const { return num_samples_; }
+  int64_t steps_per_epoch() const { return num_samples_ / global_; }
+
+ private:
+  void fetch_plan(int64_t epoch);
+  ByteChannel& ch_;
+  uint64_t seed_;
+  int64_t global_, num_samples_ = 0;
+  DataState state_;
+  std::vector<int64_t> order_;
+  int64_t order_epoch_ = -1;
+};
+
+// Connects MPI (MPI_Init when needed) and returns the world channel; MPI_Finalize at exit.
+ByteChannel& mpi_world_channel();
+
+}  // namespace asc
