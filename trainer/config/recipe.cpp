@@ -103,8 +103,10 @@ class Schema {
   }
 
  private:
-  template <class T>
-  void add(const std::string& path, T& ref, Check<T> check = {}) {
+  // One key: parse as T, check the range, store into `ref` (a T or an optional<T>), remember where.
+  template <class T, class Dst>
+  void add_field(const std::string& path, Dst& ref, Check<T> check,
+                 std::function<void(YAML::Emitter&)> emit) {
     Recipe& r = r_;
     fields_.push_back(Field{path, type_name<T>(),
                             [&ref, &r, path, check](const YAML::Node& n, const std::string& where) {
@@ -116,27 +118,20 @@ class Schema {
                               ref = v;
                               r.origin[path] = where;
                             },
-                            [&ref](YAML::Emitter& e) { e << ref; }});
+                            std::move(emit)});
+  }
+  template <class T>
+  void add(const std::string& path, T& ref, Check<T> check = {}) {
+    add_field<T>(path, ref, check, [&ref](YAML::Emitter& e) { e << ref; });
   }
   template <class T>
   void add(const std::string& path, std::optional<T>& ref, Check<T> check = {}) {
-    Recipe& r = r_;
-    fields_.push_back(Field{path, type_name<T>(),
-                            [&ref, &r, path, check](const YAML::Node& n, const std::string& where) {
-                              T v = parse_scalar<T>(n, path, where);
-                              if (check)
-                                if (const char* rule = check(v))
-                                  ASC_FAIL("{}: {}: {} is out of range ({})", where, path,
-                                           n.Scalar(), rule);
-                              ref = v;
-                              r.origin[path] = where;
-                            },
-                            [&ref](YAML::Emitter& e) {
-                              if (ref)
-                                e << *ref;
-                              else
-                                e << YAML::Null;
-                            }});
+    add_field<T>(path, ref, check, [&ref](YAML::Emitter& e) {
+      if (ref)
+        e << *ref;
+      else
+        e << YAML::Null;
+    });
   }
   static Check<std::string> one_of(std::vector<std::string> allowed) {
     // The rule text must outlive the call: keep it in a shared string.
