@@ -3,7 +3,6 @@
 
 #include <chrono>
 #include <filesystem>
-#include <future>
 
 #include <ATen/Parallel.h>
 #include <torch/autograd.h>
@@ -14,10 +13,6 @@
 #include "common/fs.h"
 #include "common/host_memory.h"
 #include "common/stop_signal.h"
-#include "data/corpus.h"
-#include "data/demo_corpus.h"
-#include "data/sampler.h"
-#include "data/tokenizer.h"
 #include "metrics/metrics.h"
 #include "model/llama.h"
 #include "optim/adamw.h"
@@ -25,126 +20,6 @@
 
 namespace asc {
 namespace {
-
-// Global batches of seq_len-token samples, epoch after epoch, each epoch a fresh seeded
-// permutation of the samples; the remainder of an epoch that does not fill a global batch is
-// dropped (as the HF Trainer does). Labels = inputs (shifted inside the loss).
-class Batches {
- public:
-  virtual ~Batches() = default;
-  virtual int64_t num_samples() const = 0;
-  virtual void sample(int64_t i, int64_t* out) const = 0;  // seq_len tokens
-
-  explicit Batches(const Recipe& r)
-      : seq_len_(r.data.seq_len),
-        global_(r.train.global_batch_size),
-        seed_(uint64_t(r.train.seed)) {}
-  int64_t steps_per_epoch() const { return num_samples() / global_; }
-  // The global batch of `step`: steps are taken in order, so the sampler's next batch.
-  at::Tensor global_batch(int64_t step) {  // [G, T] int64
-    ASC_CHECK(step == next_step_, "batches are taken in order: asked for step {}, next is {}", step,
-              next_step_);
-    ++next_step_;
-    const std::vector<int64_t> ids = sampler_->next_local_batch();
-    auto batch = at::empty({int64_t(ids.size()), seq_len_}, at::kLong);
-    for (size_t j = 0; j < ids.size(); ++j) sample(ids[j], batch[int64_t(j)].data_ptr<int64_t>());
-    return batch;
-  }
-
- protected:
-  // Called by the derived constructor once num_samples() works: one process is its own
-  // coordinator (a LocalChannel); multi-rank runs will pass the MPI channel here.
-  void start(const Recipe& r, const std::string& what) {
-    if (num_samples() < global_)
-      ASC_FAIL("{}: {} holds {} samples of {} tokens, fewer than train.global_batch_size ({})",
-               r.where("data.corpus"), what, num_samples(), seq_len_, global_);
-    sampler_ = std::make_unique<ShardedSampler>(channel_, seed_, global_,
-                                                [this] { return num_samples(); });
-  }
-  int64_t seq_len_, global_;
-  uint64_t seed_;
-
- private:
-  LocalChannel channel_;
-  std::unique_ptr<ShardedSampler> sampler_;
-  int64_t next_step_ = 0;
-};
-
-class DemoBatches final : public Batches {
- public:
-  DemoBatches(const Recipe& r, int64_t vocab)
-      : Batches(r), corpus_(vocab, r.data.seq_len, r.data.demo_samples, uint64_t(r.train.seed)) {
-    start(r, "the demo corpus (data.demo_samples)");
-  }
-  int64_t num_samples() const override { return corpus_.size(); }
-  void sample(int64_t i, int64_t* out) const override { corpus_.sample(i, out); }
-
- private:
-  DemoCorpus corpus_;
-};
-
-// A pretraining corpus: consecutive seq_len windows of the token stream.
-class CorpusBatches final : public Batches {
- public:
-  CorpusBatches(const Recipe& r, const LlamaConfig& model) : Batches(r), corpus_(r.data.corpus) {
-    const auto& info = corpus_.info();
-    if (info.stage != "pretrain")
-      ASC_FAIL(
-          "{}: {} is an {} corpus; instruction tuning (train.stage: instruct) is not "
-          "implemented yet",
-          r.where("data.corpus"), r.data.corpus, info.stage);
-    if (!r.data.tokenizer.empty()) {
-      Tokenizer tok(r.data.tokenizer);
-      if (tok.checksum() != info.tokenizer_checksum)
-        ASC_FAIL_HINT(
-            "rebuild the corpus with this tokenizer, or point data.tokenizer at the one used",
-            "{}: {} was built with tokenizer {} but data.tokenizer {} is {}",
-            r.where("data.tokenizer"), r.data.corpus, info.tokenizer_checksum, r.data.tokenizer,
-            tok.checksum());
-    }
-    if (info.vocab_size > model.vocab_size)
-      ASC_FAIL("{}: {} was built with a {}-token vocabulary but the model has {}",
-               r.where("data.corpus"), r.data.corpus, info.vocab_size, model.vocab_size);
-    corpus_.check_token_ids(model.vocab_size);
-    start(r, r.data.corpus);
-    buf_.resize(size_t(seq_len_));
-  }
-  int64_t num_samples() const override { return corpus_.num_windows(seq_len_); }
-  void sample(int64_t i, int64_t* out) const override {
-    corpus_.read_tokens(i * seq_len_, seq_len_, buf_.data());
-    std::copy(buf_.begin(), buf_.end(), out);
-  }
-
- private:
-  Corpus corpus_;
-  mutable std::vector<int32_t> buf_;
-};
-
-// Prepares the next global batch on a background thread while the current step computes. Only
-// that thread touches the corpus (the HDF5 library is not thread-safe); an error there (a
-// corrupted chunk, say) reaches the loop through the future, named as usual.
-class Prefetcher {
- public:
-  Prefetcher(Batches& batches, int64_t total_steps) : batches_(batches), total_(total_steps) {
-    if (total_ > 0) launch(0);
-  }
-  // The batch of `step` (steps are taken in order); wait_s = how long the loop waited for it.
-  at::Tensor next(int64_t step, double* wait_s) {
-    const auto t0 = std::chrono::steady_clock::now();
-    at::Tensor batch = pending_.get();
-    *wait_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (step + 1 < total_) launch(step + 1);
-    return batch;
-  }
-
- private:
-  void launch(int64_t step) {
-    pending_ = std::async(std::launch::async, [this, step] { return batches_.global_batch(step); });
-  }
-  Batches& batches_;
-  int64_t total_;
-  std::future<at::Tensor> pending_;
-};
 
 LlamaForCausalLM build_model(const Recipe& r) {
   LlamaConfig config =
@@ -165,20 +40,19 @@ double now_s() {
 
 }  // namespace
 
-double accumulate_gradients(LlamaForCausalLM& model, AdamW& opt, const at::Tensor& ids,
-                            const at::Tensor& labels, int64_t micro) {
-  const int64_t targets = count_targets(labels);
-  ASC_CHECK(targets > 0, "a global batch without target tokens (all labels -100)");
-  double loss_sum = 0;
-  for (int64_t a = 0; a * micro < ids.size(0); ++a) {
-    at::Tensor loss = causal_lm_loss_sum(model(ids.slice(0, a * micro, (a + 1) * micro)),
-                                         labels.slice(0, a * micro, (a + 1) * micro)) /
-                      double(targets);
+BatchLoss accumulate_gradients(LlamaForCausalLM& model, AdamW& opt, const GlobalBatch& batch) {
+  BatchLoss out;
+  for (const auto& m : batch)
+    out.targets += count_targets(m.labels_BT), out.tokens += m.input_ids_BT.numel();
+  ASC_CHECK(out.targets > 0, "a global batch without target tokens (all labels -100)");
+  for (const auto& m : batch) {
+    at::Tensor loss = causal_lm_loss_sum(model(m.input_ids_BT, m.packing.get()), m.labels_BT) /
+                      double(out.targets);
     loss.backward();
     opt.accumulate_grads();
-    loss_sum += loss.item<double>();
+    out.loss += loss.item<double>();
   }
-  return loss_sum;
+  return out;
 }
 
 TrainResult train(const Recipe& r) {
@@ -204,11 +78,7 @@ TrainResult train(const Recipe& r) {
   master.clear();
 
   // --- data and schedule --------------------------------------------------------------------
-  std::unique_ptr<Batches> batches;
-  if (r.data.corpus == "demo")
-    batches = std::make_unique<DemoBatches>(r, config.vocab_size);
-  else
-    batches = std::make_unique<CorpusBatches>(r, config);
+  std::unique_ptr<Batches> batches = make_batches(r, config);
   Batches& data = *batches;
   const int64_t total_steps =
       r.train.max_steps > 0 ? r.train.max_steps
@@ -246,7 +116,6 @@ TrainResult train(const Recipe& r) {
   // --- the loop -----------------------------------------------------------------------------
   TrainResult result;
   result.run_dir = run_dir;
-  const int64_t micro = r.train.micro_batch_size;
   const double t_start = now_s();
   install_stop_signals();
   int64_t tokens_seen = 0;
@@ -254,9 +123,10 @@ TrainResult train(const Recipe& r) {
   for (int64_t k = 0; k < total_steps; ++k) {
     const double t0 = now_s();
     double data_wait_s = 0;
-    at::Tensor batch = prefetch.next(k, &data_wait_s);  // labels = inputs (shifted in the loss)
-    const double loss_sum = accumulate_gradients(model, opt, batch, batch, micro);
-    const int64_t targets = count_targets(batch);
+    const GlobalBatch batch = prefetch.next(k, &data_wait_s);
+    const BatchLoss step_loss = accumulate_gradients(model, opt, batch);
+    const double loss_sum = step_loss.loss;
+    const int64_t targets = step_loss.targets;
     const double gnorm = opt.grad_norm();
     const double lr = sched.lr_at(k);
     opt.step(lr, clip_factor(gnorm, r.train.max_grad_norm));
@@ -266,7 +136,7 @@ TrainResult train(const Recipe& r) {
     tokens_seen += targets;
     StepMetrics m;
     m.step = k + 1, m.total_steps = total_steps, m.loss = loss_sum, m.lr = lr, m.grad_norm = gnorm;
-    m.tokens_per_s = double(batch.numel()) / dt;
+    m.tokens_per_s = double(step_loss.tokens) / dt;
     m.tflops = flops_per_token * m.tokens_per_s / 1e12;
     m.mfu = peak_tflops > 0 ? m.tflops / peak_tflops : -1;
     m.tokens = tokens_seen, m.elapsed_s = now_s() - t_start;

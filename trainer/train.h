@@ -3,6 +3,7 @@
 
 #include <vector>
 
+#include "batches.h"
 #include "config/recipe.h"
 #include "model/llama.h"
 #include "optim/adamw.h"
@@ -20,9 +21,13 @@ TrainResult train(const Recipe& recipe);
 
 // One global batch's gradients, micro-batch by micro-batch: each micro-batch's loss is its *sum*
 // of token losses divided by the number of target tokens in the whole global batch, so the
-// accumulated gradient is that of the global batch's token-mean loss whatever the split (not a
-// mean of per-micro-batch means). Returns the global batch's loss.
-double accumulate_gradients(LlamaForCausalLM& model, AdamW& opt, const at::Tensor& input_ids_GT,
-                            const at::Tensor& labels_GT, int64_t micro_batch_size);
+// accumulated gradient is that of the global batch's token-mean loss whatever the split or the
+// padding/packing (not a mean of per-micro-batch means).
+struct BatchLoss {
+  double loss = 0;      // the global batch's token-mean loss
+  int64_t targets = 0;  // target tokens in it
+  int64_t tokens = 0;   // input tokens (padding included)
+};
+BatchLoss accumulate_gradients(LlamaForCausalLM& model, AdamW& opt, const GlobalBatch& batch);
 
 }  // namespace asc

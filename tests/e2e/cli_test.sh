@@ -106,6 +106,21 @@ expect_error "corpus/tokenizer mismatch" "was built with tokenizer" \
 expect_error "corpus vocabulary above the model's" "was built with a 600-token vocabulary but the model has 100" \
   "$bin" train "$src/recipes/demo/tiny.yaml" data.corpus="$tmp/pre.h5" model.vocab_size=100 data.seq_len=32 checkpoint.dir="$tmp/run_bad2"
 
+# Stage two on an instruct corpus: padded (Asclepius) and packed batches both train; a
+# pretrain corpus is refused for train.stage instruct.
+"$bin" corpus build --input "$tmp/sn1/train.csv" --tokenizer "$tmp/tok.model" --stage instruct \
+  --max-len 1024 --out "$tmp/ins.h5" >/dev/null
+for pack in false true; do
+  "$bin" train "$src/recipes/demo/tiny.yaml" train.stage=instruct data.corpus="$tmp/ins.h5" \
+    data.pack=$pack model.vocab_size=600 model.max_position_embeddings=1024 data.seq_len=1024 \
+    train.global_batch_size=4 train.micro_batch_size=2 train.max_steps=3 \
+    checkpoint.dir="$tmp/run_ins_$pack" logging.progress=false >/dev/null 2>"$tmp/ins_$pack.err"
+  check "instruct training (pack=$pack)" grep -qx "step-0000003" "$tmp/run_ins_$pack/latest"
+done
+expect_error "stage/corpus mismatch" "is a pretrain corpus but train.stage is instruct" \
+  "$bin" train "$src/recipes/demo/tiny.yaml" train.stage=instruct data.corpus="$tmp/pre.h5" \
+  model.vocab_size=600 data.seq_len=32 checkpoint.dir="$tmp/run_bad3"
+
 # SIGTERM mid-run: the step in flight finishes, a checkpoint is saved, `latest` names it,
 # exit status 128+15 and one line saying so.
 "$bin" train "$src/recipes/demo/tiny.yaml" train.max_steps=1000000 checkpoint.dir="$tmp/sig" \

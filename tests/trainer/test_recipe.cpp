@@ -173,7 +173,8 @@ TEST(Recipe, DottedKeysAndExtraDocumentsAreRejected) {
   EXPECT_EQ(error_of(std::string(kBase) + "---\ntrain:\n  lr: 1\n"),
             "r.yaml: holds more than one YAML document ('---'); a recipe is one document");
   // yaml-cpp's LoadAll loops forever on these (found by fuzz_recipe); we must not.
-  EXPECT_EQ(error_of(",,,\nmodel: 1\n"), "r.yaml: not a YAML mapping (stray characters before the first key?)");
+  EXPECT_EQ(error_of(",,,\nmodel: 1\n"),
+            "r.yaml: not a YAML mapping (stray characters before the first key?)");
   EXPECT_EQ(error_of(","), "r.yaml: not a YAML mapping (stray characters before the first key?)");
   EXPECT_THAT(error_of("# only a comment\n"), HasSubstr("set model.preset or model.init_from"));
 }

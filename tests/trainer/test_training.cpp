@@ -5,11 +5,13 @@
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
 #include "checkpoint/hf_io.h"
+#include "data/collate.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "config/recipe.h"
@@ -108,7 +110,14 @@ TEST(Training, AccumulationNormalisesByTheGlobalTargetCount) {
   for (int64_t b = 0; b < 8; ++b)
     labels.index_put_({b, at::indexing::Slice(0, 2 * b)}, -100);  // 0..14 masked
 
-  const double loss_acc = accumulate_gradients(model, opt, ids, labels, 2);
+  GlobalBatch micro;
+  for (int64_t a = 0; a < 4; ++a) {
+    MicroBatch m;
+    m.input_ids_BT = ids.slice(0, 2 * a, 2 * a + 2);
+    m.labels_BT = labels.slice(0, 2 * a, 2 * a + 2);
+    micro.push_back(std::move(m));
+  }
+  const double loss_acc = accumulate_gradients(model, opt, micro).loss;
   std::vector<at::Tensor> g_acc;
   for (size_t i = 0; i < params.size(); ++i) g_acc.push_back(opt.grad(i).clone());
   opt.zero_grad();
@@ -127,6 +136,80 @@ TEST(Training, AccumulationNormalisesByTheGlobalTargetCount) {
                      double(count_targets(l)) / 4.0;
   }
   EXPECT_GT(std::abs(mean_of_means - loss_acc), 1e-4) << "masks too even to tell the methods apart";
+}
+
+// Packed rows: each example's logits equal those of the example alone (positions restart,
+// attention stays inside the example).
+TEST(Training, PackedRowsComputeEachExampleAlone) {
+  torch::manual_seed(3);
+  LlamaForCausalLM model(llama_preset("tiny-gqa"));
+  model->init_weights();
+  torch::NoGradGuard no_grad;
+  at::Tensor a = at::randint(3, 256, {1, 7}, at::kLong), b = at::randint(3, 256, {1, 5}, at::kLong);
+  at::Tensor row = at::cat({a, b, at::ones({1, 4}, at::kLong)}, 1);  // 7 + 5 + 4 padding
+  Packing p;
+  p.position_ids_BT =
+      at::cat({at::arange(7), at::arange(5), at::zeros({4}, at::kLong)}).unsqueeze(0);
+  p.segment_ids_BT =
+      at::cat({at::full({7}, 1, at::kLong), at::full({5}, 2, at::kLong), at::zeros({4}, at::kLong)})
+          .unsqueeze(0);
+  at::Tensor packed = model(row, &p);
+  EXPECT_TRUE(at::allclose(packed.slice(1, 0, 7), model(a), 1e-5, 1e-5));
+  EXPECT_TRUE(at::allclose(packed.slice(1, 7, 12), model(b), 1e-5, 1e-5));
+  EXPECT_FALSE(at::allclose(model(row).slice(1, 7, 12), model(b), 1e-3, 1e-3));  // unpacked differs
+}
+
+// The same examples padded (one per row) and packed (several per row) give the same loss and
+// the same gradients.
+TEST(Training, PackedAndPaddedBatchesGiveTheSameLossAndGradients) {
+  torch::manual_seed(4);
+  LlamaForCausalLM model(llama_preset("tiny-gqa"));
+  model->init_weights();
+  auto named = hf_named_tensors(model);
+  std::vector<std::string> names;
+  std::vector<at::Tensor> params;
+  for (auto& [n, t] : named) names.push_back(n), params.push_back(t);
+  AdamW opt(names, params, {});
+  std::mt19937 rng(5);
+  std::vector<Example> ex;
+  for (int k = 0; k < 6; ++k) {
+    Example e;
+    const int len = 6 + int(rng() % 10), prompt = 2 + int(rng() % 4);
+    for (int i = 0; i < len; ++i)
+      e.ids.push_back(i == 0 ? 1 : int32_t(3 + rng() % 250)), e.mask.push_back(i >= prompt);
+    ex.push_back(e);
+  }
+  auto tensor = [](const std::vector<int64_t>& v, int64_t r, int64_t l) {
+    return at::from_blob(const_cast<int64_t*>(v.data()), {r, l}, at::kLong).clone();
+  };
+  GlobalBatch padded;
+  for (size_t b = 0; b < ex.size(); b += 2) {  // micro-batches of 2, each padded to its longest
+    Rows rows = collate_padded({ex[b], ex[b + 1]}, 1);
+    MicroBatch m;
+    m.input_ids_BT = tensor(rows.ids, rows.rows, rows.len);
+    m.labels_BT = tensor(rows.labels, rows.rows, rows.len);
+    padded.push_back(std::move(m));
+  }
+  Rows pr = collate_packed(ex, 32, 1);
+  ASSERT_LT(pr.rows, 6);  // really packed
+  GlobalBatch packed;
+  MicroBatch m;
+  m.input_ids_BT = tensor(pr.ids, pr.rows, pr.len);
+  m.labels_BT = tensor(pr.labels, pr.rows, pr.len);
+  m.packing = std::make_unique<Packing>();
+  m.packing->position_ids_BT = tensor(pr.positions, pr.rows, pr.len);
+  m.packing->segment_ids_BT = tensor(pr.segments, pr.rows, pr.len);
+  packed.push_back(std::move(m));
+
+  auto l1 = accumulate_gradients(model, opt, padded);
+  std::vector<at::Tensor> g1;
+  for (size_t i = 0; i < params.size(); ++i) g1.push_back(opt.grad(i).clone());
+  opt.zero_grad();
+  auto l2 = accumulate_gradients(model, opt, packed);
+  EXPECT_EQ(l1.targets, l2.targets);
+  EXPECT_NEAR(l1.loss, l2.loss, 1e-5);
+  for (size_t i = 0; i < params.size(); ++i)
+    EXPECT_TRUE(at::allclose(g1[i], opt.grad(i), 1e-4, 1e-6)) << names[i];
 }
 
 TEST(Training, RefusesARunDirectoryThatHoldsCheckpoints) {

@@ -185,9 +185,10 @@ class Schema {
       return v >= 2 ? nullptr : "must be >= 2 (one input and one target)";
     });
     add("data.demo_samples", d.demo_samples, positive<int64_t>());
+    add<bool>("data.pack", d.pack);
 
     auto& t = r_.train;
-    add("train.stage", t.stage, one_of({"pretrain"}));
+    add("train.stage", t.stage, one_of({"pretrain", "instruct"}));
     add("train.global_batch_size", t.global_batch_size, at_most(int64_t(1) << 30));
     add("train.micro_batch_size", t.micro_batch_size, at_most(int64_t(1) << 30));
     add("train.max_steps", t.max_steps, non_negative<int64_t>());

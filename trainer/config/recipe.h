@@ -32,6 +32,7 @@ struct Recipe {
     std::string tokenizer;        // tokenizer.model: must be the one that built the corpus
     int64_t seq_len = 128;
     int64_t demo_samples = 4096;  // size of the built-in demo corpus (sequences)
+    bool pack = false;            // instruct: pack examples into data.seq_len rows
   } data;
   struct Train {
     std::string stage = "pretrain";

@@ -54,7 +54,8 @@ LlamaAttentionImpl::LlamaAttentionImpl(const LlamaConfig& c)
 }
 
 torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x_BTD, const torch::Tensor& cos_TE,
-                                          const torch::Tensor& sin_TE) {
+                                          const torch::Tensor& sin_TE,
+                                          const torch::Tensor& mask_B1TT) {
   const int64_t B = x_BTD.size(0), T = x_BTD.size(1);
   auto q_BHTE = q_proj(x_BTD).view({B, T, heads_, head_dim_}).transpose(1, 2);
   auto k_BKTE = k_proj(x_BTD).view({B, T, kv_heads_, head_dim_}).transpose(1, 2);
@@ -70,9 +71,11 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x_BTD, const torc
                  .expand({B, kv_heads_, rep, T, head_dim_})
                  .reshape({B, heads_, T, head_dim_});
   }
-  auto y_BHTE = at::scaled_dot_product_attention(q_BHTE, k_BKTE, v_BKTE, /*attn_mask=*/{},
-                                                 /*dropout_p=*/0.0, /*is_causal=*/true,
-                                                 /*scale=*/1.0 / std::sqrt(double(head_dim_)));
+  auto y_BHTE = at::scaled_dot_product_attention(
+      q_BHTE, k_BKTE, v_BKTE,
+      /*attn_mask=*/mask_B1TT.defined() ? std::optional<at::Tensor>(mask_B1TT) : std::nullopt,
+      /*dropout_p=*/0.0, /*is_causal=*/!mask_B1TT.defined(),
+      /*scale=*/1.0 / std::sqrt(double(head_dim_)));
   return o_proj(y_BHTE.transpose(1, 2).reshape({B, T, heads_ * head_dim_}));
 }
 
@@ -96,8 +99,9 @@ LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LlamaConfig& c) {
 
 torch::Tensor LlamaDecoderLayerImpl::forward(const torch::Tensor& x_BTD,
                                              const torch::Tensor& cos_TE,
-                                             const torch::Tensor& sin_TE) {
-  auto h = x_BTD + self_attn(input_layernorm(x_BTD), cos_TE, sin_TE);
+                                             const torch::Tensor& sin_TE,
+                                             const torch::Tensor& mask_B1TT) {
+  auto h = x_BTD + self_attn(input_layernorm(x_BTD), cos_TE, sin_TE, mask_B1TT);
   return h + mlp(post_attention_layernorm(h));
 }
 
@@ -110,15 +114,30 @@ LlamaModelImpl::LlamaModelImpl(const LlamaConfig& c) : config_(c) {
   norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps));
 }
 
-torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids_BT) {
+torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids_BT, const Packing* packing) {
   ASC_CHECK(!config_.sliding_window || input_ids_BT.size(1) <= *config_.sliding_window,
             "sequence length {} exceeds sliding_window {}: sliding-window attention is not "
             "implemented",
             input_ids_BT.size(1), config_.sliding_window.value_or(0));
+  const int64_t B = input_ids_BT.size(0), T = input_ids_BT.size(1);
   auto x = embed_tokens(input_ids_BT);
-  auto [cos_TE, sin_TE] = rotary_tables(input_ids_BT.size(1), config_.head_dim(),
-                                        config_.rope_theta, x.scalar_type(), x.device());
-  for (const auto& layer : *layers) x = layer->as<LlamaDecoderLayer>()->forward(x, cos_TE, sin_TE);
+  auto [cos, sin] =
+      rotary_tables(T, config_.head_dim(), config_.rope_theta, x.scalar_type(), x.device());
+  torch::Tensor mask_B1TT;
+  if (packing) {
+    // Per-token positions (restarting per example) pick rows of the tables: [B, 1, T, E].
+    const auto pos = packing->position_ids_BT.reshape({-1});
+    cos = cos.index_select(0, pos).view({B, 1, T, -1});
+    sin = sin.index_select(0, pos).view({B, 1, T, -1});
+    // Causal within an example, nothing across examples.
+    const auto& seg = packing->segment_ids_BT;
+    auto same = seg.unsqueeze(2).eq(seg.unsqueeze(1));  // [B, T, T]
+    auto causal =
+        torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(x.device())).tril();
+    mask_B1TT = same.logical_and(causal).unsqueeze(1);
+  }
+  for (const auto& layer : *layers)
+    x = layer->as<LlamaDecoderLayer>()->forward(x, cos, sin, mask_B1TT);
   return norm(x);
 }
 
@@ -133,8 +152,9 @@ torch::Tensor LlamaForCausalLMImpl::head_weight() const {
   return lm_head ? lm_head->weight : model->embed_tokens->weight;
 }
 
-torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids_BT) {
-  return torch::linear(model(input_ids_BT), head_weight());
+torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids_BT,
+                                            const Packing* packing) {
+  return torch::linear(model(input_ids_BT, packing), head_weight());
 }
 
 void LlamaForCausalLMImpl::init_weights(double std) {

@@ -18,6 +18,13 @@
 
 namespace asc {
 
+// Several examples packed into one row: positions restart at 0 per example and attention never
+// crosses from one example to another (block-diagonal causal). Both [B, T] int64.
+struct Packing {
+  torch::Tensor position_ids_BT;
+  torch::Tensor segment_ids_BT;  // equal ids = same example
+};
+
 class RMSNormImpl : public torch::nn::Module {
  public:
   RMSNormImpl(int64_t dim, double eps);
@@ -32,9 +39,10 @@ TORCH_MODULE(RMSNorm);
 class LlamaAttentionImpl : public torch::nn::Module {
  public:
   explicit LlamaAttentionImpl(const LlamaConfig& c);
-  // x_BTD, cos/sin_TE (already in x's dtype) -> BTD
+  // x_BTD, cos/sin [T, E] or [B, 1, T, E] (already in x's dtype), mask [B, 1, T, T] bool (true =
+  // may attend) or undefined for plain causal attention -> BTD
   torch::Tensor forward(const torch::Tensor& x_BTD, const torch::Tensor& cos_TE,
-                        const torch::Tensor& sin_TE);
+                        const torch::Tensor& sin_TE, const torch::Tensor& mask_B1TT = {});
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
@@ -54,7 +62,7 @@ class LlamaDecoderLayerImpl : public torch::nn::Module {
  public:
   explicit LlamaDecoderLayerImpl(const LlamaConfig& c);
   torch::Tensor forward(const torch::Tensor& x_BTD, const torch::Tensor& cos_TE,
-                        const torch::Tensor& sin_TE);
+                        const torch::Tensor& sin_TE, const torch::Tensor& mask_B1TT = {});
   LlamaAttention self_attn{nullptr};
   LlamaMLP mlp{nullptr};
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
@@ -64,7 +72,8 @@ TORCH_MODULE(LlamaDecoderLayer);
 class LlamaModelImpl : public torch::nn::Module {
  public:
   explicit LlamaModelImpl(const LlamaConfig& c);
-  torch::Tensor forward(const torch::Tensor& input_ids_BT);  // -> final normed hidden BTD
+  // -> final normed hidden BTD; `packing` for packed rows (null: one sequence per row)
+  torch::Tensor forward(const torch::Tensor& input_ids_BT, const Packing* packing = nullptr);
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   RMSNorm norm{nullptr};
@@ -78,7 +87,7 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
  public:
   explicit LlamaForCausalLMImpl(const LlamaConfig& c);
   // input_ids_BT (int64) -> logits_BTV in the parameters' dtype.
-  torch::Tensor forward(const torch::Tensor& input_ids_BT);
+  torch::Tensor forward(const torch::Tensor& input_ids_BT, const Packing* packing = nullptr);
   // Hugging Face's initialisation: normal(0, 0.02) for linear and embedding weights, ones for
   // norms. Deterministic under torch::manual_seed.
   void init_weights(double std = 0.02);

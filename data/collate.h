@@ -1,0 +1,30 @@
+// collate.h — instruction examples (tokens + loss mask) into training rows, two ways:
+//   padded: one example per row, right-padded with pad_id to the longest example of the group
+//           (the Asclepius / Hugging Face behaviour);
+//   packed: examples laid end to end into rows of row_len tokens (in order, a new row when the
+//           next one does not fit), with per-token positions restarting at 0 and segment ids
+//           so attention stays inside each example (see trainer/model/llama.h, Packing).
+// Labels are the token where the mask is 1 (answer and EOS) and -100 elsewhere (prompt, padding);
+// the model shifts them (position t predicts label t+1). No libtorch.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace asc {
+
+struct Example {
+  std::vector<int32_t> ids;
+  std::vector<uint8_t> mask;
+};
+
+struct Rows {
+  int64_t rows = 0, len = 0;  // every vector is rows × len, row-major
+  std::vector<int64_t> ids, labels, positions, segments;
+};
+
+Rows collate_padded(const std::vector<Example>& examples, int32_t pad_id);
+// Throws asc::Error when an example is longer than row_len.
+Rows collate_packed(const std::vector<Example>& examples, int64_t row_len, int32_t pad_id);
+
+}  // namespace asc

@@ -1,0 +1,236 @@
+#include "batches.h"
+
+#include <chrono>
+
+#include <ATen/ATen.h>
+
+#include "common/error.h"
+#include "data/collate.h"
+#include "data/corpus.h"
+#include "data/demo_corpus.h"
+#include "data/sampler.h"
+#include "data/tokenizer.h"
+
+namespace asc {
+namespace {
+
+at::Tensor to_tensor(const std::vector<int64_t>& v, int64_t rows, int64_t len) {
+  return at::from_blob(const_cast<int64_t*>(v.data()), {rows, len}, at::kLong).clone();
+}
+
+// Owns the sampler; subclasses say how many samples there are and turn sample ids into rows.
+class SampledBatches : public Batches {
+ public:
+  explicit SampledBatches(const Recipe& r)
+      : seq_len_(r.data.seq_len),
+        global_(r.train.global_batch_size),
+        micro_(r.train.micro_batch_size),
+        seed_(uint64_t(r.train.seed)) {}
+  int64_t steps_per_epoch() const override { return sampler_->steps_per_epoch(); }
+  GlobalBatch global_batch(int64_t step) override {
+    ASC_CHECK(step == next_step_, "batches are taken in order: asked for step {}, next is {}", step,
+              next_step_);
+    ++next_step_;
+    return make(sampler_->next_local_batch());
+  }
+
+ protected:
+  virtual int64_t num_samples() const = 0;
+  virtual GlobalBatch make(const std::vector<int64_t>& sample_ids) = 0;
+  // Called by the derived constructor once num_samples() works: one process is its own
+  // coordinator (a LocalChannel); multi-rank runs will pass the MPI channel here.
+  void start(const Recipe& r, const std::string& what) {
+    if (num_samples() < global_)
+      ASC_FAIL("{}: {} holds {} samples, fewer than train.global_batch_size ({})",
+               r.where("data.corpus"), what, num_samples(), global_);
+    sampler_ = std::make_unique<ShardedSampler>(channel_, seed_, global_,
+                                                [this] { return num_samples(); });
+  }
+  // Rows [rows, len] cut into micro-batches of micro_ rows.
+  GlobalBatch split(const at::Tensor& ids, const at::Tensor& labels, const Rows* packed) const {
+    GlobalBatch out;
+    for (int64_t b = 0; b < ids.size(0); b += micro_) {
+      MicroBatch m;
+      m.input_ids_BT = ids.slice(0, b, b + micro_);
+      m.labels_BT = labels.slice(0, b, b + micro_);
+      if (packed) {
+        m.packing = std::make_unique<Packing>();
+        m.packing->position_ids_BT =
+            to_tensor(packed->positions, packed->rows, packed->len).slice(0, b, b + micro_);
+        m.packing->segment_ids_BT =
+            to_tensor(packed->segments, packed->rows, packed->len).slice(0, b, b + micro_);
+      }
+      out.push_back(std::move(m));
+    }
+    return out;
+  }
+  int64_t seq_len_, global_, micro_;
+  uint64_t seed_;
+
+ private:
+  LocalChannel channel_;
+  std::unique_ptr<ShardedSampler> sampler_;
+  int64_t next_step_ = 0;
+};
+
+// Pretraining rows: every sample is seq_len tokens; labels = inputs (shifted in the loss).
+class WindowBatches : public SampledBatches {
+ public:
+  using SampledBatches::SampledBatches;
+
+ protected:
+  virtual void window(int64_t i, int64_t* out) const = 0;
+  GlobalBatch make(const std::vector<int64_t>& ids) override {
+    auto batch = at::empty({int64_t(ids.size()), seq_len_}, at::kLong);
+    for (size_t j = 0; j < ids.size(); ++j) window(ids[j], batch[int64_t(j)].data_ptr<int64_t>());
+    return split(batch, batch, nullptr);
+  }
+};
+
+class DemoBatches final : public WindowBatches {
+ public:
+  DemoBatches(const Recipe& r, int64_t vocab)
+      : WindowBatches(r),
+        corpus_(vocab, r.data.seq_len, r.data.demo_samples, uint64_t(r.train.seed)) {
+    start(r, "the demo corpus (data.demo_samples)");
+  }
+
+ protected:
+  int64_t num_samples() const override { return corpus_.size(); }
+  void window(int64_t i, int64_t* out) const override { corpus_.sample(i, out); }
+
+ private:
+  DemoCorpus corpus_;
+};
+
+// Opens and checks an HDF5 corpus for this run.
+std::unique_ptr<Corpus> open_corpus(const Recipe& r, const LlamaConfig& model) {
+  auto corpus = std::make_unique<Corpus>(r.data.corpus);
+  const auto& info = corpus->info();
+  if (info.stage != r.train.stage)
+    ASC_FAIL("{}: {} is a {} corpus but train.stage is {}", r.where("data.corpus"), r.data.corpus,
+             info.stage, r.train.stage);
+  if (!r.data.tokenizer.empty()) {
+    Tokenizer tok(r.data.tokenizer);
+    if (tok.checksum() != info.tokenizer_checksum)
+      ASC_FAIL_HINT(
+          "rebuild the corpus with this tokenizer, or point data.tokenizer at the one used",
+          "{}: {} was built with tokenizer {} but data.tokenizer {} is {}",
+          r.where("data.tokenizer"), r.data.corpus, info.tokenizer_checksum, r.data.tokenizer,
+          tok.checksum());
+  }
+  if (info.vocab_size > model.vocab_size)
+    ASC_FAIL("{}: {} was built with a {}-token vocabulary but the model has {}",
+             r.where("data.corpus"), r.data.corpus, info.vocab_size, model.vocab_size);
+  corpus->check_token_ids(model.vocab_size);
+  return corpus;
+}
+
+class CorpusWindowBatches final : public WindowBatches {
+ public:
+  CorpusWindowBatches(const Recipe& r, const LlamaConfig& model)
+      : WindowBatches(r), corpus_(open_corpus(r, model)) {
+    start(r, r.data.corpus);
+    buf_.resize(size_t(seq_len_));
+  }
+
+ protected:
+  int64_t num_samples() const override { return corpus_->num_windows(seq_len_); }
+  void window(int64_t i, int64_t* out) const override {
+    corpus_->read_tokens(i * seq_len_, seq_len_, buf_.data());
+    std::copy(buf_.begin(), buf_.end(), out);
+  }
+
+ private:
+  std::unique_ptr<Corpus> corpus_;
+  mutable std::vector<int32_t> buf_;
+};
+
+// Instruction examples: padded per micro-batch, or packed into seq_len rows.
+class InstructBatches final : public SampledBatches {
+ public:
+  InstructBatches(const Recipe& r, const LlamaConfig& model)
+      : SampledBatches(r),
+        corpus_(open_corpus(r, model)),
+        pack_(r.data.pack),
+        pad_id_(int32_t(corpus_->info().pad_id)) {
+    const auto& off = corpus_->doc_offsets();
+    int64_t longest = 0;
+    for (size_t d = 0; d + 1 < off.size(); ++d) longest = std::max(longest, off[d + 1] - off[d]);
+    if (longest > seq_len_)
+      ASC_FAIL_HINT("rebuild the corpus with --max-len " + std::to_string(seq_len_) +
+                        " or raise data.seq_len",
+                    "{}: {} holds an example of {} tokens, longer than data.seq_len ({})",
+                    r.where("data.seq_len"), r.data.corpus, longest, seq_len_);
+    start(r, r.data.corpus);
+  }
+
+ protected:
+  int64_t num_samples() const override { return corpus_->info().num_docs; }
+  GlobalBatch make(const std::vector<int64_t>& ids) override {
+    std::vector<Example> ex(ids.size());
+    for (size_t j = 0; j < ids.size(); ++j) {
+      const int64_t b = corpus_->doc_offsets()[size_t(ids[j])];
+      const int64_t n = corpus_->doc_offsets()[size_t(ids[j]) + 1] - b;
+      ex[j].ids.resize(size_t(n));
+      ex[j].mask.resize(size_t(n));
+      corpus_->read_tokens(b, n, ex[j].ids.data());
+      corpus_->read_loss_mask(b, n, ex[j].mask.data());
+    }
+    if (pack_) {
+      Rows rows = collate_packed(ex, seq_len_, pad_id_);
+      return split(to_tensor(rows.ids, rows.rows, rows.len),
+                   to_tensor(rows.labels, rows.rows, rows.len), &rows);
+    }
+    GlobalBatch out;  // each micro-batch padded to its own longest example
+    for (size_t b = 0; b < ex.size(); b += size_t(micro_)) {
+      std::vector<Example> part(ex.begin() + long(b),
+                                ex.begin() + long(std::min(ex.size(), b + size_t(micro_))));
+      Rows rows = collate_padded(part, pad_id_);
+      MicroBatch m;
+      m.input_ids_BT = to_tensor(rows.ids, rows.rows, rows.len);
+      m.labels_BT = to_tensor(rows.labels, rows.rows, rows.len);
+      out.push_back(std::move(m));
+    }
+    return out;
+  }
+
+ private:
+  std::unique_ptr<Corpus> corpus_;
+  bool pack_;
+  int32_t pad_id_;
+};
+
+}  // namespace
+
+std::unique_ptr<Batches> make_batches(const Recipe& r, const LlamaConfig& model) {
+  if (r.data.corpus == "demo") {
+    if (r.train.stage != "pretrain")
+      ASC_FAIL("{}: train.stage {} needs an instruct corpus (data.corpus: corpus.h5)",
+               r.where("train.stage"), r.train.stage);
+    return std::make_unique<DemoBatches>(r, model.vocab_size);
+  }
+  if (r.train.stage == "instruct") return std::make_unique<InstructBatches>(r, model);
+  return std::make_unique<CorpusWindowBatches>(r, model);
+}
+
+Prefetcher::Prefetcher(Batches& batches, int64_t total_steps)
+    : batches_(batches), total_(total_steps) {
+  if (total_ > 0) launch(0);
+}
+
+GlobalBatch Prefetcher::next(int64_t step, double* wait_s) {
+  const auto t0 = std::chrono::steady_clock::now();
+  GlobalBatch batch = pending_.get();
+  *wait_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (step + 1 < total_) launch(step + 1);
+  return batch;
+}
+
+void Prefetcher::launch(int64_t step) {
+  // Only this thread touches the corpus (the HDF5 library is not thread-safe); an error there (a
+  // corrupted chunk, say) reaches the loop through the future, named as usual.
+  pending_ = std::async(std::launch::async, [this, step] { return batches_.global_batch(step); });
+}
+
+}  // namespace asc
