@@ -68,14 +68,16 @@ TrainResult train(const Recipe& r) {
   const LlamaConfig& config = model->config();
   NamedTensors named = hf_named_tensors(model);
   std::vector<std::string> names;
-  std::vector<at::Tensor> params, master;
-  for (auto& [n, p] : named) names.push_back(n), master.push_back(p.detach().clone());
+  std::vector<at::Tensor> params, master;  // master: fp32 copies taken before a bf16 cast
   const bool bf16 = r.train.dtype == "bf16";
+  for (auto& [n, p] : named) {
+    names.push_back(n);
+    if (bf16) master.push_back(p.detach().clone());
+  }
   if (bf16) model->to(torch::kBFloat16);
   for (auto& p : model->named_parameters()) params.push_back(p.value());
   AdamW opt(names, params, {r.train.beta1, r.train.beta2, r.train.eps, r.train.weight_decay},
-            bf16 ? master : std::vector<at::Tensor>{});
-  master.clear();
+            std::move(master));
 
   // --- data and schedule --------------------------------------------------------------------
   std::unique_ptr<Batches> batches = make_batches(r, config);
