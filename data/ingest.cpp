@@ -124,23 +124,27 @@ void csv_header(CsvState* st) {
   }
 }
 
-void csv_row_impl(CsvState* st);
+void csv_row_impl(CsvState* st, int terminator);
 
 // libcsv is C: never unwind through it. The first exception is kept and rethrown by parse_csv.
-void csv_row(int, void* p) {
+void csv_row(int terminator, void* p) {
   auto* st = static_cast<CsvState*>(p);
   if (st->thrown) return st->fields.clear();
   try {
-    csv_row_impl(st);
+    csv_row_impl(st, terminator);
   } catch (...) {
     st->thrown = std::current_exception();
   }
 }
 
-void csv_row_impl(CsvState* st) {
+// With CSV_REPALL_NL, libcsv also reports every newline character outside a record (blank lines,
+// the LF of a CRLF) as a call with no fields: that is how line numbers stay exact.
+void csv_row_impl(CsvState* st, int terminator) {
+  const bool blank = st->fields.empty();
   const int64_t start = st->row_start_line;
-  st->line += 1;
+  if (terminator == '\n') st->line += 1;  // a CR is followed by a reported LF, or ends the file
   st->row_start_line = st->line;
+  if (blank) return;
   if (!st->error.empty()) return st->fields.clear();
   if (st->header.empty()) return csv_header(st);
   std::vector<std::string> row = std::move(st->fields);
@@ -163,7 +167,7 @@ int csv_no_space(unsigned char) {
 std::vector<NoteRecord> parse_csv(const std::string& data, const std::string& name,
                                   const IngestOptions& o, IngestReport* report) {
   struct csv_parser p;
-  if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI) != 0)
+  if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI | CSV_REPALL_NL) != 0)
     ASC_FAIL("{}: cannot initialise the CSV parser", name);
   csv_set_space_func(&p, csv_no_space);
   Sink sink(name, o, report);

@@ -86,6 +86,12 @@ TEST(Ingest, BadRecordsNameFileAndPlace) {
   EXPECT_THAT(err("note\nn\n", "csv", qa), HasSubstr("header has no column 'question'"));
 }
 
+TEST(Ingest, LineNumbersSurviveBlankLinesCrlfAndQuotedNewlines) {
+  EXPECT_EQ(err("note,q\n\nok,1\n\n\n\"two\nlines\",2\n,3\n", "csv"),
+            "f.csv: record 3 (line 8): empty note");
+  EXPECT_EQ(err("note,q\r\n\r\nok,1\r\n,2\r\n", "csv"), "f.csv: record 2 (line 4): empty note");
+}
+
 TEST(Ingest, SkipBadCountsAndReports) {
   IngestOptions o;
   o.skip_bad = true;
