@@ -20,7 +20,9 @@ void place(Rows& r, int64_t row, int64_t offset, const Example& e, int64_t segme
   for (size_t i = 0; i < e.ids.size(); ++i) {
     const size_t at = size_t(row * r.len + offset) + i;
     r.ids[at] = e.ids[i];
-    r.labels[at] = e.mask[i] ? e.ids[i] : -100;
+    // An example's first token is never a target: nothing of the same example precedes it (in a
+    // packed row the previous token belongs to another example; in a padded row it is shifted out).
+    r.labels[at] = (i > 0 && e.mask[i]) ? e.ids[i] : -100;
     r.positions[at] = int64_t(i);
     r.segments[at] = segment;
   }

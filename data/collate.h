@@ -4,8 +4,9 @@
 //   packed: examples laid end to end into rows of row_len tokens (in order, a new row when the
 //           next one does not fit), with per-token positions restarting at 0 and segment ids
 //           so attention stays inside each example (see trainer/model/llama.h, Packing).
-// Labels are the token where the mask is 1 (answer and EOS) and -100 elsewhere (prompt, padding);
-// the model shifts them (position t predicts label t+1). No libtorch.
+// Labels are the token where the mask is 1 (answer and EOS) and -100 elsewhere (prompt, padding,
+// and every example's first token, which nothing of its own example precedes); the model shifts
+// them (position t predicts label t+1). No libtorch.
 #pragma once
 
 #include <cstdint>

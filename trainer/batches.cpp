@@ -48,6 +48,11 @@ class SampledBatches : public Batches {
   }
   // Rows [rows, len] cut into micro-batches of micro_ rows.
   GlobalBatch split(const at::Tensor& ids, const at::Tensor& labels, const Rows* packed) const {
+    at::Tensor pos, seg;
+    if (packed) {
+      pos = to_tensor(packed->positions, packed->rows, packed->len);
+      seg = to_tensor(packed->segments, packed->rows, packed->len);
+    }
     GlobalBatch out;
     for (int64_t b = 0; b < ids.size(0); b += micro_) {
       MicroBatch m;
@@ -55,10 +60,8 @@ class SampledBatches : public Batches {
       m.labels_BT = labels.slice(0, b, b + micro_);
       if (packed) {
         m.packing = std::make_unique<Packing>();
-        m.packing->position_ids_BT =
-            to_tensor(packed->positions, packed->rows, packed->len).slice(0, b, b + micro_);
-        m.packing->segment_ids_BT =
-            to_tensor(packed->segments, packed->rows, packed->len).slice(0, b, b + micro_);
+        m.packing->position_ids_BT = pos.slice(0, b, b + micro_);
+        m.packing->segment_ids_BT = seg.slice(0, b, b + micro_);
       }
       out.push_back(std::move(m));
     }

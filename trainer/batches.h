@@ -7,7 +7,9 @@
 //   instruct (an HDF5 instruct corpus): micro-batches of train.micro_batch_size examples, each
 //     padded to its longest example (Asclepius); or with data.pack the global batch's examples
 //     packed into rows of data.seq_len, micro-batches of train.micro_batch_size rows.
-// A Prefetcher builds the next global batch on a background thread during the current step.
+// A Prefetcher builds the next global batch on a background thread during the current step, so
+// the sampler's state runs one step ahead of the batches consumed: a resume must record the
+// state of the last consumed step.
 #pragma once
 
 #include <future>
@@ -40,6 +42,8 @@ std::unique_ptr<Batches> make_batches(const Recipe& r, const LlamaConfig& model)
 class Prefetcher {
  public:
   Prefetcher(Batches& batches, int64_t total_steps);
+  Prefetcher(const Prefetcher&) = delete;  // the background task holds `this`
+  Prefetcher& operator=(const Prefetcher&) = delete;
   // The batch of `step` (in order); wait_s = how long the caller waited for it.
   GlobalBatch next(int64_t step, double* wait_s);
 

@@ -26,10 +26,11 @@ timeout 120 "${mpi[@]}" 2 "$prog" "$tmp/x" 4 4 --fail >"$tmp/fail.log" 2>&1; rc=
 n=$(grep -c "error: coordinator (rank 0): corpus.h5: token 70000" "$tmp/fail.log")
 [[ $n -eq 2 ]] && ok || { bad "both ranks report the coordinator error ($n)"; cat "$tmp/fail.log"; }
 # A real corpus: every rank opens it and reads its own samples; contents equal for 1, 2, 4 ranks.
-"$bin" synth-notes --count 60 --seed 3 --out "$tmp/notes" >/dev/null
-"$bin" tokenizer train --input "$tmp/notes/train.csv" --vocab-size 500 --out "$tmp/tok.model" >/dev/null 2>&1
-"$bin" tokenizer train --input "$tmp/notes/heldout.csv" --vocab-size 400 --out "$tmp/other.model" >/dev/null 2>&1
-"$bin" corpus build --input "$tmp/notes/train.csv" --tokenizer "$tmp/tok.model" --out "$tmp/c.h5" >/dev/null
+setup() { "$@" >"$tmp/setup.log" 2>&1 || { bad "setup: $*"; cat "$tmp/setup.log"; echo "$passes passed, $fails failed"; exit 1; }; }
+setup "$bin" synth-notes --count 60 --seed 3 --out "$tmp/notes"
+setup "$bin" tokenizer train --input "$tmp/notes/train.csv" --vocab-size 500 --out "$tmp/tok.model"
+setup "$bin" tokenizer train --input "$tmp/notes/heldout.csv" --vocab-size 400 --out "$tmp/other.model"
+setup "$bin" corpus build --input "$tmp/notes/train.csv" --tokenizer "$tmp/tok.model" --out "$tmp/c.h5"
 for np in 1 2 4; do
   timeout 120 "${mpi[@]}" "$np" "$prog" "$tmp/corpus_$np.txt" 10 8 --corpus "$tmp/c.h5" "$tmp/tok.model" \
     >"$tmp/clog_$np" 2>&1 && ok || { bad "corpus mpirun -np $np"; cat "$tmp/clog_$np"; }

@@ -351,6 +351,9 @@ void validate(Recipe& r, int64_t world_size) {
                   r.where("train.global_batch_size"), t.global_batch_size, t.micro_batch_size,
                   world_size, per_step);
   r.grad_accum_steps = t.global_batch_size / per_step;
+  if (r.data.pack && t.stage != "instruct")
+    ASC_FAIL("{}: data.pack packs instruction examples; it needs train.stage: instruct",
+             r.where("data.pack"));
   r.world_size = world_size;
   if (r.parallel.mode == "none" && world_size > 1)
     ASC_FAIL("{}: parallel.mode is none but {} ranks were launched", r.where("parallel.mode"),

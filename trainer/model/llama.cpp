@@ -126,11 +126,11 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids_BT, const P
   torch::Tensor mask_B1TT;
   if (packing) {
     // Per-token positions (restarting per example) pick rows of the tables: [B, 1, T, E].
-    const auto pos = packing->position_ids_BT.reshape({-1});
+    const auto pos = packing->position_ids_BT.to(x.device()).reshape({-1});
     cos = cos.index_select(0, pos).view({B, 1, T, -1});
     sin = sin.index_select(0, pos).view({B, 1, T, -1});
     // Causal within an example, nothing across examples.
-    const auto& seg = packing->segment_ids_BT;
+    const auto seg = packing->segment_ids_BT.to(x.device());
     auto same = seg.unsqueeze(2).eq(seg.unsqueeze(1));  // [B, T, T]
     auto causal =
         torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(x.device())).tril();
