@@ -23,7 +23,8 @@ constexpr int kThreads = 256;
 constexpr int64_t kChunk = 4096;  // elements per block of the update kernel
 
 void cuda_check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string("CUDA ") + what + ": " + cudaGetErrorString(e));
+  if (e != cudaSuccess)
+    throw std::runtime_error(std::string("CUDA ") + what + ": " + cudaGetErrorString(e));
 }
 
 struct Chunk {
@@ -34,7 +35,8 @@ struct Chunk {
 __global__ void sq_norm_kernel(const float* g32, const uint16_t* g16, int64_t n, float* out) {
   __shared__ float partial[kThreads];
   float acc = 0.f;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
     const float g = g32 ? g32[i] : bf16_to_float(g16[i]);
     acc += g * g;
   }
@@ -49,8 +51,9 @@ __global__ void sq_norm_kernel(const float* g32, const uint16_t* g16, int64_t n,
 
 __global__ void adamw_kernel(float* __restrict__ w, float* __restrict__ m, float* __restrict__ v,
                              const float* __restrict__ g32, const uint16_t* __restrict__ g16,
-                             uint16_t* __restrict__ p16, const Chunk* __restrict__ chunks, AdamWStep s,
-                             const float* __restrict__ norm_sq, float max_norm, float grad_scale) {
+                             uint16_t* __restrict__ p16, const Chunk* __restrict__ chunks,
+                             AdamWStep s, const float* __restrict__ norm_sq, float max_norm,
+                             float grad_scale) {
   const Chunk c = chunks[blockIdx.x];
   float scale = grad_scale;
   if (norm_sq && max_norm > 0.f) scale *= fminf(1.f, max_norm / (sqrtf(*norm_sq) + 1e-6f));
@@ -94,17 +97,21 @@ AdamWStep step_constants(const FusedAdamWArgs& a) {
 
 }  // namespace
 
-bool cuda_kernels_built() { return true; }
+bool cuda_kernels_built() {
+  return true;
+}
 
 void grad_sq_norm_cuda(const FusedAdamWArgs& a, float* d_norm_sq, void* stream) {
   auto st = static_cast<cudaStream_t>(stream);
   cuda_check(cudaMemsetAsync(d_norm_sq, 0, sizeof(float), st), "memset");
   const int blocks = int(std::min<int64_t>(1024, (a.numel + kThreads - 1) / kThreads));
-  if (blocks > 0) sq_norm_kernel<<<blocks, kThreads, 0, st>>>(a.grad_f32, a.grad_bf16, a.numel, d_norm_sq);
+  if (blocks > 0)
+    sq_norm_kernel<<<blocks, kThreads, 0, st>>>(a.grad_f32, a.grad_bf16, a.numel, d_norm_sq);
   cuda_check(cudaGetLastError(), "sq_norm_kernel launch");
 }
 
-void fused_adamw_cuda(const FusedAdamWArgs& a, const float* d_norm_sq, float max_norm, void* stream) {
+void fused_adamw_cuda(const FusedAdamWArgs& a, const float* d_norm_sq, float max_norm,
+                      void* stream) {
   auto st = static_cast<cudaStream_t>(stream);
   // The chunk table: (segment, range) per block; small, rebuilt per call (a few KB).
   std::vector<Chunk> chunks;
@@ -113,12 +120,15 @@ void fused_adamw_cuda(const FusedAdamWArgs& a, const float* d_norm_sq, float max
       chunks.push_back({b, std::min(b + kChunk, seg.offset + seg.numel), seg.decay ? 1 : 0});
   if (chunks.empty()) return;
   Chunk* d_chunks = nullptr;
-  cuda_check(cudaMallocAsync(reinterpret_cast<void**>(&d_chunks), chunks.size() * sizeof(Chunk), st), "malloc");
-  cuda_check(cudaMemcpyAsync(d_chunks, chunks.data(), chunks.size() * sizeof(Chunk), cudaMemcpyHostToDevice, st),
+  cuda_check(
+      cudaMallocAsync(reinterpret_cast<void**>(&d_chunks), chunks.size() * sizeof(Chunk), st),
+      "malloc");
+  cuda_check(cudaMemcpyAsync(d_chunks, chunks.data(), chunks.size() * sizeof(Chunk),
+                             cudaMemcpyHostToDevice, st),
              "copy chunk table");
-  adamw_kernel<<<unsigned(chunks.size()), kThreads, 0, st>>>(a.master, a.exp_avg, a.exp_avg_sq, a.grad_f32,
-                                                             a.grad_bf16, a.param_bf16, d_chunks, step_constants(a),
-                                                             d_norm_sq, max_norm, a.grad_scale);
+  adamw_kernel<<<unsigned(chunks.size()), kThreads, 0, st>>>(
+      a.master, a.exp_avg, a.exp_avg_sq, a.grad_f32, a.grad_bf16, a.param_bf16, d_chunks,
+      step_constants(a), d_norm_sq, max_norm, a.grad_scale);
   cuda_check(cudaGetLastError(), "adamw_kernel launch");
   cuda_check(cudaFreeAsync(d_chunks, st), "free");
 }
