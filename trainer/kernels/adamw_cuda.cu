@@ -85,14 +85,7 @@ __global__ void adamw_kernel(float* __restrict__ w, float* __restrict__ m, float
 }
 
 AdamWStep step_constants(const FusedAdamWArgs& a) {
-  AdamWStep s{};
-  s.beta1 = float(a.beta1), s.beta2 = float(a.beta2), s.eps = float(a.eps);
-  // In double, then rounded once, as torch does with its double hyper-parameters.
-  s.one_minus_beta1 = float(1.0 - a.beta1), s.one_minus_beta2 = float(1.0 - a.beta2);
-  s.decay_factor = float(1.0 - double(a.lr) * double(a.weight_decay));
-  s.step_size = float(double(a.lr) / (1.0 - std::pow(double(a.beta1), double(a.step))));
-  s.bc2_sqrt = float(std::sqrt(1.0 - std::pow(double(a.beta2), double(a.step))));
-  return s;
+  return make_adamw_step(a.lr, a.beta1, a.beta2, a.eps, a.weight_decay, a.step);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 // even, as PyTorch's .to(torch.bfloat16).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -28,6 +29,18 @@ struct AdamWStep {
   float step_size;     // lr / (1 - beta1^t)
   float bc2_sqrt;      // sqrt(1 - beta2^t)
 };
+
+// The per-step constants from torch's double hyper-parameters, each rounded to float once (host).
+inline AdamWStep make_adamw_step(double lr, double beta1, double beta2, double eps,
+                                 double weight_decay, int64_t step) {
+  AdamWStep s{};
+  s.beta1 = float(beta1), s.beta2 = float(beta2), s.eps = float(eps);
+  s.one_minus_beta1 = float(1.0 - beta1), s.one_minus_beta2 = float(1.0 - beta2);
+  s.decay_factor = float(1.0 - lr * weight_decay);
+  s.step_size = float(lr / (1.0 - std::pow(beta1, double(step))));
+  s.bc2_sqrt = float(std::sqrt(1.0 - std::pow(beta2, double(step))));
+  return s;
+}
 
 ASC_HD void adamw_element(float& w, float& m, float& v, float g, const AdamWStep& s, bool decay) {
   if (decay) w = w * s.decay_factor;
