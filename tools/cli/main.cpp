@@ -13,8 +13,6 @@
 
 namespace {
 std::string version_text() {
-  const bool cuda_built = torch::cuda::is_available() || std::string(TORCH_VERSION).size() == 0;
-  (void)cuda_built;
   return fmt::format(
       "asclepius {} (git {})\n"
       "libtorch {}\n"

@@ -22,58 +22,23 @@ const char* kConvertHint =
     "AutoModelForCausalLM as M; M.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2], "
     "safe_serialization=True)\" IN_DIR OUT_DIR";
 
+// safetensors dtype <-> libtorch scalar type, one table for both directions.
+constexpr std::pair<st::DType, at::ScalarType> kDTypeMap[] = {
+    {st::DType::F32, at::kFloat},  {st::DType::F16, at::kHalf}, {st::DType::BF16, at::kBFloat16},
+    {st::DType::F64, at::kDouble}, {st::DType::I64, at::kLong}, {st::DType::I32, at::kInt},
+    {st::DType::I16, at::kShort},  {st::DType::I8, at::kChar},  {st::DType::U8, at::kByte},
+    {st::DType::BOOL, at::kBool}};
+
 at::ScalarType to_torch(st::DType d, const std::string& where) {
-  switch (d) {
-    case st::DType::F32:
-      return at::kFloat;
-    case st::DType::F16:
-      return at::kHalf;
-    case st::DType::BF16:
-      return at::kBFloat16;
-    case st::DType::F64:
-      return at::kDouble;
-    case st::DType::I64:
-      return at::kLong;
-    case st::DType::I32:
-      return at::kInt;
-    case st::DType::I16:
-      return at::kShort;
-    case st::DType::I8:
-      return at::kChar;
-    case st::DType::U8:
-      return at::kByte;
-    case st::DType::BOOL:
-      return at::kBool;
-    default:
-      ASC_FAIL("{}: dtype {} cannot be loaded", where, st::dtype_name(d));
-  }
+  for (const auto& [sd, td] : kDTypeMap)
+    if (sd == d) return td;
+  ASC_FAIL("{}: dtype {} cannot be loaded", where, st::dtype_name(d));
 }
 
 st::DType from_torch(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat:
-      return st::DType::F32;
-    case at::kHalf:
-      return st::DType::F16;
-    case at::kBFloat16:
-      return st::DType::BF16;
-    case at::kDouble:
-      return st::DType::F64;
-    case at::kLong:
-      return st::DType::I64;
-    case at::kInt:
-      return st::DType::I32;
-    case at::kShort:
-      return st::DType::I16;
-    case at::kChar:
-      return st::DType::I8;
-    case at::kByte:
-      return st::DType::U8;
-    case at::kBool:
-      return st::DType::BOOL;
-    default:
-      ASC_FAIL("dtype {} cannot be saved", at::toString(t));
-  }
+  for (const auto& [sd, td] : kDTypeMap)
+    if (td == t) return sd;
+  ASC_FAIL("dtype {} cannot be saved", at::toString(t));
 }
 
 const char* hf_dtype_name(at::ScalarType t) {
