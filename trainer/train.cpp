@@ -16,6 +16,7 @@
 #include "metrics/metrics.h"
 #include "model/llama.h"
 #include "optim/adamw.h"
+#include "optim/flat_adamw.h"
 #include "optim/schedule.h"
 
 namespace asc {
@@ -34,22 +35,44 @@ LlamaForCausalLM build_model(const Recipe& r) {
   return model;
 }
 
+// The optimizer takes the fp32 model and casts it to the compute dtype itself: the fused one
+// re-homes the parameters into flat buffers (fp32 master + bf16 copy), the reference one keeps
+// fp32 masters taken before the cast.
+std::unique_ptr<Optimizer> make_optimizer(const Recipe& r, LlamaForCausalLM& model) {
+  const AdamWOptions o{r.train.beta1, r.train.beta2, r.train.eps, r.train.weight_decay};
+  const bool bf16 = r.train.dtype == "bf16";
+  NamedTensors named = hf_named_tensors(model);
+  if (r.train.optimizer == "fused")
+    return std::make_unique<FlatAdamW>(named, o, bf16 ? at::kBFloat16 : at::kFloat);
+  std::vector<std::string> names;
+  std::vector<at::Tensor> master;
+  for (auto& [n, p] : named) {
+    names.push_back(n);
+    if (bf16) master.push_back(p.detach().clone());
+  }
+  if (bf16) model->to(torch::kBFloat16);
+  std::vector<at::Tensor> params;
+  for (auto& p : model->named_parameters()) params.push_back(p.value());
+  return std::make_unique<AdamW>(names, params, o, std::move(master));
+}
+
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace
 
-BatchLoss accumulate_gradients(LlamaForCausalLM& model, AdamW& opt, const GlobalBatch& batch) {
+BatchLoss accumulate_gradients(LlamaForCausalLM& model, Optimizer& opt, const GlobalBatch& batch) {
   BatchLoss out;
   for (const auto& m : batch)
     out.targets += count_targets(m.labels_BT), out.tokens += m.input_ids_BT.numel();
   ASC_CHECK(out.targets > 0, "a global batch without target tokens (all labels -100)");
-  for (const auto& m : batch) {
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const MicroBatch& m = batch[i];
     at::Tensor loss = causal_lm_loss_sum(model(m.input_ids_BT, m.packing.get()), m.labels_BT) /
                       double(out.targets);
     loss.backward();
-    opt.accumulate_grads();
+    opt.accumulate_grads(i + 1 == batch.size());
     out.loss += loss.item<double>();
   }
   return out;
@@ -66,18 +89,7 @@ TrainResult train(const Recipe& r) {
   // --- model, compute dtype, optimizer ------------------------------------------------------
   LlamaForCausalLM model = build_model(r);
   const LlamaConfig& config = model->config();
-  NamedTensors named = hf_named_tensors(model);
-  std::vector<std::string> names;
-  std::vector<at::Tensor> params, master;  // master: fp32 copies taken before a bf16 cast
-  const bool bf16 = r.train.dtype == "bf16";
-  for (auto& [n, p] : named) {
-    names.push_back(n);
-    if (bf16) master.push_back(p.detach().clone());
-  }
-  if (bf16) model->to(torch::kBFloat16);
-  for (auto& p : model->named_parameters()) params.push_back(p.value());
-  AdamW opt(names, params, {r.train.beta1, r.train.beta2, r.train.eps, r.train.weight_decay},
-            std::move(master));
+  std::unique_ptr<Optimizer> opt = make_optimizer(r, model);
 
   // --- data and schedule --------------------------------------------------------------------
   std::unique_ptr<Batches> batches = make_batches(r, config);
@@ -105,14 +117,7 @@ TrainResult train(const Recipe& r) {
     std::string state = fmt::format(
         "{{\"step\": {}, \"samples\": {}, \"loss\": {}, \"world_size\": 1, \"dtype\": \"{}\"}}\n",
         step, step * r.train.global_batch_size, loss, r.train.dtype);
-    save_step_checkpoint(
-        run_dir, step, config,
-        [&] {
-          NamedTensors m;
-          for (size_t i = 0; i < names.size(); ++i) m.emplace_back(names[i], opt.master()[i]);
-          return m;
-        }(),
-        state);
+    save_step_checkpoint(run_dir, step, config, opt->state(), state);
   };
 
   // --- the loop -----------------------------------------------------------------------------
@@ -126,13 +131,12 @@ TrainResult train(const Recipe& r) {
     const double t0 = now_s();
     double data_wait_s = 0;
     const GlobalBatch batch = prefetch.next(k, &data_wait_s);
-    const BatchLoss step_loss = accumulate_gradients(model, opt, batch);
+    const BatchLoss step_loss = accumulate_gradients(model, *opt, batch);
     const double loss_sum = step_loss.loss;
     const int64_t targets = step_loss.targets;
-    const double gnorm = opt.grad_norm();
     const double lr = sched.lr_at(k);
-    opt.step(lr, clip_factor(gnorm, r.train.max_grad_norm));
-    opt.zero_grad();
+    const double gnorm = opt->clip_and_step(lr, r.train.max_grad_norm);
+    opt->zero_grad();
 
     const double dt = now_s() - t0;
     tokens_seen += targets;

@@ -6,7 +6,7 @@
 #include "batches.h"
 #include "config/recipe.h"
 #include "model/llama.h"
-#include "optim/adamw.h"
+#include "optim/optimizer.h"
 
 namespace asc {
 
@@ -28,6 +28,6 @@ struct BatchLoss {
   int64_t targets = 0;  // target tokens in it
   int64_t tokens = 0;   // input tokens (padding included)
 };
-BatchLoss accumulate_gradients(LlamaForCausalLM& model, AdamW& opt, const GlobalBatch& batch);
+BatchLoss accumulate_gradients(LlamaForCausalLM& model, Optimizer& opt, const GlobalBatch& batch);
 
 }  // namespace asc

@@ -145,4 +145,45 @@ TEST(FusedAdamW, CudaKernelEqualsCpuLoop) {
   fused_adamw_cuda(d, nullptr, 0.f, nullptr);
   EXPECT_TRUE(at::equal(cpu.bf16, dev.bf16.cpu()));
   EXPECT_TRUE(at::equal(cpu.master, dev.master.cpu()));
+  // bf16 gradients (64-bit loads) with the bf16 copy, a grad_scale and no clipping.
+  auto g16 = at::randn({cpu.master.numel()}).to(at::kBFloat16);
+  auto g16_dev = g16.cuda();
+  c = args_of(cpu, 12, 2e-3f, 0.75f), d = args_of(dev, 12, 2e-3f, 0.75f);
+  c.grad_f32 = d.grad_f32 = nullptr;
+  c.grad_bf16 = reinterpret_cast<const uint16_t*>(g16.data_ptr<at::BFloat16>());
+  d.grad_bf16 = reinterpret_cast<const uint16_t*>(g16_dev.data_ptr<at::BFloat16>());
+  fused_adamw_cpu(c);
+  fused_adamw_cuda(d, nullptr, 0.f, nullptr);
+  EXPECT_TRUE(at::equal(cpu.master, dev.master.cpu()));
+  EXPECT_TRUE(at::equal(cpu.bf16, dev.bf16.cpu()));
+  EXPECT_TRUE(at::equal(cpu.v, dev.v.cpu()));
+}
+
+// The device norm: deterministic (fixed grid, fixed-order final sum, no atomics) and equal to the
+// CPU's double-accumulated sum within fp32 summation error; same for bf16 gradients.
+TEST(FusedAdamW, CudaGradNormIsDeterministicAndMatchesCpu) {
+  if (!cuda_kernels_built()) GTEST_SKIP() << "built without CUDA";
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  torch::manual_seed(4);
+  for (int64_t n : {int64_t(1), int64_t(1000), int64_t(3'000'017)}) {
+    Flat cpu = make_flat({at::randn({n})});
+    cpu.grad.normal_();
+    auto g_dev = cpu.grad.cuda();
+    FusedAdamWArgs c = args_of(cpu, 1, 1e-3f, 1.f), d = c;
+    d.grad_f32 = g_dev.data_ptr<float>();
+    auto out = at::zeros({2}, at::TensorOptions().dtype(at::kFloat).device(at::kCUDA));
+    grad_sq_norm_cuda(d, out.data_ptr<float>(), nullptr);
+    grad_sq_norm_cuda(d, out.data_ptr<float>() + 1, nullptr);
+    auto h = out.cpu();
+    EXPECT_EQ(h[0].item<float>(), h[1].item<float>()) << "not deterministic at n=" << n;
+    const double ref = grad_sq_norm_cpu(c);
+    EXPECT_NEAR(h[0].item<double>(), ref, 1e-5 * ref) << "n=" << n;
+    auto g16 = cpu.grad.to(at::kBFloat16), g16_dev = g16.cuda();
+    c.grad_f32 = nullptr, d.grad_f32 = nullptr;
+    c.grad_bf16 = reinterpret_cast<const uint16_t*>(g16.data_ptr<at::BFloat16>());
+    d.grad_bf16 = reinterpret_cast<const uint16_t*>(g16_dev.data_ptr<at::BFloat16>());
+    grad_sq_norm_cuda(d, out.data_ptr<float>(), nullptr);
+    const double ref16 = grad_sq_norm_cpu(c);
+    EXPECT_NEAR(out.cpu()[0].item<double>(), ref16, 1e-5 * ref16) << "bf16, n=" << n;
+  }
 }

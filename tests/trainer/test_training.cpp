@@ -17,6 +17,7 @@
 #include "config/recipe.h"
 #include "optim/schedule.h"
 #include "test_util.h"
+#include "optim/adamw.h"
 #include "train.h"
 
 using namespace asc;

@@ -1,22 +1,77 @@
 #!/usr/bin/env bash
-# The GPU check, prepared on CPU and not yet run on a GPU (none was lent so far). On a machine with
-# an NVIDIA GPU and the staged dependencies (../shared/device/stage-deps.sh -> .devdeps/):
+# The GPU check: one prepared command for a machine with an NVIDIA GPU and the staged dependencies
+# (../shared/device/stage-deps.sh .devdeps pkgconf pkgconf-bin libpkgconf3 -> .devdeps/):
 #   tools/gpu/check.sh OUTDIR
-# builds against that machine's own libtorch with CUDA architectures 80;90, runs the CUDA tests
-# (the fused AdamW kernel against the CPU loop, bit for bit) and writes logs into OUTDIR.
+# Builds against that machine's own libtorch for sm_90, runs the CUDA tests (fused AdamW kernel
+# against the CPU loop bit for bit; the flat optimizer training on the GPU against the CPU), the
+# kernel under compute-sanitizer, and the GPU benchmark (ours against torch.optim.AdamW(fused=True)
+# and the device copy), writing logs and JSON into OUTDIR and a summary last.
 set -uo pipefail
 out=${1:?usage: tools/gpu/check.sh OUTDIR}
 mkdir -p "$out"
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
-[[ -f .devdeps/env.sh ]] && source .devdeps/env.sh
+summary="$out/summary.txt"
+: >"$summary"
+note() { echo "$*" | tee -a "$summary"; }
+
+if [[ -f .devdeps/env.sh ]]; then
+  source .devdeps/env.sh >"$out/env.log" 2>&1
+  # The staged .pc files say prefix=/usr: point pkg-config at them and re-root their paths.
+  export PKG_CONFIG_SYSROOT_DIR=/opt/deps
+  export PKG_CONFIG_PATH=/opt/deps/usr/lib/x86_64-linux-gnu/pkgconfig:/opt/deps/usr/share/pkgconfig
+fi
+pc=$(command -v pkg-config || echo /opt/deps/usr/bin/pkgconf)
 nvidia-smi >"$out/nvidia-smi.txt" 2>&1
+note "device: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1)"
 torch_prefix=$(python3 -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
+note "torch: $(python3 -c 'import torch; print(torch.__version__, torch.version.cuda)')"
+
 start=$(date +%s)
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$torch_prefix" \
-  -DASCLEPIUS_CUDA_ARCHITECTURES=90 -DASCLEPIUS_PYTHON=python3 >"$out/configure.log" 2>&1 &&
-  cmake --build build-gpu -j"$(nproc)" --target test_trainer bench_fused_adamw >"$out/build.log" 2>&1
-echo "build: rc=$? in $(( $(date +%s) - start )) s" | tee "$out/summary.txt"
-build-gpu/bin/test_trainer --gtest_filter='FusedAdamW.*' >"$out/test_fused_adamw.log" 2>&1
-echo "fused AdamW tests: rc=$? ($(grep -cE '^\[       OK \]' "$out/test_fused_adamw.log") ok, $(grep -c SKIPPED "$out/test_fused_adamw.log") skipped lines)" | tee -a "$out/summary.txt"
-tail -n 3 "$out/test_fused_adamw.log" | tee -a "$out/summary.txt"
+  -DPKG_CONFIG_EXECUTABLE="$pc" -DASCLEPIUS_CUDA_ARCHITECTURES=90 -DASCLEPIUS_PYTHON=python3 \
+  >"$out/configure.log" 2>&1 &&
+  cmake --build build-gpu -j"$(nproc)" --target test_trainer bench_fused_adamw_gpu \
+    >"$out/build.log" 2>&1
+rc=$?
+note "build: rc=$rc in $(($(date +%s) - start)) s"
+if [[ $rc != 0 ]]; then
+  tail -n 30 "$out/configure.log" "$out/build.log"
+  exit 1
+fi
+
+cuobjdump --dump-sass build-gpu/trainer/libasclepius_kernels_device.a 2>&1 |
+  grep -oE "(LDG|STG)\.E[.A-Z0-9]*" | sort | uniq -c >"$out/sass_mem_ops.txt"
+note "global loads/stores in the kernels' SASS: $(tr -s ' \n' ' ' <"$out/sass_mem_ops.txt")"
+
+timeout 300 build-gpu/bin/test_trainer \
+  --gtest_filter='FusedAdamW.*:FlatAdamW.*:*FlatVsReference*' >"$out/test_cuda.log" 2>&1
+note "CUDA tests: rc=$? ($(grep -cE '^\[       OK \]' "$out/test_cuda.log") ok," \
+  "$(grep -cE '^\[  SKIPPED \] [A-Z]' "$out/test_cuda.log") skipped," \
+  "$(grep -cE '^\[  FAILED  \] [A-Z]' "$out/test_cuda.log") failed)"
+grep -E 'relative difference|FAILED|Failure' "$out/test_cuda.log" | head -20 | tee -a "$summary"
+
+for n in 100000000 1000000000; do
+  PYTHONUNBUFFERED=1 timeout 240 python3 tools/bench/fused_adamw_gpu.py \
+    --bench build-gpu/bin/bench_fused_adamw_gpu --numel $n --iters 30 \
+    --json "$out/fused_adamw_gpu_$n.json" >"$out/bench_$n.log" 2>&1
+  note "bench numel=$n: rc=$?"
+  python3 - "$out/fused_adamw_gpu_$n.json" <<'PY' 2>/dev/null | tee -a "$summary"
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"  ours {r['ours_ms']:.3f} ms = {r['ours_GBps']:.0f} GB/s ({r['fraction_of_copy']:.0%} of copy {r['copy_GBps']:.0f} GB/s);"
+      f" torch fused {r['torch_fused_ms']:.3f} ms -> {r['speedup_vs_torch_fused']:.2f}x;"
+      f" foreach {r['torch_foreach_ms']:.3f} ms -> {r['speedup_vs_torch_foreach']:.2f}x;"
+      f" bf16 out {r['ours_bf16out_GBps']:.0f} GB/s, bf16 grad+out {r['ours_bf16grad_bf16out_GBps']:.0f} GB/s,"
+      f" norm+clip {r['ours_with_norm_clip_GBps']:.0f} GB/s")
+PY
+done
+
+timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 build-gpu/bin/test_trainer \
+  --gtest_filter='FusedAdamW.CudaKernelEqualsCpuLoop' >"$out/memcheck.log" 2>&1
+note "compute-sanitizer memcheck: rc=$? $(grep -E 'ERROR SUMMARY' "$out/memcheck.log" | tail -1)"
+timeout 150 compute-sanitizer --tool racecheck --error-exitcode 9 build-gpu/bin/test_trainer \
+  --gtest_filter='FusedAdamW.CudaKernelEqualsCpuLoop' >"$out/racecheck.log" 2>&1
+note "compute-sanitizer racecheck: rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/racecheck.log" | tail -1)"
+echo "=== summary ==="
+cat "$summary"

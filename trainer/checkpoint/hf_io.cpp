@@ -17,6 +17,8 @@ namespace fs = std::filesystem;
 namespace asc {
 namespace {
 
+constexpr const char* kOptimizerFile = "optimizer.safetensors";
+
 const char* kConvertHint =
     "convert it once with: python -c \"import sys; from transformers import "
     "AutoModelForCausalLM as M; M.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2], "
@@ -208,19 +210,73 @@ std::string step_dir_name(int64_t step) {
 }
 
 void save_step_checkpoint(const std::string& run_dir, int64_t step, const LlamaConfig& config,
-                          const NamedTensors& master_weights, const std::string& state_json) {
+                          const OptimizerState& opt_state, const std::string& state_json) {
   const fs::path dir = fs::path(run_dir) / step_dir_name(step);
   const fs::path tmp = fs::path(run_dir) / (step_dir_name(step) + ".partial");
   // Never delete what `latest` names: between the delete and the rename it would be torn.
   if (fs::exists(fs::path(run_dir) / "latest") && resolve_model_dir(run_dir) == dir.string())
     ASC_FAIL("{}: refusing to overwrite {}, which 'latest' names", run_dir, dir.string());
   fs::remove_all(tmp);
-  save_hf_dir(tmp.string(), config, master_weights, at::kFloat);
+  save_hf_dir(tmp.string(), config, opt_state.master, at::kFloat);
+  save_optimizer_moments((tmp / kOptimizerFile).string(), opt_state);
   write_file_atomic((tmp / "trainer_state.json").string(), state_json);
   fs::remove_all(dir);
   fs::rename(tmp, dir);
   fsync_dir(run_dir);
   write_file_atomic((fs::path(run_dir) / "latest").string(), step_dir_name(step) + "\n");
+}
+
+void save_optimizer_moments(const std::string& path, const OptimizerState& s) {
+  std::vector<at::Tensor> keep;  // CPU fp32 contiguous copies, alive until written
+  std::vector<st::TensorRef> refs;
+  for (const auto& [suffix, part] :
+       {std::pair{".exp_avg", &s.exp_avg}, std::pair{".exp_avg_sq", &s.exp_avg_sq}})
+    for (const auto& [name, t] : *part) {
+      keep.push_back(t.detach().to(at::kCPU).to(at::kFloat).contiguous());
+      refs.push_back({name + suffix, st::DType::F32,
+                      std::vector<int64_t>(t.sizes().begin(), t.sizes().end()),
+                      keep.back().data_ptr()});
+    }
+  st::write_safetensors(path, refs,
+                        {{"format", "asclepius-adamw-v1"}, {"step", std::to_string(s.step)}});
+}
+
+OptimizerState load_optimizer_state(const std::string& step_dir, const NamedTensors& params) {
+  OptimizerState s;
+  WeightFiles w = open_weights(step_dir);
+  const std::string opath = (fs::path(step_dir) / kOptimizerFile).string();
+  if (!fs::exists(opath))
+    ASC_FAIL("{}: no {} (a model directory, not a training checkpoint)", step_dir, kOptimizerFile);
+  auto moments = st::SafetensorsFile::open(opath);
+  const auto& meta = moments->metadata();
+  auto fmt_it = meta.find("format");
+  if (fmt_it == meta.end() || fmt_it->second != "asclepius-adamw-v1")
+    ASC_FAIL("{}: metadata 'format' is not asclepius-adamw-v1", opath);
+  auto step_it = meta.find("step");
+  try {
+    s.step = step_it == meta.end() ? -1 : std::stoll(step_it->second);
+  } catch (const std::exception&) {
+    s.step = -1;
+  }
+  if (s.step < 0) ASC_FAIL("{}: metadata 'step' missing or not a number", opath);
+  auto copy_out = [&](const st::SafetensorsFile& f, const std::string& name,
+                      const at::Tensor& like) {
+    const st::TensorInfo* t = f.find(name);
+    if (!t) ASC_FAIL("{}: missing tensor '{}'", f.path(), name);
+    if (t->dtype != st::DType::F32) ASC_FAIL("{}: '{}' is not F32", f.path(), name);
+    if (std::vector<int64_t>(like.sizes().begin(), like.sizes().end()) != t->shape)
+      ASC_FAIL("{}: '{}' has shape [{}], the parameter [{}]", f.path(), name,
+               fmt::join(t->shape, ", "), fmt::join(like.sizes(), ", "));
+    return at::from_blob(const_cast<uint8_t*>(f.data(*t)), t->shape, at::kFloat).clone();
+  };
+  for (const auto& [name, p] : params) {
+    auto it = w.by_name.find(name);
+    if (it == w.by_name.end()) ASC_FAIL("{}: missing tensor '{}'", step_dir, name);
+    s.master.emplace_back(name, copy_out(*w.files[it->second], name, p));
+    s.exp_avg.emplace_back(name, copy_out(*moments, name + ".exp_avg", p));
+    s.exp_avg_sq.emplace_back(name, copy_out(*moments, name + ".exp_avg_sq", p));
+  }
+  return s;
 }
 
 std::string resolve_model_dir(const std::string& path) {

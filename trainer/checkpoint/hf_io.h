@@ -14,10 +14,9 @@
 #include <ATen/Tensor.h>
 
 #include "model/llama.h"
+#include "optim/optimizer.h"
 
 namespace asc {
-
-using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 
 LlamaConfig read_hf_config(const std::string& dir);
 // Copies every parameter of `model` from the directory's safetensors (converting dtype), checking
@@ -31,11 +30,17 @@ void save_hf_dir(const std::string& out_dir, LlamaConfig config, const NamedTens
                  at::ScalarType dtype, uint64_t max_shard_bytes = 5'000'000'000ull);
 
 // Run directory helpers for the one-process checkpoint: RUN/step-NNNNNNN/ is a Hugging Face
-// directory (fp32 master weights) plus trainer_state.json; RUN/latest names the newest one and
-// is replaced atomically only after the step directory is complete.
+// directory (fp32 master weights) plus optimizer.safetensors (per parameter NAME.exp_avg and
+// NAME.exp_avg_sq, fp32; metadata format=asclepius-adamw-v1, step=N) and trainer_state.json;
+// RUN/latest names the newest one and is replaced atomically only after the step directory is
+// complete. The layout is the optimizer-independent OptimizerState (optim/optimizer.h).
 std::string step_dir_name(int64_t step);
 void save_step_checkpoint(const std::string& run_dir, int64_t step, const LlamaConfig& config,
-                          const NamedTensors& master_weights, const std::string& state_json);
+                          const OptimizerState& opt_state, const std::string& state_json);
+void save_optimizer_moments(const std::string& path, const OptimizerState& s);
+// Reads a step directory's master weights and moments for `params` (names and shapes checked),
+// as CPU fp32 tensors.
+OptimizerState load_optimizer_state(const std::string& step_dir, const NamedTensors& params);
 // A run directory (follows `latest`), a step directory, or a Hugging Face directory -> the
 // directory holding config.json and the weights.
 std::string resolve_model_dir(const std::string& path);

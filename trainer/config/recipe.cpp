@@ -206,6 +206,7 @@ class Schema {
     add<double>("train.beta2", t.beta2, beta);
     add("train.eps", t.eps, positive<double>());
     add<double>("train.max_grad_norm", t.max_grad_norm);
+    add("train.optimizer", t.optimizer, one_of({"fused", "reference"}));
     add("train.dtype", t.dtype, one_of({"fp32", "bf16"}));
     add("train.seed", t.seed, non_negative<int64_t>());
     add("train.threads", t.threads, non_negative<int64_t>());

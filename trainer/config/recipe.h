@@ -46,6 +46,9 @@ struct Recipe {
     double weight_decay = 0.0;
     double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
     double max_grad_norm = 1.0;  // <= 0 disables clipping
+    // fused: flat buffers, one fused pass per step (optim/flat_adamw.h); reference: per-tensor
+    // libtorch ops (optim/adamw.h). Same results within fp32 rounding, same checkpoint layout.
+    std::string optimizer = "fused";
     std::string dtype = "fp32";  // compute dtype: fp32 | bf16 (bf16 keeps fp32 master weights)
     int64_t seed = 42;
     int64_t threads = 0;            // intra-op threads; 0 = libtorch's default

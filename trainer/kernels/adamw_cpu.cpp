@@ -41,10 +41,10 @@ inline __attribute__((always_inline)) void update_loop(const FusedAdamWArgs& a, 
   }
 }
 
-// Compiled twice, for the x86-64 baseline and for AVX2 (8 floats a vector), and picked at load
-// time by the CPU. AVX2 without FMA: every operation still rounds on its own, so results do not
-// depend on the clone (nor differ from the CUDA kernel, built without contraction).
-#define ASC_CLONES __attribute__((target_clones("avx2", "default")))
+// Compiled three times (x86-64 baseline, AVX2, AVX-512F) and picked at load time by the CPU. The
+// file is built with -ffp-contract=off: no fused multiply-add, every operation rounds on its own,
+// so results do not depend on the clone (nor differ from the CUDA kernel, built --fmad=false).
+#define ASC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 ASC_CLONES void update_f32(const FusedAdamWArgs& a, const AdamWStep& s, bool d, int64_t b,
                            int64_t e) {
   update_loop<false, false>(a, s, d, b, e);

@@ -1,14 +1,21 @@
-// adamw_cuda.cu — the fused AdamW step on the GPU: a grid-stride sum-of-squares kernel that leaves
-// the global gradient norm on the device, then ONE launch over every segment of the flat shard
-// that reads it, forms the clip factor on the device (no host synchronisation) and applies the
-// shared per-element update (adamw_update.h). 128-bit loads/stores (float4) where a chunk is
-// 16-byte aligned; scalar code for the rest. No libtorch here: raw pointers and a stream.
+// adamw_cuda.cu — the fused AdamW step on the GPU. Two parts, both on one stream and with no host
+// synchronisation:
+//   grad_sq_norm_cuda: per-block partial sums of g² (grid-stride), then one block adds the
+//     partials in a fixed order — the same bits on every run (no float atomics);
+//   fused_adamw_cuda: ONE launch over every segment of the flat shard (multi-tensor style: block
+//     b finds its segment by binary search in a small device table). Each block forms the clip
+//     factor from the device-side norm and applies the shared per-element update
+//     (adamw_update.h), 4 elements at a time with 128-bit loads/stores of the fp32 arrays (64-bit
+//     for bf16 gradients and the bf16 copy); a chunk's unaligned head and tail go element-wise.
+// No libtorch here: raw pointers and a stream. Not thread-safe across host threads (the segment
+// table and norm scratch are cached per device).
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <cmath>
-
 #include <cstdint>
+#include <cstring>
+#include <map>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -20,72 +27,140 @@ namespace asc::kernels {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int64_t kChunk = 4096;  // elements per block of the update kernel
+constexpr int64_t kChunk = 16384;  // elements per block of the update (16 per thread)
+constexpr int kNormBlocks = 1024;  // partial sums of the norm kernel
 
 void cuda_check(cudaError_t e, const char* what) {
   if (e != cudaSuccess)
     throw std::runtime_error(std::string("CUDA ") + what + ": " + cudaGetErrorString(e));
 }
 
-struct Chunk {
-  int64_t begin, end;
+struct DevSegment {
+  int64_t offset, numel;
+  int64_t first_chunk;  // running count of chunks before this segment
   int decay;
 };
 
-__global__ void sq_norm_kernel(const float* g32, const uint16_t* g16, int64_t n, float* out) {
-  __shared__ float partial[kThreads];
+// Device-side state reused across steps: the segment table (re-uploaded only when the layout
+// changes) and the norm's partial sums.
+struct DeviceCache {
+  std::vector<DevSegment> host;
+  DevSegment* segments = nullptr;
+  size_t capacity = 0;
+  float* partials = nullptr;
+};
+std::mutex cache_mutex;
+std::map<int, DeviceCache> caches;
+
+DeviceCache& cache_for_current_device() {
+  int dev = 0;
+  cuda_check(cudaGetDevice(&dev), "get device");
+  return caches[dev];
+}
+
+__global__ void sq_norm_partial_kernel(const float* __restrict__ g32,
+                                       const uint16_t* __restrict__ g16, int64_t n,
+                                       float* __restrict__ partials) {
+  __shared__ float red[kThreads];
   float acc = 0.f;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     const float g = g32 ? g32[i] : bf16_to_float(g16[i]);
     acc += g * g;
   }
-  partial[threadIdx.x] = acc;
+  red[threadIdx.x] = acc;
   __syncthreads();
   for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) partial[threadIdx.x] += partial[threadIdx.x + s];
+    if (threadIdx.x < s) red[threadIdx.x] += red[threadIdx.x + s];
     __syncthreads();
   }
-  if (threadIdx.x == 0) atomicAdd(out, partial[0]);
+  if (threadIdx.x == 0) partials[blockIdx.x] = red[0];
 }
 
-__global__ void adamw_kernel(float* __restrict__ w, float* __restrict__ m, float* __restrict__ v,
-                             const float* __restrict__ g32, const uint16_t* __restrict__ g16,
-                             uint16_t* __restrict__ p16, const Chunk* __restrict__ chunks,
-                             AdamWStep s, const float* __restrict__ norm_sq, float max_norm,
-                             float grad_scale) {
-  const Chunk c = chunks[blockIdx.x];
+__global__ void sq_norm_final_kernel(const float* __restrict__ partials, int count,
+                                     float* __restrict__ out) {
+  __shared__ double red[kNormBlocks];
+  red[threadIdx.x] = threadIdx.x < count ? double(partials[threadIdx.x]) : 0.0;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) red[threadIdx.x] += red[threadIdx.x + s];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) *out = float(red[0]);
+}
+
+struct Bf16x4 {
+  uint16_t x, y, z, w;
+};
+
+template <bool kBf16Grad>
+__device__ __forceinline__ float grad_at(const float* g32, const uint16_t* g16, int64_t i) {
+  if constexpr (kBf16Grad) return bf16_to_float(g16[i]);
+  return g32[i];
+}
+
+template <bool kBf16Grad, bool kBf16Out>
+__global__ void __launch_bounds__(kThreads)
+    adamw_kernel(float* __restrict__ w, float* __restrict__ m, float* __restrict__ v,
+                 const float* __restrict__ g32, const uint16_t* __restrict__ g16,
+                 uint16_t* __restrict__ p16, const DevSegment* __restrict__ segs, int nsegs,
+                 AdamWStep s, const float* __restrict__ norm_sq, float max_norm, float grad_scale) {
+  // This block's segment: the last one whose first chunk is <= blockIdx.x.
+  int lo = 0, hi = nsegs - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (segs[mid].first_chunk <= int64_t(blockIdx.x))
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  const DevSegment seg = segs[lo];
+  const int64_t begin = seg.offset + (int64_t(blockIdx.x) - seg.first_chunk) * kChunk;
+  const int64_t end = min(begin + kChunk, seg.offset + seg.numel);
+  const bool decay = seg.decay != 0;
+
   float scale = grad_scale;
-  if (norm_sq && max_norm > 0.f) scale *= fminf(1.f, max_norm / (sqrtf(*norm_sq) + 1e-6f));
-  const bool vec = (c.begin % 4 == 0) && g32 && !p16;  // float4 path: fp32 grads, no bf16 copy
-  if (vec) {
-    const int64_t nv = (c.end - c.begin) / 4;
-    for (int64_t k = threadIdx.x; k < nv; k += blockDim.x) {
-      const int64_t i = c.begin + 4 * k;
-      float4 wv = *reinterpret_cast<float4*>(w + i), mv = *reinterpret_cast<float4*>(m + i);
-      float4 vv = *reinterpret_cast<float4*>(v + i);
-      const float4 gv = *reinterpret_cast<const float4*>(g32 + i);
-      adamw_element(wv.x, mv.x, vv.x, gv.x * scale, s, c.decay);
-      adamw_element(wv.y, mv.y, vv.y, gv.y * scale, s, c.decay);
-      adamw_element(wv.z, mv.z, vv.z, gv.z * scale, s, c.decay);
-      adamw_element(wv.w, mv.w, vv.w, gv.w * scale, s, c.decay);
-      *reinterpret_cast<float4*>(w + i) = wv, *reinterpret_cast<float4*>(m + i) = mv;
-      *reinterpret_cast<float4*>(v + i) = vv;
+  if (norm_sq && max_norm > 0.f) scale *= fminf(1.f, __fdiv_rn(max_norm, sqrtf(*norm_sq) + 1e-6f));
+
+  auto one = [&](int64_t i) {
+    adamw_element(w[i], m[i], v[i], grad_at<kBf16Grad>(g32, g16, i) * scale, s, decay);
+    if constexpr (kBf16Out) p16[i] = float_to_bf16_rne(w[i]);
+  };
+  // Element-wise up to the first multiple of 4 (all base pointers are 16-byte aligned).
+  const int64_t vbegin = min(end, (begin + 3) & ~int64_t(3));
+  const int64_t nvec = (end - vbegin) / 4;
+  if (threadIdx.x < vbegin - begin) one(begin + threadIdx.x);
+  for (int64_t k = threadIdx.x; k < nvec; k += blockDim.x) {
+    const int64_t i = vbegin + 4 * k;
+    float4 wv = *reinterpret_cast<const float4*>(w + i);
+    float4 mv = *reinterpret_cast<const float4*>(m + i);
+    float4 vv = *reinterpret_cast<const float4*>(v + i);
+    float4 gv;
+    if constexpr (kBf16Grad) {
+      const Bf16x4 h = *reinterpret_cast<const Bf16x4*>(g16 + i);
+      gv = make_float4(bf16_to_float(h.x), bf16_to_float(h.y), bf16_to_float(h.z),
+                       bf16_to_float(h.w));
+    } else {
+      gv = *reinterpret_cast<const float4*>(g32 + i);
     }
-    for (int64_t i = c.begin + 4 * nv + threadIdx.x; i < c.end; i += blockDim.x) {
-      adamw_element(w[i], m[i], v[i], g32[i] * scale, s, c.decay);
+    adamw_element(wv.x, mv.x, vv.x, gv.x * scale, s, decay);
+    adamw_element(wv.y, mv.y, vv.y, gv.y * scale, s, decay);
+    adamw_element(wv.z, mv.z, vv.z, gv.z * scale, s, decay);
+    adamw_element(wv.w, mv.w, vv.w, gv.w * scale, s, decay);
+    *reinterpret_cast<float4*>(w + i) = wv;
+    *reinterpret_cast<float4*>(m + i) = mv;
+    *reinterpret_cast<float4*>(v + i) = vv;
+    if constexpr (kBf16Out) {
+      *reinterpret_cast<Bf16x4*>(p16 + i) =
+          Bf16x4{float_to_bf16_rne(wv.x), float_to_bf16_rne(wv.y), float_to_bf16_rne(wv.z),
+                 float_to_bf16_rne(wv.w)};
     }
-    return;
   }
-  for (int64_t i = c.begin + threadIdx.x; i < c.end; i += blockDim.x) {
-    const float g = (g32 ? g32[i] : bf16_to_float(g16[i])) * scale;
-    adamw_element(w[i], m[i], v[i], g, s, c.decay);
-    if (p16) p16[i] = float_to_bf16_rne(w[i]);
-  }
+  for (int64_t i = vbegin + 4 * nvec + threadIdx.x; i < end; i += blockDim.x) one(i);
 }
 
-AdamWStep step_constants(const FusedAdamWArgs& a) {
-  return make_adamw_step(a.lr, a.beta1, a.beta2, a.eps, a.weight_decay, a.step);
+bool aligned(const void* p, size_t a) {
+  return p == nullptr || reinterpret_cast<uintptr_t>(p) % a == 0;
 }
 
 }  // namespace
@@ -96,34 +171,81 @@ bool cuda_kernels_built() {
 
 void grad_sq_norm_cuda(const FusedAdamWArgs& a, float* d_norm_sq, void* stream) {
   auto st = static_cast<cudaStream_t>(stream);
-  cuda_check(cudaMemsetAsync(d_norm_sq, 0, sizeof(float), st), "memset");
-  const int blocks = int(std::min<int64_t>(1024, (a.numel + kThreads - 1) / kThreads));
-  if (blocks > 0)
-    sq_norm_kernel<<<blocks, kThreads, 0, st>>>(a.grad_f32, a.grad_bf16, a.numel, d_norm_sq);
-  cuda_check(cudaGetLastError(), "sq_norm_kernel launch");
+  std::lock_guard<std::mutex> lock(cache_mutex);
+  DeviceCache& c = cache_for_current_device();
+  if (!c.partials)
+    cuda_check(cudaMalloc(reinterpret_cast<void**>(&c.partials), kNormBlocks * sizeof(float)),
+               "malloc norm partials");
+  // A fixed grid (not sized by n): the order of the additions, hence the bits, depend only on n.
+  sq_norm_partial_kernel<<<kNormBlocks, kThreads, 0, st>>>(a.grad_f32, a.grad_bf16, a.numel,
+                                                           c.partials);
+  cuda_check(cudaGetLastError(), "sq_norm_partial_kernel launch");
+  sq_norm_final_kernel<<<1, kNormBlocks, 0, st>>>(c.partials, kNormBlocks, d_norm_sq);
+  cuda_check(cudaGetLastError(), "sq_norm_final_kernel launch");
 }
 
 void fused_adamw_cuda(const FusedAdamWArgs& a, const float* d_norm_sq, float max_norm,
                       void* stream) {
+  if ((a.grad_f32 != nullptr) == (a.grad_bf16 != nullptr))
+    throw std::invalid_argument("fused AdamW: give exactly one of grad_f32 / grad_bf16");
+  if (!aligned(a.master, 16) || !aligned(a.exp_avg, 16) || !aligned(a.exp_avg_sq, 16) ||
+      !aligned(a.grad_f32, 16) || !aligned(a.grad_bf16, 8) || !aligned(a.param_bf16, 8))
+    throw std::invalid_argument("fused AdamW (CUDA): flat buffers must be 16-byte aligned");
   auto st = static_cast<cudaStream_t>(stream);
-  // The chunk table: (segment, range) per block; small, rebuilt per call (a few KB).
-  std::vector<Chunk> chunks;
-  for (const auto& seg : a.segments)
-    for (int64_t b = seg.offset; b < seg.offset + seg.numel; b += kChunk)
-      chunks.push_back({b, std::min(b + kChunk, seg.offset + seg.numel), seg.decay ? 1 : 0});
-  if (chunks.empty()) return;
-  Chunk* d_chunks = nullptr;
-  cuda_check(
-      cudaMallocAsync(reinterpret_cast<void**>(&d_chunks), chunks.size() * sizeof(Chunk), st),
-      "malloc");
-  cuda_check(cudaMemcpyAsync(d_chunks, chunks.data(), chunks.size() * sizeof(Chunk),
-                             cudaMemcpyHostToDevice, st),
-             "copy chunk table");
-  adamw_kernel<<<unsigned(chunks.size()), kThreads, 0, st>>>(
-      a.master, a.exp_avg, a.exp_avg_sq, a.grad_f32, a.grad_bf16, a.param_bf16, d_chunks,
-      step_constants(a), d_norm_sq, max_norm, a.grad_scale);
+  std::vector<DevSegment> segs;
+  int64_t chunks = 0, at = 0;
+  for (const auto& seg : a.segments) {
+    if (seg.offset != at || seg.numel < 0)
+      throw std::invalid_argument("fused AdamW: segments must cover [0, numel) in order");
+    at += seg.numel;
+    if (seg.numel == 0) continue;
+    segs.push_back({seg.offset, seg.numel, chunks, seg.decay ? 1 : 0});
+    chunks += (seg.numel + kChunk - 1) / kChunk;
+  }
+  if (at != a.numel) throw std::invalid_argument("fused AdamW: segments do not cover numel");
+  if (chunks == 0) return;
+  if (chunks > int64_t(INT32_MAX)) throw std::invalid_argument("fused AdamW: shard too large");
+
+  std::lock_guard<std::mutex> lock(cache_mutex);
+  DeviceCache& c = cache_for_current_device();
+  const bool same = c.host.size() == segs.size() &&
+                    std::memcmp(c.host.data(), segs.data(), segs.size() * sizeof(DevSegment)) == 0;
+  if (!same) {
+    if (segs.size() > c.capacity) {
+      cuda_check(cudaFree(c.segments), "free segment table");
+      cuda_check(
+          cudaMalloc(reinterpret_cast<void**>(&c.segments), segs.size() * sizeof(DevSegment)),
+          "malloc segment table");
+      c.capacity = segs.size();
+    }
+    // Ordered on the stream before the launch; synchronous for the host (pageable source), but
+    // only when the layout changes.
+    cuda_check(cudaMemcpyAsync(c.segments, segs.data(), segs.size() * sizeof(DevSegment),
+                               cudaMemcpyHostToDevice, st),
+               "copy segment table");
+    cuda_check(cudaStreamSynchronize(st), "segment table upload");
+    c.host = segs;
+  }
+  const AdamWStep s = make_adamw_step(a.lr, a.beta1, a.beta2, a.eps, a.weight_decay, a.step);
+  const int n = int(segs.size());
+  const dim3 grid{unsigned(chunks)};
+  if (a.grad_bf16 && a.param_bf16)
+    adamw_kernel<true, true><<<grid, kThreads, 0, st>>>(a.master, a.exp_avg, a.exp_avg_sq, nullptr,
+                                                        a.grad_bf16, a.param_bf16, c.segments, n, s,
+                                                        d_norm_sq, max_norm, a.grad_scale);
+  else if (a.grad_bf16)
+    adamw_kernel<true, false><<<grid, kThreads, 0, st>>>(a.master, a.exp_avg, a.exp_avg_sq, nullptr,
+                                                         a.grad_bf16, nullptr, c.segments, n, s,
+                                                         d_norm_sq, max_norm, a.grad_scale);
+  else if (a.param_bf16)
+    adamw_kernel<false, true><<<grid, kThreads, 0, st>>>(
+        a.master, a.exp_avg, a.exp_avg_sq, a.grad_f32, nullptr, a.param_bf16, c.segments, n, s,
+        d_norm_sq, max_norm, a.grad_scale);
+  else
+    adamw_kernel<false, false><<<grid, kThreads, 0, st>>>(a.master, a.exp_avg, a.exp_avg_sq,
+                                                          a.grad_f32, nullptr, nullptr, c.segments,
+                                                          n, s, d_norm_sq, max_norm, a.grad_scale);
   cuda_check(cudaGetLastError(), "adamw_kernel launch");
-  cuda_check(cudaFreeAsync(d_chunks, st), "free");
 }
 
 }  // namespace asc::kernels

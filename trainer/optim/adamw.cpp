@@ -35,7 +35,7 @@ AdamW::AdamW(std::vector<std::string> names, std::vector<at::Tensor> params, Ada
   }
 }
 
-void AdamW::accumulate_grads() {
+void AdamW::accumulate_grads(bool /*last*/) {
   if (!separate_master_) return;
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -62,9 +62,36 @@ double AdamW::grad_norm() const {
   return at::stack(norms).norm(2).item<double>();
 }
 
-double clip_factor(double grad_norm, double max_norm) {
-  if (max_norm <= 0) return 1.0;
-  return std::min(1.0, max_norm / (grad_norm + 1e-6));
+double AdamW::clip_and_step(double lr, double max_grad_norm) {
+  const double norm = grad_norm();
+  step(lr, clip_factor(norm, max_grad_norm));
+  return norm;
+}
+
+OptimizerState AdamW::state() const {
+  OptimizerState s;
+  s.step = step_;
+  for (size_t i = 0; i < names_.size(); ++i) {
+    s.master.emplace_back(names_[i], master_[i]);
+    s.exp_avg.emplace_back(names_[i], m_[i]);
+    s.exp_avg_sq.emplace_back(names_[i], v_[i]);
+  }
+  return s;
+}
+
+void AdamW::load_state(const OptimizerState& s) {
+  NamedTensors params;
+  for (size_t i = 0; i < names_.size(); ++i) params.emplace_back(names_[i], params_[i]);
+  check_state_matches(s, params);
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < names_.size(); ++i) {
+    master_[i].copy_(s.master[i].second);
+    m_[i].copy_(s.exp_avg[i].second);
+    v_[i].copy_(s.exp_avg_sq[i].second);
+    if (!master_[i].is_same(params_[i])) params_[i].copy_(master_[i]);
+  }
+  step_ = s.step;
+  zero_grad();
 }
 
 void AdamW::step(double lr, double grad_scale) {

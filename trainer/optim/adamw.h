@@ -1,6 +1,7 @@
-// adamw.h — AdamW with torch.optim.AdamW's semantics (decoupled weight decay p -= lr·wd·p before
-// the Adam step, bias correction, eps added after the bias-corrected sqrt), global-norm gradient
-// clipping, and fp32 master weights when the model computes in bf16.
+// adamw.h — the reference optimizer (train.optimizer: reference): AdamW with torch.optim.AdamW's
+// semantics (decoupled weight decay p -= lr·wd·p before the Adam step, bias correction, eps added
+// after the bias-corrected sqrt), global-norm gradient clipping, and fp32 master weights when the
+// model computes in bf16.
 //
 // Contract: params are the model's parameters in a fixed order; after backward, step() reads
 // their .grad(), updates the fp32 master copy (the parameter itself in fp32 mode) and writes the
@@ -13,13 +14,11 @@
 
 #include <ATen/Tensor.h>
 
+#include "optim/optimizer.h"
+
 namespace asc {
 
-struct AdamWOptions {
-  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
-};
-
-class AdamW {
+class AdamW final : public Optimizer {
  public:
   // `master`: fp32 starting weights when params are bf16 (taken before the cast, so no
   // precision is lost); empty = params are fp32 and are their own master.
@@ -28,13 +27,16 @@ class AdamW {
   // After each micro-batch's backward: with bf16 parameters, adds their gradients into fp32
   // accumulators and clears them, so accumulation over micro-batches happens in fp32 (as with
   // Hugging Face AMP). A no-op for fp32 parameters, whose .grad() already accumulates in fp32.
-  void accumulate_grads();
+  void accumulate_grads(bool last = true) override;
   // L2 norm over all gradients (fp32 accumulation), before clipping.
   double grad_norm() const;
   // One update at learning rate lr, gradients scaled by grad_scale (the clip factor).
   void step(double lr, double grad_scale = 1.0);
-  void zero_grad();
-  int64_t steps() const { return step_; }
+  void zero_grad() override;
+  int64_t steps() const override { return step_; }
+  double clip_and_step(double lr, double max_grad_norm) override;
+  OptimizerState state() const override;
+  void load_state(const OptimizerState& s) override;
   // The gradient step() will use for parameter i (the fp32 accumulator in bf16 mode).
   at::Tensor grad(size_t i) const;
   const std::vector<at::Tensor>& master() const { return master_; }
@@ -50,8 +52,5 @@ class AdamW {
   AdamWOptions opt_;
   int64_t step_ = 0;
 };
-
-// torch.nn.utils.clip_grad_norm_'s factor: min(1, max_norm / (norm + 1e-6)); 1 when disabled.
-double clip_factor(double grad_norm, double max_norm);
 
 }  // namespace asc

@@ -1,0 +1,197 @@
+// The trainer's fused optimizer (optim/flat_adamw.h) against the reference (optim/adamw.h) on a
+// real model: same training trajectory in fp32 and bf16, with micro-batch accumulation, weight
+// decay and clipping; parameters and gradients really live in the flat buffers; the checkpoint
+// state moves between the two implementations (both directions) through the files; and, where a
+// GPU is present, the CUDA path against the CPU path.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+#include <torch/cuda.h>
+
+#include "checkpoint/hf_io.h"
+#include "kernels/fused_adamw.h"
+#include "model/llama.h"
+#include "optim/adamw.h"
+#include "optim/flat_adamw.h"
+#include "test_util.h"
+#include "train.h"
+
+using namespace asc;
+
+namespace {
+
+const AdamWOptions kOpt{0.9, 0.95, 1e-8, 0.1};
+
+LlamaForCausalLM tiny_model(uint64_t seed, at::Device device = at::kCPU) {
+  torch::manual_seed(seed);
+  LlamaForCausalLM model(llama_preset("tiny"));
+  model->init_weights();
+  model->to(device);
+  return model;
+}
+
+std::unique_ptr<Optimizer> make(const std::string& kind, LlamaForCausalLM& model, bool bf16) {
+  NamedTensors named = hf_named_tensors(model);
+  if (kind == "fused")
+    return std::make_unique<FlatAdamW>(named, kOpt, bf16 ? at::kBFloat16 : at::kFloat);
+  std::vector<std::string> names;
+  std::vector<at::Tensor> params, master;
+  for (auto& [n, p] : named) {
+    names.push_back(n);
+    if (bf16) master.push_back(p.detach().clone());
+  }
+  if (bf16) model->to(torch::kBFloat16);
+  for (auto& [n, p] : hf_named_tensors(model)) params.push_back(p);
+  return std::make_unique<AdamW>(names, params, kOpt, std::move(master));
+}
+
+// Two micro-batches of 2 sequences; labels with a masked prefix so the target counts differ.
+GlobalBatch batch_for_step(int64_t step, int64_t vocab, at::Device device = at::kCPU) {
+  at::manual_seed(1000 + step);
+  GlobalBatch b;
+  for (int k = 0; k < 2; ++k) {
+    MicroBatch m;
+    m.input_ids_BT = at::randint(0, vocab, {2, 12}, at::kLong).to(device);
+    m.labels_BT = m.input_ids_BT.clone();
+    m.labels_BT.index_put_({0, at::indexing::Slice(0, 3 + k)}, -100);
+    b.push_back(std::move(m));
+  }
+  return b;
+}
+
+std::vector<double> run_steps(LlamaForCausalLM& model, Optimizer& opt, int64_t from, int64_t to,
+                              at::Device device = at::kCPU) {
+  std::vector<double> norms;
+  for (int64_t s = from; s < to; ++s) {
+    accumulate_gradients(model, opt, batch_for_step(s, model->config().vocab_size, device));
+    norms.push_back(opt.clip_and_step(1e-3 * (1 + s % 3), 0.5));  // clipping is active
+    opt.zero_grad();
+  }
+  return norms;
+}
+
+double max_rel_diff(const OptimizerState& a, const OptimizerState& b) {
+  double worst = 0;
+  for (NamedTensors OptimizerState::*part :
+       {&OptimizerState::master, &OptimizerState::exp_avg, &OptimizerState::exp_avg_sq})
+    for (size_t i = 0; i < (a.*part).size(); ++i) {
+      at::Tensor x = (a.*part)[i].second.cpu().to(at::kDouble);
+      at::Tensor y = (b.*part)[i].second.cpu().to(at::kDouble);
+      worst = std::max(worst, ((x - y).norm() / (y.norm() + 1e-30)).item<double>());
+    }
+  return worst;
+}
+
+}  // namespace
+
+TEST(FlatAdamW, ParametersAndGradientsLiveInTheFlatBuffers) {
+  LlamaForCausalLM model = tiny_model(1);
+  FlatAdamW opt(hf_named_tensors(model), kOpt, at::kFloat);
+  const auto* base = opt.flat_master().data_ptr<float>();
+  const auto* gbase = opt.flat_grad().data_ptr<float>();
+  const int64_t n = opt.flat_master().numel();
+  accumulate_gradients(model, opt, batch_for_step(0, model->config().vocab_size));
+  int64_t covered = 0;
+  for (auto& [name, p] : hf_named_tensors(model)) {
+    const float* d = p.data_ptr<float>();
+    const float* g = p.grad().data_ptr<float>();
+    EXPECT_TRUE(d >= base && d + p.numel() <= base + n) << name;
+    EXPECT_EQ(g - gbase, d - base) << name << ": gradient not at its parameter's offset";
+    covered += p.numel();
+  }
+  EXPECT_EQ(covered, n);
+  EXPECT_GT(opt.flat_grad().abs().sum().item<double>(), 0.0);  // autograd wrote into the buffer
+}
+
+class FlatVsReference : public ::testing::TestWithParam<bool> {};
+
+// fp32: 20 steps. bf16: 5 steps — the two differ only in the rounding of the global norm
+// (summation order), but once a master weight lands on the other side of a bf16 rounding
+// boundary the bf16 forward passes differ by a whole bf16 ulp and the trajectories drift apart
+// (seen from step 7 on in this setting): chaos, not a bug, so the bf16 check stops before it.
+TEST_P(FlatVsReference, SameTrajectory) {
+  const bool bf16 = GetParam();
+  const int64_t steps = bf16 ? 5 : 20;
+  LlamaForCausalLM m1 = tiny_model(5), m2 = tiny_model(5);
+  auto fused = make("fused", m1, bf16), ref = make("reference", m2, bf16);
+  const auto n1 = run_steps(m1, *fused, 0, steps), n2 = run_steps(m2, *ref, 0, steps);
+  for (size_t i = 0; i < n1.size(); ++i) EXPECT_NEAR(n1[i], n2[i], 1e-6 * n2[i]) << "step " << i;
+  const double d = max_rel_diff(fused->state(), ref->state());
+  std::fprintf(stderr, "%s: max relative state difference after %lld steps %.3g\n",
+               bf16 ? "bf16" : "fp32", (long long)steps, d);
+  EXPECT_LT(d, 1e-5);
+  EXPECT_EQ(fused->steps(), steps);
+  // The model's compute copy is the master rounded to the compute dtype.
+  for (auto& [name, p] : hf_named_tensors(m1)) {
+    EXPECT_EQ(p.scalar_type(), bf16 ? at::kBFloat16 : at::kFloat) << name;
+  }
+  const OptimizerState s = fused->state();
+  auto params = hf_named_tensors(m1);
+  for (size_t i = 0; i < params.size(); ++i)
+    EXPECT_TRUE(at::equal(params[i].second, s.master[i].second.to(params[i].second.scalar_type())))
+        << params[i].first;
+}
+INSTANTIATE_TEST_SUITE_P(Dtypes, FlatVsReference, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "bf16" : "fp32"; });
+
+// Save after 6 steps with one implementation, load into the other through the checkpoint files,
+// continue 6 steps: equal (fp32 rounding) to 12 uninterrupted steps. Both directions.
+TEST(FlatAdamW, CheckpointStateMovesBetweenImplementations) {
+  for (const auto& [first, second] : {std::pair{"fused", "reference"}, {"reference", "fused"}}) {
+    LlamaForCausalLM whole = tiny_model(9);
+    auto straight = make(first, whole, false);
+    run_steps(whole, *straight, 0, 12);
+
+    LlamaForCausalLM a = tiny_model(9);
+    auto opt_a = make(first, a, false);
+    run_steps(a, *opt_a, 0, 6);
+    const std::string run = test::temp_dir(std::string("opt_state_") + first);
+    save_step_checkpoint(run, 6, a->config(), opt_a->state(), "{}\n");
+
+    LlamaForCausalLM b = tiny_model(123);  // different weights: all must come from the files
+    auto opt_b = make(second, b, false);
+    OptimizerState loaded = load_optimizer_state(resolve_model_dir(run), hf_named_tensors(b));
+    EXPECT_EQ(loaded.step, 6);
+    opt_b->load_state(loaded);
+    EXPECT_LT(max_rel_diff(opt_b->state(), opt_a->state()), 1e-12) << "load is exact";
+    run_steps(b, *opt_b, 6, 12);
+    EXPECT_EQ(opt_b->steps(), 12);
+    const double d = max_rel_diff(opt_b->state(), straight->state());
+    std::fprintf(stderr, "%s -> %s: max relative difference %.3g\n", first, second, d);
+    EXPECT_LT(d, 1e-5) << first << " -> " << second;
+  }
+}
+
+TEST(FlatAdamW, LoadStateRejectsAMismatchedModel) {
+  LlamaForCausalLM a = tiny_model(1);
+  FlatAdamW opt(hf_named_tensors(a), kOpt, at::kFloat);
+  OptimizerState s = opt.state();
+  s.exp_avg[3].second = at::zeros({7});
+  try {
+    opt.load_state(s);
+    FAIL() << "no error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find(s.exp_avg[3].first), std::string::npos) << e.what();
+  }
+  s = opt.state();
+  s.master.pop_back();
+  EXPECT_THROW(opt.load_state(s), std::exception);
+}
+
+// The CUDA path (norm, clip and update on the device) against the CPU path on the same model.
+// Forward/backward differ by float rounding between devices, so the tolerance is fp32-loose.
+TEST(FlatAdamW, CudaTrainingStepsMatchCpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  if (!kernels::cuda_kernels_built()) GTEST_SKIP() << "built without CUDA";
+  for (bool bf16 : {false, true}) {
+    LlamaForCausalLM cpu = tiny_model(21), gpu = tiny_model(21, at::kCUDA);
+    FlatAdamW oc(hf_named_tensors(cpu), kOpt, bf16 ? at::kBFloat16 : at::kFloat);
+    FlatAdamW og(hf_named_tensors(gpu), kOpt, bf16 ? at::kBFloat16 : at::kFloat);
+    const auto nc = run_steps(cpu, oc, 0, 5), ng = run_steps(gpu, og, 0, 5, at::kCUDA);
+    for (size_t i = 0; i < nc.size(); ++i) EXPECT_NEAR(ng[i], nc[i], (bf16 ? 2e-2 : 1e-4) * nc[i]);
+    const double d = max_rel_diff(og.state(), oc.state());
+    std::fprintf(stderr, "CUDA vs CPU (%s) after 5 steps: max relative difference %.3g\n",
+                 bf16 ? "bf16" : "fp32", d);
+    EXPECT_LT(d, bf16 ? 2e-2 : 1e-4);
+  }
+}

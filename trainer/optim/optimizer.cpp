@@ -1,0 +1,32 @@
+#include "optim/optimizer.h"
+
+#include <algorithm>
+
+#include "common/error.h"
+
+namespace asc {
+
+double clip_factor(double grad_norm, double max_norm) {
+  if (max_norm <= 0) return 1.0;
+  return std::min(1.0, max_norm / (grad_norm + 1e-6));
+}
+
+void check_state_matches(const OptimizerState& s, const NamedTensors& params) {
+  for (const NamedTensors* part : {&s.master, &s.exp_avg, &s.exp_avg_sq})
+    ASC_CHECK(part->size() == params.size(),
+              "optimizer state holds {} tensors per kind; the model has {} parameters",
+              part->size(), params.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    const auto& [name, p] = params[i];
+    for (const NamedTensors* part : {&s.master, &s.exp_avg, &s.exp_avg_sq}) {
+      const auto& [sname, t] = (*part)[i];
+      ASC_CHECK(sname == name, "optimizer state: tensor {} is '{}', the model's is '{}'", i, sname,
+                name);
+      ASC_CHECK(t.sizes() == p.sizes(), "optimizer state: '{}' has shape {}, the parameter {}",
+                name, fmt::format("{}", fmt::join(t.sizes(), "x")),
+                fmt::format("{}", fmt::join(p.sizes(), "x")));
+    }
+  }
+}
+
+}  // namespace asc

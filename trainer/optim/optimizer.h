@@ -1,0 +1,55 @@
+// optimizer.h — what the training loop needs from an optimizer, and the optimizer state as the
+// checkpoint stores it. Two implementations share it, chosen by the recipe's train.optimizer:
+//   fused     (flat_adamw.h) every parameter re-homed into flat fp32 buffers, one fused pass per
+//             step (kernels/: CPU loop or one CUDA launch);
+//   reference (adamw.h) per-tensor libtorch ops, the readable oracle.
+// The state layout is per parameter, not per implementation, so a run saved by one loads into
+// the other (CPU or CUDA, fused or not).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <ATen/Tensor.h>
+
+namespace asc {
+
+using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
+
+struct AdamWOptions {
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
+};
+
+// The checkpoint layout: for every parameter (Hugging Face name, model order) its fp32 master
+// weight and moments, same shape as the parameter, plus the number of steps taken.
+struct OptimizerState {
+  int64_t step = 0;
+  NamedTensors master, exp_avg, exp_avg_sq;
+};
+
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  // After each micro-batch's backward. With bf16 parameters the gradients are accumulated in
+  // fp32; `last` says no further micro-batch follows before the step.
+  virtual void accumulate_grads(bool last) = 0;
+  // Global-norm clipping (max_grad_norm <= 0: none) and one update at learning rate lr. Returns
+  // the global gradient norm before clipping (fp32 gradients, as clip_grad_norm_).
+  virtual double clip_and_step(double lr, double max_grad_norm) = 0;
+  virtual void zero_grad() = 0;
+  virtual int64_t steps() const = 0;
+  // The state in the checkpoint layout (tensors may be views of the optimizer's storage).
+  virtual OptimizerState state() const = 0;
+  // Replaces the state (names and shapes must match) and writes the compute-dtype parameters.
+  virtual void load_state(const OptimizerState& s) = 0;
+};
+
+// torch.nn.utils.clip_grad_norm_'s factor: min(1, max_norm / (norm + 1e-6)); 1 when disabled.
+double clip_factor(double grad_norm, double max_norm);
+
+// Checks `s` against the parameters (names, order, shapes); fails naming the first mismatch.
+void check_state_matches(const OptimizerState& s, const NamedTensors& params);
+
+}  // namespace asc
