@@ -1,5 +1,7 @@
 #include "data/collate.h"
 
+#include <cstdint>
+
 #include <algorithm>
 
 #include "common/error.h"

@@ -1,5 +1,7 @@
 #include "data/corpus.h"
 
+#include <cstdint>
+
 #include <fcntl.h>
 #include <hdf5.h>
 #include <unistd.h>

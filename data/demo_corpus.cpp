@@ -1,5 +1,7 @@
 #include "data/demo_corpus.h"
 
+#include <cstdint>
+
 #include <numeric>
 #include <random>
 

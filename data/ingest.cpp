@@ -1,5 +1,7 @@
 #include "data/ingest.h"
 
+#include <cstdint>
+
 #include <csv.h>
 
 #include <algorithm>

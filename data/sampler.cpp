@@ -1,5 +1,7 @@
 #include "data/sampler.h"
 
+#include <cstdint>
+
 #include "common/error.h"
 #include "data/demo_corpus.h"
 #include "epoch_plan.pb.h"

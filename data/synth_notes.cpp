@@ -1,5 +1,7 @@
 #include "data/synth_notes.h"
 
+#include <cstdint>
+
 #include <filesystem>
 #include <map>
 #include <random>

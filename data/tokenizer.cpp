@@ -1,5 +1,7 @@
 #include "data/tokenizer.h"
 
+#include <cstdint>
+
 #include <unistd.h>
 #include <xxhash.h>
 

@@ -7,6 +7,8 @@
 // written is then each sample's first token and token sum, so the file contents are compared.
 #include <mpi.h>
 
+#include <cstdint>
+
 #include <cstdio>
 #include <cstring>
 #include <memory>

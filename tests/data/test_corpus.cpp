@@ -1,6 +1,8 @@
 // HDF5 corpus: pretrain documents and instruct masks against an independent reference (h5py +
 // transformers); windows; truncation keeps the answer; every bad-input case names file and cause.
 #include <gmock/gmock.h>
+
+#include <cstdint>
 #include <gtest/gtest.h>
 
 #include <unistd.h>

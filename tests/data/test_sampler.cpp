@@ -1,6 +1,8 @@
 // ShardedSampler in one process: the global order is the seeded epoch permutation, epochs roll
 // over dropping the tail, a restored data state continues exactly, coordinator errors surface.
 #include <gmock/gmock.h>
+
+#include <cstdint>
 #include <gtest/gtest.h>
 
 #include "common/error.h"

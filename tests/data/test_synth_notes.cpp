@@ -1,6 +1,8 @@
 // Synthetic notes: deterministic for a seed; every task type; answers grounded in the note;
 // splits in the released CSV layout that our reader reads back.
 #include <gmock/gmock.h>
+
+#include <cstdint>
 #include <gtest/gtest.h>
 
 #include <filesystem>

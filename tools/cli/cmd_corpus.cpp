@@ -1,6 +1,8 @@
 // cmd_corpus.cpp — `asclepius corpus build|inspect`: notes files -> the HDF5 corpus, and a look
 // inside one (attributes, counts, length statistics, one decoded sample).
 #include <algorithm>
+
+#include <cstdint>
 #include <iostream>
 #include <numeric>
 

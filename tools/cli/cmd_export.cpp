@@ -1,6 +1,8 @@
 // cmd_export.cpp — `asclepius export RUN_OR_CHECKPOINT --out DIR`: a Hugging Face directory.
 #include <iostream>
 
+#include <cstdint>
+
 #include "checkpoint/hf_io.h"
 #include "cli/commands.h"
 #include "common/error.h"

@@ -2,6 +2,8 @@
 // released Asclepius layout (train.csv, heldout.csv).
 #include <iostream>
 
+#include <cstdint>
+
 #include "cli/commands.h"
 #include "data/synth_notes.h"
 

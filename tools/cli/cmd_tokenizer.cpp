@@ -1,6 +1,8 @@
 // cmd_tokenizer.cpp — `asclepius tokenizer train|encode`: a small SentencePiece model for the
 // demo, trained on the distinct notes of CSV/JSONL/JSON files (or plain .txt), LLaMA conventions.
 #include <iostream>
+
+#include <cstdint>
 #include <set>
 
 #include "cli/commands.h"

@@ -1,5 +1,7 @@
 // cmd_train.cpp — `asclepius train RECIPE [key.path=value ...] [--print-config]`.
 #include <cstdlib>
+
+#include <cstdint>
 #include <iostream>
 
 #include "cli/commands.h"

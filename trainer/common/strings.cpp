@@ -1,5 +1,7 @@
 #include "common/strings.h"
 
+#include <cstdint>
+
 #include <algorithm>
 
 namespace asc {

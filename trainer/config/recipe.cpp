@@ -1,5 +1,7 @@
 #include "config/recipe.h"
 
+#include <cstdint>
+
 #include <cmath>
 #include <fstream>
 #include <functional>

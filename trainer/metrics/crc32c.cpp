@@ -1,5 +1,7 @@
 #include "metrics/crc32c.h"
 
+#include <cstdint>
+
 #include <array>
 
 namespace asc {

@@ -1,5 +1,7 @@
 #include "metrics/metrics.h"
 
+#include <cstdint>
+
 #include <unistd.h>
 
 #include <cstdio>

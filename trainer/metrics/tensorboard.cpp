@@ -1,5 +1,7 @@
 #include "metrics/tensorboard.h"
 
+#include <cstdint>
+
 #include <unistd.h>
 
 #include <chrono>

@@ -1,5 +1,7 @@
 #include "model/llama_config.h"
 
+#include <cstdint>
+
 #include <map>
 #include <optional>
 

@@ -1,5 +1,7 @@
 #include "optim/schedule.h"
 
+#include <cstdint>
+
 #include <algorithm>
 #include <cmath>
 
