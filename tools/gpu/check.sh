@@ -36,7 +36,8 @@ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH=
 rc=$?
 note "build: rc=$rc in $(($(date +%s) - start)) s"
 if [[ $rc != 0 ]]; then
-  tail -n 30 "$out/configure.log" "$out/build.log"
+  tail -n 5 "$out/configure.log"
+  grep -E "error|FAILED" "$out/build.log" | head -40
   exit 1
 fi
 
