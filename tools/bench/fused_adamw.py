@@ -41,7 +41,8 @@ def main():
     res = dict(ours, bench="fused_adamw_cpu", torch=torch.__version__, torch_threads=torch.get_num_threads(),
                torch_foreach_step_s=foreach, torch_fused_step_s=fused,
                speedup_vs_foreach=foreach / ours["ours_step_s"], speedup_vs_fused=fused / ours["ours_step_s"],
-               fraction_of_copy=ours["ours_GBps"] / ours["copy_GBps"], date=time.strftime("%Y-%m-%d"),
+               fraction_of_copy=ours["ours_GBps"] / ours["copy_GBps"],
+               fraction_of_inplace=ours["ours_GBps"] / ours["inplace_GBps"], date=time.strftime("%Y-%m-%d"),
                machine=f"{os.cpu_count()} cpus")
     print(json.dumps(res, indent=2))
     if a.json:

@@ -1,0 +1,222 @@
+// mpi_backend.cpp — the Communicator over OpenMPI for CPU tensors. Non-blocking MPI collectives
+// on a duplicate of MPI_COMM_WORLD; wait() polls them against the deadline. Arrival notices (one
+// 8-byte message per peer and collective, on a second duplicate) let a rank that times out name
+// the ranks that never entered the collective.
+#include <mpi.h>
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <ATen/ATen.h>
+
+#include "comm/communicator.h"
+#include "comm/mpi_util.h"
+#include "common/error.h"
+#include "common/stop_signal.h"
+
+namespace asc::comm {
+namespace {
+
+MPI_Datatype mpi_type(const at::Tensor& t, bool reduce) {
+  switch (t.scalar_type()) {
+    case at::kFloat:
+      return MPI_FLOAT;
+    case at::kDouble:
+      return MPI_DOUBLE;
+    case at::kLong:
+      return MPI_INT64_T;
+    case at::kInt:
+      return MPI_INT32_T;
+    case at::kByte:
+      return MPI_UINT8_T;
+    case at::kBFloat16:
+    case at::kHalf:
+      if (!reduce) return MPI_UINT16_T;  // moved, not added
+      [[fallthrough]];
+    default:
+      ASC_FAIL("MPI backend: {} of {} tensors is not supported{}", reduce ? "reduction" : "transfer",
+               c10::toString(t.scalar_type()), reduce ? " (reduce in fp32)" : "");
+  }
+}
+
+MPI_Op mpi_op(ReduceOp op) {
+  return op == ReduceOp::kMax ? MPI_MAX : MPI_SUM;
+}
+
+int count_of(int64_t n, const char* what) {
+  if (n > INT_MAX) ASC_FAIL("MPI backend: {} of {} elements exceeds MPI's int count", what, n);
+  return int(n);
+}
+
+void check_cpu(const at::Tensor& t, const char* what) {
+  ASC_CHECK(t.device().is_cpu(), "MPI backend: {} tensor is on {}; use the NCCL backend", what,
+            t.device().str());
+  ASC_CHECK(t.is_contiguous(), "MPI backend: {} tensor is not contiguous", what);
+}
+
+class MpiCommunicator;
+
+class MpiWork final : public Work {
+ public:
+  MpiWork(MpiCommunicator* c, MPI_Request r, const char* op, int64_t seq, int64_t bytes,
+          std::vector<at::Tensor> keep, std::function<void()> after = {})
+      : c_(c), req_(r), op_(op), seq_(seq), bytes_(bytes), keep_(std::move(keep)),
+        after_(std::move(after)) {}
+  void wait() override;
+
+ private:
+  MpiCommunicator* c_;
+  MPI_Request req_;
+  const char* op_;
+  int64_t seq_, bytes_;
+  std::vector<at::Tensor> keep_;  // alive until done
+  std::function<void()> after_;
+  bool done_ = false;
+};
+
+class MpiCommunicator final : public Communicator {
+ public:
+  explicit MpiCommunicator(double timeout_s) : timeout_(timeout_s) {
+    ASC_CHECK(timeout_s > 0, "collective timeout must be positive, got {}", timeout_s);
+    mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, &coll_), "MPI_Comm_dup");
+    MPI_Comm_set_errhandler(coll_, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(coll_, &rank_);
+    MPI_Comm_size(coll_, &size_);
+  }
+  ~MpiCommunicator() override {
+    int fin = 0;
+    MPI_Finalized(&fin);
+    if (fin) return;
+    MPI_Comm_free(&coll_);
+  }
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  std::string backend() const override { return "mpi"; }
+  int64_t sequence() const override { return seq_; }
+
+  WorkPtr all_reduce(at::Tensor& t, const AllReduceOptions& o) override {
+    check_cpu(t, "all_reduce");
+    const int64_t seq = begin();
+    MPI_Request r;
+    mpi_check(MPI_Iallreduce(MPI_IN_PLACE, t.data_ptr(), count_of(t.numel(), "all_reduce"),
+                             mpi_type(t, true), mpi_op(o.op), coll_, &r),
+              "MPI_Iallreduce");
+    return std::make_shared<MpiWork>(this, r, "all_reduce", seq, t.nbytes(),
+                                     std::vector<at::Tensor>{t});
+  }
+
+  WorkPtr reduce_scatter(at::Tensor& out, const at::Tensor& in,
+                         const ReduceScatterOptions& o) override {
+    check_cpu(out, "reduce_scatter output");
+    check_cpu(in, "reduce_scatter input");
+    ASC_CHECK(in.numel() == out.numel() * size_ && in.scalar_type() == out.scalar_type(),
+              "reduce_scatter: input of {} elements for {} ranks × output of {}", in.numel(),
+              size_, out.numel());
+    const int64_t seq = begin();
+    // MPI's in-place form leaves the result at the start of the buffer, not at this rank's
+    // slice: when the output lies inside the input, reduce into a temporary and copy after.
+    const char* ib = static_cast<const char*>(in.data_ptr());
+    const char* ob = static_cast<const char*>(out.data_ptr());
+    const bool overlap = ob < ib + in.nbytes() && ib < ob + out.nbytes();
+    at::Tensor dst = overlap ? at::empty_like(out) : out;
+    MPI_Request r;
+    mpi_check(MPI_Ireduce_scatter_block(in.data_ptr(), dst.data_ptr(),
+                                        count_of(out.numel(), "reduce_scatter"),
+                                        mpi_type(out, true), mpi_op(o.op), coll_, &r),
+              "MPI_Ireduce_scatter_block");
+    std::function<void()> after;
+    if (overlap) after = [out, dst]() mutable { out.copy_(dst); };
+    return std::make_shared<MpiWork>(this, r, "reduce_scatter", seq, in.nbytes(),
+                                     std::vector<at::Tensor>{out, in, dst}, std::move(after));
+  }
+
+  WorkPtr all_gather(at::Tensor& out, const at::Tensor& in, const AllGatherOptions&) override {
+    check_cpu(out, "all_gather output");
+    check_cpu(in, "all_gather input");
+    ASC_CHECK(out.numel() == in.numel() * size_ && in.scalar_type() == out.scalar_type(),
+              "all_gather: output of {} elements for {} ranks × input of {}", out.numel(), size_,
+              in.numel());
+    const int64_t seq = begin();
+    const bool in_place = static_cast<const char*>(in.data_ptr()) ==
+                          static_cast<const char*>(out.data_ptr()) + rank_ * in.nbytes();
+    const int n = count_of(in.numel(), "all_gather");
+    const MPI_Datatype ty = mpi_type(in, false);
+    MPI_Request r;
+    mpi_check(MPI_Iallgather(in_place ? MPI_IN_PLACE : in.data_ptr(), n, ty, out.data_ptr(), n, ty,
+                             coll_, &r),
+              "MPI_Iallgather");
+    return std::make_shared<MpiWork>(this, r, "all_gather", seq, out.nbytes(),
+                                     std::vector<at::Tensor>{out, in});
+  }
+
+  WorkPtr broadcast(at::Tensor& t, const BroadcastOptions& o) override {
+    check_cpu(t, "broadcast");
+    ASC_CHECK(o.root >= 0 && o.root < size_, "broadcast: root {} of {} ranks", o.root, size_);
+    const int64_t seq = begin();
+    MPI_Request r;
+    mpi_check(MPI_Ibcast(t.data_ptr(), count_of(t.numel(), "broadcast"), mpi_type(t, false),
+                         o.root, coll_, &r),
+              "MPI_Ibcast");
+    return std::make_shared<MpiWork>(this, r, "broadcast", seq, t.nbytes(),
+                                     std::vector<at::Tensor>{t});
+  }
+
+  void barrier(const BarrierOptions&) override {
+    const int64_t seq = begin();
+    MPI_Request r;
+    mpi_check(MPI_Ibarrier(coll_, &r), "MPI_Ibarrier");
+    MpiWork(this, r, "barrier", seq, 0, {}).wait();
+  }
+
+  // Polls `req` until done; the Deadline ends the process on a timeout or a signal.
+  void wait_request(MPI_Request* req, const char* op, int64_t seq, int64_t bytes) {
+    Deadline deadline(board_, op, seq, bytes, timeout_);
+    for (;;) {
+      int done = 0;
+      mpi_check(MPI_Test(req, &done, MPI_STATUS_IGNORE), "MPI_Test");
+      board_.drain();
+      if (done) return;
+      deadline.check();
+    }
+  }
+
+ private:
+  int64_t begin() {
+    const int64_t seq = ++seq_;
+    board_.announce(seq);
+    return seq;
+  }
+
+  MPI_Comm coll_ = MPI_COMM_NULL;
+  int rank_ = 0, size_ = 1;
+  double timeout_;
+  int64_t seq_ = 0;
+  ArrivalBoard board_;
+};
+
+void MpiWork::wait() {
+  if (done_) return;
+  c_->wait_request(&req_, op_, seq_, bytes_);
+  done_ = true;
+  if (after_) after_();
+  keep_.clear();
+}
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_mpi_communicator(double timeout_s) {
+  return std::make_unique<MpiCommunicator>(timeout_s);
+}
+
+}  // namespace asc::comm

@@ -1,0 +1,138 @@
+#include "comm/mpi_util.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "comm/communicator.h"
+#include "common/error.h"
+#include "common/stop_signal.h"
+
+namespace asc::comm {
+
+constexpr int kNoticeTag = 7;
+// How long a collective may still complete after a stop signal arrived (a preemption signal on a
+// healthy job does not end a collective that is about to finish); mpirun follows its SIGTERM
+// with SIGKILL about a second later, so this must be well under that.
+constexpr double kSignalGraceS = 0.2;
+
+void mpi_check(int rc, const char* what) {
+  if (rc == MPI_SUCCESS) return;
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, msg, &len);
+  ASC_FAIL("MPI: {} failed: {}", what, std::string(msg, size_t(len)));
+}
+
+void mpi_init_once() {
+  int inited = 0;
+  mpi_check(MPI_Initialized(&inited), "MPI_Initialized");
+  if (inited) return;
+  int provided = 0;
+  // The data sampler's channel runs on the prefetch thread while collectives run on the main one.
+  mpi_check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided), "MPI_Init_thread");
+  if (provided < MPI_THREAD_MULTIPLE)
+    ASC_FAIL("MPI: this MPI library does not provide MPI_THREAD_MULTIPLE (got level {})",
+             provided);
+  std::atexit([] {
+    int fin = 0;
+    MPI_Finalized(&fin);
+    if (!fin) MPI_Finalize();
+  });
+}
+
+void comm_fatal(int rank, int size, const std::string& msg) {
+  std::fprintf(stderr, "asclepius: rank %d of %d: %s\n", rank, size, msg.c_str());
+  std::fflush(stderr);
+  std::_Exit(kCommExitCode);  // no MPI_Finalize: it would wait for the peer that is gone
+}
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+ArrivalBoard::ArrivalBoard() {
+  mpi_init_once();
+  mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, &comm_), "MPI_Comm_dup");
+  MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(comm_, &rank_);
+  MPI_Comm_size(comm_, &size_);
+  arrived_.assign(size_t(size_), 0);
+}
+
+ArrivalBoard::~ArrivalBoard() {
+  int fin = 0;
+  MPI_Finalized(&fin);
+  if (fin) return;
+  while (!sends_.empty()) {  // notices still in flight: finish them before freeing
+    MPI_Wait(&sends_.front().req, MPI_STATUS_IGNORE);
+    sends_.pop_front();
+  }
+  MPI_Comm_free(&comm_);
+}
+
+void ArrivalBoard::announce(int64_t seq) {
+  for (int p = 0; p < size_; ++p) {
+    if (p == rank_) continue;
+    Notice n{MPI_REQUEST_NULL, std::make_unique<int64_t>(seq)};
+    mpi_check(MPI_Isend(n.value.get(), 1, MPI_INT64_T, p, kNoticeTag, comm_, &n.req),
+              "MPI_Isend (arrival notice)");
+    sends_.push_back(std::move(n));
+  }
+  drain();
+}
+
+void ArrivalBoard::drain() {
+  for (;;) {
+    int flag = 0;
+    MPI_Status st;
+    mpi_check(MPI_Iprobe(MPI_ANY_SOURCE, kNoticeTag, comm_, &flag, &st), "MPI_Iprobe");
+    if (!flag) break;
+    int64_t v = 0;
+    mpi_check(MPI_Recv(&v, 1, MPI_INT64_T, st.MPI_SOURCE, kNoticeTag, comm_, MPI_STATUS_IGNORE),
+              "MPI_Recv (arrival notice)");
+    arrived_[size_t(st.MPI_SOURCE)] = std::max(arrived_[size_t(st.MPI_SOURCE)], v);
+  }
+  while (!sends_.empty()) {
+    int done = 0;
+    MPI_Test(&sends_.front().req, &done, MPI_STATUS_IGNORE);
+    if (!done) break;
+    sends_.pop_front();
+  }
+}
+
+std::string ArrivalBoard::missing_text(int64_t seq) const {
+  std::vector<int> missing;
+  for (int p = 0; p < size_; ++p)
+    if (p != rank_ && arrived_[size_t(p)] < seq) missing.push_back(p);
+  if (missing.empty()) return "; every rank entered it (the transfer itself stalled)";
+  return fmt::format("; ranks that did not arrive: {}", fmt::join(missing, ", "));
+}
+
+Deadline::Deadline(const ArrivalBoard& board, const char* op, int64_t seq, int64_t bytes,
+                   double timeout_s)
+    : board_(board), op_(op), seq_(seq), bytes_(bytes), timeout_(timeout_s), start_(now_s()) {}
+
+void Deadline::check() {
+  const double t = now_s();
+  if (stop_signal() != 0 && signal_at_ < 0) signal_at_ = t;
+  if (signal_at_ >= 0 && t - signal_at_ > kSignalGraceS)
+    comm_fatal(board_.rank(), board_.size(),
+               fmt::format("{} #{} ({} bytes) interrupted by {} after waiting {:.1f} s: the "
+                           "launcher is ending the job (if another rank failed, its message says "
+                           "why){}",
+                           op_, seq_, bytes_, signal_name(stop_signal()), t - start_,
+                           board_.missing_text(seq_)));
+  if (t - start_ > timeout_)
+    comm_fatal(board_.rank(), board_.size(),
+               fmt::format("{} #{} ({} bytes) timed out after {:.0f} s (parallel.timeout_s){}",
+                           op_, seq_, bytes_, timeout_, board_.missing_text(seq_)));
+  if (++spins_ > 2000) std::this_thread::sleep_for(std::chrono::microseconds(200));
+}
+
+}  // namespace asc::comm

@@ -1,0 +1,59 @@
+// mpi_util.h — pieces both backends share: MPI start-up, the arrival board that names missing
+// ranks, the wait loop's deadline/signal policy, and the one-line fatal exit. Internal to comm/.
+#pragma once
+
+#include <mpi.h>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace asc::comm {
+
+void mpi_check(int rc, const char* what);
+// MPI_Init_thread(MPI_THREAD_MULTIPLE) unless MPI is running; MPI_Finalize at exit.
+void mpi_init_once();
+[[noreturn]] void comm_fatal(int rank, int size, const std::string& msg);
+double now_s();
+
+// Each rank announces every collective it enters (one 8-byte message per peer, on its own
+// communicator); a rank that times out then knows which peers never entered it.
+class ArrivalBoard {
+ public:
+  ArrivalBoard();
+  ~ArrivalBoard();
+  void announce(int64_t seq);
+  void drain();
+  // "; ranks that did not arrive: 1, 3" (or that every rank entered it).
+  std::string missing_text(int64_t seq) const;
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+
+ private:
+  struct Notice {
+    MPI_Request req;
+    std::unique_ptr<int64_t> value;
+  };
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = 0, size_ = 1;
+  std::vector<int64_t> arrived_;
+  std::deque<Notice> sends_;
+};
+
+// The waiting policy: call poll() until it returns true (done). Fails the process (comm_fatal)
+// past the timeout, or 0.2 s after a stop signal arrived while waiting.
+class Deadline {
+ public:
+  Deadline(const ArrivalBoard& board, const char* op, int64_t seq, int64_t bytes, double timeout_s);
+  void check();  // between polls
+ private:
+  const ArrivalBoard& board_;
+  const char* op_;
+  int64_t seq_, bytes_;
+  double timeout_, start_, signal_at_ = -1;
+  int spins_ = 0;
+};
+
+}  // namespace asc::comm

@@ -1,0 +1,122 @@
+// comm_main — the communicator under a real mpirun (driven by comm_test.sh).
+//   comm_main collectives [cuda]   every collective against a locally computed expectation
+//   comm_main skip R TIMEOUT       rank R never enters the 3rd all_reduce; the others must fail
+//   comm_main loop TIMEOUT PIDDIR  all_reduce forever (writes PIDDIR/rank<r>.pid) until killed
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include <ATen/ATen.h>
+
+#include "comm/communicator.h"
+#include "common/stop_signal.h"
+
+using namespace asc::comm;
+
+namespace {
+int failures = 0;
+void expect(bool ok, const std::string& what) {
+  if (!ok) {
+    std::fprintf(stderr, "FAIL: %s\n", what.c_str());
+    ++failures;
+  }
+}
+// Rank r's values: r * 1000 + index (exact in fp32 for these sizes).
+at::Tensor rank_data(int r, int64_t n, at::ScalarType t, at::Device d) {
+  return (at::arange(n, at::kDouble) + r * 1000.0).to(t).to(d);
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string mode = argc > 1 ? argv[1] : "collectives";
+  if (mode == "collectives") {
+    const bool cuda = argc > 2 && std::string(argv[2]) == "cuda";
+    auto c = cuda ? make_nccl_communicator(30) : make_mpi_communicator(30);
+    const int R = c->rank(), W = c->size();
+    const at::Device dev = cuda ? at::Device(at::kCUDA, local_rank()) : at::Device(at::kCPU);
+    for (at::ScalarType ty : {at::kFloat, at::kDouble}) {
+      for (int64_t n : {int64_t(1), int64_t(1000), int64_t(65537)}) {
+        // all_reduce sum and max, two in flight at once, waited in reverse order.
+        at::Tensor a = rank_data(R, n, ty, dev), b = rank_data(R, n, ty, dev);
+        auto wa = c->all_reduce(a, {ReduceOp::kSum});
+        auto wb = c->all_reduce(b, {ReduceOp::kMax});
+        wb->wait(), wa->wait();
+        at::Tensor sum = at::zeros({n}, at::kDouble);
+        for (int r = 0; r < W; ++r) sum += rank_data(r, n, at::kDouble, at::kCPU);
+        expect(at::equal(a.cpu().to(at::kDouble), sum), "all_reduce sum n=" + std::to_string(n));
+        expect(at::equal(b.cpu().to(at::kDouble), rank_data(W - 1, n, at::kDouble, at::kCPU)),
+               "all_reduce max");
+        // reduce_scatter, out of place and in place (output = this rank's slice of the input).
+        at::Tensor in = rank_data(R, n * W, ty, dev), out = at::empty({n}, in.options());
+        c->reduce_scatter(out, in)->wait();
+        at::Tensor full = at::zeros({n * W}, at::kDouble);
+        for (int r = 0; r < W; ++r) full += rank_data(r, n * W, at::kDouble, at::kCPU);
+        at::Tensor mine = full.slice(0, R * n, (R + 1) * n);
+        expect(at::equal(out.cpu().to(at::kDouble), mine), "reduce_scatter");
+        at::Tensor in2 = rank_data(R, n * W, ty, dev);
+        at::Tensor slice = in2.slice(0, R * n, (R + 1) * n);
+        c->reduce_scatter(slice, in2)->wait();
+        expect(at::equal(slice.cpu().to(at::kDouble), mine), "reduce_scatter in place");
+        // all_gather, out of place and in place.
+        at::Tensor g = at::empty({n * W}, in.options());
+        c->all_gather(g, rank_data(R, n, ty, dev))->wait();
+        at::Tensor want = at::cat([&] {
+          std::vector<at::Tensor> v;
+          for (int r = 0; r < W; ++r) v.push_back(rank_data(r, n, at::kDouble, at::kCPU));
+          return v;
+        }());
+        expect(at::equal(g.cpu().to(at::kDouble), want), "all_gather");
+        at::Tensor g2 = at::full({n * W}, -1.0, in.options());
+        g2.slice(0, R * n, (R + 1) * n).copy_(rank_data(R, n, ty, dev));
+        at::Tensor own = g2.slice(0, R * n, (R + 1) * n);
+        c->all_gather(g2, own)->wait();
+        expect(at::equal(g2.cpu().to(at::kDouble), want), "all_gather in place");
+        // broadcast from the last rank.
+        at::Tensor bc = rank_data(R, n, ty, dev);
+        c->broadcast(bc, {W - 1})->wait();
+        expect(at::equal(bc.cpu().to(at::kDouble), rank_data(W - 1, n, at::kDouble, at::kCPU)),
+               "broadcast");
+      }
+    }
+    // bf16 moves bit for bit (all_gather); reductions of bf16 are refused by the MPI backend.
+    at::Tensor h = at::randn({17}).to(at::kBFloat16).to(dev), hg = at::empty({17 * W}, h.options());
+    c->broadcast(h, {0})->wait();
+    c->all_gather(hg, h)->wait();
+    for (int r = 0; r < W; ++r) expect(at::equal(hg.slice(0, r * 17, (r + 1) * 17), h), "bf16 gather");
+    c->barrier();
+    std::printf("rank %d of %d (%s): %lld collectives, %d failures\n", R, W, c->backend().c_str(),
+                (long long)c->sequence(), failures);
+    return failures == 0 ? 0 : 1;
+  }
+  if (mode == "skip") {
+    const int skipper = std::atoi(argv[2]);
+    auto c = make_mpi_communicator(std::atof(argv[3]));
+    asc::install_stop_signals();
+    at::Tensor t = at::ones({8});
+    for (int i = 0; i < 5; ++i) {
+      if (i == 2 && c->rank() == skipper) {
+        std::this_thread::sleep_for(std::chrono::seconds(600));  // never arrives
+      }
+      c->all_reduce(t)->wait();
+    }
+    std::printf("rank %d: finished, which must not happen\n", c->rank());
+    return 0;
+  }
+  if (mode == "loop") {
+    auto c = make_mpi_communicator(std::atof(argv[2]));
+    asc::install_stop_signals();
+    std::ofstream(std::string(argv[3]) + "/rank" + std::to_string(c->rank()) + ".pid") << getpid();
+    at::Tensor t = at::ones({1024});
+    for (;;) {
+      c->all_reduce(t)->wait();
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  std::fprintf(stderr, "unknown mode %s\n", mode.c_str());
+  return 2;
+}
