@@ -44,8 +44,9 @@ MPI_Datatype mpi_type(const at::Tensor& t, bool reduce) {
       if (!reduce) return MPI_UINT16_T;  // moved, not added
       [[fallthrough]];
     default:
-      ASC_FAIL("MPI backend: {} of {} tensors is not supported{}", reduce ? "reduction" : "transfer",
-               c10::toString(t.scalar_type()), reduce ? " (reduce in fp32)" : "");
+      ASC_FAIL("MPI backend: {} of {} tensors is not supported{}",
+               reduce ? "reduction" : "transfer", c10::toString(t.scalar_type()),
+               reduce ? " (reduce in fp32)" : "");
   }
 }
 
@@ -70,7 +71,12 @@ class MpiWork final : public Work {
  public:
   MpiWork(MpiCommunicator* c, MPI_Request r, const char* op, int64_t seq, int64_t bytes,
           std::vector<at::Tensor> keep, std::function<void()> after = {})
-      : c_(c), req_(r), op_(op), seq_(seq), bytes_(bytes), keep_(std::move(keep)),
+      : c_(c),
+        req_(r),
+        op_(op),
+        seq_(seq),
+        bytes_(bytes),
+        keep_(std::move(keep)),
         after_(std::move(after)) {}
   void wait() override;
 
@@ -121,8 +127,8 @@ class MpiCommunicator final : public Communicator {
     check_cpu(out, "reduce_scatter output");
     check_cpu(in, "reduce_scatter input");
     ASC_CHECK(in.numel() == out.numel() * size_ && in.scalar_type() == out.scalar_type(),
-              "reduce_scatter: input of {} elements for {} ranks × output of {}", in.numel(),
-              size_, out.numel());
+              "reduce_scatter: input of {} elements for {} ranks × output of {}", in.numel(), size_,
+              out.numel());
     const int64_t seq = begin();
     // MPI's in-place form leaves the result at the start of the buffer, not at this rank's
     // slice: when the output lies inside the input, reduce into a temporary and copy after.
@@ -165,8 +171,8 @@ class MpiCommunicator final : public Communicator {
     ASC_CHECK(o.root >= 0 && o.root < size_, "broadcast: root {} of {} ranks", o.root, size_);
     const int64_t seq = begin();
     MPI_Request r;
-    mpi_check(MPI_Ibcast(t.data_ptr(), count_of(t.numel(), "broadcast"), mpi_type(t, false),
-                         o.root, coll_, &r),
+    mpi_check(MPI_Ibcast(t.data_ptr(), count_of(t.numel(), "broadcast"), mpi_type(t, false), o.root,
+                         coll_, &r),
               "MPI_Ibcast");
     return std::make_shared<MpiWork>(this, r, "broadcast", seq, t.nbytes(),
                                      std::vector<at::Tensor>{t});

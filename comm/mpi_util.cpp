@@ -37,8 +37,7 @@ void mpi_init_once() {
   // The data sampler's channel runs on the prefetch thread while collectives run on the main one.
   mpi_check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided), "MPI_Init_thread");
   if (provided < MPI_THREAD_MULTIPLE)
-    ASC_FAIL("MPI: this MPI library does not provide MPI_THREAD_MULTIPLE (got level {})",
-             provided);
+    ASC_FAIL("MPI: this MPI library does not provide MPI_THREAD_MULTIPLE (got level {})", provided);
   std::atexit([] {
     int fin = 0;
     MPI_Finalized(&fin);
@@ -130,8 +129,8 @@ void Deadline::check() {
                            board_.missing_text(seq_)));
   if (t - start_ > timeout_)
     comm_fatal(board_.rank(), board_.size(),
-               fmt::format("{} #{} ({} bytes) timed out after {:.0f} s (parallel.timeout_s){}",
-                           op_, seq_, bytes_, timeout_, board_.missing_text(seq_)));
+               fmt::format("{} #{} ({} bytes) timed out after {:.0f} s (parallel.timeout_s){}", op_,
+                           seq_, bytes_, timeout_, board_.missing_text(seq_)));
   if (++spins_ > 2000) std::this_thread::sleep_for(std::chrono::microseconds(200));
 }
 

@@ -110,8 +110,8 @@ class NcclCommunicator final : public Communicator {
                          const ReduceScatterOptions& o) override {
     check(out, "reduce_scatter output"), check(in, "reduce_scatter input");
     ASC_CHECK(in.numel() == out.numel() * size_ && in.scalar_type() == out.scalar_type(),
-              "reduce_scatter: input of {} elements for {} ranks × output of {}", in.numel(),
-              size_, out.numel());
+              "reduce_scatter: input of {} elements for {} ranks × output of {}", in.numel(), size_,
+              out.numel());
     return launch("reduce_scatter", in.nbytes(), {out, in}, [&](cudaStream_t s) {
       return ncclReduceScatter(in.data_ptr(), out.data_ptr(), size_t(out.numel()), nccl_type(out),
                                nccl_op(o.op), comm_, s);
@@ -135,7 +135,8 @@ class NcclCommunicator final : public Communicator {
     });
   }
   void barrier(const BarrierOptions&) override {
-    at::Tensor one = at::ones({1}, at::TensorOptions().dtype(at::kFloat).device(at::kCUDA, device_));
+    at::Tensor one =
+        at::ones({1}, at::TensorOptions().dtype(at::kFloat).device(at::kCUDA, device_));
     all_reduce(one, {})->wait();
     cuda_check(cudaStreamSynchronize(c10::cuda::getCurrentCUDAStream(device_).stream()),
                "barrier sync");

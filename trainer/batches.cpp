@@ -25,7 +25,8 @@ class SampledBatches : public Batches {
       : seq_len_(r.data.seq_len),
         global_(r.train.global_batch_size),
         micro_(r.train.micro_batch_size),
-        seed_(uint64_t(r.train.seed)) {}
+        seed_(uint64_t(r.train.seed)),
+        channel_(r.world_size > 1 ? &mpi_world_channel() : &local_) {}
   int64_t steps_per_epoch() const override { return sampler_->steps_per_epoch(); }
   GlobalBatch global_batch(int64_t step) override {
     ASC_CHECK(step == next_step_, "batches are taken in order: asked for step {}, next is {}", step,
@@ -37,13 +38,13 @@ class SampledBatches : public Batches {
  protected:
   virtual int64_t num_samples() const = 0;
   virtual GlobalBatch make(const std::vector<int64_t>& sample_ids) = 0;
-  // Called by the derived constructor once num_samples() works: one process is its own
-  // coordinator (a LocalChannel); multi-rank runs will pass the MPI channel here.
+  // Called by the derived constructor once num_samples() works: rank 0 coordinates over the MPI
+  // channel (one process is its own coordinator, over a LocalChannel).
   void start(const Recipe& r, const std::string& what) {
     if (num_samples() < global_)
       ASC_FAIL("{}: {} holds {} samples, fewer than train.global_batch_size ({})",
                r.where("data.corpus"), what, num_samples(), global_);
-    sampler_ = std::make_unique<ShardedSampler>(channel_, seed_, global_,
+    sampler_ = std::make_unique<ShardedSampler>(*channel_, seed_, global_,
                                                 [this] { return num_samples(); });
   }
   // Rows [rows, len] cut into micro-batches of micro_ rows.
@@ -71,7 +72,8 @@ class SampledBatches : public Batches {
   uint64_t seed_;
 
  private:
-  LocalChannel channel_;
+  LocalChannel local_;
+  ByteChannel* channel_;
   std::unique_ptr<ShardedSampler> sampler_;
   int64_t next_step_ = 0;
 };

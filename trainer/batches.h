@@ -1,7 +1,8 @@
 // batches.h — the global batches a training step consumes, as micro-batches of tensors.
 //
 // Samples come in the order of the data sampler (data/sampler.h: a seeded permutation per
-// epoch, the tail of an epoch dropped); one process is its own coordinator for now.
+// epoch, the tail of an epoch dropped); rank 0 coordinates, rank r of W reads the r-th slice of
+// each global batch (its micro-batches are its share of the global batch).
 //   pretrain (demo stream or an HDF5 pretrain corpus): rows of data.seq_len tokens, labels =
 //     inputs; micro-batches of train.micro_batch_size rows.
 //   instruct (an HDF5 instruct corpus): micro-batches of train.micro_batch_size examples, each

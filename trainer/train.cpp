@@ -2,7 +2,11 @@
 #include "train.h"
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <set>
+#include <sstream>
 
 #include <ATen/Parallel.h>
 #include <torch/autograd.h>
@@ -17,6 +21,8 @@
 #include "model/llama.h"
 #include "optim/adamw.h"
 #include "optim/flat_adamw.h"
+#include "parallel/engine.h"
+#include "parallel/unit_function.h"
 #include "optim/schedule.h"
 
 namespace asc {
@@ -35,12 +41,17 @@ LlamaForCausalLM build_model(const Recipe& r) {
   return model;
 }
 
-// The optimizer takes the fp32 model and casts it to the compute dtype itself: the fused one
-// re-homes the parameters into flat buffers (fp32 master + bf16 copy), the reference one keeps
-// fp32 masters taken before the cast.
-std::unique_ptr<Optimizer> make_optimizer(const Recipe& r, LlamaForCausalLM& model) {
+// The optimizer takes the fp32 model and casts it to the compute dtype itself: the parallel
+// engine (any parallel.mode but none) and the fused optimizer re-home the parameters into flat
+// buffers (fp32 master + bf16 copy), the reference one keeps fp32 masters taken before the cast.
+std::unique_ptr<Optimizer> make_optimizer(const Recipe& r, LlamaForCausalLM& model,
+                                          comm::Communicator* comm) {
   const AdamWOptions o{r.train.beta1, r.train.beta2, r.train.eps, r.train.weight_decay};
   const bool bf16 = r.train.dtype == "bf16";
+  if (comm)
+    return std::make_unique<ParallelEngine>(model, *comm, r.parallel.mode,
+                                            r.parallel.activation_checkpointing_on, o,
+                                            bf16 ? at::kBFloat16 : at::kFloat);
   NamedTensors named = hf_named_tensors(model);
   if (r.train.optimizer == "fused")
     return std::make_unique<FlatAdamW>(named, o, bf16 ? at::kBFloat16 : at::kFloat);
@@ -56,40 +67,88 @@ std::unique_ptr<Optimizer> make_optimizer(const Recipe& r, LlamaForCausalLM& mod
   return std::make_unique<AdamW>(names, params, o, std::move(master));
 }
 
+// Test-only fault injection: ASCLEPIUS_FAULT_NAN="STEP:RANK[,STEP:RANK...]" (1-based steps) makes
+// that rank's loss NaN at that step.
+std::set<std::pair<int64_t, int>> nan_faults() {
+  std::set<std::pair<int64_t, int>> out;
+  const char* v = std::getenv("ASCLEPIUS_FAULT_NAN");
+  if (!v) return out;
+  std::stringstream ss(v);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    long long step = 0;
+    int rank = 0;
+    if (std::sscanf(item.c_str(), "%lld:%d", &step, &rank) != 2)
+      ASC_FAIL("ASCLEPIUS_FAULT_NAN: '{}' is not STEP:RANK", item);
+    out.insert({int64_t(step), rank});
+  }
+  return out;
+}
+
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace
 
-BatchLoss accumulate_gradients(LlamaForCausalLM& model, Optimizer& opt, const GlobalBatch& batch) {
+BatchLoss accumulate_gradients(LlamaForCausalLM& model, Optimizer& opt, const GlobalBatch& batch,
+                               comm::Communicator* comm, bool inject_nan) {
   BatchLoss out;
   for (const auto& m : batch)
     out.targets += count_targets(m.labels_BT), out.tokens += m.input_ids_BT.numel();
+  int64_t micro = int64_t(batch.size());
+  if (comm) {
+    at::Tensor counts = at::tensor({out.targets, out.tokens}, at::kLong);
+    at::Tensor most = at::tensor({micro}, at::kLong);
+    comm->all_reduce(counts)->wait();
+    comm->all_reduce(most, {comm::ReduceOp::kMax})->wait();
+    out.targets = counts[0].item<int64_t>(), out.tokens = counts[1].item<int64_t>();
+    micro = most[0].item<int64_t>();
+  }
   ASC_CHECK(out.targets > 0, "a global batch without target tokens (all labels -100)");
-  for (size_t i = 0; i < batch.size(); ++i) {
-    const MicroBatch& m = batch[i];
-    at::Tensor loss = causal_lm_loss_sum(model(m.input_ids_BT, m.packing.get()), m.labels_BT) /
-                      double(out.targets);
+  ASC_CHECK(!batch.empty(), "a rank received no micro-batch");
+  for (int64_t i = 0; i < micro; ++i) {
+    const bool last = i + 1 == micro;
+    at::Tensor labels, ids;
+    const Packing* packing = nullptr;
+    if (i < int64_t(batch.size())) {
+      ids = batch[size_t(i)].input_ids_BT, labels = batch[size_t(i)].labels_BT;
+      packing = batch[size_t(i)].packing.get();
+    } else {  // an empty micro-batch: no targets, so no loss and no gradient
+      ids = batch[0].input_ids_BT, labels = at::full_like(batch[0].labels_BT, -100);
+      packing = batch[0].packing.get();
+    }
+    opt.begin_micro_batch(last);
+    at::Tensor loss = causal_lm_loss_sum(model(ids, packing), labels) / double(out.targets);
+    if (inject_nan && i == 0) loss = loss * std::nan("");
     loss.backward();
-    opt.accumulate_grads(i + 1 == batch.size());
+    opt.accumulate_grads(last);
     out.loss += loss.item<double>();
+  }
+  if (comm) {
+    at::Tensor l = at::full({1}, out.loss, at::kDouble);
+    comm->all_reduce(l)->wait();
+    out.loss = l.item<double>();
   }
   return out;
 }
 
 TrainResult train(const Recipe& r) {
-  if (r.world_size != 1)
-    ASC_FAIL("multi-rank training (parallel.mode {}) is not implemented yet; run one process",
-             r.parallel.mode);
   if (r.train.threads > 0) at::set_num_threads(int(r.train.threads));
   if (r.train.cache_host_memory && !cache_host_memory())
     fmt::print(stderr, "warning: the C library refused the host-memory cache settings\n");
 
-  // --- model, compute dtype, optimizer ------------------------------------------------------
-  LlamaForCausalLM model = build_model(r);
+  // --- ranks, model, compute dtype, optimizer -----------------------------------------------
+  // Every parallel mode runs over the communicator, also at world size 1 (same code path).
+  std::unique_ptr<comm::Communicator> comm;
+  if (r.parallel.mode != "none") comm = comm::make_mpi_communicator(r.parallel.timeout_s);
+  const int rank = comm ? comm->rank() : 0;
+  LlamaForCausalLM model = build_model(r);  // the same seed, so the same weights, on every rank
   const LlamaConfig& config = model->config();
-  std::unique_ptr<Optimizer> opt = make_optimizer(r, model);
+  std::unique_ptr<Optimizer> opt = make_optimizer(r, model, comm.get());
+  CheckpointOnly checkpointing;  // parallel.mode none with activation checkpointing
+  if (!comm && r.parallel.activation_checkpointing_on)
+    model->model->set_layer_runner(make_unit_runner(&checkpointing));
 
   // --- data and schedule --------------------------------------------------------------------
   std::unique_ptr<Batches> batches = make_batches(r, config);
@@ -100,63 +159,100 @@ TrainResult train(const Recipe& r) {
   LrSchedule sched{r.train.lr_schedule, r.train.lr,
                    warmup_steps_from_ratio(total_steps, r.train.warmup_ratio), total_steps};
 
-  // --- run directory --------------------------------------------------------------------------
+  // --- run directory (checked by every rank, written by rank 0) -------------------------------
   const std::string run_dir = r.checkpoint.dir;
   if (std::filesystem::exists(run_dir + "/latest"))
     ASC_FAIL_HINT(
         "choose a new checkpoint.dir or remove the old run (resume is not implemented yet)",
         "{}: run directory {} already holds checkpoints (latest: {})", r.where("checkpoint.dir"),
         run_dir, resolve_model_dir(run_dir));
-  std::filesystem::create_directories(run_dir);
-  write_file_atomic(run_dir + "/recipe.yaml", recipe_to_yaml(r));
-  MetricsLogger metrics(run_dir, r.logging.tensorboard, r.logging.progress);
+  std::unique_ptr<MetricsLogger> metrics;
+  if (rank == 0) {
+    std::filesystem::create_directories(run_dir);
+    write_file_atomic(run_dir + "/recipe.yaml", recipe_to_yaml(r));
+    metrics = std::make_unique<MetricsLogger>(run_dir, r.logging.tensorboard, r.logging.progress);
+  }
   const double flops_per_token = config.train_flops_per_token(r.data.seq_len);
   const double peak_tflops = r.logging.peak_tflops;  // 0: unknown on CPU
 
   auto save = [&](int64_t step, double loss) {
-    std::string state = fmt::format(
-        "{{\"step\": {}, \"samples\": {}, \"loss\": {}, \"world_size\": 1, \"dtype\": \"{}\"}}\n",
-        step, step * r.train.global_batch_size, loss, r.train.dtype);
-    save_step_checkpoint(run_dir, step, config, opt->state(), state);
+    OptimizerState state = opt->state();  // a collective in the sharded modes
+    if (rank != 0) return;
+    std::string info = fmt::format(
+        "{{\"step\": {}, \"samples\": {}, \"loss\": {}, \"world_size\": {}, \"parallel_mode\": "
+        "\"{}\", \"dtype\": \"{}\"}}\n",
+        step, step * r.train.global_batch_size, loss, r.world_size, r.parallel.mode, r.train.dtype);
+    save_step_checkpoint(run_dir, step, config, state, info);
+  };
+  // A stop signal on any rank stops every rank at the same step.
+  auto any_rank_stopped = [&]() -> int {
+    if (!comm) return stop_signal();
+    at::Tensor s = at::full({1}, int64_t(stop_signal()), at::kLong);
+    comm->all_reduce(s, {comm::ReduceOp::kMax})->wait();
+    return int(s.item<int64_t>());
   };
 
   // --- the loop -----------------------------------------------------------------------------
   TrainResult result;
   result.run_dir = run_dir;
+  result.rank = rank;
   const double t_start = now_s();
   install_stop_signals();
-  int64_t tokens_seen = 0;
+  int64_t tokens_seen = 0, bad_in_a_row = 0;
+  const auto faults = nan_faults();
+  int stopped = 0;
   Prefetcher prefetch(data, total_steps);
   for (int64_t k = 0; k < total_steps; ++k) {
     const double t0 = now_s();
     double data_wait_s = 0;
     const GlobalBatch batch = prefetch.next(k, &data_wait_s);
-    const BatchLoss step_loss = accumulate_gradients(model, *opt, batch);
+    const BatchLoss step_loss =
+        accumulate_gradients(model, *opt, batch, comm.get(), faults.count({k + 1, rank}) > 0);
     const double loss_sum = step_loss.loss;
     const int64_t targets = step_loss.targets;
     const double lr = sched.lr_at(k);
-    const double gnorm = opt->clip_and_step(lr, r.train.max_grad_norm);
+    // Not finite (on any rank: the loss and the norm are global): nothing is updated anywhere.
+    const double gnorm =
+        std::isfinite(loss_sum) ? opt->clip_and_step(lr, r.train.max_grad_norm) : std::nan("");
     opt->zero_grad();
+    if (!std::isfinite(loss_sum) || !std::isfinite(gnorm)) {
+      ++result.skipped_steps;
+      if (++bad_in_a_row > r.train.max_bad_steps)
+        ASC_FAIL_HINT("lower train.lr, check the data, or raise train.max_bad_steps",
+                      "step {}: loss {} / gradient norm {} not finite for {} steps in a row "
+                      "(train.max_bad_steps: {}); stopping",
+                      k + 1, loss_sum, gnorm, bad_in_a_row, r.train.max_bad_steps);
+      if (rank == 0)
+        fmt::print(stderr,
+                   "warning: step {}: loss {} / gradient norm {} not finite; step skipped "
+                   "on every rank ({} in a row)\n",
+                   k + 1, loss_sum, gnorm, bad_in_a_row);
+    } else {
+      bad_in_a_row = 0;
+    }
 
     const double dt = now_s() - t0;
     tokens_seen += targets;
-    StepMetrics m;
-    m.step = k + 1, m.total_steps = total_steps, m.loss = loss_sum, m.lr = lr, m.grad_norm = gnorm;
-    m.tokens_per_s = double(step_loss.tokens) / dt;
-    m.tflops = flops_per_token * m.tokens_per_s / 1e12;
-    m.mfu = peak_tflops > 0 ? m.tflops / peak_tflops : -1;
-    m.tokens = tokens_seen, m.elapsed_s = now_s() - t_start;
-    m.step_s = dt, m.data_wait_s = data_wait_s;
-    metrics.log(m);
+    if (metrics) {
+      StepMetrics m;
+      m.step = k + 1, m.total_steps = total_steps, m.loss = loss_sum, m.lr = lr;
+      m.grad_norm = gnorm;
+      m.tokens_per_s = double(step_loss.tokens) / dt;
+      m.tflops = flops_per_token * m.tokens_per_s / 1e12;
+      m.mfu = peak_tflops > 0 ? m.tflops / peak_tflops : -1;
+      m.tokens = tokens_seen, m.elapsed_s = now_s() - t_start;
+      m.step_s = dt, m.data_wait_s = data_wait_s;
+      metrics->log(m);
+    }
     result.losses.push_back(loss_sum);
     result.steps = k + 1;
-    if (stop_signal() != 0) break;  // saved below, like the end of the run
+    if ((stopped = any_rank_stopped()) != 0) break;  // saved below, like the end of the run
     if (r.checkpoint.every_steps > 0 && (k + 1) % r.checkpoint.every_steps == 0 &&
         k + 1 < total_steps)
       save(k + 1, loss_sum);
   }
-  metrics.finish();
-  result.stopped_by_signal = stop_signal();
+  if (metrics) metrics->finish();
+  result.stopped_by_signal = stopped;
   save(result.steps, result.losses.empty() ? 0.0 : result.losses.back());
   return result;
 }

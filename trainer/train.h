@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "batches.h"
+#include "comm/communicator.h"
 #include "config/recipe.h"
 #include "model/llama.h"
 #include "optim/optimizer.h"
@@ -15,19 +16,25 @@ struct TrainResult {
   std::vector<double> losses;  // one per optimizer step
   std::string run_dir;
   int stopped_by_signal = 0;  // SIGINT/SIGTERM/SIGUSR1 received: saved at `steps` and stopped
+  int64_t skipped_steps = 0;  // NaN/Inf loss or gradient: skipped on every rank
+  int rank = 0;
 };
 
 TrainResult train(const Recipe& recipe);
 
 // One global batch's gradients, micro-batch by micro-batch: each micro-batch's loss is its *sum*
-// of token losses divided by the number of target tokens in the whole global batch, so the
-// accumulated gradient is that of the global batch's token-mean loss whatever the split or the
-// padding/packing (not a mean of per-micro-batch means).
+// of token losses divided by the number of target tokens in the whole global batch (summed over
+// all ranks when `comm` is given), so the summed gradient is that of the global batch's
+// token-mean loss whatever the split over ranks and micro-batches or the padding/packing (not a
+// mean of per-micro-batch means). Ranks with fewer micro-batches (packing) run empty ones so
+// every rank takes part in every collective.
 struct BatchLoss {
-  double loss = 0;      // the global batch's token-mean loss
-  int64_t targets = 0;  // target tokens in it
-  int64_t tokens = 0;   // input tokens (padding included)
+  double loss = 0;      // the global batch's token-mean loss (all ranks)
+  int64_t targets = 0;  // target tokens in it (all ranks)
+  int64_t tokens = 0;   // input tokens, padding included (all ranks)
 };
-BatchLoss accumulate_gradients(LlamaForCausalLM& model, Optimizer& opt, const GlobalBatch& batch);
+// inject_nan: fault injection for tests — this rank's first micro-batch loss becomes NaN.
+BatchLoss accumulate_gradients(LlamaForCausalLM& model, Optimizer& opt, const GlobalBatch& batch,
+                               comm::Communicator* comm = nullptr, bool inject_nan = false);
 
 }  // namespace asc

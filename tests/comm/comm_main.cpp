@@ -87,7 +87,8 @@ int main(int argc, char** argv) {
     at::Tensor h = at::randn({17}).to(at::kBFloat16).to(dev), hg = at::empty({17 * W}, h.options());
     c->broadcast(h, {0})->wait();
     c->all_gather(hg, h)->wait();
-    for (int r = 0; r < W; ++r) expect(at::equal(hg.slice(0, r * 17, (r + 1) * 17), h), "bf16 gather");
+    for (int r = 0; r < W; ++r)
+      expect(at::equal(hg.slice(0, r * 17, (r + 1) * 17), h), "bf16 gather");
     c->barrier();
     std::printf("rank %d of %d (%s): %lld collectives, %d failures\n", R, W, c->backend().c_str(),
                 (long long)c->sequence(), failures);

@@ -5,20 +5,14 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "comm/communicator.h"
 #include "checkpoint/hf_io.h"
 #include "common/stop_signal.h"
 #include "config/recipe.h"
 #include "train.h"
 
 namespace asc::cli {
-namespace {
-int64_t launched_world_size() {
-  // Per launched job step, not per allocation (SLURM_NTASKS describes the whole sbatch job).
-  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"})
-    if (const char* v = std::getenv(var)) return std::max(1L, std::atol(v));
-  return 1;
-}
-}  // namespace
+namespace {}  // namespace
 
 void add_train(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "Train a model from a YAML recipe");
@@ -30,21 +24,24 @@ void add_train(CLI::App& app) {
                   "Dotted overrides, e.g. train.lr=1e-4 train.max_steps=10");
   cmd->add_flag("--print-config", *print_config, "Print the resolved recipe and exit");
   cmd->callback([=] {
-    Recipe r = load_recipe(*recipe, *overrides, launched_world_size());
+    Recipe r = load_recipe(*recipe, *overrides, comm::launched_world_size());
     if (*print_config) {
       std::cout << recipe_to_yaml(r);
       return;
     }
     TrainResult res = train(r);
     if (res.stopped_by_signal) {
+      if (res.rank != 0) std::exit(128 + res.stopped_by_signal);
       std::cerr << "stopped by " << signal_name(res.stopped_by_signal) << " after step "
                 << res.steps << "; checkpoint saved: " << res.run_dir << "/"
                 << step_dir_name(res.steps) << "\n";
       std::exit(128 + res.stopped_by_signal);
     }
-    std::cout << "trained " << res.steps << " steps; final loss "
-              << (res.losses.empty() ? 0.0 : res.losses.back()) << "; run directory " << res.run_dir
-              << "\n";
+    if (res.rank != 0) return;
+    std::cout << "trained " << res.steps << " steps";
+    if (res.skipped_steps) std::cout << " (" << res.skipped_steps << " skipped: not finite)";
+    std::cout << "; final loss " << (res.losses.empty() ? 0.0 : res.losses.back())
+              << "; run directory " << res.run_dir << "\n";
   });
 }
 

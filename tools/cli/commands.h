@@ -11,5 +11,6 @@ void add_export(CLI::App& app);
 void add_synth_notes(CLI::App& app);
 void add_tokenizer(CLI::App& app);
 void add_corpus(CLI::App& app);
+void add_plan(CLI::App& app);
 
 }  // namespace asc::cli

@@ -1,10 +1,15 @@
 // main.cpp — `asclepius`: one binary, one subcommand per task. The only place that catches
 // asc::Error: one clear line on stderr, exit status 1 (2 for command-line usage errors).
 #include <cstdio>
+#include <chrono>
+#include <cstdlib>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <torch/cuda.h>
+
+#include "comm/communicator.h"
 #include <torch/version.h>
 
 #include "asclepius_version.h"
@@ -24,6 +29,26 @@ std::string version_text() {
 }
 }  // namespace
 
+namespace {
+// One line per failing rank. Under mpirun the process ends without MPI_Finalize (which would
+// wait for ranks still inside a collective); the launcher then stops the others, which say so.
+int fail(const char* what) {
+  const char* rank = std::getenv("OMPI_COMM_WORLD_RANK");
+  if (!rank) rank = std::getenv("PMI_RANK");
+  if (asc::comm::launched_world_size() > 1) {
+    fmt::print(stderr, "error (rank {}): {}\n", rank ? rank : "?", what);
+    std::fflush(stderr);
+    std::fflush(stdout);
+    // Ranks that meet the same error (a recipe, say) report it too before the launcher, seeing
+    // this exit, stops them.
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    std::_Exit(1);
+  }
+  fmt::print(stderr, "error: {}\n", what);
+  return 1;
+}
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"asclepius — train clinical LLaMA models (Asclepius recipe) from C++"};
   app.require_subcommand(1);
@@ -33,16 +58,15 @@ int main(int argc, char** argv) {
   asc::cli::add_synth_notes(app);
   asc::cli::add_tokenizer(app);
   asc::cli::add_corpus(app);
+  asc::cli::add_plan(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const asc::Error& e) {
-    fmt::print(stderr, "error: {}\n", e.what());
-    return 1;
+    return fail(e.what());
   } catch (const std::exception& e) {
-    fmt::print(stderr, "error: {}\n", e.what());
-    return 1;
+    return fail(e.what());
   }
   return 0;
 }

@@ -209,12 +209,15 @@ class Schema {
     add("train.eps", t.eps, positive<double>());
     add<double>("train.max_grad_norm", t.max_grad_norm);
     add("train.optimizer", t.optimizer, one_of({"fused", "reference"}));
+    add("train.max_bad_steps", t.max_bad_steps, non_negative<int64_t>());
     add("train.dtype", t.dtype, one_of({"fp32", "bf16"}));
     add("train.seed", t.seed, non_negative<int64_t>());
     add("train.threads", t.threads, non_negative<int64_t>());
     add<bool>("train.cache_host_memory", t.cache_host_memory);
 
     add("parallel.mode", r_.parallel.mode, one_of({"none", "ddp", "zero2", "fsdp"}));
+    add<bool>("parallel.activation_checkpointing", r_.parallel.activation_checkpointing);
+    add("parallel.timeout_s", r_.parallel.timeout_s, positive<double>());
 
     add<std::string>("checkpoint.dir", r_.checkpoint.dir, [](const std::string& v) -> const char* {
       return v.empty() ? "must name the run directory" : nullptr;
@@ -358,6 +361,14 @@ void validate(Recipe& r, int64_t world_size) {
     ASC_FAIL("{}: data.pack packs instruction examples; it needs train.stage: instruct",
              r.where("data.pack"));
   r.world_size = world_size;
+  r.parallel.activation_checkpointing_on =
+      r.parallel.activation_checkpointing.value_or(r.parallel.mode == "fsdp");
+  r.parallel.activation_checkpointing = r.parallel.activation_checkpointing_on;  // as printed
+  if (r.parallel.mode != "none" && r.train.optimizer != "fused")
+    ASC_FAIL(
+        "{}: parallel.mode {} runs the fused optimizer over its shards; train.optimizer: "
+        "reference is for one process (parallel.mode: none)",
+        r.where("train.optimizer"), r.parallel.mode);
   if (r.parallel.mode == "none" && world_size > 1)
     ASC_FAIL("{}: parallel.mode is none but {} ranks were launched", r.where("parallel.mode"),
              world_size);

@@ -49,6 +49,9 @@ struct Recipe {
     // fused: flat buffers, one fused pass per step (optim/flat_adamw.h); reference: per-tensor
     // libtorch ops (optim/adamw.h). Same results within fp32 rounding, same checkpoint layout.
     std::string optimizer = "fused";
+    // Steps whose loss or gradient is NaN/Inf are skipped on every rank together (weights and
+    // optimizer state unchanged); more than this many in a row stop the run.
+    int64_t max_bad_steps = 5;
     std::string dtype = "fp32";  // compute dtype: fp32 | bf16 (bf16 keeps fp32 master weights)
     int64_t seed = 42;
     int64_t threads = 0;            // intra-op threads; 0 = libtorch's default
@@ -56,6 +59,11 @@ struct Recipe {
   } train;
   struct Parallel {
     std::string mode = "none";  // none | ddp | zero2 | fsdp
+    // Recompute each decoder layer's activations in backward. Unset: on for fsdp, off otherwise
+    // (validate() resolves it into activation_checkpointing_on).
+    std::optional<bool> activation_checkpointing;
+    bool activation_checkpointing_on = false;
+    double timeout_s = 600;  // a collective that waits longer ends every rank with a message
   } parallel;
   struct Checkpoint {
     std::string dir = "runs/demo";  // the run directory

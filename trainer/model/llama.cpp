@@ -136,8 +136,17 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids_BT, const P
         torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(x.device())).tril();
     mask_B1TT = same.logical_and(causal).unsqueeze(1);
   }
-  for (const auto& layer : *layers)
-    x = layer->as<LlamaDecoderLayer>()->forward(x, cos, sin, mask_B1TT);
+  for (size_t i = 0; i < layers->size(); ++i) {
+    auto layer = layers->ptr<LlamaDecoderLayerImpl>(i);
+    if (!runner_) {
+      x = layer->forward(x, cos, sin, mask_B1TT);
+      continue;
+    }
+    // Captured by value: the runner may call it again during backward.
+    x = runner_(int64_t(i), x, [layer, cos, sin, mask_B1TT](const torch::Tensor& h) {
+      return layer->forward(h, cos, sin, mask_B1TT);
+    });
+  }
   return norm(x);
 }
 

@@ -8,6 +8,8 @@
 // Shapes: B batch, T sequence, D hidden, H heads, K kv heads, E head dim, V vocab.
 #pragma once
 
+#include <functional>
+
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/embedding.h>
@@ -69,9 +71,18 @@ class LlamaDecoderLayerImpl : public torch::nn::Module {
 };
 TORCH_MODULE(LlamaDecoderLayer);
 
+// How decoder layers are run: a plain call unless a runner is installed. The parallel engine's
+// runner gathers sharded parameters, recomputes activations in backward (checkpointing) and
+// starts gradient reduction as each layer's backward ends. `layer_fn` computes the layer on its
+// input and owns what it needs (it may be called again during backward).
+using LayerFn = std::function<torch::Tensor(const torch::Tensor&)>;
+using LayerRunner =
+    std::function<torch::Tensor(int64_t layer, const torch::Tensor& x, LayerFn layer_fn)>;
+
 class LlamaModelImpl : public torch::nn::Module {
  public:
   explicit LlamaModelImpl(const LlamaConfig& c);
+  void set_layer_runner(LayerRunner runner) { runner_ = std::move(runner); }
   // -> final normed hidden BTD; `packing` for packed rows (null: one sequence per row)
   torch::Tensor forward(const torch::Tensor& input_ids_BT, const Packing* packing = nullptr);
   torch::nn::Embedding embed_tokens{nullptr};
@@ -80,6 +91,7 @@ class LlamaModelImpl : public torch::nn::Module {
 
  private:
   LlamaConfig config_;
+  LayerRunner runner_;
 };
 TORCH_MODULE(LlamaModel);
 

@@ -32,11 +32,15 @@ struct OptimizerState {
 class Optimizer {
  public:
   virtual ~Optimizer() = default;
+  // Before each micro-batch's forward (the parallel engine gathers what the forward needs).
+  virtual void begin_micro_batch(bool /*last*/) {}
   // After each micro-batch's backward. With bf16 parameters the gradients are accumulated in
   // fp32; `last` says no further micro-batch follows before the step.
   virtual void accumulate_grads(bool last) = 0;
   // Global-norm clipping (max_grad_norm <= 0: none) and one update at learning rate lr. Returns
-  // the global gradient norm before clipping (fp32 gradients, as clip_grad_norm_).
+  // the global gradient norm before clipping (fp32 gradients, as clip_grad_norm_). When that norm
+  // is NaN or Inf nothing changes (weights, moments, step count): the step is skipped, alike on
+  // every rank since the norm is global.
   virtual double clip_and_step(double lr, double max_grad_norm) = 0;
   virtual void zero_grad() = 0;
   virtual int64_t steps() const = 0;

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Bad input and faults in multi-rank training, each ending every rank with a clear message:
+#  - a NaN loss injected on one rank: every rank skips that step together (weights and AdamW
+#    state unchanged), the run goes on and reports the skip;
+#  - more than train.max_bad_steps bad steps in a row: every rank stops with the reason;
+#  - a world size that does not divide the global batch: every rank names the factors;
+#  - a rank killed (SIGKILL) or stopped (SIGSTOP) mid-training: the others exit non-zero, with a
+#    message naming the collective, within parallel.timeout_s plus a margin.
+# Usage: faults_test.sh ASCLEPIUS
+set -uo pipefail
+bin=$1
+here=$(cd "$(dirname "$0")" && pwd)
+recipe=$here/../../recipes/demo/tiny.yaml
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+check() { if eval "$2"; then echo "ok: $1"; else echo "FAILED: $1"; fail=1; fi; }
+common=(train.threads=1 logging.progress=false logging.tensorboard=false)
+
+# NaN on rank 1 at step 3: skipped everywhere; step 3's checkpoint holds step 2's state exactly.
+ASCLEPIUS_FAULT_NAN=3:1 timeout 120 mpirun -np 2 "$bin" train "$recipe" "${common[@]}" \
+  parallel.mode=fsdp train.max_steps=5 checkpoint.every_steps=1 checkpoint.dir="$tmp/nan" \
+  >"$tmp/nan.log" 2>&1
+rc=$?
+cat "$tmp/nan.log"
+check "NaN on one rank: run completes" "[[ $rc == 0 ]] && grep -q 'trained 5 steps (1 skipped: not finite)' $tmp/nan.log"
+check "NaN on one rank: warned once" "[[ \$(grep -c 'step 3: loss nan / gradient norm nan not finite; step skipped on every rank' $tmp/nan.log) == 1 ]]"
+check "NaN on one rank: weights unchanged by the skipped step" \
+  "cmp -s $tmp/nan/step-0000002/model.safetensors $tmp/nan/step-0000003/model.safetensors"
+check "NaN on one rank: AdamW state unchanged by the skipped step" \
+  "cmp -s $tmp/nan/step-0000002/optimizer.safetensors $tmp/nan/step-0000003/optimizer.safetensors"
+check "NaN on one rank: the next step updates again" \
+  "! cmp -s $tmp/nan/step-0000003/model.safetensors $tmp/nan/step-0000004/model.safetensors"
+
+# Two bad steps in a row with train.max_bad_steps=1: every rank stops, saying why.
+ASCLEPIUS_FAULT_NAN=2:1,3:0 timeout 120 mpirun -np 2 "$bin" train "$recipe" "${common[@]}" \
+  parallel.mode=ddp train.max_steps=5 train.max_bad_steps=1 checkpoint.dir="$tmp/bad" \
+  >"$tmp/bad.log" 2>&1
+rc=$?
+cat "$tmp/bad.log"
+check "bad steps: non-zero exit" "[[ $rc != 0 && $rc != 124 ]]"
+for r in 0 1; do
+  check "bad steps: rank $r says why" "grep -q 'error (rank $r): step 3: loss nan / gradient norm nan not finite for 2 steps in a row (train.max_bad_steps: 1)' $tmp/bad.log"
+done
+
+# 3 ranks for a global batch of 16: every rank names the arithmetic.
+timeout 120 mpirun -np 3 --oversubscribe "$bin" train "$recipe" "${common[@]}" parallel.mode=ddp \
+  checkpoint.dir="$tmp/div" >"$tmp/div.log" 2>&1
+rc=$?
+cat "$tmp/div.log"
+check "world size 3 vs batch 16: non-zero exit" "[[ $rc != 0 && $rc != 124 ]]"
+for r in 0 1 2; do
+  check "world size 3 vs batch 16: rank $r names the factors" "grep -q 'error (rank $r): .*data-parallel ranks (3)' $tmp/div.log"
+done
+
+# A rank killed or stopped mid-training.
+rank_pid() {  # PATTERN RANK -> pid of the rank whose command line matches PATTERN
+  for p in $(pgrep -f "$1"); do
+    if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2"; then echo "$p"; return; fi
+  done
+}
+for sig in KILL STOP; do
+  start=$(date +%s)
+  timeout 120 mpirun -np 2 "$bin" train "$recipe" "${common[@]}" parallel.mode=fsdp \
+    train.max_steps=100000 parallel.timeout_s=4 checkpoint.dir="$tmp/$sig" >"$tmp/$sig.log" 2>&1 &
+  mp=$!
+  for _ in $(seq 300); do [[ -f $tmp/$sig/metrics.jsonl ]] && [[ -s $tmp/$sig/metrics.jsonl ]] && break; sleep 0.1; done
+  victim=$(rank_pid "checkpoint.dir=$tmp/$sig" 1)
+  [[ -n $victim ]] || echo "FAILED: no rank 1 process found"
+  kill -$sig "$victim"
+  wait $mp
+  rc=$?
+  took=$(($(date +%s) - start))
+  kill -KILL "$victim" 2>/dev/null
+  cat "$tmp/$sig.log"
+  check "SIG$sig of rank 1 mid-training: non-zero exit ($rc) in ${took}s" "[[ $rc != 0 && $rc != 124 && $took -lt 60 ]]"
+  check "SIG$sig of rank 1 mid-training: rank 0 names the collective" \
+    "grep -qE 'rank 0 of 2: [a-z_]+ #[0-9]+ \\([0-9]+ bytes\\) (timed out|interrupted)' $tmp/$sig.log"
+done
+exit $fail

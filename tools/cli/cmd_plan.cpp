@@ -1,0 +1,41 @@
+// `asclepius plan RECIPE --world-size N [--gpu-memory-gb G]`: per-rank memory of a recipe.
+#include <cstdint>
+#include <iostream>
+#include <memory>
+
+#include "checkpoint/hf_io.h"
+#include "cli/commands.h"
+#include "config/recipe.h"
+#include "parallel/planner.h"
+
+namespace asc::cli {
+
+void add_plan(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "plan",
+      "Predict per-rank memory (parameters, gradients, optimizer, activations) of a recipe");
+  auto recipe = std::make_shared<std::string>();
+  auto overrides = std::make_shared<std::vector<std::string>>();
+  auto world = std::make_shared<int64_t>(1);
+  auto gpu_gb = std::make_shared<double>(0);
+  cmd->add_option("recipe", *recipe, "Recipe YAML file")->required()->check(CLI::ExistingFile);
+  cmd->add_option("overrides", *overrides, "Dotted overrides, e.g. train.micro_batch_size=2");
+  cmd->add_option("--world-size", *world, "Data-parallel ranks")->check(CLI::PositiveNumber);
+  cmd->add_option("--gpu-memory-gb", *gpu_gb, "Memory per device (GiB) to check the plan against")
+      ->check(CLI::NonNegativeNumber);
+  cmd->callback([=] {
+    Recipe r = load_recipe(*recipe, *overrides, *world);
+    MemoryPlanInput in;
+    in.model =
+        r.model.init_from.empty() ? *r.preset_model_config() : read_hf_config(r.model.init_from);
+    in.mode = r.parallel.mode;
+    in.world_size = *world;
+    in.compute_bytes = r.train.dtype == "bf16" ? 2 : 4;
+    in.micro_batch = r.train.micro_batch_size;
+    in.seq_len = r.data.seq_len;
+    in.activation_checkpointing = r.parallel.activation_checkpointing_on;
+    std::cout << format_plan(in, plan_memory(in), *gpu_gb);
+  });
+}
+
+}  // namespace asc::cli

@@ -1,0 +1,363 @@
+#include "parallel/engine.h"
+
+#include <cmath>
+
+#include <ATen/ATen.h>
+#include <torch/autograd.h>
+
+#include "checkpoint/hf_io.h"
+#include "common/error.h"
+#include "kernels/fused_adamw.h"
+
+namespace asc {
+namespace {
+
+// Calls f(param index, offset in the parameter, offset in the owned range, length) for each part
+// of a unit's parameters that lies inside the unit's owned range.
+template <class U, class F>
+void for_owned(const U& u, const NamedTensors& params, F f) {
+  for (size_t j = 0; j < u.params.size(); ++j) {
+    const int64_t b = u.offsets[j], e = b + params[u.params[j]].second.numel();
+    const int64_t lo = std::max(b, u.own_begin), hi = std::min(e, u.own_end);
+    if (lo < hi) f(u.params[j], lo - b, lo - u.own_begin, hi - lo);
+  }
+}
+
+void free_storage(const at::Tensor& t) {
+  c10::StorageImpl* s = t.storage().unsafeGetStorageImpl();
+  s->set_data_ptr_noswap(at::DataPtr(nullptr, t.device()));
+  s->set_nbytes(0);
+}
+
+void alloc_storage(const at::Tensor& t) {
+  c10::StorageImpl* s = t.storage().unsafeGetStorageImpl();
+  const size_t bytes = size_t(t.numel()) * t.element_size();
+  s->set_data_ptr_noswap(s->allocator()->allocate(bytes));
+  s->set_nbytes(bytes);
+}
+
+}  // namespace
+
+ParallelEngine::ParallelEngine(LlamaForCausalLM& model, comm::Communicator& comm,
+                               const std::string& mode, bool activation_checkpointing,
+                               AdamWOptions opt, at::ScalarType compute_dtype)
+    : model_(model), comm_(comm), mode_(mode), opt_(opt), dtype_(compute_dtype) {
+  ASC_CHECK(mode == "ddp" || mode == "zero2" || mode == "fsdp",
+            "parallel engine: mode '{}' (expected ddp, zero2 or fsdp)", mode);
+  ASC_CHECK(dtype_ == at::kFloat || dtype_ == at::kBFloat16,
+            "parallel engine: compute dtype must be fp32 or bf16");
+  checkpointing = activation_checkpointing;
+  torch::NoGradGuard no_grad;
+  params_ = hf_named_tensors(model_);
+  const at::Device device = params_[0].second.device();
+  ASC_CHECK(device.is_cpu(),
+            "parallel.mode {} runs on CPU tensors in this version (the model is on {}); "
+            "multi-GPU sharding is part of the CUDA training path",
+            mode, device.str());
+  const int64_t L = model_->config().num_hidden_layers;
+  units_.resize(size_t(L + 1));
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const std::string& name = params_[i].first;
+    const std::string prefix = "model.layers.";
+    size_t u = 0;
+    if (name.rfind(prefix, 0) == 0) u = 1 + std::stoul(name.substr(prefix.size()));
+    ASC_CHECK(u < units_.size(), "parameter {} has no unit", name);
+    ASC_CHECK(params_[i].second.scalar_type() == at::kFloat,
+              "parallel engine: parameter {} is not fp32; build the engine before casting", name);
+    units_[u].params.push_back(i);
+  }
+  const int64_t W = comm_.size(), R = comm_.rank();
+  int64_t flat = 0;
+  for (Unit& u : units_) {
+    for (size_t k : u.params) {
+      u.offsets.push_back(u.numel);
+      u.numel += params_[k].second.numel();
+    }
+    u.padded = sharded() ? (u.numel + W - 1) / W * W : u.numel;
+    u.shard = sharded() ? u.padded / W : u.numel;
+    u.own_begin = sharded() ? R * u.shard : 0;
+    u.own_end = u.own_begin + u.shard;
+    u.flat = flat;
+    flat += u.shard;
+  }
+  const auto f32 = at::TensorOptions().dtype(at::kFloat).device(device);
+  const auto cdt = at::TensorOptions().dtype(dtype_).device(device);
+  master_ = at::zeros({flat}, f32);
+  for (const Unit& u : units_) {
+    for_owned(u, params_, [&](size_t k, int64_t in_param, int64_t in_own, int64_t len) {
+      master_.narrow(0, u.flat + in_own, len)
+          .copy_(params_[k].second.reshape({-1}).narrow(0, in_param, len));
+    });
+    // The fused step's segments over the owned buffers: parameter parts, then any padding.
+    int64_t covered = 0;
+    for_owned(u, params_, [&](size_t k, int64_t, int64_t, int64_t len) {
+      segments_.push_back({len, params_[k].first.find("norm") == std::string::npos});
+      covered += len;
+    });
+    if (covered < u.shard) segments_.push_back({u.shard - covered, false});
+  }
+  m_ = at::zeros({flat}, f32);
+  v_ = at::zeros({flat}, f32);
+  gacc_ = at::zeros({flat}, f32);
+  if (dtype_ == at::kBFloat16) compute_ = master_.to(at::kBFloat16);
+
+  const int64_t es = at::elementSize(dtype_);
+  bytes_.master = flat * 4, bytes_.optimizer = 2 * flat * 4, bytes_.grads = flat * 4;
+  bytes_.params = compute_.defined() ? flat * es : 0;
+  for (size_t i = 0; i < units_.size(); ++i) {
+    Unit& u = units_[i];
+    if (mode_ == "ddp") {
+      u.full = owned_compute(u);  // the parameters are the owned (= whole) buffers
+      u.grad = dtype_ == at::kFloat ? owned(gacc_, u) : at::zeros({u.numel}, cdt);
+      if (dtype_ != at::kFloat) bytes_.grads += u.numel * es;
+      point_params(u, true);
+    } else if (mode_ == "zero2") {
+      u.full = at::zeros({u.padded}, cdt);
+      for (size_t j = 0; j < u.params.size(); ++j)
+        u.full.narrow(0, u.offsets[j], params_[u.params[j]].second.numel())
+            .copy_(params_[u.params[j]].second.reshape({-1}));
+      u.grad = at::zeros({u.padded}, cdt);
+      bytes_.params += u.padded * es, bytes_.grads += u.padded * es;
+      point_params(u, true);
+    } else {  // fsdp: full buffers exist only while gathered
+      u.full = at::empty({u.padded}, cdt);
+      point_params(u, false);
+      release(i);
+    }
+  }
+  model_->model->set_layer_runner(make_unit_runner(this));
+}
+
+ParallelEngine::~ParallelEngine() {
+  model_->model->set_layer_runner(nullptr);
+}
+
+at::Tensor ParallelEngine::owned(const at::Tensor& flat, const Unit& u) const {
+  return flat.narrow(0, u.flat, u.shard);
+}
+
+at::Tensor ParallelEngine::owned_compute(const Unit& u) const {
+  return owned(compute_.defined() ? compute_ : master_, u);
+}
+
+void ParallelEngine::point_params(Unit& u, bool grads) {
+  for (size_t j = 0; j < u.params.size(); ++j) {
+    at::Tensor& p = params_[u.params[j]].second;
+    p.set_data(u.full.narrow(0, u.offsets[j], p.numel()).view(p.sizes()));
+    if (grads) p.mutable_grad() = u.grad.narrow(0, u.offsets[j], p.numel()).view(p.sizes());
+  }
+}
+
+void ParallelEngine::gather_async(size_t i) {
+  Unit& u = units_[i];
+  if (u.gathered || u.gather) return;
+  alloc_storage(u.full);
+  at::Tensor mine = owned_compute(u);
+  u.gather = comm_.all_gather(u.full, mine);
+}
+
+void ParallelEngine::ensure_gathered(size_t i) {
+  Unit& u = units_[i];
+  if (u.gathered) return;
+  gather_async(i);
+  u.gather->wait();
+  u.gather.reset();
+  u.gathered = true;
+}
+
+void ParallelEngine::release(size_t i) {
+  Unit& u = units_[i];
+  if (mode_ != "fsdp") return;
+  if (u.gather) u.gather->wait(), u.gather.reset();
+  free_storage(u.full);
+  u.gathered = false;
+}
+
+void ParallelEngine::alloc_grad(size_t i) {
+  Unit& u = units_[i];
+  if (mode_ != "fsdp" || u.grad.defined()) return;
+  u.grad = at::zeros({u.padded}, u.full.options());
+  for (size_t j = 0; j < u.params.size(); ++j) {
+    at::Tensor& p = params_[u.params[j]].second;
+    p.mutable_grad() = u.grad.narrow(0, u.offsets[j], p.numel()).view(p.sizes());
+  }
+}
+
+void ParallelEngine::reduce_grads(size_t i) {
+  torch::NoGradGuard no_grad;
+  Unit& u = units_[i];
+  if (mode_ == "ddp") {
+    at::Tensor acc = owned(gacc_, u);
+    if (dtype_ != at::kFloat) {  // bf16 gradients accumulate in fp32 over micro-batches
+      acc.add_(u.grad);
+      u.grad.zero_();
+    }
+    if (last_micro_) pending_.push_back({comm_.all_reduce(acc), i, acc, {}});
+    return;
+  }
+  // zero2 / fsdp: reduce-scatter this micro-batch's gradient (fp32) into the owned slice. One
+  // reduction stays in flight while the next layer's backward runs.
+  at::Tensor src = dtype_ == at::kFloat ? u.grad : u.grad.to(at::kFloat);
+  if (dtype_ != at::kFloat && mode_ == "zero2") u.grad.zero_();
+  at::Tensor shard = at::empty({u.shard}, src.options());
+  if (!pending_.empty()) {
+    finish(pending_.back());
+    pending_.pop_back();
+  }
+  pending_.push_back({comm_.reduce_scatter(shard, src), i, src, shard});
+  if (mode_ == "fsdp") {  // the full gradient lives on only in `src` until reduced
+    for (size_t k : u.params) params_[k].second.mutable_grad() = at::Tensor();
+    u.grad = at::Tensor();
+  }
+}
+
+void ParallelEngine::finish(PendingReduce& p) {
+  p.work->wait();
+  if (!sharded()) return;
+  Unit& u = units_[p.unit];
+  owned(gacc_, u).add_(p.shard);
+  if (mode_ == "zero2" && dtype_ == at::kFloat) u.grad.zero_();  // src was u.grad itself
+}
+
+void ParallelEngine::drain() {
+  torch::NoGradGuard no_grad;
+  for (auto& p : pending_) finish(p);
+  pending_.clear();
+}
+
+void ParallelEngine::before_forward(int64_t layer) {
+  if (mode_ != "fsdp") return;
+  ensure_gathered(size_t(layer + 1));
+  if (size_t(layer + 2) < units_.size()) gather_async(size_t(layer + 2));  // prefetch the next
+}
+
+void ParallelEngine::after_forward(int64_t layer) {
+  release(size_t(layer + 1));
+}
+
+void ParallelEngine::before_backward(int64_t layer) {
+  if (mode_ != "fsdp") return;
+  ensure_gathered(size_t(layer + 1));
+  alloc_grad(size_t(layer + 1));
+  if (layer >= 1) gather_async(size_t(layer));  // backward runs the layers in reverse
+}
+
+void ParallelEngine::after_backward(int64_t layer) {
+  reduce_grads(size_t(layer + 1));
+  release(size_t(layer + 1));
+}
+
+void ParallelEngine::begin_micro_batch(bool last) {
+  last_micro_ = last;
+  if (mode_ != "fsdp") return;
+  ensure_gathered(0);  // the root (embedding, final norm, head) stays gathered for the pass
+  alloc_grad(0);
+}
+
+void ParallelEngine::accumulate_grads(bool /*last*/) {
+  reduce_grads(0);
+  drain();
+  release(0);
+}
+
+double ParallelEngine::clip_and_step(double lr, double max_grad_norm) {
+  drain();
+  torch::NoGradGuard no_grad;
+  kernels::FusedAdamWArgs a;
+  a.master = master_.data_ptr<float>();
+  a.exp_avg = m_.data_ptr<float>();
+  a.exp_avg_sq = v_.data_ptr<float>();
+  a.grad_f32 = gacc_.data_ptr<float>();
+  if (compute_.defined())
+    a.param_bf16 = reinterpret_cast<uint16_t*>(compute_.data_ptr<at::BFloat16>());
+  a.numel = master_.numel();
+  int64_t at = 0;
+  for (const auto& [len, decay] : segments_) {
+    a.segments.push_back({at, len, decay});
+    at += len;
+  }
+  double sq = kernels::grad_sq_norm_cpu(a);
+  if (sharded()) {  // each rank holds its slice: sum the squares over ranks
+    at::Tensor t = at::full({1}, sq, at::kDouble);
+    comm_.all_reduce(t)->wait();
+    sq = t.item<double>();
+  }
+  const double norm = std::sqrt(sq);
+  if (!std::isfinite(norm)) return norm;  // skipped on every rank: the norm is global
+  ++step_;
+  a.lr = lr, a.beta1 = opt_.beta1, a.beta2 = opt_.beta2, a.eps = opt_.eps;
+  a.weight_decay = opt_.weight_decay, a.step = step_;
+  a.grad_scale = float(clip_factor(norm, max_grad_norm));
+  kernels::fused_adamw_cpu(a);
+  if (mode_ == "zero2") {  // everyone's updated slices into everyone's full parameters
+    std::vector<comm::WorkPtr> works;
+    for (Unit& u : units_) {
+      at::Tensor mine = u.full.narrow(0, u.own_begin, u.shard);
+      mine.copy_(owned_compute(u));
+      works.push_back(comm_.all_gather(u.full, mine));
+    }
+    for (auto& w : works) w->wait();
+  }
+  return norm;
+}
+
+void ParallelEngine::zero_grad() {
+  drain();
+  torch::NoGradGuard no_grad;
+  gacc_.zero_();
+  for (Unit& u : units_)
+    if (u.grad.defined() && !(mode_ == "ddp" && dtype_ == at::kFloat)) u.grad.zero_();
+}
+
+OptimizerState ParallelEngine::state() const {
+  OptimizerState s;
+  s.step = step_;
+  std::vector<at::Tensor> parts[3];
+  for (auto& p : parts) p.resize(params_.size());
+  const at::Tensor* bufs[3] = {&master_, &m_, &v_};
+  for (const Unit& u : units_) {
+    for (int b = 0; b < 3; ++b) {
+      at::Tensor full = owned(*bufs[b], u);
+      if (sharded()) {
+        at::Tensor mine = full;
+        full = at::empty({u.padded}, mine.options());
+        comm_.all_gather(full, mine)->wait();
+      }
+      for (size_t j = 0; j < u.params.size(); ++j) {
+        const at::Tensor& p = params_[u.params[j]].second;
+        parts[b][u.params[j]] = full.narrow(0, u.offsets[j], p.numel()).view(p.sizes());
+      }
+    }
+  }
+  for (size_t k = 0; k < params_.size(); ++k) {
+    s.master.emplace_back(params_[k].first, parts[0][k]);
+    s.exp_avg.emplace_back(params_[k].first, parts[1][k]);
+    s.exp_avg_sq.emplace_back(params_[k].first, parts[2][k]);
+  }
+  return s;
+}
+
+void ParallelEngine::load_state(const OptimizerState& s) {
+  check_state_matches(s, params_);
+  torch::NoGradGuard no_grad;
+  for (Unit& u : units_) {
+    for_owned(u, params_, [&](size_t k, int64_t in_param, int64_t in_own, int64_t len) {
+      master_.narrow(0, u.flat + in_own, len)
+          .copy_(s.master[k].second.reshape({-1}).narrow(0, in_param, len));
+      m_.narrow(0, u.flat + in_own, len)
+          .copy_(s.exp_avg[k].second.reshape({-1}).narrow(0, in_param, len));
+      v_.narrow(0, u.flat + in_own, len)
+          .copy_(s.exp_avg_sq[k].second.reshape({-1}).narrow(0, in_param, len));
+    });
+  }
+  if (compute_.defined()) compute_.copy_(master_);
+  if (mode_ == "zero2")
+    for (Unit& u : units_)
+      for (size_t j = 0; j < u.params.size(); ++j)
+        u.full.narrow(0, u.offsets[j], params_[u.params[j]].second.numel())
+            .copy_(s.master[u.params[j]].second.reshape({-1}));
+  step_ = s.step;
+  zero_grad();
+}
+
+}  // namespace asc

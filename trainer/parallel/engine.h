@@ -1,0 +1,118 @@
+// engine.h — data parallelism over the communicator (comm/): ddp, zero2 and fsdp.
+//
+// The model's parameters are grouped in units: unit 0 (the root) holds the embedding, the final
+// norm and the LM head (tied or not); unit 1+i holds decoder layer i. Each unit is one flat
+// buffer, padded to a multiple of the world size W for the sharded modes. Rank r owns slice r of
+// every unit; the fused AdamW kernel (kernels/) runs once per step over all the rank's owned
+// slices, laid end to end.
+//   ddp    parameters, gradients and optimizer state replicated; each unit's gradient is
+//          all-reduced as soon as its backward ends (last micro-batch), overlapping the rest.
+//   zero2  parameters replicated; each unit's gradient reduce-scattered into the owned slice as
+//          its backward ends (every micro-batch); fp32 master and moments for the owned slice
+//          only; the updated slices all-gathered after the step.
+//   fsdp   as zero2, and the parameters too exist only as owned slices: a layer's full
+//          parameters are all-gathered (in the compute dtype) just before its forward and again
+//          before its backward, the next layer's gather prefetched, and freed right after; the
+//          root is gathered for each micro-batch.
+// Gradients are summed (the loss is already divided by the global target count) and reduced in
+// fp32. The global gradient norm sums the owned squares over ranks, so every rank clips alike.
+// CPU tensors (MPI); the kernels and the NCCL backend are device-ready, the engine is tested on
+// CPU.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "model/llama.h"
+#include "optim/optimizer.h"
+#include "parallel/unit_function.h"
+
+namespace asc {
+
+struct ModelStateBytes {
+  int64_t params = 0;     // persistent compute-dtype parameter storage (beyond the master)
+  int64_t grads = 0;      // persistent gradient buffers
+  int64_t master = 0;     // fp32 master weights
+  int64_t optimizer = 0;  // AdamW moments
+  int64_t total() const { return params + grads + master + optimizer; }
+};
+
+class ParallelEngine final : public Optimizer, private UnitHooks {
+ public:
+  // `model`: fp32, the same on every rank. mode: ddp | zero2 | fsdp.
+  ParallelEngine(LlamaForCausalLM& model, comm::Communicator& comm, const std::string& mode,
+                 bool activation_checkpointing, AdamWOptions opt, at::ScalarType compute_dtype);
+  ~ParallelEngine() override;
+
+  void begin_micro_batch(bool last) override;
+  void accumulate_grads(bool last) override;
+  double clip_and_step(double lr, double max_grad_norm) override;
+  void zero_grad() override;
+  int64_t steps() const override { return step_; }
+  OptimizerState state() const override;  // full tensors on every rank: a collective
+  void load_state(const OptimizerState& s) override;
+
+  ModelStateBytes model_state_bytes() const { return bytes_; }
+  const std::string& mode() const { return mode_; }
+
+ private:
+  struct Unit {
+    std::vector<size_t> params;    // indices into params_
+    std::vector<int64_t> offsets;  // each parameter's offset in the unit
+    int64_t numel = 0, padded = 0, shard = 0;
+    int64_t own_begin = 0, own_end = 0;  // the owned range, in unit coordinates
+    int64_t flat = 0;                    // where the owned range starts in the owned buffers
+    at::Tensor full;                     // compute dtype [padded]; the parameters view it
+    at::Tensor grad;                     // compute dtype [padded]; the parameters' .grad view it
+    comm::WorkPtr gather;                // a prefetch in flight (fsdp)
+    bool gathered = true;
+  };
+  struct PendingReduce {
+    comm::WorkPtr work;
+    size_t unit;
+    at::Tensor src, shard;  // kept alive until done
+  };
+
+  // UnitHooks
+  void before_forward(int64_t layer) override;
+  void after_forward(int64_t layer) override;
+  void before_backward(int64_t layer) override;
+  void after_backward(int64_t layer) override;
+
+  bool sharded() const { return mode_ != "ddp"; }
+  at::Tensor owned(const at::Tensor& flat, const Unit& u) const;
+  at::Tensor owned_compute(const Unit& u) const;
+  void point_params(Unit& u, bool grads);
+  void gather_async(size_t u);
+  void ensure_gathered(size_t u);
+  void release(size_t u);
+  void alloc_grad(size_t u);
+  void reduce_grads(size_t u);
+  void finish(PendingReduce& p);
+  void drain();
+
+  LlamaForCausalLM model_;
+  comm::Communicator& comm_;
+  std::string mode_;
+  AdamWOptions opt_;
+  at::ScalarType dtype_;
+  NamedTensors params_;  // HF order
+  std::vector<Unit> units_;
+  at::Tensor master_, m_, v_, gacc_;  // fp32 owned slices of every unit, end to end
+  at::Tensor compute_;                // bf16 owned slices (undefined in fp32: master_ is it)
+  std::vector<std::pair<int64_t, bool>> segments_;  // (length, decay) over the owned buffers
+  std::vector<PendingReduce> pending_;
+  bool last_micro_ = true;
+  int64_t step_ = 0;
+  ModelStateBytes bytes_;
+};
+
+// The activation-checkpointing runner for one process without an engine (parallel.mode none).
+class CheckpointOnly final : public UnitHooks {
+ public:
+  CheckpointOnly() { checkpointing = true; }
+};
+
+}  // namespace asc

@@ -1,0 +1,114 @@
+#include "parallel/planner.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace asc {
+namespace {
+
+// The engine's units: 0 = embedding + final norm + head; 1+i = decoder layer i.
+std::vector<int64_t> unit_sizes(const LlamaConfig& c) {
+  const int64_t H = c.hidden_size, I = c.intermediate_size, hd = c.head_dim();
+  const int64_t q = H * c.num_attention_heads * hd, kv = H * c.num_key_value_heads * hd;
+  const int64_t layer = q + 2 * kv + c.num_attention_heads * hd * H + 3 * H * I + 2 * H;
+  std::vector<int64_t> u{c.vocab_size * H + H + (c.tie_word_embeddings ? 0 : c.vocab_size * H)};
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) u.push_back(layer);
+  return u;
+}
+
+double gib(int64_t b) {
+  return double(b) / double(1ull << 30);
+}
+
+}  // namespace
+
+int64_t MemoryPlan::peak() const {
+  return model_state() + gathered_peak + logits + std::max(activations_ckpt, int64_t(0));
+}
+
+MemoryPlan plan_memory(const MemoryPlanInput& in) {
+  MemoryPlan p;
+  const LlamaConfig& c = in.model;
+  const int64_t W = in.world_size, es = in.compute_bytes;
+  const bool sharded = in.mode == "zero2" || in.mode == "fsdp";
+  const bool bf16 = es == 2;
+  int64_t flat = 0, padded_sum = 0, numel_sum = 0, largest = 0;
+  for (int64_t n : unit_sizes(c)) {
+    const int64_t padded = sharded ? (n + W - 1) / W * W : n;
+    flat += sharded ? padded / W : n;
+    padded_sum += padded, numel_sum += n;
+    largest = std::max(largest, padded);
+  }
+  p.num_parameters = numel_sum;
+  p.master = flat * 4;
+  p.optimizer = 2 * flat * 4;
+  p.grads = flat * 4;               // the fp32 gradient accumulator (owned)
+  p.params = bf16 ? flat * es : 0;  // fp32: the parameters are the master weights
+  if (in.mode == "ddp" && bf16) p.grads += numel_sum * es;  // the bf16 gradients autograd fills
+  if (in.mode == "zero2") p.params += padded_sum * es, p.grads += padded_sum * es;
+  if (in.mode == "none") {  // the flat optimizer of one process: the same as ddp at W = 1
+    p.grads = numel_sum * (bf16 ? es : 4);
+  }
+  if (in.mode == "fsdp") {
+    const auto units = unit_sizes(c);
+    const int64_t root = (units[0] + W - 1) / W * W;
+    const int64_t layer = units.size() > 1 ? (units[1] + W - 1) / W * W : 0;
+    p.largest_gather = largest * es;
+    // Root parameters and gradients, the computing and the prefetched layer, one layer's
+    // gradients (+ their fp32 copy for the reduction in bf16).
+    p.gathered_peak = (2 * root + 3 * layer) * es + (bf16 ? (root + layer) * 4 : 0);
+  }
+  // Activations (estimates): per layer the tensors autograd saves — the layer input, two norm
+  // outputs, q/k/v, the attention output, the residual, gate, up, silu(gate) and their product —
+  // plus the attention probabilities of the math kernel (B·heads·T² elements).
+  const int64_t B = in.micro_batch, T = in.seq_len, H = c.hidden_size, I = c.intermediate_size;
+  const int64_t qkv = (c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim();
+  const int64_t per_layer =
+      B * T * (5 * H + qkv + 4 * I) * es + B * c.num_attention_heads * T * T * es;
+  p.activations_full = c.num_hidden_layers * per_layer;
+  p.activations_ckpt = c.num_hidden_layers * B * T * H * es + per_layer;
+  if (!in.activation_checkpointing) p.activations_ckpt = p.activations_full;
+  p.logits = B * T * c.vocab_size * (es + 4 + 4);
+  p.host_at_load = numel_sum * 4 + p.model_state();
+  p.host_at_save = p.model_state() + 3 * numel_sum * 4;
+  return p;
+}
+
+std::string format_plan(const MemoryPlanInput& in, const MemoryPlan& p, double gpu_memory_gb) {
+  std::string s = fmt::format(
+      "model: {:.3f} B parameters, {} layers; parallel.mode {} on {} rank{}; compute {}; "
+      "micro-batch "
+      "{} x {} tokens; activation checkpointing {}\n\n",
+      double(p.num_parameters) / 1e9, in.model.num_hidden_layers, in.mode, in.world_size,
+      in.world_size == 1 ? "" : "s", in.compute_bytes == 2 ? "bf16" : "fp32", in.micro_batch,
+      in.seq_len, in.activation_checkpointing ? "on" : "off");
+  auto row = [&](const char* what, int64_t b, const char* note = "") {
+    s += fmt::format("  {:<42} {:>10.3f} GiB  {}\n", what, gib(b), note);
+  };
+  s += "per rank, persistent:\n";
+  row("parameters (compute dtype)", p.params);
+  row("gradients", p.grads);
+  row("master weights (fp32)", p.master);
+  row("AdamW moments (fp32)", p.optimizer);
+  row("model state", p.model_state());
+  s += "per rank, transient:\n";
+  row("largest all-gather buffer", p.largest_gather);
+  row("gathered units at once (fsdp)", p.gathered_peak);
+  row("activations as configured", p.activations_ckpt, "estimate, one micro-batch");
+  row("activations without checkpointing", p.activations_full, "estimate, one micro-batch");
+  row("logits + their gradient (fp32)", p.logits);
+  row("peak as configured", p.peak());
+  s += "per rank, host:\n";
+  row("at load (full fp32 model, then sharded)", p.host_at_load);
+  row("at save (full state gathered)", p.host_at_save);
+  if (gpu_memory_gb > 0) {
+    const bool fits = gib(p.peak()) <= gpu_memory_gb;
+    s += fmt::format("\nfits in {:.0f} GiB per device: {} (peak {:.1f} GiB, {:.0f}%)\n",
+                     gpu_memory_gb, fits ? "yes" : "NO", gib(p.peak()),
+                     100.0 * gib(p.peak()) / gpu_memory_gb);
+  }
+  return s;
+}
+
+}  // namespace asc

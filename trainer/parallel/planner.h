@@ -1,0 +1,45 @@
+// planner.h — per-rank memory of a recipe at a world size, predicted from the model's shape and
+// the parallel engine's layout (parallel/engine.h), without building anything. `asclepius plan`
+// prints it; a test checks the model-state prediction against what the engine allocates.
+// No libtorch.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/llama_config.h"
+
+namespace asc {
+
+struct MemoryPlanInput {
+  LlamaConfig model;
+  std::string mode = "fsdp";  // none | ddp | zero2 | fsdp
+  int64_t world_size = 1;
+  int64_t compute_bytes = 4;  // 4 (fp32) or 2 (bf16)
+  int64_t micro_batch = 1, seq_len = 2048;
+  bool activation_checkpointing = true;
+};
+
+struct MemoryPlan {
+  // Persistent model state per rank (what the engine allocates and keeps).
+  int64_t params = 0, grads = 0, master = 0, optimizer = 0;
+  int64_t model_state() const { return params + grads + master + optimizer; }
+  // Transient, per rank.
+  int64_t largest_gather = 0;    // the largest all-gathered unit, compute dtype (fsdp)
+  int64_t gathered_peak = 0;     // fsdp: root + two layers gathered + one layer's gradients
+  int64_t activations_ckpt = 0;  // one micro-batch as configured (checkpointing or not), estimate
+  int64_t activations_full = 0;  // one micro-batch, every activation kept (estimate)
+  int64_t logits = 0;            // logits in fp32 and their gradient (one micro-batch)
+  int64_t peak() const;          // model state + transient + activations as configured
+  // Host memory of the process at load (the full fp32 model is built on every rank, then
+  // sharded) and at save (the full master weights and moments are gathered on every rank).
+  int64_t host_at_load = 0, host_at_save = 0;
+  int64_t num_parameters = 0;
+};
+
+MemoryPlan plan_memory(const MemoryPlanInput& in);
+// A human-readable table (GiB) with a verdict against gpu_memory_gb (<= 0: not checked).
+std::string format_plan(const MemoryPlanInput& in, const MemoryPlan& p, double gpu_memory_gb);
+
+}  // namespace asc
