@@ -45,6 +45,10 @@ class Work {
   virtual ~Work() = default;
   // Blocks until done (MPI) or until the caller's stream is ordered after it (NCCL).
   virtual void wait() = 0;
+  // Whether it is done, without blocking. With MPI this also drives the transfer on: OpenMPI
+  // progresses non-blocking collectives only inside MPI calls, so callers that compute between
+  // collectives call test() on what is in flight to overlap communication with compute.
+  virtual bool test() = 0;
 };
 using WorkPtr = std::shared_ptr<Work>;
 

@@ -79,6 +79,7 @@ class MpiWork final : public Work {
         keep_(std::move(keep)),
         after_(std::move(after)) {}
   void wait() override;
+  bool test() override;
 
  private:
   MpiCommunicator* c_;
@@ -217,6 +218,14 @@ void MpiWork::wait() {
   done_ = true;
   if (after_) after_();
   keep_.clear();
+}
+
+bool MpiWork::test() {
+  if (done_) return true;
+  int flag = 0;
+  mpi_check(MPI_Test(&req_, &flag, MPI_STATUS_IGNORE), "MPI_Test");
+  if (flag) wait();  // completes: runs the follow-up, releases the buffers
+  return done_;
 }
 
 }  // namespace

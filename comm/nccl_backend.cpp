@@ -64,6 +64,7 @@ class NcclWork final : public Work {
       : c_(c), done_(done), op_(op), seq_(seq), bytes_(bytes) {}
   ~NcclWork() override { cudaEventDestroy(done_); }
   void wait() override;
+  bool test() override { return waited_ || cudaEventQuery(done_) == cudaSuccess; }
 
  private:
   NcclCommunicator* c_;

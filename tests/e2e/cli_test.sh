@@ -134,5 +134,26 @@ check "SIGTERM saves the last finished step" grep -qx "$(printf 'step-%07d' "$st
 check "SIGTERM says where" grep -q "stopped by SIGTERM after step $steps; checkpoint saved" "$tmp/sig.err"
 check "SIGTERM checkpoint exports" "$bin" export "$tmp/sig" --out "$tmp/sig_hf"
 
+# The memory planner on the paper's model sizes (and the arithmetic it checks like a launch).
+cat >"$tmp/plan.yaml" <<'YAML'
+model:
+  preset: llama2-7b
+data:
+  corpus: demo
+  seq_len: 2048
+train:
+  global_batch_size: 128
+  micro_batch_size: 1
+  dtype: bf16
+parallel:
+  mode: fsdp
+YAML
+"$bin" plan "$tmp/plan.yaml" --world-size 8 --gpu-memory-gb 80 >"$tmp/plan7" 2>&1
+check "plan 7B on 8 ranks fits 80 GiB" grep -q "fits in 80 GiB per device: yes" "$tmp/plan7"
+check "plan 7B: model state per rank ~14.1 GiB (16 bytes x 6.74B / 8)" grep -qE "model state +14\.1[0-9]+ GiB" "$tmp/plan7"
+"$bin" plan "$tmp/plan.yaml" model.preset=llama-13b --world-size 1 --gpu-memory-gb 141 >"$tmp/plan13" 2>&1
+check "plan 13B on one 141 GiB device does not fit" grep -q "fits in 141 GiB per device: NO" "$tmp/plan13"
+expect_error "plan: batch arithmetic" "data-parallel ranks (3)" "$bin" plan "$tmp/plan.yaml" --world-size 3
+
 echo "$passes passed, $fails failed"
 [[ $fails -eq 0 ]]

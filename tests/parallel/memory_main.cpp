@@ -41,6 +41,20 @@ int main(int argc, char** argv) {
     ParallelEngine engine(model, *comm, mode, true, {}, bf16 ? at::kBFloat16 : at::kFloat);
     measured = heap_in_use() - before + model_bytes;  // the model's fp32 storage was released
     self_report = engine.model_state_bytes().total();
+    if (mode == "fsdp") {
+      // One micro-batch with activation checkpointing: each layer is gathered exactly twice
+      // (forward; backward, whose recomputation reuses that gather) and the root once.
+      at::Tensor ids = at::randint(0, c.vocab_size, {2, 16}, at::kLong);
+      engine.begin_micro_batch(true);
+      causal_lm_loss_sum(model(ids), ids).backward();
+      engine.accumulate_grads(true);
+      const int64_t want = 2 * c.num_hidden_layers + 1;
+      if (engine.all_gathers() != want) {
+        std::printf("rank %d: fsdp with checkpointing issued %lld all-gathers, expected %lld\n",
+                    comm->rank(), (long long)engine.all_gathers(), (long long)want);
+        return 1;
+      }
+    }
   }
   MemoryPlanInput in;
   in.model = c, in.mode = mode, in.world_size = comm->size(), in.compute_bytes = bf16 ? 2 : 4;

@@ -154,6 +154,7 @@ void ParallelEngine::gather_async(size_t i) {
   alloc_storage(u.full);
   at::Tensor mine = owned_compute(u);
   u.gather = comm_.all_gather(u.full, mine);
+  ++gathers_;
 }
 
 void ParallelEngine::ensure_gathered(size_t i) {
@@ -193,6 +194,7 @@ void ParallelEngine::reduce_grads(size_t i) {
       u.grad.zero_();
     }
     if (last_micro_) pending_.push_back({comm_.all_reduce(acc), i, acc, {}});
+    progress();
     return;
   }
   // zero2 / fsdp: reduce-scatter this micro-batch's gradient (fp32) into the owned slice. One
@@ -205,6 +207,7 @@ void ParallelEngine::reduce_grads(size_t i) {
     pending_.pop_back();
   }
   pending_.push_back({comm_.reduce_scatter(shard, src), i, src, shard});
+  progress();
   if (mode_ == "fsdp") {  // the full gradient lives on only in `src` until reduced
     for (size_t k : u.params) params_[k].second.mutable_grad() = at::Tensor();
     u.grad = at::Tensor();
@@ -219,6 +222,12 @@ void ParallelEngine::finish(PendingReduce& p) {
   if (mode_ == "zero2" && dtype_ == at::kFloat) u.grad.zero_();  // src was u.grad itself
 }
 
+void ParallelEngine::progress() {
+  for (auto& p : pending_) p.work->test();
+  for (Unit& u : units_)
+    if (u.gather) u.gather->test();
+}
+
 void ParallelEngine::drain() {
   torch::NoGradGuard no_grad;
   for (auto& p : pending_) finish(p);
@@ -226,6 +235,7 @@ void ParallelEngine::drain() {
 }
 
 void ParallelEngine::before_forward(int64_t layer) {
+  progress();
   if (mode_ != "fsdp") return;
   ensure_gathered(size_t(layer + 1));
   if (size_t(layer + 2) < units_.size()) gather_async(size_t(layer + 2));  // prefetch the next
@@ -236,6 +246,7 @@ void ParallelEngine::after_forward(int64_t layer) {
 }
 
 void ParallelEngine::before_backward(int64_t layer) {
+  progress();
   if (mode_ != "fsdp") return;
   ensure_gathered(size_t(layer + 1));
   alloc_grad(size_t(layer + 1));

@@ -55,6 +55,7 @@ class ParallelEngine final : public Optimizer, private UnitHooks {
   void load_state(const OptimizerState& s) override;
 
   ModelStateBytes model_state_bytes() const { return bytes_; }
+  int64_t all_gathers() const { return gathers_; }  // parameter all-gathers issued (fsdp)
   const std::string& mode() const { return mode_; }
 
  private:
@@ -92,6 +93,7 @@ class ParallelEngine final : public Optimizer, private UnitHooks {
   void reduce_grads(size_t u);
   void finish(PendingReduce& p);
   void drain();
+  void progress();  // drives in-flight collectives on (MPI progresses only inside MPI calls)
 
   LlamaForCausalLM model_;
   comm::Communicator& comm_;
@@ -105,7 +107,7 @@ class ParallelEngine final : public Optimizer, private UnitHooks {
   std::vector<std::pair<int64_t, bool>> segments_;  // (length, decay) over the owned buffers
   std::vector<PendingReduce> pending_;
   bool last_micro_ = true;
-  int64_t step_ = 0;
+  int64_t step_ = 0, gathers_ = 0;
   ModelStateBytes bytes_;
 };
 
