@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The GPU check: one prepared command for a machine with an NVIDIA GPU and the staged dependencies
 # (../shared/device/stage-deps.sh .devdeps pkgconf pkgconf-bin libpkgconf3 -> .devdeps/):
-#   tools/gpu/check.sh OUTDIR
+#   tools/gpu/check.sh OUTDIR [PART ...]     PART: tests bench sanitize nccl (default: all)
 # Builds against that machine's own libtorch for sm_90, runs the CUDA tests (fused AdamW kernel
 # against the CPU loop bit for bit; the flat optimizer training on the GPU against the CPU), the
 # kernel under compute-sanitizer, and the GPU benchmark (ours against torch.optim.AdamW(fused=True)
-# and the device copy), writing logs and JSON into OUTDIR and a summary last.
+# and the device copy), and the NCCL backend's collectives (one rank), writing logs and JSON into
+# OUTDIR and a summary last.
 set -uo pipefail
-out=${1:?usage: tools/gpu/check.sh OUTDIR}
+out=${1:?usage: tools/gpu/check.sh OUTDIR [PART ...]}
+shift
+parts=" ${*:-tests bench sanitize nccl} "
+want() { [[ $parts == *" $1 "* ]]; }
 mkdir -p "$out"
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
@@ -31,7 +35,7 @@ start=$(date +%s)
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$torch_prefix" \
   -DPKG_CONFIG_EXECUTABLE="$pc" -DASCLEPIUS_CUDA_ARCHITECTURES=90 -DASCLEPIUS_PYTHON=python3 \
   >"$out/configure.log" 2>&1 &&
-  cmake --build build-gpu -j"$(nproc)" --target test_trainer bench_fused_adamw_gpu -- -k 0 \
+  cmake --build build-gpu -j"$(nproc)" --target test_trainer bench_fused_adamw_gpu comm_main -- -k 0 \
     >"$out/build.log" 2>&1
 rc=$?
 note "build: rc=$rc in $(($(date +%s) - start)) s"
@@ -45,13 +49,21 @@ cuobjdump --dump-sass build-gpu/trainer/libasclepius_kernels_device.a 2>&1 |
   grep -oE "(LDG|STG)\.E[.A-Z0-9]*" | sort | uniq -c >"$out/sass_mem_ops.txt"
 note "global loads/stores in the kernels' SASS: $(tr -s ' \n' ' ' <"$out/sass_mem_ops.txt")"
 
+if want nccl; then
+  grep -E "NCCL backend" "$out/configure.log" | tee -a "$summary"
+  timeout 120 mpirun -np 1 build-gpu/bin/comm_main collectives cuda >"$out/nccl.log" 2>&1
+  note "NCCL collectives (1 rank): rc=$? $(grep -E 'collectives, [0-9]+ failures' "$out/nccl.log")"
+  grep -E "FAIL|error" "$out/nccl.log" | head -5 | tee -a "$summary"
+fi
+want tests && {
 timeout 300 build-gpu/bin/test_trainer \
   --gtest_filter='FusedAdamW.*:FlatAdamW.*:*FlatVsReference*' >"$out/test_cuda.log" 2>&1
 note "CUDA tests: rc=$? ($(grep -cE '^\[       OK \]' "$out/test_cuda.log") ok," \
   "$(grep -cE '^\[  SKIPPED \] [A-Z]' "$out/test_cuda.log") skipped," \
   "$(grep -cE '^\[  FAILED  \] [A-Z]' "$out/test_cuda.log") failed)"
 grep -E 'relative difference|FAILED|Failure' "$out/test_cuda.log" | head -20 | tee -a "$summary"
-
+}
+if want bench; then
 for n in 100000000 1000000000; do
   PYTHONUNBUFFERED=1 timeout 240 python3 tools/bench/fused_adamw_gpu.py \
     --bench build-gpu/bin/bench_fused_adamw_gpu --numel $n --iters 30 \
@@ -67,12 +79,15 @@ print(f"  ours {r['ours_ms']:.3f} ms = {r['ours_GBps']:.0f} GB/s ({r['fraction_o
       f" norm+clip {r['ours_with_norm_clip_GBps']:.0f} GB/s")
 PY
 done
+fi
 
+want sanitize && {
 timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 build-gpu/bin/test_trainer \
   --gtest_filter='FusedAdamW.CudaKernelEqualsCpuLoop' >"$out/memcheck.log" 2>&1
 note "compute-sanitizer memcheck: rc=$? $(grep -E 'ERROR SUMMARY' "$out/memcheck.log" | tail -1)"
 timeout 150 compute-sanitizer --tool racecheck --error-exitcode 9 build-gpu/bin/test_trainer \
   --gtest_filter='FusedAdamW.CudaKernelEqualsCpuLoop' >"$out/racecheck.log" 2>&1
 note "compute-sanitizer racecheck: rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/racecheck.log" | tail -1)"
+}
 echo "=== summary ==="
 cat "$summary"
