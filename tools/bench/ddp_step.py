@@ -1,7 +1,7 @@
 """Two-rank data-parallel training step on CPU: asclepius (mpirun, parallel.mode ddp and fsdp)
 against PyTorch DistributedDataParallel (gloo) training transformers' LlamaForCausalLM with the same
 config, global batch, sequence and threads per rank, in the same run; plus fsdp's overhead against
-our ddp. Median step time after `--warmup` steps; the peer is run with glibc defaults (as people
+our ddp. Median step time after `--warmup` steps, then the median over `--rounds` alternating rounds; the peer is run with glibc defaults (as people
 run it) and with the host-memory settings we apply at start-up (MALLOC_* variables).
 
 Usage: ddp_step.py --bin build/bin/asclepius [--preset small] [--seq 256] [--global-batch 8]
@@ -52,12 +52,19 @@ def main():
     ap.add_argument("--preset", default="small")
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--global-batch", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=8)
-    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--json")
     a = ap.parse_args()
-    res = {"ours_ddp_s": ours(a, "ddp"), "ours_fsdp_s": ours(a, "fsdp"),
-           "torch_ddp_gloo_s": peer(a, False), "torch_ddp_gloo_tuned_s": peer(a, True)}
+    sides = {"ours_ddp_s": lambda: ours(a, "ddp"), "ours_fsdp_s": lambda: ours(a, "fsdp"),
+             "torch_ddp_gloo_s": lambda: peer(a, False), "torch_ddp_gloo_tuned_s": lambda: peer(a, True)}
+    samples = {k: [] for k in sides}
+    for _ in range(a.rounds):  # sides alternate within each round
+        for k, f in sides.items():
+            samples[k].append(f())
+    res = {k: statistics.median(v) for k, v in samples.items()}
+    res["samples"] = samples
     res.update(speedup_ddp=res["torch_ddp_gloo_s"] / res["ours_ddp_s"],
                speedup_fsdp=res["torch_ddp_gloo_s"] / res["ours_fsdp_s"],
                speedup_ddp_vs_tuned=res["torch_ddp_gloo_tuned_s"] / res["ours_ddp_s"],
