@@ -9,7 +9,8 @@
 // arrive within the timeout makes each waiting rank print ONE line naming the collective, its
 // sequence number and the ranks that have not arrived, and exit non-zero (see kCommExitCode) —
 // never a silent hang. A stop signal that arrives while a rank waits (mpirun tearing the job
-// down after another rank died) ends the wait the same way.
+// down after another rank died, or a graceful stop) is reported at once in one line naming the
+// collective; the wait goes on (a graceful stop must still finish the step and save).
 //
 // Ranks must issue the same collectives in the same order, from one thread.
 #pragma once

@@ -14,6 +14,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
+#include <exception>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -75,8 +77,40 @@ constexpr int64_t kThreadedAllReduceBytes = 64 << 10;
 
 struct TaskState {
   std::atomic<int> rc{-1};  // the MPI return code once done
+  std::string error;        // set (before rc) when the task threw
   std::mutex mu;
   std::condition_variable cv;
+  void finish(int code, std::string what = {}) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      error = std::move(what);
+      rc.store(code);
+    }
+    cv.notify_all();
+  }
+};
+
+// The communication thread's queue: blocking MPI calls in submission order. Shared with the
+// thread, so a communicator torn down by an exception can leave the thread behind (detached, its
+// task perhaps blocked forever) without it touching freed memory.
+struct CommQueue {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::function<void()>> tasks;
+  bool stopping = false;
+  static void run(const std::shared_ptr<CommQueue>& q) {
+    for (;;) {
+      std::function<void()> task;
+      {
+        std::unique_lock<std::mutex> lock(q->mu);
+        q->cv.wait(lock, [&] { return q->stopping || !q->tasks.empty(); });
+        if (q->tasks.empty()) return;  // stopping, nothing left
+        task = std::move(q->tasks.front());
+        q->tasks.pop_front();
+      }
+      task();
+    }
+  }
 };
 
 class ThreadWork final : public Work {
@@ -105,6 +139,11 @@ class MpiWork final : public Work {
         bytes_(bytes),
         keep_(std::move(keep)),
         after_(std::move(after)) {}
+  // Not completed (an exception unwinds past it): MPI may still write into the buffers and a
+  // collective cannot be cancelled, so they are deliberately leaked rather than freed.
+  ~MpiWork() override {
+    if (!done_ && req_ != MPI_REQUEST_NULL) new std::vector<at::Tensor>(std::move(keep_));
+  }
   void wait() override;
   bool test() override;
 
@@ -128,16 +167,26 @@ class MpiCommunicator final : public Communicator {
     MPI_Comm_set_errhandler(thread_comm_, MPI_ERRORS_RETURN);
     MPI_Comm_rank(coll_, &rank_);
     MPI_Comm_size(coll_, &size_);
+    // Every rank must take the same path: agree on the setting (native if any rank asks).
     const char* rs = std::getenv("ASCLEPIUS_MPI_REDUCE_SCATTER");
-    rs_via_all_reduce_ = !(rs && std::string(rs) == "native");
-    worker_ = std::thread([this] { run_worker(); });
+    int via = !(rs && std::string(rs) == "native");
+    mpi_check(MPI_Allreduce(MPI_IN_PLACE, &via, 1, MPI_INT, MPI_MIN, coll_), "MPI_Allreduce");
+    rs_via_all_reduce_ = via != 0;
+    queue_ = std::make_shared<CommQueue>();
+    worker_ = std::thread([q = queue_] { CommQueue::run(q); });
   }
   ~MpiCommunicator() override {
+    const bool unwinding = std::uncaught_exceptions() > 0;
     {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopping_ = true;
+      std::lock_guard<std::mutex> lock(queue_->mu);
+      queue_->stopping = true;
+      if (unwinding) queue_->tasks.clear();
     }
-    cv_.notify_one();
+    queue_->cv.notify_one();
+    if (unwinding) {  // a task may be blocked on a peer that is gone: leave it and MPI alone
+      worker_.detach();
+      return;
+    }
     worker_.join();
     int fin = 0;
     MPI_Finalized(&fin);
@@ -163,13 +212,9 @@ class MpiCommunicator final : public Communicator {
       const MPI_Op op = mpi_op(o.op);
       const int n = count_of(t.numel(), "all_reduce");
       at::Tensor keep = t;
-      enqueue([this, keep, done, ty, op, n] {
-        const int rc = MPI_Allreduce(MPI_IN_PLACE, keep.data_ptr(), n, ty, op, thread_comm_);
-        {
-          std::lock_guard<std::mutex> lock(done->mu);
-          done->rc.store(rc);
-        }
-        done->cv.notify_all();
+      const MPI_Comm comm = thread_comm_;
+      enqueue([keep, done, ty, op, n, comm] {
+        done->finish(MPI_Allreduce(MPI_IN_PLACE, keep.data_ptr(), n, ty, op, comm));
       });
       return std::make_shared<ThreadWork>(this, done, "all_reduce", seq, t.nbytes());
     }
@@ -200,15 +245,17 @@ class MpiCommunicator final : public Communicator {
       const MPI_Op op = mpi_op(o.op);
       const int n = count_of(in.numel(), "reduce_scatter");
       const int64_t r = rank_;
-      enqueue([this, src, dst, done, ty, op, n, r]() mutable {
-        at::Tensor tmp = src.clone();
-        const int rc = MPI_Allreduce(MPI_IN_PLACE, tmp.data_ptr(), n, ty, op, thread_comm_);
-        if (rc == MPI_SUCCESS) dst.copy_(tmp.narrow(0, r * dst.numel(), dst.numel()).view_as(dst));
-        {
-          std::lock_guard<std::mutex> lock(done->mu);
-          done->rc.store(rc);
+      const MPI_Comm comm = thread_comm_;
+      enqueue([src, dst, done, ty, op, n, r, comm]() mutable {
+        try {
+          at::Tensor tmp = src.reshape({-1}).clone();
+          const int rc = MPI_Allreduce(MPI_IN_PLACE, tmp.data_ptr(), n, ty, op, comm);
+          if (rc == MPI_SUCCESS)
+            dst.copy_(tmp.narrow(0, r * dst.numel(), dst.numel()).view_as(dst));
+          done->finish(rc);
+        } catch (const std::exception& e) {
+          done->finish(MPI_ERR_OTHER, e.what());
         }
-        done->cv.notify_all();
       });
       return std::make_shared<ThreadWork>(this, done, "reduce_scatter", seq, in.nbytes());
     }
@@ -280,6 +327,7 @@ class MpiCommunicator final : public Communicator {
       board_.drain();
       const int rc = done.rc.load();
       if (rc >= 0) {
+        if (!done.error.empty()) ASC_FAIL("{} #{}: {}", op, seq, done.error);
         mpi_check(rc, op);
         return;
       }
@@ -308,31 +356,15 @@ class MpiCommunicator final : public Communicator {
 
   void enqueue(std::function<void()> task) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
-      tasks_.push_back(std::move(task));
+      std::lock_guard<std::mutex> lock(queue_->mu);
+      queue_->tasks.push_back(std::move(task));
     }
-    cv_.notify_one();
-  }
-  void run_worker() {
-    for (;;) {
-      std::function<void()> task;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
-        if (tasks_.empty()) return;  // stopping, nothing left
-        task = std::move(tasks_.front());
-        tasks_.pop_front();
-      }
-      task();
-    }
+    queue_->cv.notify_one();
   }
 
   MPI_Comm coll_ = MPI_COMM_NULL, thread_comm_ = MPI_COMM_NULL;
+  std::shared_ptr<CommQueue> queue_;
   std::thread worker_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> tasks_;
-  bool stopping_ = false;
   bool rs_via_all_reduce_ = true;
   int rank_ = 0, size_ = 1;
   double timeout_;

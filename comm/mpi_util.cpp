@@ -16,9 +16,8 @@
 namespace asc::comm {
 
 constexpr int kNoticeTag = 7;
-// How long a collective may still complete after a stop signal arrived (a preemption signal on a
-// healthy job does not end a collective that is about to finish); mpirun follows its SIGTERM
-// with SIGKILL about a second later, so this must be well under that.
+// A wait shorter than this is not worth a line when a stop signal arrives during it (mpirun
+// follows its SIGTERM with SIGKILL about a second later, so this must be well under that).
 constexpr double kSignalGraceS = 0.2;
 
 void mpi_check(int rc, const char* what) {
@@ -119,14 +118,21 @@ Deadline::Deadline(const ArrivalBoard& board, const char* op, int64_t seq, int64
 
 void Deadline::check() {
   const double t = now_s();
-  if (stop_signal() != 0 && signal_at_ < 0) signal_at_ = t;
-  if (signal_at_ >= 0 && t - signal_at_ > kSignalGraceS)
-    comm_fatal(board_.rank(), board_.size(),
-               fmt::format("{} #{} ({} bytes) interrupted by {} after waiting {:.1f} s: the "
-                           "launcher is ending the job (if another rank failed, its message says "
-                           "why){}",
-                           op_, seq_, bytes_, signal_name(stop_signal()), t - start_,
-                           board_.missing_text(seq_)));
+  // A stop signal while waiting is either a graceful stop (the collective completes, the step
+  // ends, the run saves) or the launcher ending the job after a rank died (SIGKILL follows
+  // within about a second). Say so at once, once per process, and keep waiting: the line is
+  // then out in the second case and harmless in the first; the deadline still applies.
+  static bool told = false;
+  if (stop_signal() != 0 && !told && t - start_ > kSignalGraceS) {
+    told = true;
+    std::fprintf(stderr,
+                 "asclepius: rank %d of %d: %s #%lld (%lld bytes) interrupted by %s while waiting "
+                 "%.1f s%s; waiting on (a graceful stop finishes the step; if the launcher is "
+                 "ending the job, another rank failed: see its message)\n",
+                 board_.rank(), board_.size(), op_, (long long)seq_, (long long)bytes_,
+                 signal_name(stop_signal()), t - start_, board_.missing_text(seq_).c_str());
+    std::fflush(stderr);
+  }
   if (t - start_ > timeout_)
     comm_fatal(board_.rank(), board_.size(),
                fmt::format("{} #{} ({} bytes) timed out after {:.0f} s (parallel.timeout_s){}", op_,

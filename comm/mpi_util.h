@@ -42,8 +42,8 @@ class ArrivalBoard {
   std::deque<Notice> sends_;
 };
 
-// The waiting policy: call poll() until it returns true (done). Fails the process (comm_fatal)
-// past the timeout, or 0.2 s after a stop signal arrived while waiting.
+// The waiting policy, checked between polls: fails the process (comm_fatal) past the timeout; a
+// stop signal during a wait is reported at once (one line per process) but does not end it.
 class Deadline {
  public:
   Deadline(const ArrivalBoard& board, const char* op, int64_t seq, int64_t bytes, double timeout_s);

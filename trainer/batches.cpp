@@ -28,6 +28,11 @@ class SampledBatches : public Batches {
         seed_(uint64_t(r.train.seed)),
         channel_(r.world_size > 1 ? &mpi_world_channel() : &local_) {}
   int64_t steps_per_epoch() const override { return sampler_->steps_per_epoch(); }
+  void start_at(int64_t step) override {
+    const int64_t spe = sampler_->steps_per_epoch();
+    sampler_->restore({step / spe, (step % spe) * global_});
+    next_step_ = step;
+  }
   GlobalBatch global_batch(int64_t step) override {
     ASC_CHECK(step == next_step_, "batches are taken in order: asked for step {}, next is {}", step,
               next_step_);
@@ -219,9 +224,9 @@ std::unique_ptr<Batches> make_batches(const Recipe& r, const LlamaConfig& model)
   return std::make_unique<CorpusWindowBatches>(r, model);
 }
 
-Prefetcher::Prefetcher(Batches& batches, int64_t total_steps)
+Prefetcher::Prefetcher(Batches& batches, int64_t first_step, int64_t total_steps)
     : batches_(batches), total_(total_steps) {
-  if (total_ > 0) launch(0);
+  if (first_step < total_) launch(first_step);
 }
 
 GlobalBatch Prefetcher::next(int64_t step, double* wait_s) {

@@ -34,6 +34,9 @@ class Batches {
   virtual int64_t steps_per_epoch() const = 0;
   // The global batch of `step`; steps are taken in order.
   virtual GlobalBatch global_batch(int64_t step) = 0;
+  // Resume: the next global batch is that of `step` (the sample order is seeded per epoch and
+  // independent of the world size, so the data state follows from the step alone).
+  virtual void start_at(int64_t step) = 0;
 };
 
 // Checks the corpus against the recipe and the model (stage, tokenizer checksum, vocabulary,
@@ -42,7 +45,7 @@ std::unique_ptr<Batches> make_batches(const Recipe& r, const LlamaConfig& model)
 
 class Prefetcher {
  public:
-  Prefetcher(Batches& batches, int64_t total_steps);
+  Prefetcher(Batches& batches, int64_t first_step, int64_t total_steps);
   Prefetcher(const Prefetcher&) = delete;  // the background task holds `this`
   Prefetcher& operator=(const Prefetcher&) = delete;
   // The batch of `step` (in order); wait_s = how long the caller waited for it.

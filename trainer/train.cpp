@@ -11,6 +11,8 @@
 #include <ATen/Parallel.h>
 #include <torch/autograd.h>
 #include <torch/utils.h>
+#include <nlohmann/json.hpp>
+#include <yaml-cpp/yaml.h>
 
 #include "checkpoint/hf_io.h"
 #include "common/error.h"
@@ -85,6 +87,43 @@ std::set<std::pair<int64_t, int>> nan_faults() {
   return out;
 }
 
+// Resuming: the recipe must not change what is computed. Logging, checkpointing, the parallel
+// layout (mode, world size, checkpointing) and threads may change, and are noted.
+void check_resume_compatible(const Recipe& r, const std::string& saved_path, bool talk) {
+  const YAML::Node now = YAML::Load(recipe_to_yaml(r));
+  YAML::Node saved;
+  try {
+    saved = YAML::LoadFile(saved_path);
+  } catch (const YAML::Exception& e) {
+    ASC_FAIL("{}: cannot read the resumed run's recipe: {}", saved_path, e.what());
+  }
+  auto value = [](const YAML::Node& root, const std::string& key) -> std::string {
+    const size_t dot = key.find('.');
+    const YAML::Node sec = root[key.substr(0, dot)];
+    if (!sec || !sec.IsMap()) return "";
+    const YAML::Node v = sec[key.substr(dot + 1)];
+    if (!v || v.IsNull()) return "";
+    return YAML::Dump(v);
+  };
+  static const std::set<std::string> harmless = {"train.threads", "train.cache_host_memory",
+                                                 "train.max_bad_steps", "train.optimizer"};
+  for (const std::string& key : recipe_keys()) {
+    const std::string a = value(now, key), b = value(saved, key);
+    if (a == b) continue;
+    const bool free = harmless.count(key) || key.rfind("logging.", 0) == 0 ||
+                      key.rfind("checkpoint.", 0) == 0 || key.rfind("parallel.", 0) == 0;
+    if (!free)
+      ASC_FAIL_HINT("resume with the run's own value, or start a new run (a new checkpoint.dir)",
+                    "{}: {} is {} but the run being resumed used {} ({}); that changes what is "
+                    "trained, so the run cannot continue with it",
+                    r.where(key), key, a.empty() ? "unset" : a, b.empty() ? "unset" : b,
+                    saved_path);
+    if (talk && key.rfind("checkpoint.", 0) != 0)
+      fmt::print(stderr, "note: resuming with {} = {} (the run used {})\n", key,
+                 a.empty() ? "unset" : a, b.empty() ? "unset" : b);
+  }
+}
+
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -99,14 +138,16 @@ BatchLoss accumulate_gradients(LlamaForCausalLM& model, Optimizer& opt, const Gl
   int64_t micro = int64_t(batch.size());
   if (comm) {
     at::Tensor counts = at::tensor({out.targets, out.tokens}, at::kLong);
-    at::Tensor most = at::tensor({micro}, at::kLong);
+    at::Tensor most = at::tensor({micro, -micro}, at::kLong);  // max, and -min
     comm->all_reduce(counts)->wait();
     comm->all_reduce(most, {comm::ReduceOp::kMax})->wait();
     out.targets = counts[0].item<int64_t>(), out.tokens = counts[1].item<int64_t>();
     micro = most[0].item<int64_t>();
+    // Decided on agreed values, so every rank fails alike instead of one leaving the others.
+    ASC_CHECK(most[1].item<int64_t>() < 0, "a rank received no micro-batch for this step");
   }
   ASC_CHECK(out.targets > 0, "a global batch without target tokens (all labels -100)");
-  ASC_CHECK(!batch.empty(), "a rank received no micro-batch");
+  ASC_CHECK(!batch.empty(), "no micro-batch for this step");
   for (int64_t i = 0; i < micro; ++i) {
     const bool last = i + 1 == micro;
     at::Tensor labels, ids;
@@ -159,17 +200,32 @@ TrainResult train(const Recipe& r) {
   LrSchedule sched{r.train.lr_schedule, r.train.lr,
                    warmup_steps_from_ratio(total_steps, r.train.warmup_ratio), total_steps};
 
-  // --- run directory (checked by every rank, written by rank 0) -------------------------------
+  // --- run directory: new, or resumed (checked by every rank, written by rank 0) -------------
   const std::string run_dir = r.checkpoint.dir;
-  if (std::filesystem::exists(run_dir + "/latest"))
-    ASC_FAIL_HINT(
-        "choose a new checkpoint.dir or remove the old run (resume is not implemented yet)",
-        "{}: run directory {} already holds checkpoints (latest: {})", r.where("checkpoint.dir"),
-        run_dir, resolve_model_dir(run_dir));
+  int64_t first_step = 0;
+  if (std::filesystem::exists(run_dir + "/latest")) {
+    const std::string step_dir = resolve_model_dir(run_dir);
+    if (r.checkpoint.resume != "auto")
+      ASC_FAIL_HINT("continue it with checkpoint.resume=auto, or choose a new checkpoint.dir",
+                    "{}: run directory {} already holds checkpoints (latest: {})",
+                    r.where("checkpoint.dir"), run_dir, step_dir);
+    check_resume_compatible(r, run_dir + "/recipe.yaml", rank == 0);
+    nlohmann::json info;
+    try {
+      info = nlohmann::json::parse(read_file(step_dir + "/trainer_state.json"));
+      first_step = info.at("step").get<int64_t>();
+    } catch (const nlohmann::json::exception& e) {
+      ASC_FAIL("{}/trainer_state.json: no readable step: {}", step_dir, e.what());
+    }
+    opt->load_state(load_optimizer_state(step_dir, hf_named_tensors(model)));
+    data.start_at(first_step);
+    if (rank == 0)
+      fmt::print(stderr, "resuming {} at step {} of {}\n", step_dir, first_step, total_steps);
+  }
   std::unique_ptr<MetricsLogger> metrics;
   if (rank == 0) {
     std::filesystem::create_directories(run_dir);
-    write_file_atomic(run_dir + "/recipe.yaml", recipe_to_yaml(r));
+    if (first_step == 0) write_file_atomic(run_dir + "/recipe.yaml", recipe_to_yaml(r));
     metrics = std::make_unique<MetricsLogger>(run_dir, r.logging.tensorboard, r.logging.progress);
   }
   const double flops_per_token = config.train_flops_per_token(r.data.seq_len);
@@ -201,8 +257,10 @@ TrainResult train(const Recipe& r) {
   int64_t tokens_seen = 0, bad_in_a_row = 0;
   const auto faults = nan_faults();
   int stopped = 0;
-  Prefetcher prefetch(data, total_steps);
-  for (int64_t k = 0; k < total_steps; ++k) {
+  result.steps = first_step;
+  if (first_step >= total_steps) return result;  // already complete: nothing to do or save
+  Prefetcher prefetch(data, first_step, total_steps);
+  for (int64_t k = first_step; k < total_steps; ++k) {
     const double t0 = now_s();
     double data_wait_s = 0;
     const GlobalBatch batch = prefetch.next(k, &data_wait_s);

@@ -223,6 +223,7 @@ class Schema {
       return v.empty() ? "must name the run directory" : nullptr;
     });
     add("checkpoint.every_steps", r_.checkpoint.every_steps, non_negative<int64_t>());
+    add("checkpoint.resume", r_.checkpoint.resume, one_of({"never", "auto"}));
 
     add<bool>("logging.tensorboard", r_.logging.tensorboard);
     add<bool>("logging.progress", r_.logging.progress);

@@ -68,6 +68,9 @@ struct Recipe {
   struct Checkpoint {
     std::string dir = "runs/demo";  // the run directory
     int64_t every_steps = 0;        // 0 = only at the end
+    // never: a run directory that already holds checkpoints is refused; auto: continue from its
+    // newest checkpoint (same world size or not), refusing recipe changes that alter the math.
+    std::string resume = "never";
   } checkpoint;
   struct Logging {
     bool tensorboard = false;

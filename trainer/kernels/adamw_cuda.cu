@@ -120,7 +120,11 @@ __global__ void __launch_bounds__(kThreads)
   const bool decay = seg.decay != 0;
 
   float scale = grad_scale;
-  if (norm_sq && max_norm > 0.f) scale *= fminf(1.f, __fdiv_rn(max_norm, sqrtf(*norm_sq) + 1e-6f));
+  if (norm_sq) {
+    const float nsq = *norm_sq;
+    if (!isfinite(nsq)) return;  // a NaN/Inf gradient: the step is skipped, nothing changes
+    if (max_norm > 0.f) scale *= fminf(1.f, __fdiv_rn(max_norm, sqrtf(nsq) + 1e-6f));
+  }
 
   auto one = [&](int64_t i) {
     adamw_element(w[i], m[i], v[i], grad_at<kBf16Grad>(g32, g16, i) * scale, s, decay);

@@ -36,7 +36,8 @@ void fused_adamw_cpu(const FusedAdamWArgs& a);
 // CUDA (all pointers on the device; stream = cudaStream_t or null for the default stream).
 // grad_sq_norm_cuda writes the sum of squares into *d_norm_sq (device float) without a host
 // sync; fused_adamw_cuda reads it there and applies clip = min(1, max_norm / (sqrt(.) + 1e-6))
-// (max_norm <= 0: no clipping) times a.grad_scale, in one launch over all segments.
+// (max_norm <= 0: no clipping) times a.grad_scale, in one launch over all segments; a norm that
+// is not finite leaves every buffer unchanged (the step is skipped).
 // Built only with CUDA (kernels/adamw_cuda.cu); otherwise these throw "built without CUDA".
 bool cuda_kernels_built();
 void grad_sq_norm_cuda(const FusedAdamWArgs& a, float* d_norm_sq, void* stream);

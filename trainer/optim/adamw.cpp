@@ -64,6 +64,7 @@ double AdamW::grad_norm() const {
 
 double AdamW::clip_and_step(double lr, double max_grad_norm) {
   const double norm = grad_norm();
+  if (!std::isfinite(norm)) return norm;  // skipped: nothing changes
   step(lr, clip_factor(norm, max_grad_norm));
   return norm;
 }

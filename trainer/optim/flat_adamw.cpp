@@ -65,7 +65,7 @@ void FlatAdamW::accumulate_grads(bool last) {
 }
 
 double FlatAdamW::clip_and_step(double lr, double max_grad_norm) {
-  ++step_;
+  ++step_;  // undone below when the norm is not finite (the update is then skipped)
   kernels::FusedAdamWArgs a;
   a.master = master_.data_ptr<float>();
   a.exp_avg = m_.data_ptr<float>();
@@ -87,10 +87,17 @@ double FlatAdamW::clip_and_step(double lr, double max_grad_norm) {
     // Norm, clip factor and update stay on the device (one stream, no host sync); the norm is
     // read back afterwards, for the log only.
     kernels::grad_sq_norm_cuda(a, norm_sq_.data_ptr<float>(), nullptr);
+    // The kernel leaves everything unchanged when the norm is not finite.
     kernels::fused_adamw_cuda(a, norm_sq_.data_ptr<float>(), float(max_grad_norm), nullptr);
-    return std::sqrt(double(norm_sq_.item<float>()));
+    const double norm = std::sqrt(double(norm_sq_.item<float>()));
+    if (!std::isfinite(norm)) --step_;
+    return norm;
   }
   const double norm = std::sqrt(kernels::grad_sq_norm_cpu(a));
+  if (!std::isfinite(norm)) {
+    --step_;
+    return norm;
+  }
   a.grad_scale = float(clip_factor(norm, max_grad_norm));
   kernels::fused_adamw_cpu(a);
   return norm;

@@ -59,6 +59,8 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
     // gradients (+ their fp32 copy for the reduction in bf16).
     p.gathered_peak = (2 * root + 3 * layer) * es + (bf16 ? (root + layer) * 4 : 0);
   }
+  // The MPI backend reduce-scatters through an all-reduce of an fp32 copy of the unit.
+  if (sharded && W > 1) p.gathered_peak += largest * 4;
   // Activations (estimates): per layer the tensors autograd saves — the layer input, two norm
   // outputs, q/k/v, the attention output, the residual, gate, up, silu(gate) and their product —
   // plus the attention probabilities of the math kernel (B·heads·T² elements).
@@ -94,7 +96,7 @@ std::string format_plan(const MemoryPlanInput& in, const MemoryPlan& p, double g
   row("model state", p.model_state());
   s += "per rank, transient:\n";
   row("largest all-gather buffer", p.largest_gather);
-  row("gathered units at once (fsdp)", p.gathered_peak);
+  row("gathered units + reduction buffers", p.gathered_peak);
   row("activations as configured", p.activations_ckpt, "estimate, one micro-batch");
   row("activations without checkpointing", p.activations_full, "estimate, one micro-batch");
   row("logits + their gradient (fp32)", p.logits);

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Resume (checkpoint.resume: auto) from the newest checkpoint: at the same world size the losses
+# and the final weights and AdamW state are bit-identical to an uninterrupted run (one process and
+# 2-rank fsdp); at another world size and mode they agree within fp32 tolerance; a recipe change
+# that alters the math is refused naming the key; an existing run without resume=auto is refused.
+# Usage: resume_test.sh ASCLEPIUS PYTHON
+set -uo pipefail
+bin=$1 py=$2
+here=$(cd "$(dirname "$0")" && pwd)
+recipe=$here/../../recipes/demo/tiny.yaml
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+check() { if eval "$2"; then echo "ok: $1"; else echo "FAILED: $1"; fail=1; fi; }
+common=(train.max_steps=10 checkpoint.every_steps=5 train.threads=1 logging.progress=false
+        logging.tensorboard=false train.weight_decay=0.1)
+# A run directory cut back to its step-5 checkpoint, as an interrupted run leaves it.
+cut_to_5() {
+  cp -r "$1" "$2"
+  rm -rf "$2/step-0000010"
+  echo step-0000005 >"$2/latest"
+  head -n 5 "$1/metrics.jsonl" >"$2/metrics.jsonl"
+}
+same_bits() {
+  cmp -s "$1/step-0000010/model.safetensors" "$2/step-0000010/model.safetensors" &&
+    cmp -s "$1/step-0000010/optimizer.safetensors" "$2/step-0000010/optimizer.safetensors" &&
+    cmp -s "$1/metrics.jsonl.losses" "$2/metrics.jsonl.losses"
+}
+losses() { "$py" -c "import json,sys; [print(json.loads(l)['loss']) for l in open(sys.argv[1])]" "$1/metrics.jsonl" >"$1/metrics.jsonl.losses"; }
+
+for launch in "one:" "fsdp2:mpirun -np 2"; do
+  name=${launch%%:*} pre=${launch#*:}
+  extra=()
+  [[ $name == fsdp2 ]] && extra=(parallel.mode=fsdp)
+  $pre "$bin" train "$recipe" "${common[@]}" "${extra[@]}" checkpoint.dir="$tmp/$name-full" >/dev/null 2>&1 ||
+    { echo "FAILED: $name uninterrupted run"; fail=1; continue; }
+  cut_to_5 "$tmp/$name-full" "$tmp/$name-resumed"
+  $pre "$bin" train "$recipe" "${common[@]}" "${extra[@]}" checkpoint.dir="$tmp/$name-resumed" \
+    checkpoint.resume=auto >"$tmp/$name.log" 2>&1
+  rc=$?
+  cat "$tmp/$name.log"
+  losses "$tmp/$name-full"; losses "$tmp/$name-resumed"
+  check "$name: resumed run completes" "[[ $rc == 0 ]] && grep -q 'resuming .*step-0000005 at step 5 of 10' $tmp/$name.log"
+  check "$name: losses, weights and AdamW state bit-identical to the uninterrupted run" "same_bits $tmp/$name-full $tmp/$name-resumed"
+done
+
+# Another world size and mode: 2-rank zero2 resumes the one-process run's step 5.
+cut_to_5 "$tmp/one-full" "$tmp/cross"
+mpirun -np 2 "$bin" train "$recipe" "${common[@]}" parallel.mode=zero2 checkpoint.dir="$tmp/cross" \
+  checkpoint.resume=auto >"$tmp/cross.log" 2>&1
+check "one process -> 2-rank zero2: completes" "[[ $? == 0 ]]"
+grep -q "note: resuming with parallel.mode" "$tmp/cross.log"
+check "one process -> 2-rank zero2: notes the changed parallel.mode" "[[ $? == 0 ]]"
+"$py" "$here/compare_runs.py" --rtol 1e-5 "$tmp/one-full" "$tmp/cross" || fail=1
+
+# A change that alters the math is refused, naming the key; a used run dir needs resume=auto.
+cut_to_5 "$tmp/one-full" "$tmp/refuse"
+"$bin" train "$recipe" "${common[@]}" checkpoint.dir="$tmp/refuse" checkpoint.resume=auto \
+  train.global_batch_size=32 >"$tmp/refuse.log" 2>&1
+rc=$?
+cat "$tmp/refuse.log"
+check "changed global batch: refused" "[[ $rc == 1 ]] && grep -q 'train.global_batch_size is 32 but the run being resumed used 16' $tmp/refuse.log"
+"$bin" train "$recipe" "${common[@]}" checkpoint.dir="$tmp/refuse" >"$tmp/again.log" 2>&1
+rc=$?
+cat "$tmp/again.log"
+check "existing run without resume=auto: refused with the hint" "[[ $rc == 1 ]] && grep -q 'checkpoint.resume=auto' $tmp/again.log"
+exit $fail
