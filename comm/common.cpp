@@ -1,5 +1,6 @@
 #include <cstdint>
 #include <cstdlib>
+#include <initializer_list>
 #include <string>
 
 #include "comm/communicator.h"
@@ -7,32 +8,30 @@
 
 namespace asc::comm {
 
-int64_t launched_world_size() {
-  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"}) {
+namespace {
+// The first of `vars` that is set, as a number; `fallback` when none is.
+int64_t first_env_number(std::initializer_list<const char*> vars, int64_t fallback) {
+  for (const char* var : vars) {
     const char* v = std::getenv(var);
-    if (v && *v) {
-      try {
-        return std::stoll(v);
-      } catch (const std::exception&) {
-        ASC_FAIL("environment: {}='{}' is not a number", var, v);
-      }
+    if (!v || !*v) continue;
+    try {
+      return std::stoll(v);
+    } catch (const std::exception&) {
+      ASC_FAIL("environment: {}='{}' is not a number", var, v);
     }
   }
-  return 1;
+  return fallback;
+}
+}  // namespace
+
+int64_t launched_world_size() {
+  // Per launched job step, not per allocation (SLURM_NTASKS describes the whole sbatch job).
+  return first_env_number({"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"}, 1);
 }
 
 int local_rank() {
-  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID"}) {
-    const char* v = std::getenv(var);
-    if (v && *v) {
-      try {
-        return std::stoi(v);
-      } catch (const std::exception&) {
-        ASC_FAIL("environment: {}='{}' is not a number", var, v);
-      }
-    }
-  }
-  return 0;
+  return int(
+      first_env_number({"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID"}, 0));
 }
 
 std::unique_ptr<Communicator> make_communicator(const c10::Device& device, double timeout_s) {

@@ -78,4 +78,20 @@ for sig in KILL STOP; do
   check "SIG$sig of rank 1 mid-training: rank 0 names the collective" \
     "grep -qE 'rank 0 of 2: [a-z_]+ #[0-9]+ \\([0-9]+ bytes\\) (timed out|interrupted)' $tmp/$sig.log"
 done
+# A graceful stop (Slurm's --signal=USR1@T) delivered to one rank only: every rank stops after
+# the same step, the checkpoint is saved and `latest` names it.
+timeout 120 mpirun -np 2 "$bin" train "$recipe" "${common[@]}" parallel.mode=fsdp \
+  train.max_steps=100000 checkpoint.dir="$tmp/usr1" >"$tmp/usr1.log" 2>&1 &
+mp=$!
+for _ in $(seq 300); do [[ -s $tmp/usr1/metrics.jsonl ]] && break; sleep 0.1; done
+sleep 1
+kill -USR1 "$(rank_pid "checkpoint.dir=$tmp/usr1" 0)"
+wait $mp
+rc=$?
+cat "$tmp/usr1.log"
+steps=$(wc -l <"$tmp/usr1/metrics.jsonl")
+check "SIGUSR1 to rank 0: the job stops (exit $rc)" "[[ $rc != 0 && $rc != 124 ]]"
+check "SIGUSR1 to rank 0: checkpoint of the last step ($steps) is latest" "grep -qx \"\$(printf 'step-%07d' $steps)\" $tmp/usr1/latest && [[ -f $tmp/usr1/\$(printf 'step-%07d' $steps)/optimizer.safetensors ]]"
+check "SIGUSR1 to rank 0: says so" "grep -q 'stopped by SIGUSR1 after step $steps; checkpoint saved' $tmp/usr1.log"
+check "SIGUSR1 to rank 0: no rank timed out" "! grep -q 'timed out' $tmp/usr1.log"
 exit $fail
