@@ -26,6 +26,7 @@ apt_packages=(
   libcsv-dev                             # CSV ingest
   libxxhash-dev                          # checkpoint checksums
   clang-14 libclang-rt-14-dev            # libFuzzer + sanitizer runtimes for the fuzz build
+  slurmctld slurmd slurm-client munge    # the launch tests start a one-node Slurm cluster
 )
 if [[ "${ASCLEPIUS_SKIP_APT:-0}" != 1 ]]; then
   missing=()

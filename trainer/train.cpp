@@ -31,15 +31,33 @@ namespace asc {
 namespace {
 
 LlamaForCausalLM build_model(const Recipe& r) {
-  LlamaConfig config =
-      r.model.init_from.empty() ? *r.preset_model_config() : read_hf_config(r.model.init_from);
+  // init_from: a Hugging Face directory, or a run / step directory of ours (stage two starts
+  // from stage one's newest checkpoint).
+  const std::string from = r.model.init_from.empty() ? "" : resolve_model_dir(r.model.init_from);
+  LlamaConfig config = from.empty() ? *r.preset_model_config() : read_hf_config(from);
+  if (!from.empty() && !r.model.preset.empty()) {
+    // The preset names the architecture the weights must have (and what `plan` assumes).
+    const LlamaConfig want = *r.preset_model_config();
+    const std::pair<const char*, std::pair<int64_t, int64_t>> fields[] = {
+        {"hidden_size", {config.hidden_size, want.hidden_size}},
+        {"num_hidden_layers", {config.num_hidden_layers, want.num_hidden_layers}},
+        {"num_attention_heads", {config.num_attention_heads, want.num_attention_heads}},
+        {"num_key_value_heads", {config.num_key_value_heads, want.num_key_value_heads}},
+        {"intermediate_size", {config.intermediate_size, want.intermediate_size}},
+        {"vocab_size", {config.vocab_size, want.vocab_size}}};
+    for (const auto& [name, v] : fields)
+      if (v.first != v.second)
+        ASC_FAIL_HINT("point model.init_from at the right model, or fix model.preset",
+                      "{}/config.json: {} is {} but model.preset {} ({}) has {}", from, name,
+                      v.first, r.model.preset, r.where("model.preset"), v.second);
+  }
   if (r.data.seq_len > config.max_position_embeddings)
     ASC_FAIL("{}: data.seq_len ({}) exceeds max_position_embeddings ({}) of the model",
              r.where("data.seq_len"), r.data.seq_len, config.max_position_embeddings);
   torch::manual_seed(uint64_t(r.train.seed));
   LlamaForCausalLM model(config);
   model->init_weights();
-  if (!r.model.init_from.empty()) load_hf_weights(r.model.init_from, model);
+  if (!from.empty()) load_hf_weights(from, model);
   return model;
 }
 

@@ -54,6 +54,12 @@ check "train writes metrics" test "$(wc -l <"$tmp/run/metrics.jsonl")" -eq 6
 check "latest names the last step" grep -qx "step-0000006" "$tmp/run/latest"
 "$bin" export "$tmp/run" --out "$tmp/hf" >/dev/null
 check "export exits 0" test $? -eq 0
+# model.preset beside model.init_from names the architecture the weights must have.
+check "init_from with its own preset trains" "$bin" train "$src/recipes/demo/tiny.yaml" \
+  model.init_from="$tmp/hf" train.max_steps=1 checkpoint.dir="$tmp/from_hf" logging.progress=false
+expect_error "init_from with another preset" "num_key_value_heads is 2 but model.preset tiny" \
+  "$bin" train "$src/recipes/demo/tiny.yaml" model.init_from="$tmp/hf" model.preset=tiny \
+  train.max_steps=1 checkpoint.dir="$tmp/from_hf2"
 check "export is one file" test -f "$tmp/hf/model.safetensors" -a ! -f "$tmp/hf/model.safetensors.index.json"
 check "export loads in transformers" "$py" "$src/tests/oracle/check_hf_dir.py" "$tmp/hf" \
   "$tmp/run/step-0000006" bfloat16
@@ -153,6 +159,10 @@ check "plan 7B on 8 ranks fits 80 GiB" grep -q "fits in 80 GiB per device: yes" 
 check "plan 7B: model state per rank ~14.1 GiB (16 bytes x 6.74B / 8)" grep -qE "model state +14\.1[0-9]+ GiB" "$tmp/plan7"
 "$bin" plan "$tmp/plan.yaml" model.preset=llama-13b --world-size 1 --gpu-memory-gb 141 >"$tmp/plan13" 2>&1
 check "plan 13B on one 141 GiB device does not fit" grep -q "fits in 141 GiB per device: NO" "$tmp/plan13"
+for f in "$src"/recipes/asclepius/*.yaml; do
+  "$bin" plan "$f" --world-size 8 --gpu-memory-gb 80 >"$tmp/planA" 2>&1
+  check "plan $(basename "$f") on 8 x 80 GiB" grep -q "fits in 80 GiB per device: yes" "$tmp/planA"
+done
 expect_error "plan: batch arithmetic" "data-parallel ranks (3)" "$bin" plan "$tmp/plan.yaml" --world-size 3
 
 echo "$passes passed, $fails failed"

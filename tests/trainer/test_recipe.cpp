@@ -124,7 +124,11 @@ TEST(Recipe, Overrides) {
 TEST(Recipe, ModelSourceRules) {
   EXPECT_THAT(error_of("train:\n  global_batch_size: 8\n  micro_batch_size: 8\n"),
               HasSubstr("set model.preset or model.init_from"));
-  EXPECT_THAT(error_of(kBase, {"model.init_from=/x"}), HasSubstr("are exclusive"));
+  // A preset with init_from names the architecture the weights must have (checked at load,
+  // used by `asclepius plan`); overriding architecture fields stays an error.
+  EXPECT_EQ(error_of(kBase, {"model.init_from=/x"}), "<no error>");
+  EXPECT_THAT(error_of(kBase, {"model.init_from=/x", "model.hidden_size=128"}),
+              HasSubstr("architecture fields cannot be overridden with model.init_from"));
   EXPECT_THAT(error_of(kBase, {"model.preset=lama-7b"}),
               HasSubstr("model.preset: lama-7b is out of range (one of"));
   EXPECT_THAT(

@@ -26,8 +26,10 @@ void add_plan(CLI::App& app) {
   cmd->callback([=] {
     Recipe r = load_recipe(*recipe, *overrides, *world);
     MemoryPlanInput in;
-    in.model =
-        r.model.init_from.empty() ? *r.preset_model_config() : read_hf_config(r.model.init_from);
+    // The preset when the recipe names one (with init_from it is the architecture the weights
+    // must have); else the architecture in init_from's config.json.
+    in.model = r.preset_model_config() ? *r.preset_model_config()
+                                       : read_hf_config(resolve_model_dir(r.model.init_from));
     in.mode = r.parallel.mode;
     in.world_size = *world;
     in.compute_bytes = r.train.dtype == "bf16" ? 2 : 4;

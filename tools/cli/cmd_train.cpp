@@ -23,8 +23,16 @@ void add_train(CLI::App& app) {
   cmd->add_option("overrides", *overrides,
                   "Dotted overrides, e.g. train.lr=1e-4 train.max_steps=10");
   cmd->add_flag("--print-config", *print_config, "Print the resolved recipe and exit");
+  auto world = std::make_shared<int64_t>(0);
+  cmd->add_option(
+         "--world-size", *world,
+         "With --print-config: check the recipe for this many ranks (default: as launched)")
+      ->check(CLI::PositiveNumber);
   cmd->callback([=] {
-    Recipe r = load_recipe(*recipe, *overrides, comm::launched_world_size());
+    if (*world > 0 && !*print_config)
+      throw CLI::ValidationError("--world-size",
+                                 "only with --print-config (ranks come from the launch)");
+    Recipe r = load_recipe(*recipe, *overrides, *world > 0 ? *world : comm::launched_world_size());
     if (*print_config) {
       std::cout << recipe_to_yaml(r);
       return;

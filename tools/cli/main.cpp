@@ -35,6 +35,7 @@ namespace {
 int fail(const char* what) {
   const char* rank = std::getenv("OMPI_COMM_WORLD_RANK");
   if (!rank) rank = std::getenv("PMI_RANK");
+  if (!rank) rank = std::getenv("SLURM_PROCID");
   if (asc::comm::launched_world_size() > 1) {
     fmt::print(stderr, "error (rank {}): {}\n", rank ? rank : "?", what);
     std::fflush(stderr);

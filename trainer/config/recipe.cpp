@@ -322,11 +322,6 @@ void validate(Recipe& r, int64_t world_size) {
   if (m.preset.empty() && m.init_from.empty())
     ASC_FAIL_HINT("e.g. model.preset: tiny, or model.init_from: /path/to/hf-llama",
                   "{}: model: set model.preset or model.init_from", r.source);
-  if (!m.preset.empty() && !m.init_from.empty())
-    ASC_FAIL(
-        "{}: model.init_from ({}) and model.preset ({}) are exclusive: the architecture "
-        "comes from init_from's config.json",
-        r.where("model.init_from"), m.init_from, m.preset);
   if (!m.init_from.empty() && arch_override)
     ASC_FAIL("{}: model: architecture fields cannot be overridden with model.init_from",
              r.where("model.init_from"));

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# The launch scripts against a real Slurm: a one-node cluster started on this machine
+# (slurm_cluster.sh; daemons stopped on exit, also when a check fails). Skips (exit 77) with the
+# reason when Slurm cannot start here.
+#  1. sbatch the tiny demo recipe with 2 tasks through launch/slurm/asclepius.sbatch: completes,
+#     checkpoint written;
+#  2. scontrol requeue mid-run: the job saves, restarts, resumes from its checkpoint and ends with
+#     the same final loss (bit for bit) as an uninterrupted 2-rank run;
+#  3. ASCLEPIUS_MAX_RESTARTS=0 and a requeue: the restarted job refuses to start again;
+#  4. bad input fails fast with the reason in the job's output: a missing recipe, a task count
+#     that does not divide the global batch, a run directory whose parent does not exist;
+#  5. submit_two_stage.sh: the second job waits for the first (afterok) and starts from its run.
+# Usage: slurm_test.sh ASCLEPIUS SOURCE_DIR
+set -uo pipefail
+bin=$(realpath "$1") src=$(realpath "$2")
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/slurm_cluster.sh"
+tmp=$(mktemp -d /tmp/asc-slurm.XXXXXX)
+trap 'slurm_down; rm -rf "$tmp"' EXIT
+if ! slurm_up "$tmp/cluster" 2>"$tmp/up.err"; then
+  echo "SKIPPED: Slurm could not start on this machine: $(cat "$tmp/up.err")"
+  exit 77
+fi
+fail=0
+check() { if eval "$2"; then echo "ok: $1"; else echo "FAILED: $1"; fail=1; fi; }
+export ASCLEPIUS_BIN=$bin OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+script=$src/launch/slurm/asclepius.sbatch
+recipe=recipes/demo/tiny.yaml
+common=(parallel.mode=fsdp train.threads=1 logging.progress=false logging.tensorboard=false)
+submit() {  # OUT SBATCH-OPTIONS... -- ARGS...
+  local out=$1; shift
+  sbatch --parsable --chdir="$src" --output="$out" "$@" | cut -d';' -f1
+}
+state() { scontrol show job "$1" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p'; }
+wait_done() {  # JOB TIMEOUT_S -> final state
+  for _ in $(seq $(($2 * 2))); do
+    case $(state "$1") in COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY) break ;; esac
+    sleep 0.5
+  done
+  state "$1"
+}
+
+# 1. A plain 2-task job.
+job=$(submit "$tmp/one.out" -n 2 "$script" "$recipe" "${common[@]}" train.max_steps=10 checkpoint.dir="$tmp/one")
+st=$(wait_done "$job" 180)
+cat "$tmp/one.out"
+check "sbatch 2 tasks: COMPLETED ($st)" "[[ $st == COMPLETED ]]"
+check "sbatch 2 tasks: checkpoint written" "grep -qx step-0000010 $tmp/one/latest && [[ -f $tmp/one/step-0000010/model.safetensors ]]"
+
+# 2. Requeued mid-run: resumes from its checkpoint; same final loss as an uninterrupted run.
+long=(train.max_steps=200 checkpoint.every_steps=50)
+(cd "$src" && mpirun -np 2 "$bin" train "$recipe" "${common[@]}" "${long[@]}" checkpoint.dir="$tmp/straight" >/dev/null 2>&1)
+job=$(submit "$tmp/rq.out" -n 2 "$script" "$recipe" "${common[@]}" "${long[@]}" checkpoint.dir="$tmp/rq")
+for _ in $(seq 600); do [[ -f $tmp/rq/metrics.jsonl && $(wc -l <"$tmp/rq/metrics.jsonl") -ge 20 ]] && break; sleep 0.1; done
+scontrol requeue "$job"
+for _ in $(seq 120); do [[ $(state "$job") == PENDING ]] && break; sleep 0.5; done
+scontrol update JobId="$job" StartTime=now 2>/dev/null  # requeued jobs may be held back a while
+st=$(wait_done "$job" 300)
+cat "$tmp/rq.out"
+check "requeue: COMPLETED after a restart ($st)" "[[ $st == COMPLETED ]] && grep -q 'restart 1:' $tmp/rq.out"
+check "requeue: resumed from its checkpoint" "grep -qE 'resuming .*/rq/step-[0-9]{7} at step [1-9][0-9]* of 200' $tmp/rq.out"
+last() { tail -n 1 "$1/metrics.jsonl" | sed 's/.*"loss": *\([^,]*\).*/\1/'; }
+check "requeue: final loss equals the uninterrupted run's ($(last "$tmp/rq") vs $(last "$tmp/straight"))" \
+  "[[ \$(last $tmp/rq) == \$(last $tmp/straight) ]] && cmp -s $tmp/rq/step-0000200/model.safetensors $tmp/straight/step-0000200/model.safetensors"
+
+# 3. Bounded restarts.
+job=$(submit "$tmp/max.out" -n 2 --export=ALL,ASCLEPIUS_MAX_RESTARTS=0 "$script" "$recipe" "${common[@]}" \
+  train.max_steps=100000 checkpoint.dir="$tmp/max")
+for _ in $(seq 600); do [[ -s $tmp/max/metrics.jsonl ]] && break; sleep 0.1; done
+scontrol requeue "$job"
+for _ in $(seq 120); do [[ $(state "$job") == PENDING ]] && break; sleep 0.5; done
+scontrol update JobId="$job" StartTime=now 2>/dev/null
+st=$(wait_done "$job" 180)
+cat "$tmp/max.out"
+check "max restarts: the restarted job refuses to start ($st)" \
+  "[[ $st == FAILED ]] && grep -q 'was restarted 1 times (ASCLEPIUS_MAX_RESTARTS=0); not starting again' $tmp/max.out"
+
+# 4. Bad input fails fast, saying why, in the job's output.
+bad() {  # NAME PATTERN SBATCH-ARGS...
+  local name=$1 pattern=$2; shift 2
+  local j t0 st
+  t0=$(date +%s)
+  j=$(submit "$tmp/$name.out" "$@")
+  st=$(wait_done "$j" 60)
+  cat "$tmp/$name.out"
+  check "bad input ($name): FAILED in $(($(date +%s) - t0)) s" "[[ $st == FAILED ]] && grep -qF -- '$pattern' $tmp/$name.out"
+}
+bad missing-recipe "recipe recipes/demo/nope.yaml does not exist" -n 2 "$script" recipes/demo/nope.yaml
+bad task-count "data-parallel ranks (3)" -n 3 --overcommit "$script" "$recipe" "${common[@]}" checkpoint.dir="$tmp/tc"
+bad run-dir "$tmp/no/such does not exist (checkpoint.dir=$tmp/no/such/run)" -n 2 "$script" "$recipe" \
+  "${common[@]}" checkpoint.dir="$tmp/no/such/run"
+
+# 5. Two stages chained with afterok: the second starts from the first's run directory.
+sed -e "s|dir: runs/demo-tiny|dir: $tmp/stage1|" -e 's|max_steps: 60|max_steps: 5|' \
+  -e 's|mode: none|mode: fsdp|' "$src/$recipe" >"$tmp/pre.yaml"
+sed -e "s|dir: $tmp/stage1|dir: $tmp/stage2|" -e "s|  preset: tiny-gqa.*|  preset: tiny-gqa\n  init_from: $tmp/stage1|" \
+  "$tmp/pre.yaml" >"$tmp/ins.yaml"
+out=$(cd "$src" && "$src/launch/slurm/submit_two_stage.sh" --recipes "$tmp/pre.yaml" "$tmp/ins.yaml" \
+  -n 2 --chdir="$src" --output="$tmp/two-%j.out" 2>&1)
+echo "$out"
+j1=$(echo "$out" | sed -n 's/pretrain job \([0-9]*\);.*/\1/p')
+j2=$(echo "$out" | sed -n 's/.*instruct job \([0-9]*\) .*/\1/p')
+check "two stages: both submitted" "[[ -n '$j1' && -n '$j2' ]]"
+check "two stages: the second waits on the first" "scontrol show job $j2 | grep -q 'Dependency=afterok:$j1'"
+st1=$(wait_done "$j1" 180)
+st2=$(wait_done "$j2" 180)
+cat "$tmp"/two-*.out
+check "two stages: both COMPLETED ($st1, $st2)" "[[ $st1 == COMPLETED && $st2 == COMPLETED ]]"
+check "two stages: the second started from the first's weights" "grep -qx step-0000005 $tmp/stage2/latest && grep -q 'init_from: $tmp/stage1' $tmp/stage2/recipe.yaml"
+exit $fail
