@@ -107,4 +107,13 @@ st2=$(wait_done "$j2" 180)
 cat "$tmp"/two-*.out
 check "two stages: both COMPLETED ($st1, $st2)" "[[ $st1 == COMPLETED && $st2 == COMPLETED ]]"
 check "two stages: the second started from the first's weights" "grep -qx step-0000005 $tmp/stage2/latest && grep -q 'init_from: $tmp/stage1' $tmp/stage2/recipe.yaml"
+# 6. The per-recipe batch scripts: valid shell, each names an existing Asclepius recipe, and
+#    Slurm accepts their directives (sbatch --test-only; GPUs dropped, this node has none).
+for f in "$src"/launch/slurm/llama*.sbatch; do
+  r=$(sed -n 's|.*asclepius.sbatch" \(recipes/asclepius/[^ ]*\.yaml\).*|\1|p' "$f")
+  check "$(basename "$f"): valid, names $r" "bash -n $f && [[ -f $src/$r ]]"
+  grep -v gpus-per-node "$f" >"$tmp/t.sbatch"
+  check "$(basename "$f"): Slurm accepts its directives" \
+    "sbatch --test-only --chdir=$src --nodes=1 --ntasks-per-node=1 --cpus-per-task=1 --time=10 $tmp/t.sbatch >/dev/null 2>&1"
+done
 exit $fail
