@@ -16,7 +16,7 @@ bin=$(realpath "$1") src=$(realpath "$2")
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/slurm_cluster.sh"
 tmp=$(mktemp -d /tmp/asc-slurm.XXXXXX)
-trap 'slurm_down; rm -rf "$tmp"' EXIT
+trap 'slurm_down; [[ -n ${ASC_KEEP_TMP:-} ]] || rm -rf "$tmp"' EXIT
 if ! slurm_up "$tmp/cluster" 2>"$tmp/up.err"; then
   echo "SKIPPED: Slurm could not start on this machine: $(cat "$tmp/up.err")"
   exit 77
@@ -62,6 +62,21 @@ check "requeue: resumed from its checkpoint" "grep -qE 'resuming .*/rq/step-[0-9
 last() { tail -n 1 "$1/metrics.jsonl" | sed 's/.*"loss": *\([^,]*\).*/\1/'; }
 check "requeue: final loss equals the uninterrupted run's ($(last "$tmp/rq") vs $(last "$tmp/straight"))" \
   "[[ \$(last $tmp/rq) == \$(last $tmp/straight) ]] && cmp -s $tmp/rq/step-0000200/model.safetensors $tmp/straight/step-0000200/model.safetensors"
+
+# 2b. The time-limit path: SIGUSR1 to the ranks (what --signal=USR1@180 sends): they save, the
+#     script requeues the job itself, and it resumes to the same end.
+job=$(submit "$tmp/usr1.out" -n 2 "$script" "$recipe" "${common[@]}" "${long[@]}" checkpoint.dir="$tmp/usr1")
+for _ in $(seq 600); do [[ -f $tmp/usr1/metrics.jsonl && $(wc -l <"$tmp/usr1/metrics.jsonl") -ge 20 ]] && break; sleep 0.1; done
+scancel --signal=USR1 "$job"
+for _ in $(seq 120); do grep -q 'requeueing' "$tmp/usr1.out" 2>/dev/null && break; sleep 0.5; done
+for _ in $(seq 120); do [[ $(state "$job") == PENDING ]] && break; sleep 0.5; done
+scontrol update JobId="$job" StartTime=now 2>/dev/null
+st=$(wait_done "$job" 300)
+cat "$tmp/usr1.out"
+check "SIGUSR1: saved, requeued itself, resumed, COMPLETED ($st)" \
+  "[[ $st == COMPLETED ]] && grep -q 'stopped by SIGUSR1 after a checkpoint; requeueing' $tmp/usr1.out && grep -q 'restart 1:' $tmp/usr1.out"
+check "SIGUSR1: same final weights as the uninterrupted run" \
+  "cmp -s $tmp/usr1/step-0000200/model.safetensors $tmp/straight/step-0000200/model.safetensors"
 
 # 3. Bounded restarts.
 job=$(submit "$tmp/max.out" -n 2 --export=ALL,ASCLEPIUS_MAX_RESTARTS=0 "$script" "$recipe" "${common[@]}" \
@@ -110,7 +125,7 @@ check "two stages: the second started from the first's weights" "grep -qx step-0
 # 6. The per-recipe batch scripts: valid shell, each names an existing Asclepius recipe, and
 #    Slurm accepts their directives (sbatch --test-only; GPUs dropped, this node has none).
 for f in "$src"/launch/slurm/llama*.sbatch; do
-  r=$(sed -n 's|.*asclepius.sbatch" \(recipes/asclepius/[^ ]*\.yaml\).*|\1|p' "$f")
+  r=$(sed -n 's|^exec launch/slurm/asclepius.sbatch \(recipes/asclepius/[^ ]*\.yaml\).*|\1|p' "$f")
   check "$(basename "$f"): valid, names $r" "bash -n $f && [[ -f $src/$r ]]"
   grep -v gpus-per-node "$f" >"$tmp/t.sbatch"
   check "$(basename "$f"): Slurm accepts its directives" \
