@@ -4,8 +4,9 @@
 # reason when Slurm cannot start here.
 #  1. sbatch the tiny demo recipe with 2 tasks through launch/slurm/asclepius.sbatch: completes,
 #     checkpoint written;
-#  2. scontrol requeue mid-run: the job saves, restarts, resumes from its checkpoint and ends with
-#     the same final loss (bit for bit) as an uninterrupted 2-rank run;
+#  2. scontrol requeue, and SIGUSR1 (the time-limit signal) mid-run: the job saves, restarts,
+#     resumes from its checkpoint and ends with the same final loss and weights (bit for bit) as
+#     an uninterrupted 2-rank run;
 #  3. ASCLEPIUS_MAX_RESTARTS=0 and a requeue: the restarted job refuses to start again;
 #  4. bad input fails fast with the reason in the job's output: a missing recipe, a task count
 #     that does not divide the global batch, a run directory whose parent does not exist;
@@ -47,36 +48,37 @@ cat "$tmp/one.out"
 check "sbatch 2 tasks: COMPLETED ($st)" "[[ $st == COMPLETED ]]"
 check "sbatch 2 tasks: checkpoint written" "grep -qx step-0000010 $tmp/one/latest && [[ -f $tmp/one/step-0000010/model.safetensors ]]"
 
-# 2. Requeued mid-run: resumes from its checkpoint; same final loss as an uninterrupted run.
+# 2. Interrupted mid-run, then resumed from the checkpoint it saved; the final loss and weights
+#    equal an uninterrupted run's bit for bit. Two ways: the scheduler requeues the job (SIGTERM),
+#    and the time-limit signal (SIGUSR1, what --signal=USR1@180 sends) after which the script
+#    requeues the job itself.
 long=(train.max_steps=200 checkpoint.every_steps=50)
 (cd "$src" && mpirun -np 2 "$bin" train "$recipe" "${common[@]}" "${long[@]}" checkpoint.dir="$tmp/straight" >/dev/null 2>&1)
-job=$(submit "$tmp/rq.out" -n 2 "$script" "$recipe" "${common[@]}" "${long[@]}" checkpoint.dir="$tmp/rq")
-for _ in $(seq 600); do [[ -f $tmp/rq/metrics.jsonl && $(wc -l <"$tmp/rq/metrics.jsonl") -ge 20 ]] && break; sleep 0.1; done
-scontrol requeue "$job"
-for _ in $(seq 120); do [[ $(state "$job") == PENDING ]] && break; sleep 0.5; done
-scontrol update JobId="$job" StartTime=now 2>/dev/null  # requeued jobs may be held back a while
-st=$(wait_done "$job" 300)
-cat "$tmp/rq.out"
-check "requeue: COMPLETED after a restart ($st)" "[[ $st == COMPLETED ]] && grep -q 'restart 1:' $tmp/rq.out"
-check "requeue: resumed from its checkpoint" "grep -qE 'resuming .*/rq/step-[0-9]{7} at step [1-9][0-9]* of 200' $tmp/rq.out"
 last() { tail -n 1 "$1/metrics.jsonl" | sed 's/.*"loss": *\([^,]*\).*/\1/'; }
-check "requeue: final loss equals the uninterrupted run's ($(last "$tmp/rq") vs $(last "$tmp/straight"))" \
-  "[[ \$(last $tmp/rq) == \$(last $tmp/straight) ]] && cmp -s $tmp/rq/step-0000200/model.safetensors $tmp/straight/step-0000200/model.safetensors"
-
-# 2b. The time-limit path: SIGUSR1 to the ranks (what --signal=USR1@180 sends): they save, the
-#     script requeues the job itself, and it resumes to the same end.
-job=$(submit "$tmp/usr1.out" -n 2 "$script" "$recipe" "${common[@]}" "${long[@]}" checkpoint.dir="$tmp/usr1")
-for _ in $(seq 600); do [[ -f $tmp/usr1/metrics.jsonl && $(wc -l <"$tmp/usr1/metrics.jsonl") -ge 20 ]] && break; sleep 0.1; done
-scancel --signal=USR1 "$job"
-for _ in $(seq 120); do grep -q 'requeueing' "$tmp/usr1.out" 2>/dev/null && break; sleep 0.5; done
-for _ in $(seq 120); do [[ $(state "$job") == PENDING ]] && break; sleep 0.5; done
-scontrol update JobId="$job" StartTime=now 2>/dev/null
-st=$(wait_done "$job" 300)
-cat "$tmp/usr1.out"
-check "SIGUSR1: saved, requeued itself, resumed, COMPLETED ($st)" \
-  "[[ $st == COMPLETED ]] && grep -q 'stopped by SIGUSR1 after a checkpoint; requeueing' $tmp/usr1.out && grep -q 'restart 1:' $tmp/usr1.out"
-check "SIGUSR1: same final weights as the uninterrupted run" \
-  "cmp -s $tmp/usr1/step-0000200/model.safetensors $tmp/straight/step-0000200/model.safetensors"
+interrupted() {  # NAME HOW(requeue|usr1)
+  local name=$1 how=$2 job st
+  job=$(submit "$tmp/$name.out" -n 2 "$script" "$recipe" "${common[@]}" "${long[@]}" checkpoint.dir="$tmp/$name")
+  for _ in $(seq 600); do [[ -f $tmp/$name/metrics.jsonl && $(wc -l <"$tmp/$name/metrics.jsonl") -ge 20 ]] && break; sleep 0.1; done
+  if [[ $how == requeue ]]; then
+    scontrol requeue "$job"
+  else
+    scancel --signal=USR1 "$job"
+  fi
+  for _ in $(seq 120); do [[ $(state "$job") == PENDING ]] && break; sleep 0.5; done
+  # A requeued job is held back 2 minutes (BeginTime); start it sooner, once Slurm has finished
+  # with the old instance (an immediate restart can collide with its step's teardown).
+  sleep 5
+  scontrol update JobId="$job" StartTime=now 2>/dev/null
+  st=$(wait_done "$job" 300)
+  cat "$tmp/$name.out"
+  check "$name: COMPLETED after a restart ($st)" "[[ $st == COMPLETED ]] && grep -q 'restart 1:' $tmp/$name.out"
+  check "$name: resumed from its checkpoint" "grep -qE 'resuming .*/$name/step-[0-9]{7} at step [1-9][0-9]* of 200' $tmp/$name.out"
+  check "$name: final loss and weights equal the uninterrupted run's ($(last "$tmp/$name") vs $(last "$tmp/straight"))" \
+    "[[ \$(last $tmp/$name) == \$(last $tmp/straight) ]] && cmp -s $tmp/$name/step-0000200/model.safetensors $tmp/straight/step-0000200/model.safetensors"
+}
+interrupted rq requeue
+interrupted usr1 usr1
+check "usr1: the script requeued the job itself" "grep -q 'stopped by SIGUSR1 after a checkpoint; requeueing' $tmp/usr1.out"
 
 # 3. Bounded restarts.
 job=$(submit "$tmp/max.out" -n 2 --export=ALL,ASCLEPIUS_MAX_RESTARTS=0 "$script" "$recipe" "${common[@]}" \
@@ -84,6 +86,7 @@ job=$(submit "$tmp/max.out" -n 2 --export=ALL,ASCLEPIUS_MAX_RESTARTS=0 "$script"
 for _ in $(seq 600); do [[ -s $tmp/max/metrics.jsonl ]] && break; sleep 0.1; done
 scontrol requeue "$job"
 for _ in $(seq 120); do [[ $(state "$job") == PENDING ]] && break; sleep 0.5; done
+sleep 5
 scontrol update JobId="$job" StartTime=now 2>/dev/null
 st=$(wait_done "$job" 180)
 cat "$tmp/max.out"
