@@ -2,6 +2,7 @@
 #include "train.h"
 
 #include <chrono>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -222,12 +223,20 @@ TrainResult train(const Recipe& r) {
   const std::string run_dir = r.checkpoint.dir;
   int64_t first_step = 0;
   if (std::filesystem::exists(run_dir + "/latest")) {
-    const std::string step_dir = resolve_model_dir(run_dir);
+    std::string latest = read_file(run_dir + "/latest");
+    while (!latest.empty() && std::isspace(static_cast<unsigned char>(latest.back())))
+      latest.pop_back();
     if (r.checkpoint.resume != "auto")
       ASC_FAIL_HINT("continue it with checkpoint.resume=auto, or choose a new checkpoint.dir",
                     "{}: run directory {} already holds checkpoints (latest: {})",
-                    r.where("checkpoint.dir"), run_dir, step_dir);
+                    r.where("checkpoint.dir"), run_dir, latest);
     check_resume_compatible(r, run_dir + "/recipe.yaml", rank == 0);
+    // The newest checkpoint whose files match its manifest (a damaged one is skipped, named).
+    const std::string step_dir = newest_complete_checkpoint(run_dir);
+    if (comm) comm->barrier();  // every rank has read `latest` before rank 0 may move it
+    if (rank == 0)              // `latest` names the one resumed (it may have named a damaged one)
+      write_file_atomic(run_dir + "/latest",
+                        std::filesystem::path(step_dir).filename().string() + "\n");
     nlohmann::json info;
     try {
       info = nlohmann::json::parse(read_file(step_dir + "/trainer_state.json"));
@@ -256,7 +265,11 @@ TrainResult train(const Recipe& r) {
         "{{\"step\": {}, \"samples\": {}, \"loss\": {}, \"world_size\": {}, \"parallel_mode\": "
         "\"{}\", \"dtype\": \"{}\"}}\n",
         step, step * r.train.global_batch_size, loss, r.world_size, r.parallel.mode, r.train.dtype);
-    save_step_checkpoint(run_dir, step, config, state, info);
+    CheckpointInfo ci;
+    ci.samples = step * r.train.global_batch_size, ci.world_size = r.world_size;
+    ci.parallel_mode = r.parallel.mode, ci.dtype = r.train.dtype;
+    ci.recipe_xxh64 = xxh64_file(run_dir + "/recipe.yaml");
+    save_step_checkpoint(run_dir, step, config, state, info, ci, r.checkpoint.keep_last);
   };
   // A stop signal on any rank stops every rank at the same step.
   auto any_rank_stopped = [&]() -> int {

@@ -65,4 +65,30 @@ check "changed global batch: refused" "[[ $rc == 1 ]] && grep -q 'train.global_b
 rc=$?
 cat "$tmp/again.log"
 check "existing run without resume=auto: refused with the hint" "[[ $rc == 1 ]] && grep -q 'checkpoint.resume=auto' $tmp/again.log"
+# A damaged newest checkpoint is skipped, naming the file; the run resumes from the one before it
+# and still ends bit-identical. `ckpt inspect` prints the manifest and fails on the damage.
+cp -r "$tmp/one-full" "$tmp/damaged"
+rm -f "$tmp/damaged/metrics.jsonl.losses"
+head -n 5 "$tmp/one-full/metrics.jsonl" >"$tmp/damaged/metrics.jsonl"
+"$bin" ckpt inspect "$tmp/damaged" >"$tmp/inspect.json" 2>"$tmp/inspect.err"
+check "ckpt inspect: a good checkpoint passes and lists its files" \
+  "[[ $? == 0 ]] && grep -q '\"name\": \"model.safetensors\"' $tmp/inspect.json && grep -q '\"xxh64\"' $tmp/inspect.json"
+printf '\x42' | dd of="$tmp/damaged/step-0000010/model.safetensors" bs=1 seek=4000 conv=notrunc 2>/dev/null
+"$bin" ckpt inspect "$tmp/damaged" >/dev/null 2>"$tmp/inspect.err"
+check "ckpt inspect: a damaged file is named (exit 1)" \
+  "[[ $? == 1 ]] && grep -q 'step-0000010/model.safetensors: checksum' $tmp/inspect.err"
+"$bin" train "$recipe" "${common[@]}" checkpoint.dir="$tmp/damaged" checkpoint.resume=auto >"$tmp/damaged.log" 2>&1
+rc=$?
+cat "$tmp/damaged.log"
+losses "$tmp/damaged"
+check "damaged newest checkpoint: skipped with a warning naming the file" \
+  "[[ $rc == 0 ]] && grep -q 'warning: skipping checkpoint .*step-0000010: .*model.safetensors: checksum' $tmp/damaged.log"
+check "damaged newest checkpoint: resumed from step 5, ends bit-identical" \
+  "grep -q 'step-0000005 at step 5 of 10' $tmp/damaged.log && same_bits $tmp/one-full $tmp/damaged"
+
+# checkpoint.keep_last keeps the newest N step directories, `latest` among them.
+"$bin" train "$recipe" "${common[@]}" train.max_steps=8 checkpoint.every_steps=2 checkpoint.keep_last=2 \
+  checkpoint.dir="$tmp/keep" >/dev/null 2>&1
+check "keep_last=2: only step-6 and step-8 remain" \
+  "[[ \$(ls -d $tmp/keep/step-* | xargs -n1 basename | tr '\n' ' ') == 'step-0000006 step-0000008 ' ]] && grep -qx step-0000008 $tmp/keep/latest"
 exit $fail

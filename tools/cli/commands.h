@@ -12,5 +12,6 @@ void add_synth_notes(CLI::App& app);
 void add_tokenizer(CLI::App& app);
 void add_corpus(CLI::App& app);
 void add_plan(CLI::App& app);
+void add_ckpt(CLI::App& app);
 
 }  // namespace asc::cli

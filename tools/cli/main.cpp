@@ -60,6 +60,7 @@ int main(int argc, char** argv) {
   asc::cli::add_tokenizer(app);
   asc::cli::add_corpus(app);
   asc::cli::add_plan(app);
+  asc::cli::add_ckpt(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -210,7 +210,8 @@ std::string step_dir_name(int64_t step) {
 }
 
 void save_step_checkpoint(const std::string& run_dir, int64_t step, const LlamaConfig& config,
-                          const OptimizerState& opt_state, const std::string& state_json) {
+                          const OptimizerState& opt_state, const std::string& state_json,
+                          const CheckpointInfo& info, int64_t keep_last) {
   const fs::path dir = fs::path(run_dir) / step_dir_name(step);
   const fs::path tmp = fs::path(run_dir) / (step_dir_name(step) + ".partial");
   // Never delete what `latest` names: between the delete and the rename it would be torn.
@@ -220,10 +221,28 @@ void save_step_checkpoint(const std::string& run_dir, int64_t step, const LlamaC
   save_hf_dir(tmp.string(), config, opt_state.master, at::kFloat);
   save_optimizer_moments((tmp / kOptimizerFile).string(), opt_state);
   write_file_atomic((tmp / "trainer_state.json").string(), state_json);
+  CheckpointInfo with_step = info;
+  with_step.step = step;
+  write_manifest(tmp.string(), with_step);
   fs::remove_all(dir);
   fs::rename(tmp, dir);
   fsync_dir(run_dir);
   write_file_atomic((fs::path(run_dir) / "latest").string(), step_dir_name(step) + "\n");
+  if (keep_last > 0) {
+    const std::vector<std::string> dirs = step_dirs_newest_first(run_dir);
+    for (size_t i = size_t(keep_last); i < dirs.size(); ++i)
+      if (dirs[i] != dir.string()) fs::remove_all(dirs[i]);
+  }
+}
+
+std::string newest_complete_checkpoint(const std::string& run_dir) {
+  for (const std::string& d : step_dirs_newest_first(run_dir)) {
+    const std::string problem = verify_checkpoint(d);
+    if (problem.empty()) return d;
+    fmt::print(stderr, "warning: skipping checkpoint {}: {}\n", d, problem);
+  }
+  ASC_FAIL_HINT("start a new run (a new checkpoint.dir), or restore a checkpoint",
+                "{}: no complete checkpoint to resume from", run_dir);
 }
 
 void save_optimizer_moments(const std::string& path, const OptimizerState& s) {

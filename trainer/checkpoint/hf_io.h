@@ -13,6 +13,7 @@
 
 #include <ATen/Tensor.h>
 
+#include "checkpoint/manifest.h"
 #include "model/llama.h"
 #include "optim/optimizer.h"
 
@@ -35,8 +36,15 @@ void save_hf_dir(const std::string& out_dir, LlamaConfig config, const NamedTens
 // RUN/latest names the newest one and is replaced atomically only after the step directory is
 // complete. The layout is the optimizer-independent OptimizerState (optim/optimizer.h).
 std::string step_dir_name(int64_t step);
+// The manifest (checkpoint/manifest.h, sizes and XXH64 of every file) is written last, before
+// the directory is renamed into place; then `latest` advances; then, with keep_last > 0, older
+// step directories beyond the newest keep_last are removed (never the one `latest` names).
 void save_step_checkpoint(const std::string& run_dir, int64_t step, const LlamaConfig& config,
-                          const OptimizerState& opt_state, const std::string& state_json);
+                          const OptimizerState& opt_state, const std::string& state_json,
+                          const CheckpointInfo& info = {}, int64_t keep_last = 0);
+// For resuming: the newest step directory of the run whose files match its manifest. Damaged
+// or incomplete ones are skipped with a warning naming the file; fails when none is complete.
+std::string newest_complete_checkpoint(const std::string& run_dir);
 void save_optimizer_moments(const std::string& path, const OptimizerState& s);
 // Reads a step directory's master weights and moments for `params` (names and shapes checked),
 // as CPU fp32 tensors.

@@ -71,6 +71,7 @@ struct Recipe {
     // never: a run directory that already holds checkpoints is refused; auto: continue from its
     // newest checkpoint (same world size or not), refusing recipe changes that alter the math.
     std::string resume = "never";
+    int64_t keep_last = 0;  // > 0: keep only the newest N step directories
   } checkpoint;
   struct Logging {
     bool tensorboard = false;
