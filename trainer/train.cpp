@@ -229,7 +229,7 @@ TrainResult train(const Recipe& r) {
     if (r.checkpoint.resume != "auto")
       ASC_FAIL_HINT("continue it with checkpoint.resume=auto, or choose a new checkpoint.dir",
                     "{}: run directory {} already holds checkpoints (latest: {})",
-                    r.where("checkpoint.dir"), run_dir, latest);
+                    r.where("checkpoint.dir"), run_dir, run_dir + "/" + latest);
     check_resume_compatible(r, run_dir + "/recipe.yaml", rank == 0);
     // The newest checkpoint whose files match its manifest (a damaged one is skipped, named).
     const std::string step_dir = newest_complete_checkpoint(run_dir);
