@@ -3,6 +3,8 @@
 // kernel against the CPU loop where a GPU is present (skipped cleanly elsewhere).
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <ATen/ATen.h>
 #include <torch/cuda.h>
 #include <torch/nn/utils/clip_grad.h>
@@ -157,6 +159,31 @@ TEST(FusedAdamW, CudaKernelEqualsCpuLoop) {
   EXPECT_TRUE(at::equal(cpu.master, dev.master.cpu()));
   EXPECT_TRUE(at::equal(cpu.bf16, dev.bf16.cpu()));
   EXPECT_TRUE(at::equal(cpu.v, dev.v.cpu()));
+}
+
+// A NaN in the gradient makes the device norm NaN, and the step then changes nothing (the trainer
+// counts it as skipped), on the device as on the CPU.
+TEST(FusedAdamW, CudaSkipsTheStepWhenTheNormIsNotFinite) {
+  if (!cuda_kernels_built()) GTEST_SKIP() << "built without CUDA";
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  torch::manual_seed(5);
+  Flat cpu = make_flat({at::randn({5000}), at::randn({7})});
+  cpu.grad.normal_();
+  cpu.grad[123] = std::nanf("");
+  cpu.bf16.copy_(cpu.master);  // defined values, so equality is meaningful
+  Flat dev;
+  dev.master = cpu.master.cuda(), dev.m = cpu.m.cuda(), dev.v = cpu.v.cuda();
+  dev.grad = cpu.grad.cuda(), dev.bf16 = cpu.bf16.cuda(), dev.segments = cpu.segments;
+  const at::Tensor w0 = dev.master.clone(), b0 = dev.bf16.clone();
+  auto d_norm = at::zeros({1}, at::TensorOptions().dtype(at::kFloat).device(at::kCUDA));
+  FusedAdamWArgs d = args_of(dev, 1, 1e-3f, 1.f);
+  grad_sq_norm_cuda(d, d_norm.data_ptr<float>(), nullptr);
+  fused_adamw_cuda(d, d_norm.data_ptr<float>(), 1.f, nullptr);
+  EXPECT_TRUE(std::isnan(d_norm.item<float>()));
+  EXPECT_TRUE(at::equal(dev.master, w0));
+  EXPECT_TRUE(at::equal(dev.bf16, b0));
+  EXPECT_EQ(dev.m.abs().sum().item<float>(), 0.f);
+  EXPECT_EQ(dev.v.abs().sum().item<float>(), 0.f);
 }
 
 // The device norm: deterministic (fixed grid, fixed-order final sum, no atomics) and equal to the
