@@ -39,7 +39,9 @@ struct AllGatherOptions {};
 struct BroadcastOptions {
   int root = 0;
 };
-struct BarrierOptions {};
+struct BarrierOptions {
+  double timeout_s = 0;  // > 0: this barrier's own deadline (e.g. while rank 0 writes a checkpoint)
+};
 
 class Work {
  public:

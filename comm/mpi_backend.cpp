@@ -307,11 +307,11 @@ class MpiCommunicator final : public Communicator {
                                      std::vector<at::Tensor>{t});
   }
 
-  void barrier(const BarrierOptions&) override {
+  void barrier(const BarrierOptions& o) override {
     const int64_t seq = begin();
     MPI_Request r;
     mpi_check(MPI_Ibarrier(coll_, &r), "MPI_Ibarrier");
-    MpiWork(this, r, "barrier", seq, 0, {}).wait();
+    wait_request(&r, "barrier", seq, 0, o.timeout_s > 0 ? o.timeout_s : timeout_);
   }
 
   // Polls a communication-thread task until done, under the same deadline policy.
@@ -336,8 +336,9 @@ class MpiCommunicator final : public Communicator {
   }
 
   // Polls `req` until done; the Deadline ends the process on a timeout or a signal.
-  void wait_request(MPI_Request* req, const char* op, int64_t seq, int64_t bytes) {
-    Deadline deadline(board_, op, seq, bytes, timeout_);
+  void wait_request(MPI_Request* req, const char* op, int64_t seq, int64_t bytes,
+                    double timeout_s = 0) {
+    Deadline deadline(board_, op, seq, bytes, timeout_s > 0 ? timeout_s : timeout_);
     for (;;) {
       int done = 0;
       mpi_check(MPI_Test(req, &done, MPI_STATUS_IGNORE), "MPI_Test");

@@ -135,7 +135,8 @@ class NcclCommunicator final : public Communicator {
                            comm_, s);
     });
   }
-  void barrier(const BarrierOptions&) override {
+  void barrier(const BarrierOptions&) override {  // the communicator's deadline
+
     at::Tensor one =
         at::ones({1}, at::TensorOptions().dtype(at::kFloat).device(at::kCUDA, device_));
     all_reduce(one, {})->wait();

@@ -20,7 +20,9 @@ cores=$(nproc)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 if ((n <= cores)); then
   pe=$((cores / n))
-  exec mpirun -np "$n" --map-by "slot:PE=$pe" --bind-to core -x OMP_NUM_THREADS="$pe" \
+  # nproc counts hardware threads: bind in those units so SMT machines do not refuse the map.
+  exec mpirun -np "$n" --use-hwthread-cpus --map-by "slot:PE=$pe" --bind-to hwthread \
+    -x OMP_NUM_THREADS="$pe" \
     "$bin" train "$recipe" "$@" train.threads="$pe"
 fi
 exec mpirun -np "$n" --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 \

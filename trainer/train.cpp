@@ -5,6 +5,7 @@
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <set>
 #include <sstream>
@@ -231,10 +232,19 @@ TrainResult train(const Recipe& r) {
                     "{}: run directory {} already holds checkpoints (latest: {})",
                     r.where("checkpoint.dir"), run_dir, run_dir + "/" + latest);
     check_resume_compatible(r, run_dir + "/recipe.yaml", rank == 0);
-    // The newest checkpoint whose files match its manifest (a damaged one is skipped, named).
-    const std::string step_dir = newest_complete_checkpoint(run_dir);
-    if (comm) comm->barrier();  // every rank has read `latest` before rank 0 may move it
-    if (rank == 0)              // `latest` names the one resumed (it may have named a damaged one)
+    // The newest checkpoint whose files match its manifest (a damaged one is skipped, named):
+    // rank 0 verifies and tells the others, so all take the same one and hash it once.
+    std::string step_dir = rank == 0 ? newest_complete_checkpoint(run_dir) : "";
+    if (comm) {
+      at::Tensor len = at::full({1}, int64_t(step_dir.size()), at::kLong);
+      comm->broadcast(len)->wait();
+      at::Tensor bytes = at::zeros({len.item<int64_t>()}, at::kByte);
+      if (rank == 0) std::memcpy(bytes.data_ptr(), step_dir.data(), step_dir.size());
+      comm->broadcast(bytes)->wait();
+      step_dir.assign(static_cast<const char*>(bytes.data_ptr()), size_t(bytes.numel()));
+      comm->barrier();  // every rank has its answer before rank 0 moves `latest`
+    }
+    if (rank == 0)  // `latest` names the one resumed (it may have named a damaged one)
       write_file_atomic(run_dir + "/latest",
                         std::filesystem::path(step_dir).filename().string() + "\n");
     nlohmann::json info;
@@ -260,16 +270,23 @@ TrainResult train(const Recipe& r) {
 
   auto save = [&](int64_t step, double loss) {
     OptimizerState state = opt->state();  // a collective in the sharded modes
-    if (rank != 0) return;
-    std::string info = fmt::format(
-        "{{\"step\": {}, \"samples\": {}, \"loss\": {}, \"world_size\": {}, \"parallel_mode\": "
-        "\"{}\", \"dtype\": \"{}\"}}\n",
-        step, step * r.train.global_batch_size, loss, r.world_size, r.parallel.mode, r.train.dtype);
-    CheckpointInfo ci;
-    ci.samples = step * r.train.global_batch_size, ci.world_size = r.world_size;
-    ci.parallel_mode = r.parallel.mode, ci.dtype = r.train.dtype;
-    ci.recipe_xxh64 = xxh64_file(run_dir + "/recipe.yaml");
-    save_step_checkpoint(run_dir, step, config, state, info, ci, r.checkpoint.keep_last);
+    if (rank == 0) {
+      nlohmann::json info = {{"step", step},
+                             {"samples", step * r.train.global_batch_size},
+                             {"loss", std::isfinite(loss) ? nlohmann::json(loss) : nullptr},
+                             {"world_size", r.world_size},
+                             {"parallel_mode", r.parallel.mode},
+                             {"dtype", r.train.dtype}};
+      CheckpointInfo ci;
+      ci.samples = step * r.train.global_batch_size, ci.world_size = r.world_size;
+      ci.parallel_mode = r.parallel.mode, ci.dtype = r.train.dtype;
+      ci.recipe_xxh64 = xxh64_file(run_dir + "/recipe.yaml");
+      save_step_checkpoint(run_dir, step, config, state, info.dump() + "\n", ci,
+                           r.checkpoint.keep_last);
+    }
+    // The others wait for rank 0's write here, under a deadline sized for writing a large model,
+    // not in the next step's first collective.
+    if (comm) comm->barrier({/*timeout_s=*/std::max(r.parallel.timeout_s, 6.0 * 3600)});
   };
   // A stop signal on any rank stops every rank at the same step.
   auto any_rank_stopped = [&]() -> int {

@@ -77,6 +77,11 @@ CONF
 slurm_down() {
   local dir=${SLURM_TEST_DIR:-}
   [[ -n $dir ]] || return 0
+  # Jobs first (a failed check can leave one running), so no trainer outlives the cluster.
+  if [[ -n ${SLURM_CONF:-} ]]; then
+    scancel --full --quiet --user=root 2>/dev/null
+    for _ in $(seq 100); do [[ -z $(squeue -h 2>/dev/null) ]] && break; sleep 0.2; done
+  fi
   for pidfile in "$dir/slurmd.pid" "$dir/slurmctld.pid" "$dir/munge/munged.pid"; do
     [[ -f $pidfile ]] || continue
     local pid
