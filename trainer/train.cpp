@@ -72,7 +72,7 @@ std::unique_ptr<Optimizer> make_optimizer(const Recipe& r, LlamaForCausalLM& mod
   const bool bf16 = r.train.dtype == "bf16";
   if (comm)
     return std::make_unique<ParallelEngine>(model, *comm, r.parallel.mode,
-                                            r.parallel.activation_checkpointing_on, o,
+                                            *r.parallel.activation_checkpointing, o,
                                             bf16 ? at::kBFloat16 : at::kFloat);
   NamedTensors named = hf_named_tensors(model);
   if (r.train.optimizer == "fused")
@@ -208,7 +208,7 @@ TrainResult train(const Recipe& r) {
   const LlamaConfig& config = model->config();
   std::unique_ptr<Optimizer> opt = make_optimizer(r, model, comm.get());
   CheckpointOnly checkpointing;  // parallel.mode none with activation checkpointing
-  if (!comm && r.parallel.activation_checkpointing_on)
+  if (!comm && *r.parallel.activation_checkpointing)
     model->model->set_layer_runner(make_unit_runner(&checkpointing));
 
   // --- data and schedule --------------------------------------------------------------------

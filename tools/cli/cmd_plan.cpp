@@ -35,7 +35,7 @@ void add_plan(CLI::App& app) {
     in.compute_bytes = r.train.dtype == "bf16" ? 2 : 4;
     in.micro_batch = r.train.micro_batch_size;
     in.seq_len = r.data.seq_len;
-    in.activation_checkpointing = r.parallel.activation_checkpointing_on;
+    in.activation_checkpointing = *r.parallel.activation_checkpointing;
     std::cout << format_plan(in, plan_memory(in), *gpu_gb);
   });
 }

@@ -82,9 +82,10 @@ std::string verify_checkpoint(const std::string& dir) {
     if (ec) return fmt::format("{}: missing (the manifest lists it)", p.string());
     if (size != f.size())
       return fmt::format("{}: {} bytes, the manifest says {}", p.string(), size, f.size());
-    if (xxh64_file(p.string()) != f.xxh64())
-      return fmt::format("{}: checksum {} differs from the manifest's {}", p.string(),
-                         xxh64_file(p.string()), f.xxh64());
+    const std::string sum = xxh64_file(p.string());
+    if (sum != f.xxh64())
+      return fmt::format("{}: checksum {} differs from the manifest's {}", p.string(), sum,
+                         f.xxh64());
   }
   return "";
 }

@@ -358,9 +358,8 @@ void validate(Recipe& r, int64_t world_size) {
     ASC_FAIL("{}: data.pack packs instruction examples; it needs train.stage: instruct",
              r.where("data.pack"));
   r.world_size = world_size;
-  r.parallel.activation_checkpointing_on =
-      r.parallel.activation_checkpointing.value_or(r.parallel.mode == "fsdp");
-  r.parallel.activation_checkpointing = r.parallel.activation_checkpointing_on;  // as printed
+  if (!r.parallel.activation_checkpointing)
+    r.parallel.activation_checkpointing = r.parallel.mode == "fsdp";
   if (r.parallel.mode != "none" && r.train.optimizer != "fused")
     ASC_FAIL(
         "{}: parallel.mode {} runs the fused optimizer over its shards; train.optimizer: "

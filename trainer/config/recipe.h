@@ -59,10 +59,9 @@ struct Recipe {
   } train;
   struct Parallel {
     std::string mode = "none";  // none | ddp | zero2 | fsdp
-    // Recompute each decoder layer's activations in backward. Unset: on for fsdp, off otherwise
-    // (validate() resolves it into activation_checkpointing_on).
+    // Recompute each decoder layer's activations in backward. Unset in the file: on for fsdp,
+    // off otherwise (validate() fills it in, so it is always set afterwards).
     std::optional<bool> activation_checkpointing;
-    bool activation_checkpointing_on = false;
     double timeout_s = 600;  // a collective that waits longer ends every rank with a message
   } parallel;
   struct Checkpoint {
