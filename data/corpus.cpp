@@ -20,6 +20,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/strings.h"
 #include "data/tokenizer.h"
 
 namespace asc {
@@ -158,13 +159,6 @@ void parallel_for(int64_t n, int threads, F fn) {
     });
   for (auto& th : pool) th.join();
   if (err) std::rethrow_exception(err);
-}
-
-// The longest prefix of s of at most n bytes that does not split a UTF-8 character.
-std::string utf8_prefix(const std::string& s, size_t n) {
-  if (n >= s.size()) return s;
-  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
-  return s.substr(0, n);
 }
 
 }  // namespace

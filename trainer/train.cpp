@@ -30,9 +30,8 @@
 #include "optim/schedule.h"
 
 namespace asc {
-namespace {
 
-LlamaForCausalLM build_model(const Recipe& r) {
+LlamaForCausalLM initial_model(const Recipe& r) {
   // init_from: a Hugging Face directory, or a run / step directory of ours (stage two starts
   // from stage one's newest checkpoint).
   const std::string from = r.model.init_from.empty() ? "" : resolve_model_dir(r.model.init_from);
@@ -62,6 +61,8 @@ LlamaForCausalLM build_model(const Recipe& r) {
   if (!from.empty()) load_hf_weights(from, model);
   return model;
 }
+
+namespace {
 
 // The optimizer takes the fp32 model and casts it to the compute dtype itself: the parallel
 // engine (any parallel.mode but none) and the fused optimizer re-home the parameters into flat
@@ -204,7 +205,7 @@ TrainResult train(const Recipe& r) {
   std::unique_ptr<comm::Communicator> comm;
   if (r.parallel.mode != "none") comm = comm::make_mpi_communicator(r.parallel.timeout_s);
   const int rank = comm ? comm->rank() : 0;
-  LlamaForCausalLM model = build_model(r);  // the same seed, so the same weights, on every rank
+  LlamaForCausalLM model = initial_model(r);  // the same seed, so the same weights, on every rank
   const LlamaConfig& config = model->config();
   std::unique_ptr<Optimizer> opt = make_optimizer(r, model, comm.get());
   CheckpointOnly checkpointing;  // parallel.mode none with activation checkpointing

@@ -22,6 +22,10 @@ struct TrainResult {
 
 TrainResult train(const Recipe& recipe);
 
+// The fp32 model a recipe's training starts from: model.init_from's weights (checked against
+// model.preset when both are given), or the preset initialised from train.seed.
+LlamaForCausalLM initial_model(const Recipe& recipe);
+
 // One global batch's gradients, micro-batch by micro-batch: each micro-batch's loss is its *sum*
 // of token losses divided by the number of target tokens in the whole global batch (summed over
 // all ranks when `comm` is given), so the summed gradient is that of the global batch's

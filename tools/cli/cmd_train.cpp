@@ -1,4 +1,6 @@
-// cmd_train.cpp — `asclepius train RECIPE [key.path=value ...] [--print-config]`.
+// cmd_train.cpp — `asclepius train RECIPE [key.path=value ...] [--print-config]`, and
+// `asclepius init RECIPE --out DIR`: the model that training would start from, as a Hugging Face
+// directory (to evaluate "before training", or to check model.init_from against the preset).
 #include <cstdlib>
 
 #include <cstdint>
@@ -50,6 +52,23 @@ void add_train(CLI::App& app) {
     if (res.skipped_steps) std::cout << " (" << res.skipped_steps << " skipped: not finite)";
     std::cout << "; final loss " << (res.losses.empty() ? 0.0 : res.losses.back())
               << "; run directory " << res.run_dir << "\n";
+  });
+}
+
+void add_init(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "init", "Write the model a recipe's training starts from as a Hugging Face directory");
+  auto recipe = std::make_shared<std::string>();
+  auto out = std::make_shared<std::string>();
+  auto overrides = std::make_shared<std::vector<std::string>>();
+  cmd->add_option("recipe", *recipe, "Recipe YAML file")->required()->check(CLI::ExistingFile);
+  cmd->add_option("overrides", *overrides, "Dotted overrides, as for train");
+  cmd->add_option("--out", *out, "Output directory")->required();
+  cmd->callback([=] {
+    Recipe r = load_recipe(*recipe, *overrides, 1);
+    LlamaForCausalLM model = initial_model(r);
+    save_hf_dir(*out, model->config(), hf_named_tensors(model), at::kFloat);
+    std::cout << "wrote the initial model of " << *recipe << " to " << *out << "\n";
   });
 }
 

@@ -7,11 +7,14 @@
 namespace asc::cli {
 
 void add_train(CLI::App& app);
+void add_init(CLI::App& app);
 void add_export(CLI::App& app);
 void add_synth_notes(CLI::App& app);
 void add_tokenizer(CLI::App& app);
 void add_corpus(CLI::App& app);
 void add_plan(CLI::App& app);
 void add_ckpt(CLI::App& app);
+void add_eval(CLI::App& app);
+void add_generate(CLI::App& app);
 
 }  // namespace asc::cli

@@ -55,12 +55,15 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", version_text);
   asc::cli::add_train(app);
+  asc::cli::add_init(app);
   asc::cli::add_export(app);
   asc::cli::add_synth_notes(app);
   asc::cli::add_tokenizer(app);
   asc::cli::add_corpus(app);
   asc::cli::add_plan(app);
   asc::cli::add_ckpt(app);
+  asc::cli::add_eval(app);
+  asc::cli::add_generate(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

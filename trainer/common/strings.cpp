@@ -35,4 +35,9 @@ std::string closest_match(const std::string& word, const std::vector<std::string
   return best_d <= limit ? best : std::string();
 }
 
+std::string utf8_prefix(const std::string& s, size_t n) {
+  if (n >= s.size()) return s;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return s.substr(0, n);
+}
 }  // namespace asc

@@ -1,0 +1,281 @@
+// cmd_generate.cpp — `asclepius generate`: answers to questions about discharge summaries with
+// the exact Asclepius prompt, one at a time (--note/--question), for a whole JSONL/CSV file in
+// batches (--input/--output), or interactively (--interactive).
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "cli/commands.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "data/corpus.h"
+#include "data/ingest.h"
+#include "generate/answer.h"
+#include "generate/generate.h"
+
+namespace asc::cli {
+namespace {
+
+struct Opts {
+  std::string model, tokenizer, note_file, question, input, output, model_name = "asclepius";
+  std::string dtype = "fp32", stats_json;
+  std::vector<std::string> columns;
+  bool interactive = false, with_ids = false;
+  int64_t batch_size = 8, threads = 0;
+  GenerationOptions gen;
+};
+
+struct Stats {
+  int64_t answers = 0, tokens = 0, truncated = 0;
+  double seconds = 0;
+};
+
+class Answerer {
+ public:
+  explicit Answerer(const Opts& o) : o_(o), tok_(o.tokenizer) {
+    const auto dtype = o.dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
+    model_ = load_model_for_inference(o.model, dtype, &dir_);
+    check_tokenizer_matches(tok_, model_->config(), dir_);
+    gen_ = o.gen;
+    gen_.eos_id = tok_.eos_id();
+    gen_.pad_id = tok_.pad_id();
+    ASC_CHECK(gen_.max_new_tokens < model_->config().max_position_embeddings,
+              "--max-new-tokens {} leaves no room for a prompt in the model's context of {}",
+              gen_.max_new_tokens, model_->config().max_position_embeddings);
+  }
+
+  // Prompt ids for one (note, question); `where` names the record in warnings.
+  std::vector<int32_t> prompt(const std::string& note, const std::string& question,
+                              const std::string& where) {
+    const int64_t budget = model_->config().max_position_embeddings - gen_.max_new_tokens;
+    PromptIds p = asclepius_prompt_ids(tok_, note, question, budget);
+    if (p.truncated()) {
+      ++stats.truncated;
+      fmt::print(stderr,
+                 "warning: {}: note cut to {} of {} bytes so that the prompt fits {} tokens "
+                 "(context {} - max-new-tokens {})\n",
+                 where, p.note_bytes_kept, p.note_bytes_total, budget,
+                 model_->config().max_position_embeddings, gen_.max_new_tokens);
+    }
+    return p.ids;
+  }
+
+  std::vector<Generated> answer(const std::vector<std::vector<int32_t>>& prompts) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto out = generate(model_, prompts, gen_);
+    stats.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    for (const auto& g : out) stats.tokens += int64_t(g.ids.size()) + (g.ended_with_eos ? 1 : 0);
+    stats.answers += int64_t(out.size());
+    return out;
+  }
+  std::string text(const Generated& g) const { return tok_.decode(g.ids); }
+
+  Stats stats;
+
+ private:
+  const Opts& o_;
+  Tokenizer tok_;
+  LlamaForCausalLM model_{nullptr};
+  std::string dir_;
+  GenerationOptions gen_;
+};
+
+std::string read_text(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  ASC_CHECK(f, "cannot read the note file {}", path);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+void check_question(const std::string& q, const std::string& where) {
+  ASC_CHECK(q.find_first_not_of(" \t\r\n") != std::string::npos, "{}: the question is empty",
+            where);
+}
+
+void run_one(const Opts& o, Answerer& a) {
+  check_question(o.question, "--question");
+  const std::string note = read_text(o.note_file);
+  ASC_CHECK(note.find_first_not_of(" \t\r\n") != std::string::npos, "note file {} is empty",
+            o.note_file);
+  auto g = a.answer({a.prompt(note, o.question, o.note_file)});
+  std::cout << a.text(g[0]) << "\n";
+}
+
+void run_batch(const Opts& o, Answerer& a) {
+  IngestOptions ingest;
+  ingest.skip_bad = true;
+  for (const auto& c : o.columns) {
+    const auto eq = c.find('=');
+    ASC_CHECK(eq != std::string::npos && eq > 0, "--column '{}': expected NAME=COLUMN", c);
+    ingest.columns[c.substr(0, eq)] = c.substr(eq + 1);
+  }
+  IngestReport report;
+  auto records = read_note_records(o.input, ingest, &report);
+  std::vector<std::string> bad = report.errors;
+  int64_t bad_count = report.skipped;
+  const std::string tmp = o.output + ".partial";
+  std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+  ASC_CHECK(out, "cannot write {}", tmp);
+  const std::string field = o.model_name + "_answer";
+  size_t i = 0;
+  while (i < records.size()) {
+    std::vector<const NoteRecord*> batch;
+    std::vector<std::vector<int32_t>> prompts;
+    for (; i < records.size() && int64_t(batch.size()) < o.batch_size; ++i) {
+      const NoteRecord& r = records[i];
+      const std::string where = fmt::format("{} record {}", o.input, r.record);
+      try {
+        check_question(r.question, where);
+        prompts.push_back(a.prompt(r.note, r.question, where));
+        batch.push_back(&r);
+      } catch (const Error& e) {  // reported at the end; the run goes on
+        ++bad_count;
+        bad.push_back(e.message());
+        fmt::print(stderr, "skipped: {}\n", e.message());
+      }
+    }
+    if (batch.empty()) continue;
+    auto answers = a.answer(prompts);
+    for (size_t j = 0; j < batch.size(); ++j) {
+      nlohmann::ordered_json line;
+      line["note"] = batch[j]->note;
+      line["question"] = batch[j]->question;
+      if (!batch[j]->answer.empty()) line["answer"] = batch[j]->answer;
+      if (!batch[j]->task.empty()) line["task"] = batch[j]->task;
+      if (!batch[j]->id.empty()) line["id"] = batch[j]->id;
+      line[field] = a.text(answers[j]);
+      if (o.with_ids) {
+        line["prompt_ids"] = prompts[j];
+        line[field + "_ids"] = answers[j].ids;
+        line[field + "_ended_with_eos"] = answers[j].ended_with_eos;
+      }
+      out << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    }
+    out.flush();
+    fmt::print(stderr, "answered {}/{}\n", a.stats.answers, records.size());
+  }
+  out.close();
+  ASC_CHECK(out, "writing {} failed", tmp);
+  std::filesystem::rename(tmp, o.output);
+  fmt::print(stderr, "wrote {} answers to {}\n", a.stats.answers, o.output);
+  if (bad_count > 0) {
+    fmt::print(stderr, "{} input record(s) skipped:\n", bad_count);
+    for (const auto& m : bad) fmt::print(stderr, "  {}\n", m);
+    if (int64_t(bad.size()) < bad_count)
+      fmt::print(stderr, "  ... and {} more\n", bad_count - int64_t(bad.size()));
+    ASC_FAIL("{} of {} records in {} could not be answered (listed above)", bad_count,
+             bad_count + a.stats.answers, o.input);
+  }
+}
+
+bool read_block(std::string* text) {  // lines up to an empty one; false at end of input
+  text->clear();
+  std::string line;
+  bool any = false;
+  while (std::getline(std::cin, line)) {
+    any = true;
+    if (line.empty() || line == "\r") return true;
+    *text += line + "\n";
+  }
+  return any;
+}
+
+void run_interactive(const Opts& o, Answerer& a) {
+  (void)o;
+  for (int64_t n = 1;; ++n) {
+    std::cout << "Discharge summary (end with an empty line; an empty summary quits):\n"
+              << std::flush;
+    std::string note, question;
+    if (!read_block(&note) || note.empty()) break;
+    std::cout << "Instruction:\n" << std::flush;
+    if (!std::getline(std::cin, question)) break;
+    try {
+      check_question(question, "instruction");
+      auto g = a.answer({a.prompt(note, question, fmt::format("question {}", n))});
+      std::cout << "Answer:\n" << a.text(g[0]) << "\n\n" << std::flush;
+    } catch (const Error& e) {
+      std::cout << "error: " << e.message() << "\n\n" << std::flush;
+    }
+  }
+}
+
+}  // namespace
+
+void add_generate(CLI::App& app) {
+  auto* cmd = app.add_subcommand("generate",
+                                 "Answer questions about discharge summaries with a trained model");
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("--model", o->model, "Run directory, step checkpoint or Hugging Face directory")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  cmd->add_option("--tokenizer", o->tokenizer, "SentencePiece tokenizer.model")
+      ->required()
+      ->check(CLI::ExistingFile);
+  auto* note = cmd->add_option("--note", o->note_file, "A discharge summary (text file)")
+                   ->check(CLI::ExistingFile);
+  auto* q = cmd->add_option("--question", o->question, "The instruction about the note");
+  auto* input = cmd->add_option("--input", o->input, "Notes and questions (.jsonl, .csv, .json)")
+                    ->check(CLI::ExistingFile);
+  auto* output = cmd->add_option("--output", o->output, "Answers as JSON lines");
+  auto* inter = cmd->add_flag("--interactive", o->interactive, "Ask in a loop");
+  note->needs(q);
+  q->needs(note);
+  input->needs(output);
+  output->needs(input);
+  note->excludes(input)->excludes(inter);
+  input->excludes(inter);
+  cmd->add_option("--column", o->columns, "Column mapping for --input, e.g. note=patient");
+  cmd->add_option("--model-name", o->model_name,
+                  "Answers go to the field <model-name>_answer (the GPT-4 scoring layout)");
+  cmd->add_flag("--with-ids", o->with_ids, "Also write the answer's token ids");
+  cmd->add_option("--max-new-tokens", o->gen.max_new_tokens, "Answer length limit")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--num-beams", o->gen.num_beams, "Beam search width (the paper used 5)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--do-sample", o->gen.do_sample, "Sample instead of taking the best token");
+  cmd->add_option("--temperature", o->gen.temperature, "Sampling temperature")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--top-k", o->gen.top_k, "Sample among the k most likely tokens (0: all)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--top-p", o->gen.top_p, "Nucleus sampling mass (1: off)")
+      ->check(CLI::Range(1e-9, 1.0));
+  cmd->add_option("--length-penalty", o->gen.length_penalty, "Beam score = logprob / len^this");
+  cmd->add_option("--seed", o->gen.seed, "Sampling seed");
+  cmd->add_option("--dtype", o->dtype, "Compute dtype")->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->add_option("--batch-size", o->batch_size, "Prompts decoded together with --input")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--threads", o->threads, "CPU threads (0: libtorch's default)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--stats-json", o->stats_json, "Write timing (tokens/s) as JSON");
+  cmd->callback([o] {
+    if (o->note_file.empty() && o->input.empty() && !o->interactive)
+      ASC_FAIL_HINT("see asclepius generate --help",
+                    "generate needs --note and --question, --input and --output, or "
+                    "--interactive");
+    if (o->threads > 0) torch::set_num_threads(int(o->threads));
+    Answerer a(*o);
+    if (!o->note_file.empty())
+      run_one(*o, a);
+    else if (!o->input.empty())
+      run_batch(*o, a);
+    else
+      run_interactive(*o, a);
+    const double tps = a.stats.seconds > 0 ? double(a.stats.tokens) / a.stats.seconds : 0.0;
+    fmt::print(stderr, "{} answers, {} tokens generated in {:.2f} s ({:.1f} tokens/s)\n",
+               a.stats.answers, a.stats.tokens, a.stats.seconds, tps);
+    if (!o->stats_json.empty()) {
+      nlohmann::json j = {
+          {"answers", a.stats.answers},           {"tokens", a.stats.tokens},
+          {"seconds", a.stats.seconds},           {"tokens_per_s", tps},
+          {"truncated_notes", a.stats.truncated}, {"threads", torch::get_num_threads()}};
+      std::ofstream(o->stats_json) << j.dump(2) << "\n";
+    }
+  });
+}
+
+}  // namespace asc::cli

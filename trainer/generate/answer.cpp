@@ -1,0 +1,66 @@
+#include "generate/answer.h"
+
+#include <torch/torch.h>
+
+#include "checkpoint/hf_io.h"
+#include "common/error.h"
+#include "common/strings.h"
+#include "data/corpus.h"
+
+namespace asc {
+
+LlamaForCausalLM load_model_for_inference(const std::string& path, c10::ScalarType dtype,
+                                          std::string* resolved_dir) {
+  const std::string dir = resolve_model_dir(path);
+  LlamaForCausalLM model(read_hf_config(dir));
+  load_hf_weights(dir, model);
+  model->to(dtype);
+  model->eval();
+  for (auto& p : model->parameters()) p.set_requires_grad(false);
+  if (resolved_dir) *resolved_dir = dir;
+  return model;
+}
+
+void check_tokenizer_matches(const Tokenizer& tok, const LlamaConfig& c,
+                             const std::string& model_dir) {
+  const std::string hint =
+      "use the tokenizer the model was trained with (the recipe's data.tokenizer)";
+  if (tok.vocab_size() > c.vocab_size)
+    ASC_FAIL_HINT(hint, "tokenizer {} has {} pieces but the model in {} has a vocabulary of {}",
+                  tok.path(), tok.vocab_size(), model_dir, c.vocab_size);
+  if (tok.bos_id() != c.bos_token_id || tok.eos_id() != c.eos_token_id)
+    ASC_FAIL_HINT(hint, "tokenizer {} has bos/eos ids {}/{} but the model in {} expects {}/{}",
+                  tok.path(), tok.bos_id(), tok.eos_id(), model_dir, c.bos_token_id,
+                  c.eos_token_id);
+}
+
+PromptIds asclepius_prompt_ids(const Tokenizer& tok, const std::string& note,
+                               const std::string& question, int64_t max_tokens) {
+  PromptIds p;
+  const std::string n = strip_newlines(note);
+  p.note_bytes_total = int64_t(n.size());
+  auto encode = [&](size_t bytes) {
+    return tok.encode(asclepius_prompt(utf8_prefix(n, bytes), question), true, false);
+  };
+  p.ids = encode(n.size());
+  p.note_bytes_kept = p.note_bytes_total;
+  if (int64_t(p.ids.size()) <= max_tokens) return p;
+  auto empty = encode(0);
+  if (int64_t(empty.size()) > max_tokens)
+    ASC_FAIL_HINT("shorten the question or lower --max-new-tokens",
+                  "the prompt without any note takes {} tokens, more than the {} available",
+                  empty.size(), max_tokens);
+  size_t lo = 0, hi = n.size();  // the longest note prefix that fits
+  while (lo < hi) {
+    const size_t mid = (lo + hi + 1) / 2;
+    if (int64_t(encode(mid).size()) <= max_tokens)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  p.ids = encode(lo);
+  p.note_bytes_kept = int64_t(utf8_prefix(n, lo).size());
+  return p;
+}
+
+}  // namespace asc

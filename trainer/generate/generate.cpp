@@ -1,0 +1,335 @@
+#include "generate/generate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/nn/functional/activation.h>
+
+#include "common/error.h"
+
+namespace asc {
+
+namespace {
+torch::Tensor rotate_half(const torch::Tensor& x) {
+  auto halves = x.chunk(2, -1);
+  return torch::cat({-halves[1], halves[0]}, -1);
+}
+constexpr double kMinusInf = -std::numeric_limits<double>::infinity();
+}  // namespace
+
+CachedDecoder::CachedDecoder(LlamaForCausalLM model, int64_t batch, int64_t capacity)
+    : model_(std::move(model)), capacity_(capacity) {
+  const LlamaConfig& c = model_->config();
+  const auto w = model_->model->embed_tokens->weight;
+  const auto opts = w.options();
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    k_.push_back(torch::zeros({batch, c.num_key_value_heads, capacity, c.head_dim()}, opts));
+    v_.push_back(torch::zeros({batch, c.num_key_value_heads, capacity, c.head_dim()}, opts));
+  }
+  std::tie(cos_SE_, sin_SE_) =
+      rotary_tables(capacity, c.head_dim(), c.rope_theta, w.scalar_type(), w.device());
+}
+
+void CachedDecoder::select_rows(const torch::Tensor& rows) {
+  for (auto& t : k_) t = t.index_select(0, rows);
+  for (auto& t : v_) t = t.index_select(0, rows);
+}
+
+torch::Tensor CachedDecoder::step(const torch::Tensor& ids_BT, const torch::Tensor& pos_BT,
+                                  const torch::Tensor& key_valid_BS) {
+  torch::NoGradGuard no_grad;
+  const LlamaConfig& c = model_->config();
+  const int64_t B = ids_BT.size(0), T = ids_BT.size(1), L0 = length_, L = L0 + T;
+  const int64_t H = c.num_attention_heads, K = c.num_key_value_heads, E = c.head_dim();
+  ASC_CHECK(L <= capacity_, "KV cache overflow: {} + {} tokens > capacity {}", L0, T, capacity_);
+  auto& m = model_->model;
+  auto x = m->embed_tokens(ids_BT);
+  const auto pos = pos_BT.reshape({-1});
+  auto cos = cos_SE_.index_select(0, pos).view({B, 1, T, E});
+  auto sin = sin_SE_.index_select(0, pos).view({B, 1, T, E});
+
+  // Query t sits in slot L0 + t: it sees valid slots up to its own, and always its own slot (a
+  // pad query would otherwise see nothing; its output is never used).
+  const auto dev = x.device();
+  auto slots = torch::arange(L, torch::TensorOptions().dtype(torch::kInt64).device(dev));
+  auto qslots = slots.slice(0, L0, L).unsqueeze(1);  // [T, 1]
+  auto causal = slots.unsqueeze(0).le(qslots);       // [T, L]
+  auto own = slots.unsqueeze(0).eq(qslots);
+  auto valid = key_valid_BS.slice(1, 0, L).to(dev).unsqueeze(1);  // [B, 1, L]
+  auto mask_B1TL = valid.logical_and(causal).logical_or(own).unsqueeze(1);
+
+  for (size_t i = 0; i < m->layers->size(); ++i) {
+    auto layer = m->layers->ptr<LlamaDecoderLayerImpl>(i);
+    auto& attn = layer->self_attn;
+    auto h = layer->input_layernorm(x);
+    auto q = attn->q_proj(h).view({B, T, H, E}).transpose(1, 2);
+    auto k = attn->k_proj(h).view({B, T, K, E}).transpose(1, 2);
+    auto v = attn->v_proj(h).view({B, T, K, E}).transpose(1, 2);
+    q = q * cos + rotate_half(q) * sin;
+    k = k * cos + rotate_half(k) * sin;
+    k_[i].slice(2, L0, L).copy_(k);
+    v_[i].slice(2, L0, L).copy_(v);
+    auto kk = k_[i].slice(2, 0, L), vv = v_[i].slice(2, 0, L);
+    if (K != H) {
+      kk = kk.unsqueeze(2).expand({B, K, H / K, L, E}).reshape({B, H, L, E});
+      vv = vv.unsqueeze(2).expand({B, K, H / K, L, E}).reshape({B, H, L, E});
+    }
+    auto y = at::scaled_dot_product_attention(q, kk, vv, mask_B1TL, 0.0, false,
+                                              1.0 / std::sqrt(double(E)));
+    x = x + attn->o_proj(y.transpose(1, 2).reshape({B, T, H * E}));
+    x = x + layer->mlp(layer->post_attention_layernorm(x));
+  }
+  length_ = L;
+  auto last = m->norm(x.select(1, T - 1));
+  return torch::linear(last, model_->head_weight()).to(torch::kFloat32);
+}
+
+torch::Tensor warp_logits(torch::Tensor logits, const GenerationOptions& o) {
+  if (o.temperature != 1.0) logits = logits / o.temperature;
+  const int64_t V = logits.size(-1);
+  if (o.top_k > 0 && o.top_k < V) {
+    auto kth = std::get<0>(logits.topk(o.top_k, -1)).select(-1, o.top_k - 1).unsqueeze(-1);
+    logits = logits.masked_fill(logits.lt(kth), kMinusInf);
+  }
+  if (o.top_p < 1.0) {
+    // Ascending sort; drop the low tail whose cumulative probability is <= 1 - top_p, always
+    // keeping the most likely token.
+    auto [sorted, idx] = logits.sort(-1, /*descending=*/false);
+    auto cum = sorted.softmax(-1).cumsum(-1);
+    auto remove = cum.le(1.0 - o.top_p);
+    remove.select(-1, V - 1).fill_(false);
+    logits = logits.masked_fill(remove.scatter(-1, idx, remove), kMinusInf);
+  }
+  return logits;
+}
+
+namespace {
+
+struct Batch {
+  torch::Tensor ids_RP, pos_RP, valid_RS;
+  std::vector<int64_t> lens;  // per prompt
+  int64_t P = 0, S = 0;
+};
+
+// Left-pads the prompts, each repeated `copies` times (beams), into a cache of P + max_new.
+Batch left_pad(const std::vector<std::vector<int32_t>>& prompts, int64_t copies,
+               const GenerationOptions& o, const LlamaConfig& c) {
+  Batch b;
+  for (const auto& p : prompts) {
+    ASC_CHECK(!p.empty(), "an empty prompt (at least BOS is needed)");
+    b.lens.push_back(int64_t(p.size()));
+    b.P = std::max(b.P, int64_t(p.size()));
+    ASC_CHECK(int64_t(p.size()) + o.max_new_tokens <= c.max_position_embeddings,
+              "prompt of {} tokens + max_new_tokens {} exceeds the model's context of {} tokens",
+              p.size(), o.max_new_tokens, c.max_position_embeddings);
+    for (int32_t id : p)
+      ASC_CHECK(id >= 0 && id < c.vocab_size, "token id {} outside the model's vocabulary ({})", id,
+                c.vocab_size);
+  }
+  b.S = b.P + o.max_new_tokens;
+  const int64_t R = int64_t(prompts.size()) * copies;
+  b.ids_RP = torch::full({R, b.P}, o.pad_id, torch::kInt64);
+  b.pos_RP = torch::ones({R, b.P}, torch::kInt64);
+  b.valid_RS = torch::zeros({R, b.S}, torch::kBool);
+  auto ids = b.ids_RP.accessor<int64_t, 2>();
+  auto pos = b.pos_RP.accessor<int64_t, 2>();
+  auto valid = b.valid_RS.accessor<bool, 2>();
+  for (int64_t r = 0; r < R; ++r) {
+    const auto& p = prompts[r / copies];
+    const int64_t off = b.P - int64_t(p.size());
+    for (size_t j = 0; j < p.size(); ++j) {
+      ids[r][off + j] = p[j];
+      pos[r][off + j] = int64_t(j);
+      valid[r][off + j] = true;
+    }
+  }
+  return b;
+}
+
+std::vector<Generated> generate_plain(LlamaForCausalLM& model,
+                                      const std::vector<std::vector<int32_t>>& prompts,
+                                      const GenerationOptions& o) {
+  const int64_t R = int64_t(prompts.size());
+  Batch b = left_pad(prompts, 1, o, model->config());
+  const auto dev = model->model->embed_tokens->weight.device();
+  CachedDecoder dec(model, R, b.S);
+  auto logits = dec.step(b.ids_RP.to(dev), b.pos_RP.to(dev), b.valid_RS);
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
+  std::vector<Generated> out(R);
+  std::vector<bool> done(R, false);
+  for (int64_t t = 0; t < o.max_new_tokens; ++t) {
+    torch::Tensor next;
+    if (o.do_sample) {
+      auto probs = warp_logits(logits, o).softmax(-1).cpu();
+      next = at::multinomial(probs, 1, false, gen).view({R});
+    } else {
+      next = logits.argmax(-1).cpu();
+    }
+    auto nx = next.accessor<int64_t, 1>();
+    bool all_done = true;
+    for (int64_t r = 0; r < R; ++r) {
+      if (done[r]) {
+        nx[r] = o.pad_id;
+        continue;
+      }
+      if (nx[r] == o.eos_id) {
+        done[r] = true;
+        out[r].ended_with_eos = true;
+      } else {
+        out[r].ids.push_back(int32_t(nx[r]));
+        all_done = false;
+      }
+    }
+    if (all_done || t + 1 == o.max_new_tokens) break;
+    b.valid_RS.select(1, b.P + t).fill_(true);
+    auto pos = torch::empty({R, 1}, torch::kInt64);
+    for (int64_t r = 0; r < R; ++r) pos[r][0] = b.lens[r] + t;
+    logits = dec.step(next.view({R, 1}).to(dev), pos.to(dev), b.valid_RS);
+  }
+  return out;
+}
+
+// Finished hypotheses of one prompt: the best `capacity` by length-normalised score.
+struct Hypotheses {
+  struct Hyp {
+    double score;
+    std::vector<int32_t> ids;
+    bool eos;
+  };
+  std::vector<Hyp> hyps;
+  size_t capacity = 1;
+  bool done = false;
+  double worst() const {
+    double w = std::numeric_limits<double>::infinity();
+    for (const auto& h : hyps) w = std::min(w, h.score);
+    return w;
+  }
+  void add(double score, std::vector<int32_t> ids, bool eos) {
+    if (hyps.size() >= capacity && score <= worst()) return;
+    hyps.push_back({score, std::move(ids), eos});
+    if (hyps.size() > capacity) {
+      auto it = std::min_element(hyps.begin(), hyps.end(),
+                                 [](const Hyp& a, const Hyp& b) { return a.score < b.score; });
+      hyps.erase(it);
+    }
+  }
+};
+
+std::vector<Generated> generate_beams(LlamaForCausalLM& model,
+                                      const std::vector<std::vector<int32_t>>& prompts,
+                                      const GenerationOptions& o) {
+  const int64_t N = int64_t(prompts.size()), nb = o.num_beams, R = N * nb;
+  const int64_t V = model->config().vocab_size;
+  Batch b = left_pad(prompts, nb, o, model->config());
+  const auto dev = model->model->embed_tokens->weight.device();
+  CachedDecoder dec(model, R, b.S);
+  auto logits = dec.step(b.ids_RP.to(dev), b.pos_RP.to(dev), b.valid_RS);
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
+
+  // Running beams: summed log-probabilities (beam 0 only at the start, so the first step
+  // picks distinct tokens) and their generated ids.
+  std::vector<double> beam_score(R, -1e9);
+  for (int64_t n = 0; n < N; ++n) beam_score[n * nb] = 0.0;
+  std::vector<std::vector<int32_t>> seqs(R);
+  std::vector<Hypotheses> hyp(N);
+  for (auto& h : hyp) h.capacity = size_t(nb);
+  auto lp = [&](int64_t len) { return std::pow(double(len), o.length_penalty); };
+
+  for (int64_t t = 0; t < o.max_new_tokens; ++t) {
+    auto logp = torch::log_softmax(logits, -1).cpu();
+    if (o.do_sample) logp = warp_logits(logp, o);
+    auto scores = torch::tensor(beam_score, torch::kFloat64).to(torch::kFloat32).view({R, 1});
+    auto cand = (logp + scores).view({N, nb * V});
+    torch::Tensor vals, idx;
+    if (o.do_sample) {
+      idx = at::multinomial(cand.softmax(-1), 2 * nb, false, gen);
+      vals = cand.gather(-1, idx);
+      auto [sv, order] = vals.sort(-1, /*descending=*/true);
+      vals = sv;
+      idx = idx.gather(-1, order);
+    } else {
+      std::tie(vals, idx) = cand.topk(2 * nb, -1);
+    }
+    auto va = vals.accessor<float, 2>();
+    auto ia = idx.accessor<int64_t, 2>();
+    std::vector<int64_t> src(R), tok(R);
+    std::vector<double> next_score(R);
+    for (int64_t n = 0; n < N; ++n) {
+      int64_t filled = 0;
+      if (hyp[n].done) {  // finished prompts carry pad tokens along
+        for (int64_t j = 0; j < nb; ++j) {
+          src[n * nb + j] = n * nb + j;
+          tok[n * nb + j] = o.pad_id;
+          next_score[n * nb + j] = 0.0;
+        }
+        continue;
+      }
+      for (int64_t c = 0; c < 2 * nb && filled < nb; ++c) {
+        const int64_t beam = ia[n][c] / V, token = ia[n][c] % V, row = n * nb + beam;
+        if (token == o.eos_id) {
+          if (c < nb) hyp[n].add(double(va[n][c]) / lp(t + 1), seqs[row], true);
+          continue;
+        }
+        src[n * nb + filled] = row;
+        tok[n * nb + filled] = token;
+        next_score[n * nb + filled] = double(va[n][c]);
+        ++filled;
+      }
+      ASC_CHECK(filled == nb, "beam search found fewer than {} continuations", nb);
+      // Done when no running beam can beat the worst kept hypothesis any more.
+      if (hyp[n].hyps.size() >= size_t(nb) && hyp[n].worst() >= double(va[n][0]) / lp(t + 1))
+        hyp[n].done = true;
+    }
+    std::vector<std::vector<int32_t>> next_seqs(R);
+    for (int64_t r = 0; r < R; ++r) {
+      next_seqs[r] = seqs[src[r]];
+      next_seqs[r].push_back(int32_t(tok[r]));
+    }
+    seqs = std::move(next_seqs);
+    beam_score = next_score;
+    bool all_done = true;
+    for (const auto& h : hyp) all_done = all_done && h.done;
+    if (all_done || t + 1 == o.max_new_tokens) break;
+    auto rows = torch::tensor(src, torch::kInt64);
+    dec.select_rows(rows.to(dev));
+    b.valid_RS = b.valid_RS.index_select(0, rows);
+    b.valid_RS.select(1, b.P + t).fill_(true);
+    auto pos = torch::empty({R, 1}, torch::kInt64);
+    for (int64_t r = 0; r < R; ++r) pos[r][0] = b.lens[r / nb] + t;
+    auto next = torch::tensor(tok, torch::kInt64).view({R, 1});
+    logits = dec.step(next.to(dev), pos.to(dev), b.valid_RS);
+  }
+  std::vector<Generated> out(N);
+  for (int64_t n = 0; n < N; ++n) {
+    if (!hyp[n].done)  // out of tokens: the running beams compete too
+      for (int64_t j = 0; j < nb; ++j)
+        hyp[n].add(beam_score[n * nb + j] / lp(int64_t(seqs[n * nb + j].size())), seqs[n * nb + j],
+                   false);
+    const auto best =
+        std::max_element(hyp[n].hyps.begin(), hyp[n].hyps.end(),
+                         [](const auto& a, const auto& b) { return a.score < b.score; });
+    out[n].ids = best->ids;
+    out[n].ended_with_eos = best->eos;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<Generated> generate(LlamaForCausalLM& model,
+                                const std::vector<std::vector<int32_t>>& prompts,
+                                const GenerationOptions& o) {
+  ASC_CHECK(o.max_new_tokens >= 1, "max_new_tokens must be at least 1 (got {})", o.max_new_tokens);
+  ASC_CHECK(o.num_beams >= 1, "num_beams must be at least 1 (got {})", o.num_beams);
+  ASC_CHECK(o.temperature > 0, "temperature must be positive (got {})", o.temperature);
+  ASC_CHECK(o.top_p > 0 && o.top_p <= 1, "top_p must be in (0, 1] (got {})", o.top_p);
+  ASC_CHECK(o.top_k >= 0, "top_k must be >= 0 (got {})", o.top_k);
+  if (prompts.empty()) return {};
+  torch::NoGradGuard no_grad;
+  return o.num_beams == 1 ? generate_plain(model, prompts, o) : generate_beams(model, prompts, o);
+}
+
+}  // namespace asc

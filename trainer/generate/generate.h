@@ -1,0 +1,71 @@
+// generate.h — decoding with a KV cache: greedy, sampling (temperature, top-k, top-p) and beam
+// search over a batch of prompts of different lengths, following the semantics of Hugging
+// Face's `generate` (left padding, positions counted from each prompt's first real token, pad
+// appended to finished rows, the temperature → top-k → top-p order of logits warpers, beam scores
+// normalised by generated length ** length_penalty). Inference only (no autograd).
+//
+// Shapes: B rows (prompts × beams), T new tokens, S cache capacity, V vocab.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include <ATen/Tensor.h>
+
+#include "model/llama.h"
+
+namespace asc {
+
+// The model run incrementally: each call appends T tokens per row to the cache and returns the
+// logits of the last one. Rows are left-padded: `key_valid_BS` says which cache slots hold real
+// tokens; attention is causal in slot order and never sees an invalid slot.
+class CachedDecoder {
+ public:
+  CachedDecoder(LlamaForCausalLM model, int64_t batch, int64_t capacity);
+  // ids_BT int64, pos_BT int64 (rotary positions), key_valid_BS bool [B, S] -> fp32 [B, V]
+  torch::Tensor step(const torch::Tensor& ids_BT, const torch::Tensor& pos_BT,
+                     const torch::Tensor& key_valid_BS);
+  // Keeps rows `rows` (int64 [B']) of the cache in that order (beam reordering).
+  void select_rows(const torch::Tensor& rows);
+  int64_t length() const { return length_; }
+  int64_t capacity() const { return capacity_; }
+
+ private:
+  LlamaForCausalLM model_;
+  int64_t length_ = 0, capacity_ = 0;
+  std::vector<torch::Tensor> k_, v_;  // per layer [B, K, S, E]
+  torch::Tensor cos_SE_, sin_SE_;     // rotary tables for positions [0, S)
+};
+
+struct GenerationOptions {
+  int64_t max_new_tokens = 400;
+  bool do_sample = false;
+  double temperature = 1.0;
+  int64_t top_k = 0;   // 0 = off
+  double top_p = 1.0;  // 1 = off
+  int64_t num_beams = 1;
+  double length_penalty = 1.0;
+  int64_t eos_id = 2;
+  int64_t pad_id = 1;  // appended to finished rows; Asclepius pads with <s>
+  uint64_t seed = 0;   // sampling
+};
+
+// One answer per prompt: the generated ids without the EOS, and whether EOS ended it.
+struct Generated {
+  std::vector<int32_t> ids;
+  bool ended_with_eos = false;
+};
+
+// Prompts are token ids (BOS included). Every prompt + max_new_tokens must fit the model's
+// max_position_embeddings (callers truncate first; this checks).
+std::vector<Generated> generate(LlamaForCausalLM& model,
+                                const std::vector<std::vector<int32_t>>& prompts,
+                                const GenerationOptions& o);
+
+// The sampling warpers on fp32 logits [B, V] (temperature, then top-k, then top-p; removed
+// entries become -inf), as Hugging Face's TemperatureLogitsWarper, TopKLogitsWarper and
+// TopPLogitsWarper with min_tokens_to_keep = 1.
+torch::Tensor warp_logits(torch::Tensor logits_BV, const GenerationOptions& o);
+
+}  // namespace asc
