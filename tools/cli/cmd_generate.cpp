@@ -26,7 +26,7 @@ struct Opts {
   std::string model, tokenizer, note_file, question, input, output, model_name = "asclepius";
   std::string dtype = "fp32", stats_json;
   std::vector<std::string> columns;
-  bool interactive = false, with_ids = false;
+  bool interactive = false, with_ids = false, ignore_eos = false;
   int64_t batch_size = 8, threads = 0;
   GenerationOptions gen;
 };
@@ -43,7 +43,7 @@ class Answerer {
     model_ = load_model_for_inference(o.model, dtype, &dir_);
     check_tokenizer_matches(tok_, model_->config(), dir_);
     gen_ = o.gen;
-    gen_.eos_id = tok_.eos_id();
+    gen_.eos_id = o.ignore_eos ? -1 : tok_.eos_id();
     gen_.pad_id = tok_.pad_id();
     ASC_CHECK(gen_.max_new_tokens < model_->config().max_position_embeddings,
               "--max-new-tokens {} leaves no room for a prompt in the model's context of {}",
@@ -233,6 +233,8 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--model-name", o->model_name,
                   "Answers go to the field <model-name>_answer (the GPT-4 scoring layout)");
   cmd->add_flag("--with-ids", o->with_ids, "Also write the answer's token ids");
+  cmd->add_flag("--ignore-eos", o->ignore_eos,
+                "Always generate --max-new-tokens tokens (benchmarks)");
   cmd->add_option("--max-new-tokens", o->gen.max_new_tokens, "Answer length limit")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--num-beams", o->gen.num_beams, "Beam search width (the paper used 5)")
