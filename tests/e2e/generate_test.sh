@@ -54,6 +54,15 @@ check "generate one answer exits 0" test $? -eq 0
 check "generate prints one answer line" test "$(wc -l <"$tmp/one.out")" -eq 1
 check "generate reports tokens/s" grep -q "tokens generated in" "$tmp/one.err"
 
+"$bin" generate --model "$tmp/m" --tokenizer "$tmp/tok.model" --note "$tmp/note.txt" --dtype bf16 \
+  --question "What was the chief complaint?" --max-new-tokens 8 --num-beams 2 >"$tmp/bf16.out" 2>/dev/null
+check "generate in bf16 with beams" test $? -eq 0 -a "$(wc -l <"$tmp/bf16.out")" -eq 1
+"$bin" eval ppl --model "$tmp/m" --corpus "$tmp/held.h5" --seq-len 100 --dtype bf16 --json "$tmp/ppl16.json" >/dev/null
+check "eval ppl in bf16 within 2% of fp32" "$py" -c "
+import json, sys
+a, b = (json.load(open(p))['perplexity'] for p in sys.argv[1:])
+sys.exit(abs(a - b) > 0.02 * a)" "$tmp/ppl.json" "$tmp/ppl16.json"
+
 # A note longer than the context: cut from the note's side, with a warning; the answer space kept.
 "$bin" init "$tiny" model.vocab_size=600 model.max_position_embeddings=320 data.seq_len=64 --out "$tmp/short" >/dev/null
 "$bin" generate --model "$tmp/short" --tokenizer "$tmp/tok.model" --note "$tmp/note.txt" \
