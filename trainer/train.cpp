@@ -17,6 +17,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "checkpoint/hf_io.h"
+#include "checkpoint/sharded.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/host_memory.h"
@@ -255,10 +256,12 @@ TrainResult train(const Recipe& r) {
     } catch (const nlohmann::json::exception& e) {
       ASC_FAIL("{}/trainer_state.json: no readable step: {}", step_dir, e.what());
     }
-    opt->load_state(load_optimizer_state(step_dir, hf_named_tensors(model)));
+    CheckpointReader reader(step_dir);
+    opt->load_state_from(reader, hf_named_tensors(model));
     data.start_at(first_step);
     if (rank == 0)
       fmt::print(stderr, "resuming {} at step {} of {}\n", step_dir, first_step, total_steps);
+    fmt::print(stderr, "rank {}: read {} bytes of checkpoint state\n", rank, reader.bytes_read());
   }
   std::unique_ptr<MetricsLogger> metrics;
   if (rank == 0) {
@@ -269,25 +272,34 @@ TrainResult train(const Recipe& r) {
   const double flops_per_token = config.train_flops_per_token(r.data.seq_len);
   const double peak_tflops = r.logging.peak_tflops;  // 0: unknown on CPU
 
+  // Every rank writes its own part (no gather); all agree the save succeeded before rank 0
+  // commits it (checkpoint/sharded.h).
   auto save = [&](int64_t step, double loss) {
-    OptimizerState state = opt->state();  // a collective in the sharded modes
-    if (rank == 0) {
-      nlohmann::json info = {{"step", step},
-                             {"samples", step * r.train.global_batch_size},
-                             {"loss", std::isfinite(loss) ? nlohmann::json(loss) : nullptr},
-                             {"world_size", r.world_size},
-                             {"parallel_mode", r.parallel.mode},
-                             {"dtype", r.train.dtype}};
-      CheckpointInfo ci;
-      ci.samples = step * r.train.global_batch_size, ci.world_size = r.world_size;
-      ci.parallel_mode = r.parallel.mode, ci.dtype = r.train.dtype;
-      ci.recipe_xxh64 = xxh64_file(run_dir + "/recipe.yaml");
-      save_step_checkpoint(run_dir, step, config, state, info.dump() + "\n", ci,
-                           r.checkpoint.keep_last);
-    }
-    // The others wait for rank 0's write here, under a deadline sized for writing a large model,
-    // not in the next step's first collective.
-    if (comm) comm->barrier({/*timeout_s=*/std::max(r.parallel.timeout_s, 6.0 * 3600)});
+    const double t0 = now_s();
+    ShardedSave s;
+    s.run_dir = run_dir, s.step = step, s.optimizer_step = opt->steps(), s.config = config;
+    s.state_json = nlohmann::json({{"step", step},
+                                   {"samples", step * r.train.global_batch_size},
+                                   {"loss", std::isfinite(loss) ? nlohmann::json(loss) : nullptr},
+                                   {"world_size", r.world_size},
+                                   {"parallel_mode", r.parallel.mode},
+                                   {"dtype", r.train.dtype}})
+                       .dump() +
+                   "\n";
+    s.info.samples = step * r.train.global_batch_size, s.info.world_size = r.world_size;
+    s.info.parallel_mode = r.parallel.mode, s.info.dtype = r.train.dtype;
+    if (rank == 0) s.info.recipe_xxh64 = xxh64_file(run_dir + "/recipe.yaml");
+    s.data_seed = uint64_t(r.train.seed);
+    s.bf16_params = r.train.dtype == "bf16";
+    s.keep_last = r.checkpoint.keep_last;
+    s.timeout_s = std::max(r.parallel.timeout_s, 6.0 * 3600);  // writing a large model is slow
+    const std::vector<StateSlice> mine = opt->state_slices(hf_named_tensors(model));
+    save_sharded_checkpoint(s, mine, comm.get());
+    int64_t bytes = 0;
+    for (const auto& sl : mine) bytes += (sl.end - sl.begin) * (s.bf16_params ? 14 : 12);
+    if (rank == 0 && r.logging.progress)
+      fmt::print(stderr, "saved {}/{} in {:.2f} s (rank 0 wrote {:.1f} MB)\n", run_dir,
+                 step_dir_name(step), now_s() - t0, double(bytes) / 1e6);
   };
   // A stop signal on any rank stops every rank at the same step.
   auto any_rank_stopped = [&]() -> int {

@@ -8,7 +8,9 @@ import os
 import sys
 
 import torch
-from safetensors.torch import load_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ckpt_state  # noqa: E402
 from transformers import AutoModelForCausalLM, GenerationConfig
 
 out, ckpt, dtype_name = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -19,7 +21,7 @@ assert cfg["torch_dtype"] == dtype_name, cfg["torch_dtype"]
 gen = GenerationConfig.from_pretrained(out)
 assert gen.bos_token_id == 1 and gen.eos_token_id == 2, gen
 model = AutoModelForCausalLM.from_pretrained(out, dtype=dtype)
-src = load_file(os.path.join(ckpt, "model.safetensors"))
+src = {n: torch.from_numpy(t) for n, t in ckpt_state.load(ckpt)["master"].items()}
 state = model.state_dict()
 for name, t in src.items():
     assert name in state, name

@@ -1,5 +1,5 @@
 """Compares training runs against a reference run: per-step losses (metrics.jsonl), and the final
-checkpoint's master weights and AdamW moments (step-N/model.safetensors, optimizer.safetensors),
+checkpoint's master weights and AdamW moments (read by tests/oracle/ckpt_state.py),
 each within a relative tolerance (||a - b|| / ||b|| per tensor). Exit 1 on any difference.
 
 Usage: compare_runs.py --rtol 1e-5 REF_RUN RUN [RUN ...]
@@ -10,7 +10,9 @@ import os
 import sys
 
 import numpy as np
-from safetensors.numpy import load_file
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "oracle"))
+import ckpt_state  # noqa: E402
 
 
 def losses(run):
@@ -20,7 +22,9 @@ def losses(run):
 def final_step(run):
     name = open(os.path.join(run, "latest")).read().strip()
     d = os.path.join(run, name)
-    return load_file(os.path.join(d, "model.safetensors")), load_file(os.path.join(d, "optimizer.safetensors"))
+    s = ckpt_state.load(d)
+    moments = {f"{n}.{k}": t for k in ("exp_avg", "exp_avg_sq") for n, t in s[k].items()}
+    return s["master"], moments
 
 
 def main():

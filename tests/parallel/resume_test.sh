@@ -22,10 +22,13 @@ cut_to_5() {
   echo step-0000005 >"$2/latest"
   head -n 5 "$1/metrics.jsonl" >"$2/metrics.jsonl"
 }
-same_bits() {
-  cmp -s "$1/step-0000010/model.safetensors" "$2/step-0000010/model.safetensors" &&
-    cmp -s "$1/step-0000010/optimizer.safetensors" "$2/step-0000010/optimizer.safetensors" &&
-    cmp -s "$1/metrics.jsonl.losses" "$2/metrics.jsonl.losses"
+same_bits() {  # every shard file byte-identical, and the per-step losses
+  local f n=0
+  for f in "$1"/step-0000010/shard-*.safetensors; do
+    cmp -s "$f" "$2/step-0000010/$(basename "$f")" || return 1
+    n=$((n + 1))
+  done
+  ((n > 0)) && cmp -s "$1/metrics.jsonl.losses" "$2/metrics.jsonl.losses"
 }
 losses() { "$py" -c "import json,sys; [print(json.loads(l)['loss']) for l in open(sys.argv[1])]" "$1/metrics.jsonl" >"$1/metrics.jsonl.losses"; }
 
@@ -72,17 +75,17 @@ rm -f "$tmp/damaged/metrics.jsonl.losses"
 head -n 5 "$tmp/one-full/metrics.jsonl" >"$tmp/damaged/metrics.jsonl"
 "$bin" ckpt inspect "$tmp/damaged" >"$tmp/inspect.json" 2>"$tmp/inspect.err"
 check "ckpt inspect: a good checkpoint passes and lists its files" \
-  "[[ $? == 0 ]] && grep -q '\"name\": \"model.safetensors\"' $tmp/inspect.json && grep -q '\"xxh64\"' $tmp/inspect.json"
-printf '\x42' | dd of="$tmp/damaged/step-0000010/model.safetensors" bs=1 seek=4000 conv=notrunc 2>/dev/null
+  "[[ $? == 0 ]] && grep -q '\"name\": \"shard-00000-of-00001.safetensors\"' $tmp/inspect.json && grep -q '\"xxh64\"' $tmp/inspect.json"
+printf '\x42' | dd of="$tmp/damaged/step-0000010/shard-00000-of-00001.safetensors" bs=1 seek=4000 conv=notrunc 2>/dev/null
 "$bin" ckpt inspect "$tmp/damaged" >/dev/null 2>"$tmp/inspect.err"
 check "ckpt inspect: a damaged file is named (exit 1)" \
-  "[[ $? == 1 ]] && grep -q 'step-0000010/model.safetensors: checksum' $tmp/inspect.err"
+  "[[ $? == 1 ]] && grep -q 'step-0000010/shard-00000-of-00001.safetensors: checksum' $tmp/inspect.err"
 "$bin" train "$recipe" "${common[@]}" checkpoint.dir="$tmp/damaged" checkpoint.resume=auto >"$tmp/damaged.log" 2>&1
 rc=$?
 cat "$tmp/damaged.log"
 losses "$tmp/damaged"
 check "damaged newest checkpoint: skipped with a warning naming the file" \
-  "[[ $rc == 0 ]] && grep -q 'warning: skipping checkpoint .*step-0000010: .*model.safetensors: checksum' $tmp/damaged.log"
+  "[[ $rc == 0 ]] && grep -q 'warning: skipping checkpoint .*step-0000010: .*shard-00000-of-00001.safetensors: checksum' $tmp/damaged.log"
 check "damaged newest checkpoint: resumed from step 5, ends bit-identical" \
   "grep -q 'step-0000005 at step 5 of 10' $tmp/damaged.log && same_bits $tmp/one-full $tmp/damaged"
 

@@ -135,31 +135,42 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, FlatVsReference, ::testing::Values(false, true)
                          [](const auto& info) { return info.param ? "bf16" : "fp32"; });
 
 // Save after 6 steps with one implementation, load into the other through the checkpoint files,
-// continue 6 steps: equal (fp32 rounding) to 12 uninterrupted steps. Both directions.
+// continue 6 steps: equal (fp32 rounding) to 12 uninterrupted steps. Both directions, through
+// the sharded checkpoint (format 2) and the earlier one-file layout (format 1, still read).
 TEST(FlatAdamW, CheckpointStateMovesBetweenImplementations) {
-  for (const auto& [first, second] : {std::pair{"fused", "reference"}, {"reference", "fused"}}) {
-    LlamaForCausalLM whole = tiny_model(9);
-    auto straight = make(first, whole, false);
-    run_steps(whole, *straight, 0, 12);
+  for (int format : {2, 1})
+    for (const auto& [first, second] : {std::pair{"fused", "reference"}, {"reference", "fused"}}) {
+      LlamaForCausalLM whole = tiny_model(9);
+      auto straight = make(first, whole, false);
+      run_steps(whole, *straight, 0, 12);
 
-    LlamaForCausalLM a = tiny_model(9);
-    auto opt_a = make(first, a, false);
-    run_steps(a, *opt_a, 0, 6);
-    const std::string run = test::temp_dir(std::string("opt_state_") + first);
-    save_step_checkpoint(run, 6, a->config(), opt_a->state(), "{}\n");
+      LlamaForCausalLM a = tiny_model(9);
+      auto opt_a = make(first, a, false);
+      run_steps(a, *opt_a, 0, 6);
+      const std::string run =
+          test::temp_dir(std::string("opt_state_") + first + std::to_string(format));
+      if (format == 1) {
+        save_step_checkpoint(run, 6, a->config(), opt_a->state(), "{}\n");
+      } else {
+        ShardedSave sv;
+        sv.run_dir = run, sv.step = 6, sv.optimizer_step = opt_a->steps(), sv.config = a->config();
+        sv.state_json = "{}\n";
+        save_sharded_checkpoint(sv, opt_a->state_slices(hf_named_tensors(a)), nullptr);
+      }
 
-    LlamaForCausalLM b = tiny_model(123);  // different weights: all must come from the files
-    auto opt_b = make(second, b, false);
-    OptimizerState loaded = load_optimizer_state(resolve_model_dir(run), hf_named_tensors(b));
-    EXPECT_EQ(loaded.step, 6);
-    opt_b->load_state(loaded);
-    EXPECT_LT(max_rel_diff(opt_b->state(), opt_a->state()), 1e-12) << "load is exact";
-    run_steps(b, *opt_b, 6, 12);
-    EXPECT_EQ(opt_b->steps(), 12);
-    const double d = max_rel_diff(opt_b->state(), straight->state());
-    std::fprintf(stderr, "%s -> %s: max relative difference %.3g\n", first, second, d);
-    EXPECT_LT(d, 1e-5) << first << " -> " << second;
-  }
+      LlamaForCausalLM b = tiny_model(123);  // different weights: all must come from the files
+      auto opt_b = make(second, b, false);
+      CheckpointReader reader(resolve_model_dir(run));
+      EXPECT_EQ(reader.format(), format);
+      EXPECT_EQ(reader.optimizer_step(), 6);
+      opt_b->load_state_from(reader, hf_named_tensors(b));
+      EXPECT_LT(max_rel_diff(opt_b->state(), opt_a->state()), 1e-12) << "load is exact";
+      run_steps(b, *opt_b, 6, 12);
+      EXPECT_EQ(opt_b->steps(), 12);
+      const double d = max_rel_diff(opt_b->state(), straight->state());
+      std::fprintf(stderr, "%s -> %s: max relative difference %.3g\n", first, second, d);
+      EXPECT_LT(d, 1e-5) << first << " -> " << second;
+    }
 }
 
 TEST(FlatAdamW, LoadStateRejectsAMismatchedModel) {

@@ -228,7 +228,7 @@ TEST(Training, RefusesARunDirectoryThatHoldsCheckpoints) {
         std::string::npos)
         << e.what();
   }
-  EXPECT_TRUE(std::filesystem::exists(dir + "/step-0000001/model.safetensors"));  // untouched
+  EXPECT_TRUE(std::filesystem::exists(dir + "/step-0000001/manifest.pb"));  // untouched
 }
 
 TEST(Training, ScheduleMatchesHuggingFaceTrainer) {
@@ -277,7 +277,7 @@ TEST(Training, CheckpointsEveryStepsAndLatestPointsAtNewest) {
   auto dir = test::temp_dir("ckpt");
   train(recipe(dir, {"checkpoint.every_steps=2", "train.max_steps=5"}));
   for (const char* s : {"step-0000002", "step-0000004", "step-0000005"})
-    EXPECT_TRUE(std::filesystem::exists(dir + "/" + s + "/model.safetensors")) << s;
+    EXPECT_TRUE(std::filesystem::exists(dir + "/" + s + "/manifest.pb")) << s;
   EXPECT_EQ(read_file(dir + "/latest"), "step-0000005\n");
   EXPECT_TRUE(std::filesystem::exists(dir + "/recipe.yaml"));
   auto back = load_recipe(dir + "/recipe.yaml");

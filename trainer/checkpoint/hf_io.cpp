@@ -1,4 +1,5 @@
 #include "checkpoint/hf_io.h"
+#include "checkpoint/sharded.h"
 
 #include <filesystem>
 #include <map>
@@ -55,10 +56,8 @@ const char* hf_dtype_name(at::ScalarType t) {
 }
 
 // The safetensors files of a Hugging Face directory, by tensor name.
-struct WeightFiles {
-  std::vector<std::shared_ptr<st::SafetensorsFile>> files;
-  std::map<std::string, size_t> by_name;  // tensor -> index in files
-};
+
+}  // namespace
 
 WeightFiles open_weights(const std::string& dir) {
   WeightFiles w;
@@ -101,8 +100,6 @@ WeightFiles open_weights(const std::string& dir) {
   return w;
 }
 
-}  // namespace
-
 LlamaConfig read_hf_config(const std::string& dir) {
   const std::string path = (fs::path(dir) / "config.json").string();
   if (!fs::exists(path)) ASC_FAIL("{}: not a Hugging Face model directory (no config.json)", dir);
@@ -122,8 +119,26 @@ NamedTensors hf_named_tensors(LlamaForCausalLM& model) {
 }
 
 void load_hf_weights(const std::string& dir, LlamaForCausalLM& model) {
-  WeightFiles w = open_weights(dir);
   torch::NoGradGuard no_grad;
+  if (is_sharded_checkpoint(dir)) {  // a training checkpoint: the fp32 master weights
+    CheckpointReader r(dir);
+    std::set<std::string> want;
+    for (auto& p : model->named_parameters()) {
+      want.insert(p.key());
+      if (!r.has(p.key()))
+        ASC_FAIL("{}: missing tensor '{}' (the model expects {} tensors)", dir, p.key(),
+                 model->named_parameters().size());
+      if (std::vector<int64_t>(p.value().sizes().begin(), p.value().sizes().end()) !=
+          r.shape(p.key()))
+        ASC_FAIL("{}: tensor '{}' has shape [{}] but config.json implies [{}]", dir, p.key(),
+                 fmt::join(r.shape(p.key()), ", "), fmt::join(p.value().sizes(), ", "));
+      p.value().copy_(r.read_full(p.key(), "master"));
+    }
+    for (const auto& n : r.names())
+      if (!want.count(n)) ASC_FAIL("{}: unexpected tensor '{}' in the checkpoint", dir, n);
+    return;
+  }
+  WeightFiles w = open_weights(dir);
   std::set<std::string> used;
   for (auto& p : model->named_parameters()) {
     auto it = w.by_name.find(p.key());

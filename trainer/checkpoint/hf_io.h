@@ -7,6 +7,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -14,12 +16,19 @@
 #include <ATen/Tensor.h>
 
 #include "checkpoint/manifest.h"
+#include "checkpoint/safetensors.h"
 #include "model/llama.h"
 #include "optim/optimizer.h"
 
 namespace asc {
 
 LlamaConfig read_hf_config(const std::string& dir);
+// A Hugging Face directory's safetensors (one file, or shards through the index), mapped.
+struct WeightFiles {
+  std::vector<std::shared_ptr<st::SafetensorsFile>> files;
+  std::map<std::string, size_t> by_name;  // tensor -> index in files
+};
+WeightFiles open_weights(const std::string& dir);
 // Copies every parameter of `model` from the directory's safetensors (converting dtype), checking
 // names and shapes: a missing or unexpected tensor is an error naming it and the file.
 void load_hf_weights(const std::string& dir, LlamaForCausalLM& model);

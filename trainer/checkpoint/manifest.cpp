@@ -1,8 +1,11 @@
 #include "checkpoint/manifest.h"
 
+#include <signal.h>
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <map>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -97,6 +100,7 @@ std::string manifest_json(const std::string& dir) {
   google::protobuf::util::JsonPrintOptions o;
   o.add_whitespace = true;
   o.preserve_proto_field_names = true;
+  o.always_print_primitive_fields = true;  // begin: 0 is a value, not an absence
   if (!google::protobuf::util::MessageToJsonString(m, &out, o).ok())
     ASC_FAIL("{}: cannot print the manifest as JSON", dir);
   return out;
@@ -113,6 +117,132 @@ std::vector<std::string> step_dirs_newest_first(const std::string& run_dir) {
   }
   std::sort(out.rbegin(), out.rend());
   return out;
+}
+
+// ---- format 2 ------------------------------------------------------------------------------
+namespace pb = asclepius::checkpoint;
+
+FileInfo file_info(const std::string& path) {
+  return {fs::path(path).filename().string(), uint64_t(fs::file_size(path)), xxh64_file(path)};
+}
+
+namespace {
+void to_pb(const FileInfo& f, pb::FileEntry* e) {
+  e->set_name(f.name);
+  e->set_size(f.size);
+  e->set_xxh64(f.xxh64);
+}
+void to_pb(const TensorSlices& t, pb::LogicalTensor* lt) {
+  lt->set_name(t.name);
+  for (int64_t d : t.shape) lt->add_shape(d);
+  for (const auto& s : t.slices) {
+    auto* p = lt->add_slices();
+    p->set_file(s.file);
+    p->set_kind(s.kind);
+    p->set_dtype(s.dtype);
+    p->set_begin(s.begin);
+    p->set_end(s.end);
+    p->set_offset(s.offset);
+    p->set_length(s.length);
+  }
+}
+TensorSlices from_pb(const pb::LogicalTensor& lt) {
+  TensorSlices t;
+  t.name = lt.name();
+  t.shape.assign(lt.shape().begin(), lt.shape().end());
+  for (const auto& p : lt.slices())
+    t.slices.push_back({p.file(), p.kind(), p.dtype(), p.begin(), p.end(), p.offset(), p.length()});
+  return t;
+}
+}  // namespace
+
+std::string serialize_report(const ShardReportInfo& r) {
+  pb::ShardReport p;
+  p.set_error(r.error);
+  to_pb(r.file, p.mutable_file());
+  for (const auto& t : r.tensors) to_pb(t, p.add_tensors());
+  return p.SerializeAsString();
+}
+
+ShardReportInfo parse_report(const std::string& bytes) {
+  pb::ShardReport p;
+  ShardReportInfo r;
+  if (!p.ParseFromString(bytes)) {
+    r.error = "unreadable report";
+    return r;
+  }
+  r.error = p.error();
+  r.file = {p.file().name(), p.file().size(), p.file().xxh64()};
+  for (const auto& t : p.tensors()) r.tensors.push_back(from_pb(t));
+  return r;
+}
+
+void write_sharded_manifest(const std::string& dir, const ShardedManifest& sm,
+                            const std::vector<std::string>& kinds) {
+  for (const auto& t : sm.tensors) {
+    int64_t numel = 1;
+    for (int64_t d : t.shape) numel *= d;
+    for (const auto& kind : kinds) {
+      std::vector<std::pair<int64_t, int64_t>> r;
+      for (const auto& s : t.slices)
+        if (s.kind == kind) r.push_back({s.begin, s.end});
+      std::sort(r.begin(), r.end());
+      int64_t at = 0;
+      for (const auto& [b, e] : r) {
+        ASC_CHECK(b == at, "checkpoint: {} of {} has {} at element {}", kind, t.name,
+                  b < at ? "overlapping slices" : "a gap", std::min(b, at));
+        at = e;
+      }
+      ASC_CHECK(at == numel, "checkpoint: {} of {} covers {} of {} elements", kind, t.name, at,
+                numel);
+    }
+  }
+  pb::Manifest m;
+  m.set_format_version(2);
+  m.set_step(sm.info.step);
+  m.set_samples(sm.info.samples);
+  m.set_world_size(sm.info.world_size);
+  m.set_parallel_mode(sm.info.parallel_mode);
+  m.set_dtype(sm.info.dtype);
+  m.set_recipe_xxh64(sm.info.recipe_xxh64);
+  m.set_data_seed(sm.data_seed);
+  m.set_optimizer_step(sm.optimizer_step);
+  for (const auto& f : sm.files) to_pb(f, m.add_files());
+  for (const auto& t : sm.tensors) to_pb(t, m.add_tensors());
+  write_file_atomic((fs::path(dir) / kManifestFile).string(), m.SerializeAsString());
+}
+
+bool read_sharded_manifest(const std::string& dir, ShardedManifest* out) {
+  pb::Manifest m;
+  if (!read_manifest(dir, &m) || m.format_version() != 2) return false;
+  out->info.step = m.step();
+  out->info.samples = m.samples();
+  out->info.world_size = m.world_size();
+  out->info.parallel_mode = m.parallel_mode();
+  out->info.dtype = m.dtype();
+  out->info.recipe_xxh64 = m.recipe_xxh64();
+  out->optimizer_step = m.optimizer_step();
+  out->data_seed = m.data_seed();
+  out->files.clear();
+  for (const auto& f : m.files()) out->files.push_back({f.name(), f.size(), f.xxh64()});
+  out->tensors.clear();
+  for (const auto& t : m.tensors()) out->tensors.push_back(from_pb(t));
+  return true;
+}
+
+void save_fault_point(const char* point, int rank, int64_t step) {
+  const char* spec = std::getenv("ASCLEPIUS_FAULT_SAVE");
+  if (!spec) return;
+  const std::string s = spec;
+  const auto c1 = s.find(':');
+  if (c1 == std::string::npos || s.substr(0, c1) != point) return;
+  const auto c2 = s.find(':', c1 + 1);
+  if (std::atoi(s.substr(c1 + 1, c2 - c1 - 1).c_str()) != rank) return;
+  if (c2 != std::string::npos && std::atoll(s.substr(c2 + 1).c_str()) != step) return;
+  fmt::print(stderr, "fault injection: rank {} killed at save point '{}' of step {}\n", rank, point,
+             step);
+  std::fflush(stderr);
+  ::raise(SIGKILL);
 }
 
 }  // namespace asc

@@ -28,4 +28,49 @@ std::string manifest_json(const std::string& dir);
 // The step directories of a run, newest first.
 std::vector<std::string> step_dirs_newest_first(const std::string& run_dir);
 
+// ---- format 2 (checkpoint/sharded.h): the manifest's slice table, as plain structs ---------
+struct FileInfo {
+  std::string name;
+  uint64_t size = 0;
+  std::string xxh64;
+};
+FileInfo file_info(const std::string& path);  // size and XXH64 of a file
+struct SliceInfo {
+  std::string file, kind, dtype;    // kind: param | master | exp_avg | exp_avg_sq
+  int64_t begin = 0, end = 0;       // elements of the flattened tensor
+  uint64_t offset = 0, length = 0;  // absolute bytes in `file`
+};
+struct TensorSlices {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::vector<SliceInfo> slices;
+};
+// One rank's report after writing its shard: an error, or its file and slices.
+struct ShardReportInfo {
+  std::string error;
+  FileInfo file;
+  std::vector<TensorSlices> tensors;
+};
+std::string serialize_report(const ShardReportInfo& r);
+ShardReportInfo parse_report(const std::string& bytes);  // unreadable -> error set
+
+struct ShardedManifest {
+  CheckpointInfo info;  // info.step: loop steps
+  int64_t optimizer_step = 0;
+  uint64_t data_seed = 0;
+  std::vector<FileInfo> files;
+  std::vector<TensorSlices> tensors;  // merged over ranks
+};
+// Checks that, for every tensor and each of `kinds`, the slices cover [0, numel) exactly once
+// (naming the tensor and the gap or overlap), then writes dir/manifest.pb atomically.
+void write_sharded_manifest(const std::string& dir, const ShardedManifest& m,
+                            const std::vector<std::string>& kinds);
+// True and filled when dir/manifest.pb is a format-2 manifest.
+bool read_sharded_manifest(const std::string& dir, ShardedManifest* m);
+
+// Test hook: ASCLEPIUS_FAULT_SAVE=POINT:RANK[:STEP] kills this process (SIGKILL) when the save
+// of STEP (any step when omitted) reaches POINT on RANK. Points: shard, report, manifest,
+// rename, latest, done.
+void save_fault_point(const char* point, int rank, int64_t step);
+
 }  // namespace asc

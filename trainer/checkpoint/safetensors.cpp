@@ -204,6 +204,7 @@ void SafetensorsFile::validate(const uint8_t* base, size_t size) {
     ASC_FAIL("{}: tensors cover {} bytes of data but the file holds {} after the header", p, cursor,
              data_size);
   data_ = base + 8 + n;
+  data_offset_ = 8 + n;
   for (size_t i = 0; i < tensors_.size(); ++i) index_[tensors_[i].name] = i;
 }
 

@@ -68,6 +68,9 @@ class SafetensorsFile {
   const TensorInfo* find(const std::string& name) const;
   const TensorInfo& at(const std::string& name) const;  // throws naming the file
   const uint8_t* data(const TensorInfo& t) const { return data_ + t.begin; }
+  // Where the data section starts in the file (8 + header length): a tensor's bytes lie at
+  // [data_offset() + begin, data_offset() + end).
+  uint64_t data_offset() const { return data_offset_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
  private:
@@ -77,6 +80,7 @@ class SafetensorsFile {
   void* map_ = nullptr;
   size_t map_size_ = 0;
   const uint8_t* data_ = nullptr;
+  uint64_t data_offset_ = 0;
   std::vector<TensorInfo> tensors_;
   std::map<std::string, size_t> index_;
   std::map<std::string, std::string> metadata_;

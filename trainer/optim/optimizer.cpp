@@ -29,4 +29,32 @@ void check_state_matches(const OptimizerState& s, const NamedTensors& params) {
   }
 }
 
+std::vector<StateSlice> Optimizer::state_slices(const NamedTensors& params) const {
+  const OptimizerState s = state();
+  check_state_matches(s, params);
+  std::vector<StateSlice> out;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const at::Tensor& p = params[i].second;
+    out.push_back({params[i].first, std::vector<int64_t>(p.sizes().begin(), p.sizes().end()), 0,
+                   p.numel(), s.master[i].second.reshape({-1}), s.exp_avg[i].second.reshape({-1}),
+                   s.exp_avg_sq[i].second.reshape({-1})});
+  }
+  return out;
+}
+
+void Optimizer::load_state_from(const CheckpointReader& r, const NamedTensors& params) {
+  OptimizerState s;
+  s.step = r.optimizer_step();
+  for (const auto& [name, p] : params) {
+    const auto& shape = r.shape(name);
+    ASC_CHECK(std::vector<int64_t>(p.sizes().begin(), p.sizes().end()) == shape,
+              "{}: '{}' has shape [{}] in the checkpoint, the model's is [{}]", r.dir(), name,
+              fmt::join(shape, ", "), fmt::join(p.sizes(), ", "));
+    s.master.emplace_back(name, r.read_full(name, "master"));
+    s.exp_avg.emplace_back(name, r.read_full(name, "exp_avg"));
+    s.exp_avg_sq.emplace_back(name, r.read_full(name, "exp_avg_sq"));
+  }
+  load_state(s);
+}
+
 }  // namespace asc

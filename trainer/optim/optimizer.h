@@ -14,6 +14,8 @@
 
 #include <ATen/Tensor.h>
 
+#include "checkpoint/sharded.h"
+
 namespace asc {
 
 using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
@@ -48,6 +50,14 @@ class Optimizer {
   virtual OptimizerState state() const = 0;
   // Replaces the state (names and shapes must match) and writes the compute-dtype parameters.
   virtual void load_state(const OptimizerState& s) = 0;
+
+  // What this rank writes into a checkpoint (checkpoint/sharded.h): slices that, over all
+  // ranks, cover every element of every parameter once; no collective. Default (one process):
+  // the whole state.
+  virtual std::vector<StateSlice> state_slices(const NamedTensors& params) const;
+  // Loads from a checkpoint of any world size or mode, reading only what this rank holds.
+  // Default: every tensor whole, then load_state.
+  virtual void load_state_from(const CheckpointReader& r, const NamedTensors& params);
 };
 
 // torch.nn.utils.clip_grad_norm_'s factor: min(1, max_norm / (norm + 1e-6)); 1 when disabled.

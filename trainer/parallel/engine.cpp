@@ -371,4 +371,58 @@ void ParallelEngine::load_state(const OptimizerState& s) {
   zero_grad();
 }
 
+std::vector<StateSlice> ParallelEngine::state_slices(const NamedTensors&) const {
+  std::vector<StateSlice> out;
+  const int64_t W = comm_.size(), R = comm_.rank();
+  for (const Unit& u : units_) {
+    // The range of the unit this rank writes: what it owns, or (ddp, where all hold
+    // everything) its even share, so the ranks write in parallel.
+    int64_t lo_u = u.own_begin, hi_u = std::min(u.own_end, u.numel);
+    if (!sharded()) {
+      const int64_t c = (u.numel + W - 1) / W;
+      lo_u = std::min(u.numel, R * c), hi_u = std::min(u.numel, (R + 1) * c);
+    }
+    for (size_t j = 0; j < u.params.size(); ++j) {
+      const auto& [name, p] = params_[u.params[j]];
+      const int64_t b = u.offsets[j], e = b + p.numel();
+      const int64_t lo = std::max(b, lo_u), hi = std::min(e, hi_u);
+      if (lo >= hi) continue;
+      const int64_t pos = u.flat + (lo - u.own_begin);
+      out.push_back({name, std::vector<int64_t>(p.sizes().begin(), p.sizes().end()), lo - b, hi - b,
+                     master_.narrow(0, pos, hi - lo), m_.narrow(0, pos, hi - lo),
+                     v_.narrow(0, pos, hi - lo)});
+    }
+  }
+  return out;
+}
+
+void ParallelEngine::load_state_from(const CheckpointReader& r, const NamedTensors&) {
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, p] : params_) {
+    const auto& shape = r.shape(name);
+    ASC_CHECK(std::vector<int64_t>(p.sizes().begin(), p.sizes().end()) == shape,
+              "{}: '{}' has shape [{}] in the checkpoint, the model's is [{}]", r.dir(), name,
+              fmt::join(shape, ", "), fmt::join(p.sizes(), ", "));
+  }
+  for (Unit& u : units_) {
+    for_owned(u, params_, [&](size_t k, int64_t in_param, int64_t in_own, int64_t len) {
+      const std::string& name = params_[k].first;
+      const int64_t pos = u.flat + in_own;
+      r.read(name, "master", in_param, in_param + len, master_.data_ptr<float>() + pos);
+      r.read(name, "exp_avg", in_param, in_param + len, m_.data_ptr<float>() + pos);
+      r.read(name, "exp_avg_sq", in_param, in_param + len, v_.data_ptr<float>() + pos);
+    });
+  }
+  if (compute_.defined()) compute_.copy_(master_);
+  if (mode_ == "zero2")  // replicated parameters: every rank needs all of them
+    for (Unit& u : units_)
+      for (size_t j = 0; j < u.params.size(); ++j) {
+        const std::string& name = params_[u.params[j]].first;
+        u.full.narrow(0, u.offsets[j], params_[u.params[j]].second.numel())
+            .copy_(r.read_full(name, "master").reshape({-1}));
+      }
+  step_ = r.optimizer_step();
+  zero_grad();
+}
+
 }  // namespace asc

@@ -53,6 +53,11 @@ class ParallelEngine final : public Optimizer, private UnitHooks {
   int64_t steps() const override { return step_; }
   OptimizerState state() const override;  // full tensors on every rank: a collective
   void load_state(const OptimizerState& s) override;
+  // Sharded modes: the owned slices; ddp: an even split of each unit by rank. No gather.
+  std::vector<StateSlice> state_slices(const NamedTensors& params) const override;
+  // Reads only the owned ranges (zero2 also the full master weights, its parameters being
+  // replicated).
+  void load_state_from(const CheckpointReader& r, const NamedTensors& params) override;
 
   ModelStateBytes model_state_bytes() const { return bytes_; }
   int64_t all_gathers() const { return gathers_; }  // parameter all-gathers issued (fsdp)

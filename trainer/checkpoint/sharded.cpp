@@ -1,0 +1,337 @@
+#include "checkpoint/sharded.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "checkpoint/hf_io.h"
+#include "checkpoint/safetensors.h"
+#include "comm/communicator.h"
+#include "common/error.h"
+#include "common/fs.h"
+
+namespace fs = std::filesystem;
+
+namespace asc {
+
+namespace {
+
+std::string slice_name(const std::string& kind, const std::string& name, int64_t b, int64_t e) {
+  return fmt::format("{}:{}:{}:{}", kind, name, b, e);
+}
+
+// Every rank's string, in rank order (an all-gather of lengths, then of padded bytes). The
+// barrier first carries the long deadline: ranks may arrive far apart after writing.
+std::vector<std::string> exchange(comm::Communicator* comm, const std::string& mine,
+                                  double timeout_s) {
+  if (!comm) return {mine};
+  comm->barrier({timeout_s});
+  const int W = comm->size();
+  at::Tensor len = at::full({1}, int64_t(mine.size()), at::kLong);
+  at::Tensor lens = at::empty({W}, at::kLong);
+  comm->all_gather(lens, len)->wait();
+  const int64_t max = std::max<int64_t>(1, lens.max().item<int64_t>());
+  at::Tensor buf = at::zeros({max}, at::kByte);
+  std::memcpy(buf.data_ptr(), mine.data(), mine.size());
+  at::Tensor all = at::empty({W * max}, at::kByte);
+  comm->all_gather(all, buf)->wait();
+  std::vector<std::string> out;
+  for (int r = 0; r < W; ++r)
+    out.emplace_back(static_cast<const char*>(all.data_ptr()) + r * max,
+                     size_t(lens[r].item<int64_t>()));
+  return out;
+}
+
+// Fails on every rank alike when any rank reported an error.
+void agree(comm::Communicator* comm, const std::string& what, const std::string& error,
+           double timeout_s) {
+  const auto errors = exchange(comm, error, timeout_s);
+  std::string all;
+  for (size_t r = 0; r < errors.size(); ++r)
+    if (!errors[r].empty())
+      all += fmt::format("{}rank {}: {}", all.empty() ? "" : "; ", r, errors[r]);
+  if (!all.empty()) ASC_FAIL("{} failed: {}", what, all);
+}
+
+// Writes this rank's shard; returns its report (file and slices with absolute byte ranges).
+ShardReportInfo write_shard(const ShardedSave& s, const std::vector<StateSlice>& mine,
+                            const fs::path& dir, int rank, int world) {
+  const std::string file = fmt::format("shard-{:05d}-of-{:05d}.safetensors", rank, world);
+  std::vector<at::Tensor> keep;  // contiguous CPU copies, alive until written
+  std::vector<st::TensorRef> refs;
+  nlohmann::json shapes = nlohmann::json::object();
+  auto add = [&](const std::string& kind, const StateSlice& sl, at::Tensor t) {
+    keep.push_back(t.detach().to(at::kCPU).contiguous().reshape({-1}));
+    ASC_CHECK(keep.back().numel() == sl.end - sl.begin, "slice {} of {}: {} elements, not {}", kind,
+              sl.name, keep.back().numel(), sl.end - sl.begin);
+    refs.push_back({slice_name(kind, sl.name, sl.begin, sl.end),
+                    t.scalar_type() == at::kBFloat16 ? st::DType::BF16 : st::DType::F32,
+                    {sl.end - sl.begin},
+                    keep.back().data_ptr()});
+  };
+  for (const StateSlice& sl : mine) {
+    if (sl.end <= sl.begin) continue;
+    shapes[sl.name] = sl.shape;
+    add("master", sl, sl.master.to(at::kFloat));
+    add("exp_avg", sl, sl.exp_avg.to(at::kFloat));
+    add("exp_avg_sq", sl, sl.exp_avg_sq.to(at::kFloat));
+    if (s.bf16_params) add("param", sl, sl.master.to(at::kBFloat16));
+  }
+  const fs::path path = dir / file;
+  st::write_safetensors(path.string(), refs,
+                        {{"format", "asclepius-shard-v1"},
+                         {"step", std::to_string(s.step)},
+                         {"rank", std::to_string(rank)},
+                         {"world_size", std::to_string(world)},
+                         {"shapes", shapes.dump()}});
+  ShardReportInfo rep;
+  rep.file = file_info(path.string());
+  auto f = st::SafetensorsFile::open(path.string());  // the header, for the byte ranges
+  std::map<std::string, size_t> by_name;
+  for (const auto& t : f->tensors()) {
+    // KIND:NAME:BEGIN:END (NAME has no ':')
+    const auto a = t.name.find(':'), c = t.name.rfind(':'), b = t.name.rfind(':', c - 1);
+    const std::string kind = t.name.substr(0, a), name = t.name.substr(a + 1, b - a - 1);
+    auto [it, fresh] = by_name.emplace(name, rep.tensors.size());
+    if (fresh) rep.tensors.push_back({name, shapes[name].get<std::vector<int64_t>>(), {}});
+    rep.tensors[it->second].slices.push_back(
+        {file, kind, st::dtype_name(t.dtype), std::stoll(t.name.substr(b + 1, c - b - 1)),
+         std::stoll(t.name.substr(c + 1)), f->data_offset() + t.begin, t.end - t.begin});
+  }
+  return rep;
+}
+
+}  // namespace
+
+void save_sharded_checkpoint(const ShardedSave& s, const std::vector<StateSlice>& mine,
+                             comm::Communicator* comm) {
+  const int rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
+  const fs::path run(s.run_dir);
+  const std::string name = step_dir_name(s.step);
+  const fs::path dir = run / name, tmp = run / (name + ".partial");
+  const std::string what = fmt::format("checkpoint of step {} ({})", s.step, dir.string());
+
+  // 1. Rank 0 prepares the temporary directory (and removes those crashes left behind).
+  std::string error;
+  if (rank == 0) {
+    try {
+      fs::create_directories(run);
+      if (fs::exists(run / "latest") && resolve_model_dir(s.run_dir) == dir.string())
+        ASC_FAIL("refusing to overwrite {}, which 'latest' names", dir.string());
+      for (const auto& e : fs::directory_iterator(run))
+        if (e.is_directory() && e.path().extension() == ".partial") fs::remove_all(e.path());
+      fs::create_directories(tmp);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  }
+  agree(comm, what, error, s.timeout_s);
+
+  // 2. Every rank writes and hashes its shard; all exchange their reports.
+  save_fault_point("shard", rank, s.step);
+  ShardReportInfo report;
+  try {
+    report = write_shard(s, mine, tmp, rank, world);
+  } catch (const std::exception& e) {
+    report = ShardReportInfo{};
+    report.error = e.what();
+  }
+  save_fault_point("report", rank, s.step);
+  const auto reports = exchange(comm, serialize_report(report), s.timeout_s);
+  std::string failed;
+  std::vector<ShardReportInfo> parsed;
+  for (size_t r = 0; r < reports.size(); ++r) {
+    parsed.push_back(parse_report(reports[r]));
+    if (!parsed.back().error.empty())
+      failed += fmt::format("{}rank {}: {}", failed.empty() ? "" : "; ", r, parsed.back().error);
+  }
+  if (!failed.empty()) ASC_FAIL("{} failed: {}", what, failed);
+
+  // 3. Rank 0 writes its files and the manifest, renames the directory, moves `latest`.
+  error.clear();
+  if (rank == 0) {
+    try {
+      write_file_atomic((tmp / "config.json").string(),
+                        llama_config_to_hf_json(s.config).dump(2) + "\n");
+      const nlohmann::json gen = {{"bos_token_id", s.config.bos_token_id},
+                                  {"eos_token_id", s.config.eos_token_id},
+                                  {"_from_model_config", true}};
+      write_file_atomic((tmp / "generation_config.json").string(), gen.dump(2) + "\n");
+      write_file_atomic((tmp / "trainer_state.json").string(), s.state_json);
+      save_fault_point("manifest", rank, s.step);
+      ShardedManifest m;
+      m.info = s.info;
+      m.info.step = s.step;
+      m.info.world_size = world;
+      m.optimizer_step = s.optimizer_step;
+      m.data_seed = s.data_seed;
+      for (const char* f : {"config.json", "generation_config.json", "trainer_state.json"})
+        m.files.push_back(file_info((tmp / f).string()));
+      std::map<std::string, size_t> merged;
+      for (const auto& rep : parsed) {
+        m.files.push_back(rep.file);
+        for (const auto& t : rep.tensors) {
+          auto [it, fresh] = merged.emplace(t.name, m.tensors.size());
+          if (fresh) m.tensors.push_back({t.name, t.shape, {}});
+          auto& dst = m.tensors[it->second].slices;
+          dst.insert(dst.end(), t.slices.begin(), t.slices.end());
+        }
+      }
+      std::vector<std::string> kinds = {"master", "exp_avg", "exp_avg_sq"};
+      if (s.bf16_params) kinds.push_back("param");
+      write_sharded_manifest(tmp.string(), m, kinds);
+      save_fault_point("rename", rank, s.step);
+      fs::remove_all(dir);
+      fs::rename(tmp, dir);
+      fsync_dir(s.run_dir);
+      save_fault_point("latest", rank, s.step);
+      write_file_atomic((run / "latest").string(), name + "\n");
+      if (s.keep_last > 0) {
+        const std::vector<std::string> dirs = step_dirs_newest_first(s.run_dir);
+        for (size_t i = size_t(s.keep_last); i < dirs.size(); ++i)
+          if (dirs[i] != dir.string()) fs::remove_all(dirs[i]);
+      }
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  }
+  save_fault_point("done", rank, s.step);
+  agree(comm, what, error, s.timeout_s);
+}
+
+bool is_sharded_checkpoint(const std::string& dir) {
+  ShardedManifest m;
+  return read_sharded_manifest(dir, &m);
+}
+
+CheckpointReader::CheckpointReader(const std::string& step_dir) : dir_(step_dir) {
+  ShardedManifest m;
+  if (read_sharded_manifest(step_dir, &m)) {
+    format_ = 2;
+    optimizer_step_ = m.optimizer_step;
+    for (const auto& t : m.tensors) {
+      Tensor& x = tensors_[t.name];
+      x.shape = t.shape;
+      for (const auto& s : t.slices) {
+        ASC_CHECK(s.file.find('/') == std::string::npos && s.file.find("..") == std::string::npos,
+                  "{}/{}: slice file '{}' leaves the directory", step_dir, kManifestFile, s.file);
+        x.by_kind[s.kind].push_back({s.file, s.dtype, s.begin, s.end, s.offset});
+      }
+    }
+  } else {  // format 1: a Hugging Face directory (+ optimizer.safetensors in a step directory)
+    format_ = 1;
+    WeightFiles w = open_weights(step_dir);
+    auto add = [&](const st::SafetensorsFile& f, const st::TensorInfo& t, const std::string& name,
+                   const std::string& kind) {
+      Tensor& x = tensors_[name];
+      if (kind == "master") x.shape = t.shape;
+      x.by_kind[kind].push_back({fs::path(f.path()).filename().string(), st::dtype_name(t.dtype), 0,
+                                 int64_t(t.numel()), f.data_offset() + t.begin});
+    };
+    for (const auto& [name, i] : w.by_name) add(*w.files[i], w.files[i]->at(name), name, "master");
+    const fs::path op = fs::path(step_dir) / "optimizer.safetensors";
+    if (fs::exists(op)) {
+      auto f = st::SafetensorsFile::open(op.string());
+      for (const auto& t : f->tensors())
+        for (const std::string suffix : {".exp_avg_sq", ".exp_avg"})
+          if (t.name.size() > suffix.size() &&
+              t.name.compare(t.name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+            add(*f, t, t.name.substr(0, t.name.size() - suffix.size()), suffix.substr(1));
+            break;
+          }
+      const auto it = f->metadata().find("step");
+      try {
+        optimizer_step_ = it == f->metadata().end() ? 0 : std::stoll(it->second);
+      } catch (const std::exception&) {
+        ASC_FAIL("{}: metadata 'step' is not a number", op.string());
+      }
+    }
+  }
+  for (auto& [name, t] : tensors_)
+    for (auto& [kind, v] : t.by_kind)
+      std::sort(v.begin(), v.end(),
+                [](const Slice& a, const Slice& b) { return a.begin < b.begin; });
+}
+
+CheckpointReader::~CheckpointReader() {
+  for (auto& [f, fd] : fds_) ::close(fd);
+}
+
+const std::vector<int64_t>& CheckpointReader::shape(const std::string& name) const {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) ASC_FAIL("{}: no tensor '{}' in the checkpoint", dir_, name);
+  return it->second.shape;
+}
+
+std::vector<std::string> CheckpointReader::names() const {
+  std::vector<std::string> out;
+  for (const auto& [n, t] : tensors_) out.push_back(n);
+  return out;
+}
+
+int CheckpointReader::fd(const std::string& file) const {
+  auto it = fds_.find(file);
+  if (it != fds_.end()) return it->second;
+  const std::string p = (fs::path(dir_) / file).string();
+  const int f = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (f < 0) ASC_FAIL("{}: cannot open: {}", p, std::strerror(errno));
+  fds_[file] = f;
+  return f;
+}
+
+void CheckpointReader::read(const std::string& name, const std::string& kind, int64_t begin,
+                            int64_t end, float* out) const {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) ASC_FAIL("{}: no tensor '{}' in the checkpoint", dir_, name);
+  auto k = it->second.by_kind.find(kind);
+  if (k == it->second.by_kind.end())
+    ASC_FAIL("{}: no {} for '{}' (a model directory, not a training checkpoint?)", dir_, kind,
+             name);
+  int64_t covered = 0;
+  std::vector<uint16_t> half;
+  for (const Slice& s : k->second) {
+    const int64_t lo = std::max(begin, s.begin), hi = std::min(end, s.end);
+    if (lo >= hi) continue;
+    const bool bf16 = s.dtype == "BF16";
+    ASC_CHECK(bf16 || s.dtype == "F32", "{}: {} of '{}' stored as {} (expected F32 or BF16)", dir_,
+              kind, name, s.dtype);
+    const size_t es = bf16 ? 2 : 4, n = size_t(hi - lo) * es;
+    char* dst = reinterpret_cast<char*>(out + (lo - begin));
+    if (bf16) half.resize(size_t(hi - lo)), dst = reinterpret_cast<char*>(half.data());
+    const off_t off = off_t(s.offset + uint64_t(lo - s.begin) * es);
+    for (size_t done = 0; done < n;) {
+      const ssize_t got = ::pread(fd(s.file), dst + done, n - done, off + off_t(done));
+      if (got <= 0)
+        ASC_FAIL("{}/{}: short read at byte {} ({} of '{}'): the file is truncated", dir_, s.file,
+                 off + off_t(done), kind, name);
+      done += size_t(got);
+    }
+    if (bf16)
+      for (int64_t i = 0; i < hi - lo; ++i) {
+        const uint32_t bits = uint32_t(half[size_t(i)]) << 16;
+        std::memcpy(out + (lo - begin) + i, &bits, 4);
+      }
+    bytes_read_ += n;
+    covered += hi - lo;
+  }
+  if (covered != end - begin)
+    ASC_FAIL("{}: elements [{}, {}) of {} of '{}' are not all in the checkpoint ({} found)", dir_,
+             begin, end, kind, name, covered);
+}
+
+at::Tensor CheckpointReader::read_full(const std::string& name, const std::string& kind) const {
+  const auto& sh = shape(name);
+  at::Tensor t = at::empty(sh, at::kFloat);
+  read(name, kind, 0, t.numel(), t.data_ptr<float>());
+  return t;
+}
+
+}  // namespace asc
