@@ -65,6 +65,31 @@ LlamaForCausalLM initial_model(const Recipe& r) {
 
 namespace {
 
+// Resuming at step k after a run that went further (it died before its next checkpoint): the
+// metrics of the steps about to be redone are dropped, so each step has one line.
+void drop_metrics_after(const std::string& path, int64_t step) {
+  if (!std::filesystem::exists(path)) return;
+  std::istringstream in(read_file(path));
+  std::string line, kept;
+  int64_t dropped = 0;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    int64_t s = -1;
+    try {
+      s = nlohmann::json::parse(line).at("step").get<int64_t>();
+    } catch (const nlohmann::json::exception&) {  // a line torn by the crash
+    }
+    if (s >= 1 && s <= step)
+      kept += line + "\n";
+    else
+      ++dropped;
+  }
+  if (dropped == 0) return;
+  write_file_atomic(path, kept);
+  fmt::print(stderr, "note: {}: dropped {} line(s) after step {} (to be redone)\n", path, dropped,
+             step);
+}
+
 // The optimizer takes the fp32 model and casts it to the compute dtype itself: the parallel
 // engine (any parallel.mode but none) and the fused optimizer re-home the parameters into flat
 // buffers (fp32 master + bf16 copy), the reference one keeps fp32 masters taken before the cast.
@@ -197,6 +222,9 @@ BatchLoss accumulate_gradients(LlamaForCausalLM& model, Optimizer& opt, const Gl
 }
 
 TrainResult train(const Recipe& r) {
+  // From the start: a SIGTERM while the model loads stops the run after its first step (with a
+  // checkpoint) instead of killing it.
+  install_stop_signals();
   if (r.train.threads > 0) at::set_num_threads(int(r.train.threads));
   if (r.train.cache_host_memory && !cache_host_memory())
     fmt::print(stderr, "warning: the C library refused the host-memory cache settings\n");
@@ -225,8 +253,12 @@ TrainResult train(const Recipe& r) {
   // --- run directory: new, or resumed (checked by every rank, written by rank 0) -------------
   const std::string run_dir = r.checkpoint.dir;
   int64_t first_step = 0;
-  if (std::filesystem::exists(run_dir + "/latest")) {
-    std::string latest = read_file(run_dir + "/latest");
+  // A run killed between renaming its first checkpoint and writing `latest` has step
+  // directories but no `latest`: it is resumed too, not started over.
+  if (std::filesystem::exists(run_dir + "/latest") || !step_dirs_newest_first(run_dir).empty()) {
+    std::string latest = std::filesystem::exists(run_dir + "/latest")
+                             ? read_file(run_dir + "/latest")
+                             : std::string("(none)");
     while (!latest.empty() && std::isspace(static_cast<unsigned char>(latest.back())))
       latest.pop_back();
     if (r.checkpoint.resume != "auto")
@@ -256,6 +288,7 @@ TrainResult train(const Recipe& r) {
     } catch (const nlohmann::json::exception& e) {
       ASC_FAIL("{}/trainer_state.json: no readable step: {}", step_dir, e.what());
     }
+    if (rank == 0) drop_metrics_after(run_dir + "/metrics.jsonl", first_step);
     CheckpointReader reader(step_dir);
     opt->load_state_from(reader, hf_named_tensors(model));
     data.start_at(first_step);
@@ -314,7 +347,6 @@ TrainResult train(const Recipe& r) {
   result.run_dir = run_dir;
   result.rank = rank;
   const double t_start = now_s();
-  install_stop_signals();
   int64_t tokens_seen = 0, bad_in_a_row = 0;
   const auto faults = nan_faults();
   int stopped = 0;
