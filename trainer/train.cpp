@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cctype>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -335,9 +336,14 @@ TrainResult train(const Recipe& r) {
                  step_dir_name(step), now_s() - t0, double(bytes) / 1e6);
   };
   // A stop signal on any rank stops every rank at the same step.
-  auto any_rank_stopped = [&]() -> int {
-    if (!comm) return stop_signal();
-    at::Tensor s = at::full({1}, int64_t(stop_signal()), at::kLong);
+  // ASCLEPIUS_STOP_AFTER_STEP=N (set alike on every rank; `asclepius verify-resume` uses it)
+  // acts as a SIGTERM received during step N.
+  const char* stop_env = std::getenv("ASCLEPIUS_STOP_AFTER_STEP");
+  const int64_t stop_after = stop_env ? std::atoll(stop_env) : -1;
+  auto any_rank_stopped = [&](int64_t step) -> int {
+    const int own = step == stop_after ? SIGTERM : stop_signal();
+    if (!comm) return own;
+    at::Tensor s = at::full({1}, int64_t(own), at::kLong);
     comm->all_reduce(s, {comm::ReduceOp::kMax})->wait();
     return int(s.item<int64_t>());
   };
@@ -397,7 +403,7 @@ TrainResult train(const Recipe& r) {
     }
     result.losses.push_back(loss_sum);
     result.steps = k + 1;
-    if ((stopped = any_rank_stopped()) != 0) break;  // saved below, like the end of the run
+    if ((stopped = any_rank_stopped(k + 1)) != 0) break;  // saved below, like the end of the run
     if (r.checkpoint.every_steps > 0 && (k + 1) % r.checkpoint.every_steps == 0 &&
         k + 1 < total_steps)
       save(k + 1, loss_sum);

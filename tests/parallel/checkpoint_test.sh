@@ -109,4 +109,16 @@ mpi 2 "$bin" train "$recipe" "${common[@]}" "${long[@]}" checkpoint.dir="$tmp/te
   >"$tmp/term.resume.log" 2>&1
 check "SIGTERM to rank 1: resumed to the end, bit-identical to the uninterrupted run" \
   "[[ $? == 0 ]] && same_bits $tmp/term-ref $tmp/term 300"
+
+# --- verify-resume: the users' own check ------------------------------------------------------------
+"$bin" verify-resume "$recipe" --steps 6 --world-size 2 --work-dir "$tmp/vr" parallel.mode=fsdp \
+  train.threads=1 >"$tmp/vr.out" 2>&1
+check "verify-resume at 2 ranks: PASS, bit-identical" \
+  "[[ $? == 0 ]] && grep -q 'PASS: the resumed run is bit-identical' $tmp/vr.out && [[ \$(grep -c 'yes' $tmp/vr.out) == 3 ]]"
+"$bin" verify-resume "$recipe" --steps 6 --world-size 2 --resume-world-size 4 --work-dir "$tmp/vr4" \
+  parallel.mode=fsdp train.threads=1 train.micro_batch_size=2 >"$tmp/vr4.out" 2>&1
+check "verify-resume 2 -> 4 ranks: PASS within tolerance" "[[ $? == 0 ]] && grep -q 'PASS: largest relative difference' $tmp/vr4.out"
+"$bin" verify-resume "$recipe" --steps 6 --world-size 2 --resume-world-size 4 --rtol 0 --work-dir "$tmp/vr0" \
+  parallel.mode=fsdp train.threads=1 train.micro_batch_size=2 >"$tmp/vr0.out" 2>&1
+check "verify-resume reports a difference beyond --rtol as FAIL (exit 1)" "[[ $? == 1 ]] && grep -q '^FAIL' $tmp/vr0.out"
 exit $fail

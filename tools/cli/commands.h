@@ -16,5 +16,6 @@ void add_plan(CLI::App& app);
 void add_ckpt(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_generate(CLI::App& app);
+void add_verify_resume(CLI::App& app);
 
 }  // namespace asc::cli

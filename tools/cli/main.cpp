@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
   asc::cli::add_ckpt(app);
   asc::cli::add_eval(app);
   asc::cli::add_generate(app);
+  asc::cli::add_verify_resume(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
