@@ -110,6 +110,22 @@ mpi 2 "$bin" train "$recipe" "${common[@]}" "${long[@]}" checkpoint.dir="$tmp/te
 check "SIGTERM to rank 1: resumed to the end, bit-identical to the uninterrupted run" \
   "[[ $? == 0 ]] && same_bits $tmp/term-ref $tmp/term 300"
 
+# --- export without a gather: every rank writes its share into the final files --------------------
+src="$tmp/fsdp-2to4-full"
+"$bin" export "$src" --out "$tmp/exp1" >/dev/null 2>&1
+mpi 3 "$bin" export "$src" --out "$tmp/exp3" >/dev/null 2>"$tmp/exp3.log"
+check "export on 3 ranks: byte-identical to one process (bf16, one file)" "diff -r $tmp/exp1 $tmp/exp3 >/dev/null"
+total=$(stat -c %s "$tmp/exp1/model.safetensors")
+max_w=$(grep -o 'wrote [0-9]* bytes' "$tmp/exp3.log" | awk '{print $2}' | sort -n | tail -1)
+check "export on 3 ranks: each rank wrote about a third ($max_w of $total bytes)" \
+  "[[ -n '$max_w' ]] && (( max_w * 3 <= total * 11 / 10 ))"
+"$bin" export "$src" --out "$tmp/exps1" --dtype fp32 --max-shard-size 200KB >/dev/null 2>&1
+mpi 2 "$bin" export "$src" --out "$tmp/exps2" --dtype fp32 --max-shard-size 200KB >/dev/null 2>&1
+check "export on 2 ranks: byte-identical sharded fp32 directory with its index" \
+  "diff -r $tmp/exps1 $tmp/exps2 >/dev/null && [[ -f $tmp/exps2/model.safetensors.index.json ]]"
+check "export on 2 ranks: loads in transformers, equal to the checkpoint" \
+  "$py $here/../oracle/check_hf_dir.py $tmp/exps2 $src/step-0000010 float32 >/dev/null"
+
 # --- verify-resume: the users' own check ------------------------------------------------------------
 "$bin" verify-resume "$recipe" --steps 6 --world-size 2 --work-dir "$tmp/vr" parallel.mode=fsdp \
   train.threads=1 >"$tmp/vr.out" 2>&1

@@ -162,3 +162,24 @@ TEST(HfIo, FilesystemCallsWorkInLibtorchLinkedBinaries) {
   EXPECT_EQ(fs::remove_all(d + "/a"), 5u);
   EXPECT_FALSE(fs::exists(d + "/a"));
 }
+
+// The export's layout is planned from the config alone: names, order and shapes must be the
+// model's own (grouped-query and tied-embedding configurations).
+TEST(HfIo, ParameterShapesFromTheConfigAreTheModels) {
+  for (const char* preset : {"tiny-gqa", "tiny"}) {
+    for (bool tied : {false, true}) {
+      LlamaConfig c = llama_preset(preset);
+      c.tie_word_embeddings = tied;
+      LlamaForCausalLM m(c);
+      const auto planned = llama_parameter_shapes(c);
+      const auto params = m->named_parameters();
+      ASSERT_EQ(planned.size(), params.size()) << preset << " tied " << tied;
+      for (size_t i = 0; i < params.size(); ++i) {
+        EXPECT_EQ(planned[i].first, params[i].key()) << i;
+        EXPECT_EQ(planned[i].second, std::vector<int64_t>(params[i].value().sizes().begin(),
+                                                          params[i].value().sizes().end()))
+            << params[i].key();
+      }
+    }
+  }
+}

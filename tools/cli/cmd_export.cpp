@@ -1,9 +1,15 @@
 // cmd_export.cpp — `asclepius export RUN_OR_CHECKPOINT --out DIR`: a Hugging Face directory.
+// One process builds the model and writes it; under mpirun every rank writes its share of every
+// tensor straight into the final files (checkpoint/export.h), byte-identical, with no gather.
 #include <iostream>
 
 #include <cstdint>
 
+#include <fmt/format.h>
+
+#include "checkpoint/export.h"
 #include "checkpoint/hf_io.h"
+#include "comm/communicator.h"
 #include "cli/commands.h"
 #include "common/error.h"
 
@@ -56,13 +62,23 @@ void add_export(CLI::App& app) {
       ->check(CLI::IsMember({"bf16", "fp16", "fp32"}));
   cmd->add_option("--max-shard-size", o->shard, "Largest shard (e.g. 5GB, 200MB)");
   cmd->callback([=] {
+    const at::ScalarType dtype = o->dtype == "bf16"   ? at::kBFloat16
+                                 : o->dtype == "fp16" ? at::kHalf
+                                                      : at::kFloat;
+    if (comm::launched_world_size() > 1) {  // every rank writes its share in place: no gather
+      auto comm = comm::make_mpi_communicator(/*timeout_s=*/6 * 3600.0);
+      const ExportStats st = export_hf_parallel(o->src, o->out, dtype, parse_size(o->shard), *comm);
+      fmt::print(stderr, "rank {}: read {} bytes, wrote {} bytes\n", comm->rank(), st.bytes_read,
+                 st.bytes_written);
+      if (comm->rank() == 0)
+        std::cout << "exported " << o->src << " -> " << o->out << " (" << o->dtype << ", "
+                  << comm->size() << " ranks)\n";
+      return;
+    }
     const std::string dir = resolve_model_dir(o->src);
     LlamaForCausalLM model(read_hf_config(dir));
     load_hf_weights(dir, model);
-    const at::ScalarType dt = o->dtype == "bf16"   ? at::kBFloat16
-                              : o->dtype == "fp16" ? at::kHalf
-                                                   : at::kFloat;
-    save_hf_dir(o->out, model->config(), hf_named_tensors(model), dt, parse_size(o->shard));
+    save_hf_dir(o->out, model->config(), hf_named_tensors(model), dtype, parse_size(o->shard));
     std::cout << "exported " << dir << " -> " << o->out << " (" << o->dtype << ")\n";
   });
 }

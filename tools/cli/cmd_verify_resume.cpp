@@ -126,11 +126,10 @@ void verify(const Opts& o) {
   const int64_t M = o.resume_world > 0 ? o.resume_world : o.world, half = o.steps / 2;
   load_recipe(o.recipe, o.overrides, o.world);  // a bad recipe fails here, once
   load_recipe(o.recipe, o.overrides, M);
-  const std::string work =
-      o.work.empty() ? (std::filesystem::temp_directory_path() /
-                        fmt::format("asclepius-verify-resume-{}", ::getpid()))
-                           .string()
-                     : o.work;
+  const std::string work = o.work.empty() ? (std::filesystem::temp_directory_path() /
+                                             fmt::format("asclepius-verify-resume-{}", ::getpid()))
+                                                .string()
+                                          : o.work;
   std::filesystem::remove_all(work);
   std::filesystem::create_directories(work);
   const std::vector<std::string> common = {fmt::format("train.max_steps={}", o.steps),
@@ -142,9 +141,10 @@ void verify(const Opts& o) {
     a.push_back(std::string("checkpoint.resume=") + (resume ? "auto" : "never"));
     return a;
   };
-  fmt::print("verify-resume: {} steps on {} rank(s); stop after step {}; resume on {} rank(s)\n"
-             "work directory {}\n",
-             o.steps, o.world, half, M, work);
+  fmt::print(
+      "verify-resume: {} steps on {} rank(s); stop after step {}; resume on {} rank(s)\n"
+      "work directory {}\n",
+      o.steps, o.world, half, M, work);
   int rc = run_train(o, o.world, args("reference", false), {}, work + "/reference.log");
   ASC_CHECK(rc == 0, "the uninterrupted run failed (exit {}); see {}/reference.log", rc, work);
   rc = run_train(o, o.world, args("resumed", false),
@@ -171,15 +171,16 @@ void verify(const Opts& o) {
   }
   CheckpointReader a(resolve_model_dir(work + "/reference")),
       b(resolve_model_dir(work + "/resumed"));
-  fmt::print("\n state        bit-identical  max |diff|   max rel diff  hash (uninterrupted / resumed)\n");
+  fmt::print(
+      "\n state        bit-identical  max |diff|   max rel diff  hash (uninterrupted / resumed)\n");
   bool identical = losses_identical;
   double worst = worst_loss;
   for (const char* kind : {"master", "exp_avg", "exp_avg_sq"}) {
     const Diff d = compare_state(a, b, kind);
     identical = identical && d.identical;
     worst = std::max(worst, d.max_rel);
-    fmt::print(" {:11s}  {:13s}  {:10.3g}   {:12.3g}  {} / {}\n", kind,
-               d.identical ? "yes" : "no", d.max_abs, d.max_rel, d.hash_a, d.hash_b);
+    fmt::print(" {:11s}  {:13s}  {:10.3g}   {:12.3g}  {} / {}\n", kind, d.identical ? "yes" : "no",
+               d.max_abs, d.max_rel, d.hash_a, d.hash_b);
   }
   const bool same_world = M == o.world;
   const bool ok = same_world ? identical : worst <= o.rtol;
@@ -187,8 +188,8 @@ void verify(const Opts& o) {
              same_world ? (identical ? "the resumed run is bit-identical to the uninterrupted one"
                                      : "the resumed run differs from the uninterrupted one "
                                        "(expected bit-identical at the same world size)")
-                        : fmt::format("largest relative difference {:.3g} (tolerance {:g})",
-                                      worst, o.rtol));
+                        : fmt::format("largest relative difference {:.3g} (tolerance {:g})", worst,
+                                      o.rtol));
   if (!ok) std::exit(1);
 }
 
@@ -210,7 +211,8 @@ void add_verify_resume(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--launcher", o->launcher, "How to start several ranks")
       ->check(CLI::IsMember({"mpirun", "srun"}));
-  cmd->add_option("--work-dir", o->work, "Where the three runs go (default: a temporary directory)");
+  cmd->add_option("--work-dir", o->work,
+                  "Where the three runs go (default: a temporary directory)");
   cmd->add_option("--rtol", o->rtol, "Tolerance at another world size (relative)");
   cmd->callback([o] { verify(*o); });
 }

@@ -168,9 +168,7 @@ void load_hf_weights(const std::string& dir, LlamaForCausalLM& model) {
   }
 }
 
-void save_hf_dir(const std::string& out_dir, LlamaConfig config, const NamedTensors& tensors,
-                 at::ScalarType dtype, uint64_t max_shard_bytes) {
-  fs::create_directories(out_dir);
+void write_hf_config_files(const std::string& out_dir, LlamaConfig config, at::ScalarType dtype) {
   const fs::path d(out_dir);
   config.torch_dtype = hf_dtype_name(dtype);
   write_file_atomic((d / "config.json").string(), llama_config_to_hf_json(config).dump(2) + "\n");
@@ -178,6 +176,13 @@ void save_hf_dir(const std::string& out_dir, LlamaConfig config, const NamedTens
                         {"eos_token_id", config.eos_token_id},
                         {"_from_model_config", true}};
   write_file_atomic((d / "generation_config.json").string(), gen.dump(2) + "\n");
+}
+
+void save_hf_dir(const std::string& out_dir, LlamaConfig config, const NamedTensors& tensors,
+                 at::ScalarType dtype, uint64_t max_shard_bytes) {
+  fs::create_directories(out_dir);
+  const fs::path d(out_dir);
+  write_hf_config_files(out_dir, config, dtype);
 
   // Group tensors into shards in order.
   std::vector<at::Tensor> converted;

@@ -34,6 +34,9 @@ WeightFiles open_weights(const std::string& dir);
 void load_hf_weights(const std::string& dir, LlamaForCausalLM& model);
 // The model's tensors under Hugging Face names.
 NamedTensors hf_named_tensors(LlamaForCausalLM& model);
+// config.json (torch_dtype set from `dtype`) and generation_config.json, as save_hf_dir writes
+// them.
+void write_hf_config_files(const std::string& out_dir, LlamaConfig config, at::ScalarType dtype);
 // Writes a Hugging Face directory; tensors converted to `dtype`; a new shard starts when the
 // current one would exceed max_shard_bytes (a single tensor larger than that gets its own shard).
 void save_hf_dir(const std::string& out_dir, LlamaConfig config, const NamedTensors& tensors,

@@ -219,7 +219,6 @@ const TensorInfo& SafetensorsFile::at(const std::string& name) const {
   return *t;
 }
 
-namespace {
 std::string make_header(const std::vector<TensorRef>& tensors,
                         const std::map<std::string, std::string>& metadata) {
   // nlohmann::ordered_json keeps our order; readers do not care, humans do.
@@ -239,6 +238,7 @@ std::string make_header(const std::vector<TensorRef>& tensors,
   s.append((8 - s.size() % 8) % 8, ' ');
   return s;
 }
+namespace {
 uint64_t nbytes(const TensorRef& t) {
   uint64_t b = dtype_size(t.dtype);
   for (int64_t d : t.shape) b *= uint64_t(d);

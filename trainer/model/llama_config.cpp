@@ -26,6 +26,28 @@ int64_t LlamaConfig::num_parameters() const {
   return n;
 }
 
+std::vector<std::pair<std::string, std::vector<int64_t>>> llama_parameter_shapes(
+    const LlamaConfig& c) {
+  const int64_t D = c.hidden_size, E = c.head_dim(), I = c.intermediate_size;
+  std::vector<std::pair<std::string, std::vector<int64_t>>> out = {
+      {"model.embed_tokens.weight", {c.vocab_size, D}}};
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string l = "model.layers." + std::to_string(i) + ".";
+    out.push_back({l + "self_attn.q_proj.weight", {c.num_attention_heads * E, D}});
+    out.push_back({l + "self_attn.k_proj.weight", {c.num_key_value_heads * E, D}});
+    out.push_back({l + "self_attn.v_proj.weight", {c.num_key_value_heads * E, D}});
+    out.push_back({l + "self_attn.o_proj.weight", {D, c.num_attention_heads * E}});
+    out.push_back({l + "mlp.gate_proj.weight", {I, D}});
+    out.push_back({l + "mlp.up_proj.weight", {I, D}});
+    out.push_back({l + "mlp.down_proj.weight", {D, I}});
+    out.push_back({l + "input_layernorm.weight", {D}});
+    out.push_back({l + "post_attention_layernorm.weight", {D}});
+  }
+  out.push_back({"model.norm.weight", {D}});
+  if (!c.tie_word_embeddings) out.push_back({"lm_head.weight", {c.vocab_size, D}});
+  return out;
+}
+
 double LlamaConfig::train_flops_per_token(int64_t seq_len) const {
   return 6.0 * double(num_parameters_no_embedding()) +
          12.0 * double(num_hidden_layers) * double(hidden_size) * double(seq_len);

@@ -7,6 +7,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -50,6 +51,11 @@ struct LlamaConfig {
     validate([&](const char*) { return where; });
   }
 };
+
+// Every parameter's Hugging Face name and shape, in the model's order (named_parameters()):
+// what a checkpoint or export of this architecture holds, known without building the model.
+std::vector<std::pair<std::string, std::vector<int64_t>>> llama_parameter_shapes(
+    const LlamaConfig& c);
 
 // Built-in presets: llama-7b, llama-13b, llama2-7b, llama2-13b, mistral-7b, and CPU-sized
 // tiny / tiny-gqa / small. Throws naming the closest preset for an unknown name.
