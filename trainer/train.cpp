@@ -1,6 +1,7 @@
 // train.cpp — build model, optimizer, data and run directory; loop (step, log, save); finish.
 #include "train.h"
 
+#include <atomic>
 #include <chrono>
 #include <cctype>
 #include <csignal>
@@ -9,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <set>
+#include <thread>
 #include <sstream>
 
 #include <ATen/Parallel.h>
@@ -166,7 +168,7 @@ void check_resume_compatible(const Recipe& r, const std::string& saved_path, boo
                     "trained, so the run cannot continue with it",
                     r.where(key), key, a.empty() ? "unset" : a, b.empty() ? "unset" : b,
                     saved_path);
-    if (talk && key.rfind("checkpoint.", 0) != 0)
+    if (talk && key != "checkpoint.resume")
       fmt::print(stderr, "note: resuming with {} = {} (the run used {})\n", key,
                  a.empty() ? "unset" : a, b.empty() ? "unset" : b);
   }
@@ -290,12 +292,15 @@ TrainResult train(const Recipe& r) {
       ASC_FAIL("{}/trainer_state.json: no readable step: {}", step_dir, e.what());
     }
     if (rank == 0) drop_metrics_after(run_dir + "/metrics.jsonl", first_step);
+    const double t_load = now_s();
     CheckpointReader reader(step_dir);
     opt->load_state_from(reader, hf_named_tensors(model));
+    const double load_s = now_s() - t_load;
     data.start_at(first_step);
     if (rank == 0)
       fmt::print(stderr, "resuming {} at step {} of {}\n", step_dir, first_step, total_steps);
-    fmt::print(stderr, "rank {}: read {} bytes of checkpoint state\n", rank, reader.bytes_read());
+    fmt::print(stderr, "rank {}: read {} bytes of checkpoint state in {:.3f} s\n", rank,
+               reader.bytes_read(), load_s);
   }
   std::unique_ptr<MetricsLogger> metrics;
   if (rank == 0) {
@@ -307,9 +312,22 @@ TrainResult train(const Recipe& r) {
   const double peak_tflops = r.logging.peak_tflops;  // 0: unknown on CPU
 
   // Every rank writes its own part (no gather); all agree the save succeeded before rank 0
-  // commits it (checkpoint/sharded.h).
-  auto save = [&](int64_t step, double loss) {
-    const double t0 = now_s();
+  // commits it (checkpoint/sharded.h). With checkpoint.async the state is copied out, a thread
+  // writes it, and the commit happens at the first step boundary where every rank's write is
+  // done (or before the next save, a stop or the end).
+  struct PendingSave {
+    ShardedSave s;
+    std::vector<StateSlice> copy;  // the state as of the saved step
+    ShardReportInfo report;
+    std::atomic<bool> written{false};
+    std::thread writer;
+    double t0 = 0;
+    ~PendingSave() {  // an error unwinding the loop: the write finishes, nothing is committed
+      if (writer.joinable()) writer.join();
+    }
+  };
+  std::unique_ptr<PendingSave> pending;
+  auto describe = [&](int64_t step, double loss) {
     ShardedSave s;
     s.run_dir = run_dir, s.step = step, s.optimizer_step = opt->steps(), s.config = config;
     s.state_json = nlohmann::json({{"step", step},
@@ -327,25 +345,73 @@ TrainResult train(const Recipe& r) {
     s.bf16_params = r.train.dtype == "bf16";
     s.keep_last = r.checkpoint.keep_last;
     s.timeout_s = std::max(r.parallel.timeout_s, 6.0 * 3600);  // writing a large model is slow
+    return s;
+  };
+  auto finish_pending = [&]() {
+    if (!pending) return;
+    pending->writer.join();
+    commit_sharded_checkpoint(pending->s, pending->report, comm.get());
+    if (rank == 0)
+      fmt::print(stderr, "saved {}/{} in the background ({:.3f} s from the save to the commit)\n",
+                 run_dir, step_dir_name(pending->s.step), now_s() - pending->t0);
+    pending.reset();
+  };
+  const int world = comm ? comm->size() : 1;
+  auto save = [&](int64_t step, double loss, bool async) {
+    finish_pending();  // one save in flight at a time
+    const double t0 = now_s();
+    ShardedSave s = describe(step, loss);
     const std::vector<StateSlice> mine = opt->state_slices(hf_named_tensors(model));
-    save_sharded_checkpoint(s, mine, comm.get());
     int64_t bytes = 0;
     for (const auto& sl : mine) bytes += (sl.end - sl.begin) * (s.bf16_params ? 14 : 12);
-    if (rank == 0 && r.logging.progress)
-      fmt::print(stderr, "saved {}/{} in {:.2f} s (rank 0 wrote {:.1f} MB)\n", run_dir,
-                 step_dir_name(step), now_s() - t0, double(bytes) / 1e6);
+    if (!async) {
+      save_sharded_checkpoint(s, mine, comm.get());
+      if (rank == 0)
+        fmt::print(stderr, "saved {}/{} in {:.3f} s (rank 0 wrote {} bytes of state)\n", run_dir,
+                   step_dir_name(step), now_s() - t0, bytes);
+      return;
+    }
+    begin_sharded_checkpoint(s, comm.get());
+    pending = std::make_unique<PendingSave>();
+    pending->s = s, pending->t0 = t0;
+    for (const StateSlice& sl : mine)  // copies: training changes the originals from now on
+      pending->copy.push_back({sl.name, sl.shape, sl.begin, sl.end, sl.master.clone(),
+                               sl.exp_avg.clone(), sl.exp_avg_sq.clone()});
+    PendingSave* p = pending.get();
+    // Test hook: ASCLEPIUS_ASYNC_SAVE_DELAY_MS holds the write back, so training has certainly
+    // changed the parameters before the copy is written.
+    const char* delay = std::getenv("ASCLEPIUS_ASYNC_SAVE_DELAY_MS");
+    const int delay_ms = delay ? std::atoi(delay) : 0;
+    p->writer = std::thread([p, rank, world, delay_ms] {
+      if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+      p->report = write_shard(p->s, p->copy, rank, world);
+      p->copy.clear();
+      p->written = true;
+    });
+    if (rank == 0)
+      fmt::print(stderr,
+                 "saving {}/{} in the background: training paused {:.3f} s to copy {} "
+                 "bytes\n",
+                 run_dir, step_dir_name(step), now_s() - t0, bytes);
   };
-  // A stop signal on any rank stops every rank at the same step.
   // ASCLEPIUS_STOP_AFTER_STEP=N (set alike on every rank; `asclepius verify-resume` uses it)
   // acts as a SIGTERM received during step N.
   const char* stop_env = std::getenv("ASCLEPIUS_STOP_AFTER_STEP");
   const int64_t stop_after = stop_env ? std::atoll(stop_env) : -1;
+  // One all-reduce per step: the largest stop signal, and whether any rank's background write
+  // is still running (when none is, the pending checkpoint is committed).
   auto any_rank_stopped = [&](int64_t step) -> int {
     const int own = step == stop_after ? SIGTERM : stop_signal();
-    if (!comm) return own;
-    at::Tensor s = at::full({1}, int64_t(own), at::kLong);
-    comm->all_reduce(s, {comm::ReduceOp::kMax})->wait();
-    return int(s.item<int64_t>());
+    const int64_t writing = pending && !pending->written ? 1 : 0;
+    int sig = own;
+    bool all_written = !writing;
+    if (comm) {
+      at::Tensor s = at::tensor({int64_t(own), writing}, at::kLong);
+      comm->all_reduce(s, {comm::ReduceOp::kMax})->wait();
+      sig = int(s[0].item<int64_t>()), all_written = s[1].item<int64_t>() == 0;
+    }
+    if (pending && all_written) finish_pending();
+    return sig;
   };
 
   // --- the loop -----------------------------------------------------------------------------
@@ -406,11 +472,11 @@ TrainResult train(const Recipe& r) {
     if ((stopped = any_rank_stopped(k + 1)) != 0) break;  // saved below, like the end of the run
     if (r.checkpoint.every_steps > 0 && (k + 1) % r.checkpoint.every_steps == 0 &&
         k + 1 < total_steps)
-      save(k + 1, loss_sum);
+      save(k + 1, loss_sum, r.checkpoint.async);
   }
   if (metrics) metrics->finish();
   result.stopped_by_signal = stopped;
-  save(result.steps, result.losses.empty() ? 0.0 : result.losses.back());
+  save(result.steps, result.losses.empty() ? 0.0 : result.losses.back(), /*async=*/false);
   return result;
 }
 

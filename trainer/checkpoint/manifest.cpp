@@ -42,6 +42,14 @@ std::string xxh64_file(const std::string& path) {
   return fmt::format("{:016x}", XXH64_digest(st.get()));
 }
 
+std::string xxh64_hex_pieces(const std::vector<std::pair<const void*, size_t>>& pieces) {
+  std::unique_ptr<XXH64_state_t, decltype(&XXH64_freeState)> st(XXH64_createState(),
+                                                                &XXH64_freeState);
+  XXH64_reset(st.get(), 0);
+  for (const auto& [p, n] : pieces) XXH64_update(st.get(), p, n);
+  return fmt::format("{:016x}", XXH64_digest(st.get()));
+}
+
 void write_manifest(const std::string& dir, const CheckpointInfo& info) {
   asclepius::checkpoint::Manifest m;
   m.set_format_version(1);

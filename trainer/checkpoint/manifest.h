@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace asc {
@@ -18,6 +19,8 @@ constexpr const char* kManifestFile = "manifest.pb";
 
 std::string xxh64_hex(const std::string& bytes);
 std::string xxh64_file(const std::string& path);  // streams the file
+// XXH64 of the concatenation of the pieces (a file's bytes hashed from memory as it is written).
+std::string xxh64_hex_pieces(const std::vector<std::pair<const void*, size_t>>& pieces);
 // Hashes every regular file in `dir` (but the manifest) and writes dir/manifest.pb atomically.
 void write_manifest(const std::string& dir, const CheckpointInfo& info);
 // "" when `dir` holds a manifest and every file it lists with that size and hash; otherwise the

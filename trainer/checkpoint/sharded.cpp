@@ -62,8 +62,8 @@ void agree(comm::Communicator* comm, const std::string& what, const std::string&
 }
 
 // Writes this rank's shard; returns its report (file and slices with absolute byte ranges).
-ShardReportInfo write_shard(const ShardedSave& s, const std::vector<StateSlice>& mine,
-                            const fs::path& dir, int rank, int world) {
+ShardReportInfo write_shard_file(const ShardedSave& s, const std::vector<StateSlice>& mine,
+                                 const fs::path& dir, int rank, int world) {
   const std::string file = fmt::format("shard-{:05d}-of-{:05d}.safetensors", rank, world);
   std::vector<at::Tensor> keep;  // contiguous CPU copies, alive until written
   std::vector<st::TensorRef> refs;
@@ -86,14 +86,22 @@ ShardReportInfo write_shard(const ShardedSave& s, const std::vector<StateSlice>&
     if (s.bf16_params) add("param", sl, sl.master.to(at::kBFloat16));
   }
   const fs::path path = dir / file;
-  st::write_safetensors(path.string(), refs,
-                        {{"format", "asclepius-shard-v1"},
-                         {"step", std::to_string(s.step)},
-                         {"rank", std::to_string(rank)},
-                         {"world_size", std::to_string(world)},
-                         {"shapes", shapes.dump()}});
+  const std::map<std::string, std::string> meta = {{"format", "asclepius-shard-v1"},
+                                                   {"step", std::to_string(s.step)},
+                                                   {"rank", std::to_string(rank)},
+                                                   {"world_size", std::to_string(world)},
+                                                   {"shapes", shapes.dump()}};
+  st::write_safetensors(path.string(), refs, meta);
+  // The file's hash from the bytes just written (what write_safetensors wrote: length, header,
+  // data), not by reading the file back.
+  const std::string header = st::make_header(refs, meta);
+  std::string len(8, '\0');
+  for (int i = 0; i < 8; ++i) len[size_t(i)] = char((uint64_t(header.size()) >> (8 * i)) & 0xff);
+  std::vector<std::pair<const void*, size_t>> pieces = {{len.data(), 8},
+                                                        {header.data(), header.size()}};
+  for (const auto& t : keep) pieces.push_back({t.data_ptr(), size_t(t.nbytes())});
   ShardReportInfo rep;
-  rep.file = file_info(path.string());
+  rep.file = {file, uint64_t(std::filesystem::file_size(path)), xxh64_hex_pieces(pieces)};
   auto f = st::SafetensorsFile::open(path.string());  // the header, for the byte ranges
   std::map<std::string, size_t> by_name;
   for (const auto& t : f->tensors()) {
@@ -111,39 +119,69 @@ ShardReportInfo write_shard(const ShardedSave& s, const std::vector<StateSlice>&
 
 }  // namespace
 
-void save_sharded_checkpoint(const ShardedSave& s, const std::vector<StateSlice>& mine,
-                             comm::Communicator* comm) {
-  const int rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
-  const fs::path run(s.run_dir);
-  const std::string name = step_dir_name(s.step);
-  const fs::path dir = run / name, tmp = run / (name + ".partial");
-  const std::string what = fmt::format("checkpoint of step {} ({})", s.step, dir.string());
+namespace {
+struct SavePaths {
+  fs::path run, dir, tmp;
+  std::string name, what;
+};
+SavePaths paths_of(const ShardedSave& s) {
+  SavePaths p;
+  p.run = fs::path(s.run_dir);
+  p.name = step_dir_name(s.step);
+  p.dir = p.run / p.name, p.tmp = p.run / (p.name + ".partial");
+  p.what = fmt::format("checkpoint of step {} ({})", s.step, p.dir.string());
+  return p;
+}
+}  // namespace
 
-  // 1. Rank 0 prepares the temporary directory (and removes those crashes left behind).
+void begin_sharded_checkpoint(const ShardedSave& s, comm::Communicator* comm) {
+  const int rank = comm ? comm->rank() : 0;
+  const SavePaths p = paths_of(s);
+  // Rank 0 prepares the temporary directory (and removes those crashes left behind).
   std::string error;
   if (rank == 0) {
     try {
-      fs::create_directories(run);
-      if (fs::exists(run / "latest") && resolve_model_dir(s.run_dir) == dir.string())
-        ASC_FAIL("refusing to overwrite {}, which 'latest' names", dir.string());
-      for (const auto& e : fs::directory_iterator(run))
+      fs::create_directories(p.run);
+      if (fs::exists(p.run / "latest") && resolve_model_dir(s.run_dir) == p.dir.string())
+        ASC_FAIL("refusing to overwrite {}, which 'latest' names", p.dir.string());
+      for (const auto& e : fs::directory_iterator(p.run))
         if (e.is_directory() && e.path().extension() == ".partial") fs::remove_all(e.path());
-      fs::create_directories(tmp);
+      fs::create_directories(p.tmp);
     } catch (const std::exception& e) {
       error = e.what();
     }
   }
-  agree(comm, what, error, s.timeout_s);
+  agree(comm, p.what, error, s.timeout_s);
+}
 
-  // 2. Every rank writes and hashes its shard; all exchange their reports.
+ShardReportInfo write_shard(const ShardedSave& s, const std::vector<StateSlice>& mine, int rank,
+                            int world) {
   save_fault_point("shard", rank, s.step);
   ShardReportInfo report;
   try {
-    report = write_shard(s, mine, tmp, rank, world);
+    report = write_shard_file(s, mine, paths_of(s).tmp, rank, world);
   } catch (const std::exception& e) {
     report = ShardReportInfo{};
     report.error = e.what();
   }
+  return report;
+}
+
+void save_sharded_checkpoint(const ShardedSave& s, const std::vector<StateSlice>& mine,
+                             comm::Communicator* comm) {
+  begin_sharded_checkpoint(s, comm);
+  const ShardReportInfo report =
+      write_shard(s, mine, comm ? comm->rank() : 0, comm ? comm->size() : 1);
+  commit_sharded_checkpoint(s, report, comm);
+}
+
+void commit_sharded_checkpoint(const ShardedSave& s, const ShardReportInfo& report,
+                               comm::Communicator* comm) {
+  const int rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
+  const SavePaths p = paths_of(s);
+  const fs::path &run = p.run, &dir = p.dir, &tmp = p.tmp;
+  const std::string &name = p.name, &what = p.what;
+  std::string error;
   save_fault_point("report", rank, s.step);
   const auto reports = exchange(comm, serialize_report(report), s.timeout_s);
   std::string failed;
@@ -155,7 +193,7 @@ void save_sharded_checkpoint(const ShardedSave& s, const std::vector<StateSlice>
   }
   if (!failed.empty()) ASC_FAIL("{} failed: {}", what, failed);
 
-  // 3. Rank 0 writes its files and the manifest, renames the directory, moves `latest`.
+  // Rank 0 writes its files and the manifest, renames the directory, moves `latest`.
   error.clear();
   if (rank == 0) {
     try {

@@ -67,8 +67,17 @@ struct ShardedSave {
 // Collective over `comm` (null: one process). `mine`: this rank's slices; across ranks they must
 // cover every element of every parameter exactly once (checked when the manifest is built).
 // Throws on every rank, naming the failing ranks and their errors, if any rank failed.
+// = begin_sharded_checkpoint + write_shard + commit_sharded_checkpoint.
 void save_sharded_checkpoint(const ShardedSave& s, const std::vector<StateSlice>& mine,
                              comm::Communicator* comm);
+// The phases, for an asynchronous save: begin (collective: the temporary directory), write
+// (this rank's shard; no communication, so it may run on another thread; errors go into the
+// report), commit (collective: the reports exchanged, then rank 0's manifest, rename, latest).
+void begin_sharded_checkpoint(const ShardedSave& s, comm::Communicator* comm);
+ShardReportInfo write_shard(const ShardedSave& s, const std::vector<StateSlice>& mine, int rank,
+                            int world);
+void commit_sharded_checkpoint(const ShardedSave& s, const ShardReportInfo& mine,
+                               comm::Communicator* comm);
 
 class CheckpointReader {
  public:

@@ -225,6 +225,7 @@ class Schema {
     add("checkpoint.every_steps", r_.checkpoint.every_steps, non_negative<int64_t>());
     add("checkpoint.resume", r_.checkpoint.resume, one_of({"never", "auto"}));
     add("checkpoint.keep_last", r_.checkpoint.keep_last, non_negative<int64_t>());
+    add<bool>("checkpoint.async", r_.checkpoint.async);
 
     add<bool>("logging.tensorboard", r_.logging.tensorboard);
     add<bool>("logging.progress", r_.logging.progress);

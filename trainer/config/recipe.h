@@ -71,6 +71,9 @@ struct Recipe {
     // newest checkpoint (same world size or not), refusing recipe changes that alter the math.
     std::string resume = "never";
     int64_t keep_last = 0;  // > 0: keep only the newest N step directories
+    // true: the step goes on once the state is copied out; a thread writes it; the checkpoint
+    // is committed (and becomes `latest`) at the first step boundary after every rank's write.
+    bool async = false;
   } checkpoint;
   struct Logging {
     bool tensorboard = false;

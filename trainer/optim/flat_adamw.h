@@ -24,6 +24,8 @@ class FlatAdamW final : public Optimizer {
   int64_t steps() const override { return step_; }
   OptimizerState state() const override;
   void load_state(const OptimizerState& s) override;
+  // Reads each tensor straight into the flat buffers (no intermediate copy).
+  void load_state_from(const CheckpointReader& r, const NamedTensors& params) override;
 
   // The flat buffers (tests, benchmarks).
   const at::Tensor& flat_master() const { return master_; }
