@@ -327,6 +327,16 @@ TrainResult train(const Recipe& r) {
     }
   };
   std::unique_ptr<PendingSave> pending;
+  std::vector<StateSlice> staging;  // async saves' copies, allocated (and touched) once
+  auto make_staging = [&](const std::vector<StateSlice>& mine) {
+    if (staging.size() == mine.size()) return;
+    staging.clear();
+    for (const StateSlice& sl : mine)
+      staging.push_back({sl.name, sl.shape, sl.begin, sl.end, at::zeros_like(sl.master),
+                         at::zeros_like(sl.exp_avg), at::zeros_like(sl.exp_avg_sq)});
+  };
+  if (r.checkpoint.async && r.checkpoint.every_steps > 0)
+    make_staging(opt->state_slices(hf_named_tensors(model)));
   auto describe = [&](int64_t step, double loss) {
     ShardedSave s;
     s.run_dir = run_dir, s.step = step, s.optimizer_step = opt->steps(), s.config = config;
@@ -374,9 +384,16 @@ TrainResult train(const Recipe& r) {
     begin_sharded_checkpoint(s, comm.get());
     pending = std::make_unique<PendingSave>();
     pending->s = s, pending->t0 = t0;
-    for (const StateSlice& sl : mine)  // copies: training changes the originals from now on
-      pending->copy.push_back({sl.name, sl.shape, sl.begin, sl.end, sl.master.clone(),
-                               sl.exp_avg.clone(), sl.exp_avg_sq.clone()});
+    // Copies (training changes the originals from now on) into staging buffers kept from save
+    // to save: fresh memory would be page-faulted in at every save, which costs more than the
+    // copy itself.
+    make_staging(mine);
+    for (size_t i = 0; i < mine.size(); ++i) {
+      staging[i].master.copy_(mine[i].master);
+      staging[i].exp_avg.copy_(mine[i].exp_avg);
+      staging[i].exp_avg_sq.copy_(mine[i].exp_avg_sq);
+    }
+    pending->copy = staging;  // shares the buffers; the next save waits for this write first
     PendingSave* p = pending.get();
     // Test hook: ASCLEPIUS_ASYNC_SAVE_DELAY_MS holds the write back, so training has certainly
     // changed the parameters before the copy is written.

@@ -5,7 +5,7 @@ A LLaMA of about 216 M parameters (hidden 1024, 12 layers, vocab 32000: a checkp
 fp32 master weights and AdamW moments) trains one step and saves (stopped as by SIGTERM); a second
 run resumes from that checkpoint (load). Our save = shards written and fsynced, hashed, manifest, rename, `latest`;
 load = the resumed run's reads of the state. dd writes the same byte count with conv=fsync and
-reads it back. Before every read the page cache is dropped when the machine allows it (root,
+reads it back. The same save with checkpoint.async=true reports the training pause (the copy-out). Before every read the page cache is dropped when the machine allows it (root,
 /proc/sys/vm/drop_caches writable); otherwise both reads come from a warm cache, as reported.
 
 Usage: checkpoint_io.py --bin build/bin/asclepius [--dir /var/tmp/ckbench] [--ranks 1] [--rounds 3]
@@ -34,23 +34,23 @@ def drop_caches():
         return False
 
 
-def train(a, run, resume):
+def train(a, run, resume, extra=()):
     cmd = [a.bin, "train", os.path.join(ROOT, "recipes/demo/tiny.yaml"), "model.preset=small",
            "model.hidden_size=1024", "model.num_hidden_layers=12", "model.intermediate_size=2816",
            "model.num_attention_heads=16", "model.num_key_value_heads=16", "data.seq_len=16",
            "data.demo_samples=64", "train.global_batch_size=2", "train.micro_batch_size=1",
            "train.max_steps=2", "checkpoint.every_steps=0",
            f"checkpoint.dir={run}", "logging.tensorboard=false", "logging.progress=false",
-           f"checkpoint.resume={'auto' if resume else 'never'}"]
+           f"checkpoint.resume={'auto' if resume else 'never'}", *extra]
     if a.ranks > 1:
         cmd = ["mpirun", "-np", str(a.ranks), "--oversubscribe", "--bind-to", "none"] + cmd + \
               ["parallel.mode=fsdp"]
     # The first run stops after step 1 as a preemption would (saving); the second resumes it.
-    env = ENV if resume else dict(ENV, ASCLEPIUS_STOP_AFTER_STEP="1")
-    if a.ranks > 1 and not resume:
+    env = ENV if resume or extra else dict(ENV, ASCLEPIUS_STOP_AFTER_STEP="1")
+    if a.ranks > 1 and not resume and not extra:
         cmd[1:1] = ["-x", "ASCLEPIUS_STOP_AFTER_STEP"]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if p.returncode != (0 if resume else 143):
+    if p.returncode != (0 if resume or extra else 143):
         raise SystemExit(p.stderr)
     return p.stderr
 
@@ -91,18 +91,27 @@ def main():
         drop_caches()
         dd_read_s = dd([f"if={blob}", "of=/dev/null", "bs=1M"])
         dd_bytes = mib << 20
-        rounds.append({"save_GBps": nbytes / save_s / 1e9, "dd_write_GBps": dd_bytes / dd_write_s / 1e9,
+        # The same save made asynchronously (checkpoint.async): the pause is the copy-out.
+        shutil.rmtree(os.path.join(a.dir, "arun"), ignore_errors=True)
+        alog = train(a, os.path.join(a.dir, "arun"), resume=False,
+                     extra=("checkpoint.async=true", "checkpoint.every_steps=1"))
+        pause_s = float(re.search(r"training paused ([0-9.]+) s", alog).group(1))
+        shutil.rmtree(os.path.join(a.dir, "arun"))
+        rounds.append({"save_s": save_s, "async_pause_s": pause_s,
+                       "save_GBps": nbytes / save_s / 1e9, "dd_write_GBps": dd_bytes / dd_write_s / 1e9,
                        "load_GBps": read_bytes / load_s / 1e9, "dd_read_GBps": dd_bytes / dd_read_s / 1e9})
     med = lambda k: statistics.median(r[k] for r in rounds)
     out = {"checkpoint_bytes": nbytes, "load_bytes": read_bytes, "ranks": a.ranks,
            "page_cache_dropped_before_reads": cold, "rounds": rounds,
-           **{k: med(k) for k in ("save_GBps", "dd_write_GBps", "load_GBps", "dd_read_GBps")}}
+           **{k: med(k) for k in ("save_s", "async_pause_s", "save_GBps", "dd_write_GBps",
+                                  "load_GBps", "dd_read_GBps")}}
     out["save_vs_dd"] = out["save_GBps"] / out["dd_write_GBps"]
     out["load_vs_dd"] = out["load_GBps"] / out["dd_read_GBps"]
     print(f"checkpoint {nbytes / 1e9:.2f} GB on {a.ranks} rank(s); page cache dropped before reads: {cold}; "
           f"median of {a.rounds} rounds")
     print(f"save  {out['save_GBps']:.2f} GB/s   dd write (conv=fsync) {out['dd_write_GBps']:.2f} GB/s   ratio {out['save_vs_dd']:.2f}")
     print(f"load  {out['load_GBps']:.2f} GB/s   dd read                {out['dd_read_GBps']:.2f} GB/s   ratio {out['load_vs_dd']:.2f}")
+    print(f"async save: training paused {out['async_pause_s']:.2f} s (copy-out) instead of {out['save_s']:.2f} s")
     if a.json:
         json.dump(out, open(a.json, "w"), indent=2)
     shutil.rmtree(a.dir, ignore_errors=True)
