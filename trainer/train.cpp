@@ -350,7 +350,10 @@ TrainResult train(const Recipe& r) {
                    "\n";
     s.info.samples = step * r.train.global_batch_size, s.info.world_size = r.world_size;
     s.info.parallel_mode = r.parallel.mode, s.info.dtype = r.train.dtype;
-    if (rank == 0) s.info.recipe_xxh64 = xxh64_file(run_dir + "/recipe.yaml");
+    if (rank == 0) {
+      s.recipe_yaml = read_file(run_dir + "/recipe.yaml");
+      s.info.recipe_xxh64 = xxh64_hex(s.recipe_yaml);
+    }
     s.data_seed = uint64_t(r.train.seed);
     s.bf16_params = r.train.dtype == "bf16";
     s.keep_last = r.checkpoint.keep_last;

@@ -46,7 +46,7 @@ job=$(submit "$tmp/one.out" -n 2 "$script" "$recipe" "${common[@]}" train.max_st
 st=$(wait_done "$job" 180)
 cat "$tmp/one.out"
 check "sbatch 2 tasks: COMPLETED ($st)" "[[ $st == COMPLETED ]]"
-check "sbatch 2 tasks: checkpoint written" "grep -qx step-0000010 $tmp/one/latest && [[ -f $tmp/one/step-0000010/model.safetensors ]]"
+check "sbatch 2 tasks: checkpoint written" "grep -qx step-0000010 $tmp/one/latest && [[ -f $tmp/one/step-0000010/manifest.pb ]]"
 
 # 2. Interrupted mid-run, then resumed from the checkpoint it saved; the final loss and weights
 #    equal an uninterrupted run's bit for bit. Two ways: the scheduler requeues the job (SIGTERM),
@@ -74,7 +74,7 @@ interrupted() {  # NAME HOW(requeue|usr1)
   check "$name: COMPLETED after a restart ($st)" "[[ $st == COMPLETED ]] && grep -q 'restart 1:' $tmp/$name.out"
   check "$name: resumed from its checkpoint" "grep -qE 'resuming .*/$name/step-[0-9]{7} at step [1-9][0-9]* of 200' $tmp/$name.out"
   check "$name: final loss and weights equal the uninterrupted run's ($(last "$tmp/$name") vs $(last "$tmp/straight"))" \
-    "[[ \$(last $tmp/$name) == \$(last $tmp/straight) ]] && cmp -s $tmp/$name/step-0000200/model.safetensors $tmp/straight/step-0000200/model.safetensors"
+    "[[ \$(last $tmp/$name) == \$(last $tmp/straight) ]] && cmp -s $tmp/$name/step-0000200/shard-00000-of-00002.safetensors $tmp/straight/step-0000200/shard-00000-of-00002.safetensors && cmp -s $tmp/$name/step-0000200/shard-00001-of-00002.safetensors $tmp/straight/step-0000200/shard-00001-of-00002.safetensors"
 }
 interrupted rq requeue
 interrupted usr1 usr1

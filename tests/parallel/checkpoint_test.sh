@@ -59,6 +59,27 @@ for mode in fsdp ddp; do
   done
 done
 
+# --- a truncated shard, a missing manifest: skipped with a warning naming the file -----------------
+for damage in truncate manifest; do
+  d="$tmp/damage-$damage"
+  cp -r "$tmp/fsdp-2to4-full" "$d"
+  head -n 5 "$d/metrics.jsonl" >"$d/m" && mv "$d/m" "$d/metrics.jsonl"
+  if [[ $damage == truncate ]]; then
+    truncate -s -1000 "$d/step-0000010/shard-00001-of-00002.safetensors"
+    want='step-0000010: .*shard-00001-of-00002.safetensors: [0-9]* bytes, the manifest says'
+  else
+    rm "$d/step-0000010/manifest.pb"
+    want='step-0000010: no manifest.pb'
+  fi
+  mpi 2 "$bin" train "$recipe" "${common[@]}" parallel.mode=fsdp checkpoint.dir="$d" checkpoint.resume=auto \
+    >"$d.log" 2>&1
+  check "$damage: the newest checkpoint is skipped naming the problem; resumed from step 5, bit-identical" \
+    "[[ $? == 0 ]] && grep -q 'warning: skipping checkpoint .*$want' $d.log && grep -q 'step-0000005 at step 5' $d.log && same_bits $tmp/fsdp-2to4-full $d 10"
+done
+"$bin" ckpt inspect "$tmp/fsdp-2to4-full" >"$tmp/inspect.json" 2>/dev/null
+check "the step directory holds the resolved recipe, listed in the manifest" \
+  "cmp -s $tmp/fsdp-2to4-full/recipe.yaml $tmp/fsdp-2to4-full/step-0000010/recipe.yaml && grep -q '\"name\": \"recipe.yaml\"' $tmp/inspect.json"
+
 # --- a rank killed at each point of the step-4 save ----------------------------------------------
 mpi 2 "$bin" train "$recipe" "${common[@]}" train.max_steps=6 checkpoint.every_steps=2 parallel.mode=fsdp \
   checkpoint.dir="$tmp/crash-ref" >/dev/null 2>&1 || { echo "FAILED: crash reference run"; fail=1; }

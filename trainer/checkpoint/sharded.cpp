@@ -204,6 +204,7 @@ void commit_sharded_checkpoint(const ShardedSave& s, const ShardReportInfo& repo
                                   {"_from_model_config", true}};
       write_file_atomic((tmp / "generation_config.json").string(), gen.dump(2) + "\n");
       write_file_atomic((tmp / "trainer_state.json").string(), s.state_json);
+      if (!s.recipe_yaml.empty()) write_file_atomic((tmp / "recipe.yaml").string(), s.recipe_yaml);
       save_fault_point("manifest", rank, s.step);
       ShardedManifest m;
       m.info = s.info;
@@ -211,8 +212,9 @@ void commit_sharded_checkpoint(const ShardedSave& s, const ShardReportInfo& repo
       m.info.world_size = world;
       m.optimizer_step = s.optimizer_step;
       m.data_seed = s.data_seed;
-      for (const char* f : {"config.json", "generation_config.json", "trainer_state.json"})
-        m.files.push_back(file_info((tmp / f).string()));
+      for (const char* f :
+           {"config.json", "generation_config.json", "trainer_state.json", "recipe.yaml"})
+        if (fs::exists(tmp / f)) m.files.push_back(file_info((tmp / f).string()));
       std::map<std::string, size_t> merged;
       for (const auto& rep : parsed) {
         m.files.push_back(rep.file);

@@ -7,7 +7,7 @@
 //                                     master, exp_avg, exp_avg_sq (fp32) and, in bf16 runs, param
 //                                     (the compute-dtype copy). Metadata: format, step, rank,
 //                                     world_size, shapes (JSON: NAME -> global shape).
-//   config.json, generation_config.json, trainer_state.json   (rank 0)
+//   config.json, generation_config.json, trainer_state.json, recipe.yaml   (rank 0)
 //   manifest.pb  written last: every file's size and XXH64, and for every logical tensor its
 //                global shape and which byte range of which file holds which slice.
 // Nothing is gathered: each rank writes what it owns (ddp: an even split of what all hold).
@@ -56,8 +56,9 @@ struct ShardedSave {
   int64_t step = 0;            // loop steps (the directory's name)
   int64_t optimizer_step = 0;  // AdamW updates
   LlamaConfig config;
-  std::string state_json;  // trainer_state.json
-  CheckpointInfo info;     // step, samples, world size, mode, dtype, recipe hash
+  std::string state_json;   // trainer_state.json
+  std::string recipe_yaml;  // the resolved recipe (recipe.yaml in the step directory)
+  CheckpointInfo info;      // step, samples, world size, mode, dtype, recipe hash
   uint64_t data_seed = 0;
   bool bf16_params = false;  // also store the bf16 compute copy (kind "param")
   int64_t keep_last = 0;

@@ -73,7 +73,7 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
   if (!in.activation_checkpointing) p.activations_ckpt = p.activations_full;
   p.logits = B * T * c.vocab_size * (es + 4 + 4);
   p.host_at_load = numel_sum * 4 + p.model_state();
-  p.host_at_save = p.model_state() + 3 * numel_sum * 4;
+  p.host_at_save = p.model_state() + p.master + p.optimizer;
   return p;
 }
 
@@ -103,7 +103,7 @@ std::string format_plan(const MemoryPlanInput& in, const MemoryPlan& p, double g
   row("peak as configured", p.peak());
   s += "per rank, host:\n";
   row("at load (full fp32 model, then sharded)", p.host_at_load);
-  row("at save (full state gathered)", p.host_at_save);
+  row("at an async save (own shard staged)", p.host_at_save);
   if (gpu_memory_gb > 0) {
     const bool fits = gib(p.peak()) <= gpu_memory_gb;
     s += fmt::format("\nfits in {:.0f} GiB per device: {} (peak {:.1f} GiB, {:.0f}%)\n",

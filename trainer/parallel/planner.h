@@ -34,7 +34,9 @@ struct MemoryPlan {
   int64_t logits = 0;            // logits in fp32 and their gradient (one micro-batch)
   int64_t peak() const;          // model state + transient + activations as configured
   // Host memory of the process at load (the full fp32 model is built on every rank, then
-  // sharded) and at save (the full master weights and moments are gathered on every rank).
+  // sharded) and at an asynchronous save (checkpoint.async: a staging copy of the rank's own
+  // master weights and moments; a synchronous save writes from the optimizer's buffers and
+  // needs nothing beyond the model state).
   int64_t host_at_load = 0, host_at_save = 0;
   int64_t num_parameters = 0;
 };
