@@ -6,23 +6,7 @@
 # Usage: generate_test.sh ASCLEPIUS_BIN SOURCE_DIR PYTHON
 set -uo pipefail
 bin=$1 src=$2 py=$3
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-fails=0 passes=0
-check() {  # check NAME CONDITION-COMMAND...
-  local name=$1; shift
-  if "$@"; then passes=$((passes + 1)); else echo "FAIL: $name"; fails=$((fails + 1)); fi
-}
-# expect_error NAME PATTERN CMD...: exit status 1, exactly one line on stderr, matching PATTERN.
-expect_error() {
-  local name=$1 pattern=$2; shift 2
-  "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?
-  local lines; lines=$(wc -l <"$tmp/err")
-  if [[ $rc -eq 1 && $lines -eq 1 ]] && grep -qF -- "$pattern" "$tmp/err"; then
-    passes=$((passes + 1))
-  else
-    echo "FAIL: $name (rc=$rc, $lines stderr lines)"; cat "$tmp/err"; fails=$((fails + 1))
-  fi
-}
+source "$(dirname "$0")/lib.sh"
 
 "$bin" synth-notes --count 30 --seed 3 --questions-per-note 2 --out "$tmp/sn" >/dev/null
 "$bin" tokenizer train --input "$tmp/sn/train.csv" --vocab-size 600 --out "$tmp/tok.model" >/dev/null 2>&1

@@ -8,15 +8,7 @@
 #  - SIGTERM to one rank at a random moment: every rank saves the same step and stops; resuming
 #    ends bit-identical.
 # Usage: checkpoint_test.sh ASCLEPIUS PYTHON
-set -uo pipefail
-bin=$1 py=$2
-here=$(cd "$(dirname "$0")" && pwd)
-recipe=$here/../../recipes/demo/tiny.yaml
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-check() { if eval "$2"; then echo "ok: $1"; else echo "FAILED: $1"; fail=1; fi; }
+source "$(dirname "$0")/lib.sh"
 common=(train.max_steps=10 checkpoint.every_steps=5 train.threads=1 logging.progress=false train.micro_batch_size=2
         logging.tensorboard=false train.weight_decay=0.1)
 mpi() { local n=$1; shift; timeout 300 mpirun -np "$n" --oversubscribe --bind-to none "$@"; }

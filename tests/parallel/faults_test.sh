@@ -7,15 +7,7 @@
 #  - a rank killed (SIGKILL) or stopped (SIGSTOP) mid-training: the others exit non-zero, with a
 #    message naming the collective, within parallel.timeout_s plus a margin.
 # Usage: faults_test.sh ASCLEPIUS PYTHON
-set -uo pipefail
-bin=$1 py=$2
-here=$(cd "$(dirname "$0")" && pwd)
-recipe=$here/../../recipes/demo/tiny.yaml
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-check() { if eval "$2"; then echo "ok: $1"; else echo "FAILED: $1"; fail=1; fi; }
+source "$(dirname "$0")/lib.sh"
 common=(train.threads=1 logging.progress=false logging.tensorboard=false)
 
 # NaN on rank 1 at step 3: skipped everywhere; step 3's checkpoint holds step 2's state exactly.

@@ -4,15 +4,7 @@
 # 2-rank fsdp); at another world size and mode they agree within fp32 tolerance; a recipe change
 # that alters the math is refused naming the key; an existing run without resume=auto is refused.
 # Usage: resume_test.sh ASCLEPIUS PYTHON
-set -uo pipefail
-bin=$1 py=$2
-here=$(cd "$(dirname "$0")" && pwd)
-recipe=$here/../../recipes/demo/tiny.yaml
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-check() { if eval "$2"; then echo "ok: $1"; else echo "FAILED: $1"; fail=1; fi; }
+source "$(dirname "$0")/lib.sh"
 common=(train.max_steps=10 checkpoint.every_steps=5 train.threads=1 logging.progress=false
         logging.tensorboard=false train.weight_decay=0.1)
 # A run directory cut back to its step-5 checkpoint, as an interrupted run leaves it.
