@@ -271,7 +271,15 @@ TrainResult train(const Recipe& r) {
     check_resume_compatible(r, run_dir + "/recipe.yaml", rank == 0);
     // The newest checkpoint whose files match its manifest (a damaged one is skipped, named):
     // rank 0 verifies and tells the others, so all take the same one and hash it once.
-    std::string step_dir = rank == 0 ? newest_complete_checkpoint(run_dir) : "";
+    // An error on rank 0 travels with the answer ('!' + message), so every rank fails alike.
+    std::string step_dir;
+    if (rank == 0) {
+      try {
+        step_dir = newest_complete_checkpoint(run_dir);
+      } catch (const std::exception& e) {
+        step_dir = std::string("!") + e.what();
+      }
+    }
     if (comm) {
       at::Tensor len = at::full({1}, int64_t(step_dir.size()), at::kLong);
       comm->broadcast(len)->wait();
@@ -281,6 +289,7 @@ TrainResult train(const Recipe& r) {
       step_dir.assign(static_cast<const char*>(bytes.data_ptr()), size_t(bytes.numel()));
       comm->barrier();  // every rank has its answer before rank 0 moves `latest`
     }
+    if (!step_dir.empty() && step_dir[0] == '!') throw Error(step_dir.substr(1));
     if (rank == 0)  // `latest` names the one resumed (it may have named a damaged one)
       write_file_atomic(run_dir + "/latest",
                         std::filesystem::path(step_dir).filename().string() + "\n");
@@ -291,7 +300,13 @@ TrainResult train(const Recipe& r) {
     } catch (const nlohmann::json::exception& e) {
       ASC_FAIL("{}/trainer_state.json: no readable step: {}", step_dir, e.what());
     }
-    if (rank == 0) drop_metrics_after(run_dir + "/metrics.jsonl", first_step);
+    if (rank == 0) {
+      try {
+        drop_metrics_after(run_dir + "/metrics.jsonl", first_step);
+      } catch (const std::exception& e) {  // the metrics are not worth stopping the others for
+        fmt::print(stderr, "warning: {}/metrics.jsonl not trimmed: {}\n", run_dir, e.what());
+      }
+    }
     const double t_load = now_s();
     CheckpointReader reader(step_dir);
     opt->load_state_from(reader, hf_named_tensors(model));
@@ -305,9 +320,14 @@ TrainResult train(const Recipe& r) {
   std::unique_ptr<MetricsLogger> metrics;
   if (rank == 0) {
     std::filesystem::create_directories(run_dir);
-    if (first_step == 0) write_file_atomic(run_dir + "/recipe.yaml", recipe_to_yaml(r));
+    if (first_step == 0) {
+      write_file_atomic(run_dir + "/recipe.yaml", recipe_to_yaml(r));
+      // A run that died before its first checkpoint starts over: so do its metrics.
+      std::filesystem::remove(run_dir + "/metrics.jsonl");
+    }
     metrics = std::make_unique<MetricsLogger>(run_dir, r.logging.tensorboard, r.logging.progress);
   }
+  const std::string recipe_text = rank == 0 ? read_file(run_dir + "/recipe.yaml") : "";
   const double flops_per_token = config.train_flops_per_token(r.data.seq_len);
   const double peak_tflops = r.logging.peak_tflops;  // 0: unknown on CPU
 
@@ -350,19 +370,20 @@ TrainResult train(const Recipe& r) {
                    "\n";
     s.info.samples = step * r.train.global_batch_size, s.info.world_size = r.world_size;
     s.info.parallel_mode = r.parallel.mode, s.info.dtype = r.train.dtype;
-    if (rank == 0) {
-      s.recipe_yaml = read_file(run_dir + "/recipe.yaml");
-      s.info.recipe_xxh64 = xxh64_hex(s.recipe_yaml);
-    }
+    s.recipe_yaml = recipe_text;  // read once at start-up: no I/O error here on one rank only
+    s.info.recipe_xxh64 = xxh64_hex(recipe_text);
     s.data_seed = uint64_t(r.train.seed);
     s.bf16_params = r.train.dtype == "bf16";
     s.keep_last = r.checkpoint.keep_last;
     s.timeout_s = std::max(r.parallel.timeout_s, 6.0 * 3600);  // writing a large model is slow
     return s;
   };
-  auto finish_pending = [&]() {
+  // all_written: every rank's write is known to be done (agreed this step), so the commit's
+  // exchanges wait only parallel.timeout_s; otherwise (next save, stop, end) as long as a write.
+  auto finish_pending = [&](bool all_written) {
     if (!pending) return;
     pending->writer.join();
+    if (all_written) pending->s.timeout_s = r.parallel.timeout_s;
     commit_sharded_checkpoint(pending->s, pending->report, comm.get());
     if (rank == 0)
       fmt::print(stderr, "saved {}/{} in the background ({:.3f} s from the save to the commit)\n",
@@ -371,7 +392,7 @@ TrainResult train(const Recipe& r) {
   };
   const int world = comm ? comm->size() : 1;
   auto save = [&](int64_t step, double loss, bool async) {
-    finish_pending();  // one save in flight at a time
+    finish_pending(false);  // one save in flight at a time
     const double t0 = now_s();
     ShardedSave s = describe(step, loss);
     const std::vector<StateSlice> mine = opt->state_slices(hf_named_tensors(model));
@@ -430,7 +451,7 @@ TrainResult train(const Recipe& r) {
       comm->all_reduce(s, {comm::ReduceOp::kMax})->wait();
       sig = int(s[0].item<int64_t>()), all_written = s[1].item<int64_t>() == 0;
     }
-    if (pending && all_written) finish_pending();
+    if (pending && all_written) finish_pending(true);
     return sig;
   };
 

@@ -66,7 +66,8 @@ int run_train(const Opts& o, int64_t n, const std::vector<std::string>& args,
   argv.insert(argv.end(), o.overrides.begin(), o.overrides.end());
   argv.insert(argv.end(), args.begin(), args.end());
   std::vector<std::string> envs;
-  for (char** e = environ; *e; ++e) envs.emplace_back(*e);
+  for (char** e = environ; *e; ++e)  // ours replace inherited ones (getenv takes the first)
+    if (std::string(*e).rfind("ASCLEPIUS_STOP_AFTER_STEP=", 0) != 0) envs.emplace_back(*e);
   envs.insert(envs.end(), env.begin(), env.end());
   std::vector<char*> cargv, cenv;
   for (auto& a : argv) cargv.push_back(a.data());
@@ -130,7 +131,8 @@ void verify(const Opts& o) {
                                              fmt::format("asclepius-verify-resume-{}", ::getpid()))
                                                 .string()
                                           : o.work;
-  std::filesystem::remove_all(work);
+  if (!o.work.empty() && std::filesystem::exists(work) && !std::filesystem::is_empty(work))
+    ASC_FAIL_HINT("give a new or empty directory", "--work-dir {} is not empty", work);
   std::filesystem::create_directories(work);
   const std::vector<std::string> common = {fmt::format("train.max_steps={}", o.steps),
                                            "checkpoint.every_steps=0", "logging.progress=false",

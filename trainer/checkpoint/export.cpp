@@ -86,12 +86,25 @@ void pwrite_all(int fd, const void* data, size_t n, uint64_t off, const std::str
   }
 }
 
-// Fails on every rank alike when any rank failed (the error strings are all-gathered).
+// Fails on every rank alike when any rank failed, naming the failing ranks and their errors.
 void agree(comm::Communicator& comm, const std::string& error) {
-  at::Tensor flag = at::full({1}, int64_t(error.empty() ? 0 : 1), at::kLong);
-  comm.all_reduce(flag, {comm::ReduceOp::kMax})->wait();
-  if (flag.item<int64_t>() == 0) return;
-  ASC_FAIL("export failed{}", error.empty() ? " on another rank" : ": " + error);
+  const int W = comm.size();
+  at::Tensor len = at::full({1}, int64_t(error.size()), at::kLong);
+  at::Tensor lens = at::empty({W}, at::kLong);
+  comm.all_gather(lens, len)->wait();
+  const int64_t max = lens.max().item<int64_t>();
+  if (max == 0) return;
+  at::Tensor buf = at::zeros({max}, at::kByte);
+  std::memcpy(buf.data_ptr(), error.data(), error.size());
+  at::Tensor all = at::empty({W * max}, at::kByte);
+  comm.all_gather(all, buf)->wait();
+  std::string msg;
+  for (int r = 0; r < W; ++r)
+    if (const int64_t n = lens[r].item<int64_t>(); n > 0)
+      msg +=
+          fmt::format("{}rank {}: {}", msg.empty() ? "" : "; ", r,
+                      std::string(static_cast<const char*>(all.data_ptr()) + r * max, size_t(n)));
+  ASC_FAIL("export failed: {}", msg);
 }
 
 }  // namespace
@@ -136,6 +149,13 @@ ExportStats export_hf_parallel(const std::string& src, const std::string& out_di
   try {
     CheckpointReader reader(dir);
     std::vector<int> fds(l.files.size(), -1);
+    struct Closer {  // the files are closed on every path
+      std::vector<int>& fds;
+      ~Closer() {
+        for (int& fd : fds)
+          if (fd >= 0) ::close(fd), fd = -1;
+      }
+    } closer{fds};
     for (size_t f = 0; f < l.files.size(); ++f) {
       fds[f] = ::open(partial(f).c_str(), O_WRONLY | O_CLOEXEC);
       if (fds[f] < 0) ASC_FAIL("{}: cannot open: {}", partial(f), std::strerror(errno));
@@ -157,7 +177,6 @@ ExportStats export_hf_parallel(const std::string& src, const std::string& out_di
     }
     for (size_t f = 0; f < l.files.size(); ++f) {
       if (::fsync(fds[f]) != 0) ASC_FAIL("{}: fsync failed: {}", partial(f), std::strerror(errno));
-      ::close(fds[f]);
     }
   } catch (const std::exception& e) {
     error = e.what();

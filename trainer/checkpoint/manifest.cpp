@@ -119,11 +119,16 @@ std::vector<std::string> step_dirs_newest_first(const std::string& run_dir) {
   if (!fs::is_directory(run_dir)) return out;
   for (const auto& e : fs::directory_iterator(run_dir)) {
     const std::string n = e.path().filename().string();
-    if (e.is_directory() && n.size() == 12 && n.rfind("step-", 0) == 0 &&
+    if (e.is_directory() && n.size() >= 12 && n.rfind("step-", 0) == 0 &&
         n.find_first_not_of("0123456789", 5) == std::string::npos)
       out.push_back(e.path().string());
   }
-  std::sort(out.rbegin(), out.rend());
+  // By step number (step-10000000 has 8 digits and sorts after step-9999999).
+  auto step_of = [](const std::string& p) {
+    return std::stoll(fs::path(p).filename().string().substr(5));
+  };
+  std::sort(out.begin(), out.end(),
+            [&](const std::string& a, const std::string& b) { return step_of(a) > step_of(b); });
   return out;
 }
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 
@@ -105,7 +106,7 @@ ShardReportInfo write_shard_file(const ShardedSave& s, const std::vector<StateSl
   auto f = st::SafetensorsFile::open(path.string());  // the header, for the byte ranges
   std::map<std::string, size_t> by_name;
   for (const auto& t : f->tensors()) {
-    // KIND:NAME:BEGIN:END (NAME has no ':')
+    // KIND:NAME:BEGIN:END (KIND has no ':'; BEGIN and END are the last two fields)
     const auto a = t.name.find(':'), c = t.name.rfind(':'), b = t.name.rfind(':', c - 1);
     const std::string kind = t.name.substr(0, a), name = t.name.substr(a + 1, b - a - 1);
     auto [it, fresh] = by_name.emplace(name, rep.tensors.size());
@@ -349,7 +350,11 @@ void CheckpointReader::read(const std::string& name, const std::string& kind, in
     const off_t off = off_t(s.offset + uint64_t(lo - s.begin) * es);
     for (size_t done = 0; done < n;) {
       const ssize_t got = ::pread(fd(s.file), dst + done, n - done, off + off_t(done));
-      if (got <= 0)
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0)
+        ASC_FAIL("{}/{}: read failed at byte {} ({} of '{}'): {}", dir_, s.file, off + off_t(done),
+                 kind, name, std::strerror(errno));
+      if (got == 0)
         ASC_FAIL("{}/{}: short read at byte {} ({} of '{}'): the file is truncated", dir_, s.file,
                  off + off_t(done), kind, name);
       done += size_t(got);

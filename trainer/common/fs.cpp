@@ -1,7 +1,5 @@
 #include "common/fs.h"
 
-#include <algorithm>
-
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -31,9 +29,7 @@ AtomicFile::~AtomicFile() {
 void AtomicFile::write(const void* data, size_t n) {
   const char* p = static_cast<const char*>(data);
   while (n > 0) {
-    // In pieces of at most 8 MiB: one huge write() was measured 3x slower into the page cache
-    // on our VM (tools/bench/checkpoint_io.py).
-    ssize_t w = ::write(fd_, p, std::min<size_t>(n, size_t(8) << 20));
+    ssize_t w = ::write(fd_, p, n);
     if (w < 0 && errno == EINTR) continue;
     if (w < 0) ASC_FAIL("writing {}: {}", tmp_, std::strerror(errno));
     p += w, n -= size_t(w);

@@ -327,6 +327,9 @@ std::vector<Generated> generate(LlamaForCausalLM& model,
   ASC_CHECK(o.temperature > 0, "temperature must be positive (got {})", o.temperature);
   ASC_CHECK(o.top_p > 0 && o.top_p <= 1, "top_p must be in (0, 1] (got {})", o.top_p);
   ASC_CHECK(o.top_k >= 0, "top_k must be >= 0 (got {})", o.top_k);
+  ASC_CHECK(!(o.do_sample && o.num_beams > 1 && o.top_k > 0 && o.top_k < 2 * o.num_beams),
+            "beam sampling draws 2 x num_beams candidates: top_k {} must be at least {} (or 0)",
+            o.top_k, 2 * o.num_beams);
   if (prompts.empty()) return {};
   torch::NoGradGuard no_grad;
   return o.num_beams == 1 ? generate_plain(model, prompts, o) : generate_beams(model, prompts, o);
