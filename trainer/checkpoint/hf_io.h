@@ -1,4 +1,6 @@
-// hf_io.h — Hugging Face LLaMA directories in and out, and the one-process step checkpoint.
+// hf_io.h — Hugging Face LLaMA directories in and out, and the format-1 step checkpoint
+// (training now writes format 2, checkpoint/sharded.h; format 1 is still read, and its writer
+// is kept for the test that old checkpoints load).
 //
 // In: config.json + model.safetensors, or shards + model.safetensors.index.json. Pickle .bin
 // checkpoints are refused (unpickling runs code) with the one-line conversion to use instead.
@@ -42,7 +44,7 @@ void write_hf_config_files(const std::string& out_dir, LlamaConfig config, at::S
 void save_hf_dir(const std::string& out_dir, LlamaConfig config, const NamedTensors& tensors,
                  at::ScalarType dtype, uint64_t max_shard_bytes = 5'000'000'000ull);
 
-// Run directory helpers for the one-process checkpoint: RUN/step-NNNNNNN/ is a Hugging Face
+// Format 1, the earlier one-process checkpoint: RUN/step-NNNNNNN/ is a Hugging Face
 // directory (fp32 master weights) plus optimizer.safetensors (per parameter NAME.exp_avg and
 // NAME.exp_avg_sq, fp32; metadata format=asclepius-adamw-v1, step=N) and trainer_state.json;
 // RUN/latest names the newest one and is replaced atomically only after the step directory is
