@@ -24,6 +24,8 @@ namespace asc {
 
 namespace {
 
+constexpr double kExportTimeout = 6 * 3600.0;  // ranks may arrive far apart after writing
+
 struct Placed {
   std::string name;
   std::vector<int64_t> shape;
@@ -62,10 +64,7 @@ Layout plan(const LlamaConfig& c, st::DType dt, uint64_t max_shard_bytes) {
                                                        groups.size()));
     std::vector<st::TensorRef> refs;
     for (size_t i : groups[g]) refs.push_back({l.tensors[i].name, dt, l.tensors[i].shape, nullptr});
-    const std::string h = st::make_header(refs, {{"format", "pt"}});
-    std::string len(8, '\0');
-    for (int b = 0; b < 8; ++b) len[size_t(b)] = char((uint64_t(h.size()) >> (8 * b)) & 0xff);
-    l.headers.push_back(len + h);
+    l.headers.push_back(st::framed_header(refs, {{"format", "pt"}}));
     uint64_t off = l.headers.back().size();
     for (size_t i : groups[g]) {
       l.tensors[i].file = g;
@@ -84,27 +83,6 @@ void pwrite_all(int fd, const void* data, size_t n, uint64_t off, const std::str
     if (w < 0) ASC_FAIL("{}: write failed at byte {}: {}", path, off + done, std::strerror(errno));
     done += size_t(w);
   }
-}
-
-// Fails on every rank alike when any rank failed, naming the failing ranks and their errors.
-void agree(comm::Communicator& comm, const std::string& error) {
-  const int W = comm.size();
-  at::Tensor len = at::full({1}, int64_t(error.size()), at::kLong);
-  at::Tensor lens = at::empty({W}, at::kLong);
-  comm.all_gather(lens, len)->wait();
-  const int64_t max = lens.max().item<int64_t>();
-  if (max == 0) return;
-  at::Tensor buf = at::zeros({max}, at::kByte);
-  std::memcpy(buf.data_ptr(), error.data(), error.size());
-  at::Tensor all = at::empty({W * max}, at::kByte);
-  comm.all_gather(all, buf)->wait();
-  std::string msg;
-  for (int r = 0; r < W; ++r)
-    if (const int64_t n = lens[r].item<int64_t>(); n > 0)
-      msg +=
-          fmt::format("{}rank {}: {}", msg.empty() ? "" : "; ", r,
-                      std::string(static_cast<const char*>(all.data_ptr()) + r * max, size_t(n)));
-  ASC_FAIL("export failed: {}", msg);
 }
 
 }  // namespace
@@ -142,7 +120,7 @@ ExportStats export_hf_parallel(const std::string& src, const std::string& out_di
       error = e.what();
     }
   }
-  agree(comm, error);
+  agree_across_ranks(&comm, "export", error, kExportTimeout);
 
   // 2. Every rank: its share of every tensor, read by byte range, converted, written in place.
   ExportStats stats;
@@ -181,7 +159,7 @@ ExportStats export_hf_parallel(const std::string& src, const std::string& out_di
   } catch (const std::exception& e) {
     error = e.what();
   }
-  agree(comm, error);
+  agree_across_ranks(&comm, "export", error, kExportTimeout);
 
   // 3. Rank 0: into place, with config, generation config and index.
   if (rank == 0) {
@@ -204,7 +182,7 @@ ExportStats export_hf_parallel(const std::string& src, const std::string& out_di
       error = e.what();
     }
   }
-  agree(comm, error);
+  agree_across_ranks(&comm, "export", error, kExportTimeout);
   return stats;
 }
 

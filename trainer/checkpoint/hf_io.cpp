@@ -128,10 +128,7 @@ void load_hf_weights(const std::string& dir, LlamaForCausalLM& model) {
       if (!r.has(p.key()))
         ASC_FAIL("{}: missing tensor '{}' (the model expects {} tensors)", dir, p.key(),
                  model->named_parameters().size());
-      if (std::vector<int64_t>(p.value().sizes().begin(), p.value().sizes().end()) !=
-          r.shape(p.key()))
-        ASC_FAIL("{}: tensor '{}' has shape [{}] but config.json implies [{}]", dir, p.key(),
-                 fmt::join(r.shape(p.key()), ", "), fmt::join(p.value().sizes(), ", "));
+      r.check_shape(p.key(), p.value());
       p.value().copy_(r.read_full(p.key(), "master"));
     }
     for (const auto& n : r.names())

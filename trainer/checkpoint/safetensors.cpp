@@ -219,6 +219,7 @@ const TensorInfo& SafetensorsFile::at(const std::string& name) const {
   return *t;
 }
 
+namespace {
 std::string make_header(const std::vector<TensorRef>& tensors,
                         const std::map<std::string, std::string>& metadata) {
   // nlohmann::ordered_json keeps our order; readers do not care, humans do.
@@ -238,7 +239,6 @@ std::string make_header(const std::vector<TensorRef>& tensors,
   s.append((8 - s.size() % 8) % 8, ' ');
   return s;
 }
-namespace {
 uint64_t nbytes(const TensorRef& t) {
   uint64_t b = dtype_size(t.dtype);
   for (int64_t d : t.shape) b *= uint64_t(d);
@@ -251,20 +251,23 @@ std::string le64(uint64_t v) {
 }
 }  // namespace
 
+std::string framed_header(const std::vector<TensorRef>& tensors,
+                          const std::map<std::string, std::string>& metadata) {
+  const std::string header = make_header(tensors, metadata);
+  return le64(header.size()) + header;
+}
+
 std::string serialize_safetensors(const std::vector<TensorRef>& tensors,
                                   const std::map<std::string, std::string>& metadata) {
-  std::string header = make_header(tensors, metadata);
-  std::string out = le64(header.size()) + header;
+  std::string out = framed_header(tensors, metadata);
   for (const auto& t : tensors) out.append(static_cast<const char*>(t.bytes), nbytes(t));
   return out;
 }
 
 void write_safetensors(const std::string& path, const std::vector<TensorRef>& tensors,
                        const std::map<std::string, std::string>& metadata) {
-  std::string header = make_header(tensors, metadata);
   AtomicFile out(path);
-  out.write(le64(header.size()));
-  out.write(header);
+  out.write(framed_header(tensors, metadata));
   for (const auto& t : tensors) out.write(t.bytes, nbytes(t));
   out.commit();
 }

@@ -98,11 +98,9 @@ struct TensorRef {
 // temporary file that is fsynced and renamed, so a crash never leaves a torn file under `path`.
 void write_safetensors(const std::string& path, const std::vector<TensorRef>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
-// The JSON header write_safetensors writes (padded to a multiple of 8; `bytes` is not read):
-// writers that fill the data section themselves put its length as 8 little-endian bytes first,
-// then this, then the tensors' bytes in order.
-std::string make_header(const std::vector<TensorRef>& tensors,
-                        const std::map<std::string, std::string>& metadata = {});
+// What precedes the data in the file: the header's length (8 bytes, little-endian), then it.
+std::string framed_header(const std::vector<TensorRef>& tensors,
+                          const std::map<std::string, std::string>& metadata = {});
 // The serialized bytes (tests, fuzz seeds).
 std::string serialize_safetensors(const std::vector<TensorRef>& tensors,
                                   const std::map<std::string, std::string>& metadata = {});

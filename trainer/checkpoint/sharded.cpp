@@ -51,36 +51,32 @@ std::vector<std::string> exchange(comm::Communicator* comm, const std::string& m
   return out;
 }
 
-// Fails on every rank alike when any rank reported an error.
-void agree(comm::Communicator* comm, const std::string& what, const std::string& error,
-           double timeout_s) {
-  const auto errors = exchange(comm, error, timeout_s);
-  std::string all;
-  for (size_t r = 0; r < errors.size(); ++r)
-    if (!errors[r].empty())
-      all += fmt::format("{}rank {}: {}", all.empty() ? "" : "; ", r, errors[r]);
-  if (!all.empty()) ASC_FAIL("{} failed: {}", what, all);
-}
-
 // Writes this rank's shard; returns its report (file and slices with absolute byte ranges).
+// The byte ranges and the file's hash come from what was written: the framed header, then the
+// tensors' bytes in order.
 ShardReportInfo write_shard_file(const ShardedSave& s, const std::vector<StateSlice>& mine,
                                  const fs::path& dir, int rank, int world) {
   const std::string file = fmt::format("shard-{:05d}-of-{:05d}.safetensors", rank, world);
   std::vector<at::Tensor> keep;  // contiguous CPU copies, alive until written
   std::vector<st::TensorRef> refs;
+  ShardReportInfo rep;
   nlohmann::json shapes = nlohmann::json::object();
   auto add = [&](const std::string& kind, const StateSlice& sl, at::Tensor t) {
     keep.push_back(t.detach().to(at::kCPU).contiguous().reshape({-1}));
     ASC_CHECK(keep.back().numel() == sl.end - sl.begin, "slice {} of {}: {} elements, not {}", kind,
               sl.name, keep.back().numel(), sl.end - sl.begin);
+    const st::DType dt = t.scalar_type() == at::kBFloat16 ? st::DType::BF16 : st::DType::F32;
     refs.push_back({slice_name(kind, sl.name, sl.begin, sl.end),
-                    t.scalar_type() == at::kBFloat16 ? st::DType::BF16 : st::DType::F32,
+                    dt,
                     {sl.end - sl.begin},
                     keep.back().data_ptr()});
+    rep.tensors.back().slices.push_back({file, kind, st::dtype_name(dt), sl.begin, sl.end,
+                                         /*offset: below*/ 0, uint64_t(keep.back().nbytes())});
   };
   for (const StateSlice& sl : mine) {
     if (sl.end <= sl.begin) continue;
     shapes[sl.name] = sl.shape;
+    rep.tensors.push_back({sl.name, sl.shape, {}});
     add("master", sl, sl.master.to(at::kFloat));
     add("exp_avg", sl, sl.exp_avg.to(at::kFloat));
     add("exp_avg_sq", sl, sl.exp_avg_sq.to(at::kFloat));
@@ -93,32 +89,33 @@ ShardReportInfo write_shard_file(const ShardedSave& s, const std::vector<StateSl
                                                    {"world_size", std::to_string(world)},
                                                    {"shapes", shapes.dump()}};
   st::write_safetensors(path.string(), refs, meta);
-  // The file's hash from the bytes just written (what write_safetensors wrote: length, header,
-  // data), not by reading the file back.
-  const std::string header = st::make_header(refs, meta);
-  std::string len(8, '\0');
-  for (int i = 0; i < 8; ++i) len[size_t(i)] = char((uint64_t(header.size()) >> (8 * i)) & 0xff);
-  std::vector<std::pair<const void*, size_t>> pieces = {{len.data(), 8},
-                                                        {header.data(), header.size()}};
-  for (const auto& t : keep) pieces.push_back({t.data_ptr(), size_t(t.nbytes())});
-  ShardReportInfo rep;
-  rep.file = {file, uint64_t(std::filesystem::file_size(path)), xxh64_hex_pieces(pieces)};
-  auto f = st::SafetensorsFile::open(path.string());  // the header, for the byte ranges
-  std::map<std::string, size_t> by_name;
-  for (const auto& t : f->tensors()) {
-    // KIND:NAME:BEGIN:END (KIND has no ':'; BEGIN and END are the last two fields)
-    const auto a = t.name.find(':'), c = t.name.rfind(':'), b = t.name.rfind(':', c - 1);
-    const std::string kind = t.name.substr(0, a), name = t.name.substr(a + 1, b - a - 1);
-    auto [it, fresh] = by_name.emplace(name, rep.tensors.size());
-    if (fresh) rep.tensors.push_back({name, shapes[name].get<std::vector<int64_t>>(), {}});
-    rep.tensors[it->second].slices.push_back(
-        {file, kind, st::dtype_name(t.dtype), std::stoll(t.name.substr(b + 1, c - b - 1)),
-         std::stoll(t.name.substr(c + 1)), f->data_offset() + t.begin, t.end - t.begin});
-  }
+  const std::string framed = st::framed_header(refs, meta);
+  std::vector<std::pair<const void*, size_t>> pieces = {{framed.data(), framed.size()}};
+  uint64_t offset = framed.size();  // the tensors follow in the order they were added
+  size_t k = 0;
+  for (auto& t : rep.tensors)
+    for (auto& sl : t.slices) {
+      pieces.push_back({keep[k++].data_ptr(), size_t(sl.length)});
+      sl.offset = offset;
+      offset += sl.length;
+    }
+  rep.file = {file, offset, xxh64_hex_pieces(pieces)};
+  ASC_CHECK(uint64_t(fs::file_size(path)) == offset, "{}: {} bytes written, {} expected",
+            path.string(), fs::file_size(path), offset);
   return rep;
 }
 
 }  // namespace
+
+void agree_across_ranks(comm::Communicator* comm, const std::string& what, const std::string& error,
+                        double timeout_s) {
+  const auto errors = exchange(comm, error, timeout_s);
+  std::string all;
+  for (size_t r = 0; r < errors.size(); ++r)
+    if (!errors[r].empty())
+      all += fmt::format("{}rank {}: {}", all.empty() ? "" : "; ", r, errors[r]);
+  if (!all.empty()) ASC_FAIL("{} failed: {}", what, all);
+}
 
 namespace {
 struct SavePaths {
@@ -152,7 +149,7 @@ void begin_sharded_checkpoint(const ShardedSave& s, comm::Communicator* comm) {
       error = e.what();
     }
   }
-  agree(comm, p.what, error, s.timeout_s);
+  agree_across_ranks(comm, p.what, error, s.timeout_s);
 }
 
 ShardReportInfo write_shard(const ShardedSave& s, const std::vector<StateSlice>& mine, int rank,
@@ -245,7 +242,7 @@ void commit_sharded_checkpoint(const ShardedSave& s, const ShardReportInfo& repo
     }
   }
   save_fault_point("done", rank, s.step);
-  agree(comm, what, error, s.timeout_s);
+  agree_across_ranks(comm, what, error, s.timeout_s);
 }
 
 bool is_sharded_checkpoint(const std::string& dir) {
@@ -310,6 +307,13 @@ const std::vector<int64_t>& CheckpointReader::shape(const std::string& name) con
   auto it = tensors_.find(name);
   if (it == tensors_.end()) ASC_FAIL("{}: no tensor '{}' in the checkpoint", dir_, name);
   return it->second.shape;
+}
+
+void CheckpointReader::check_shape(const std::string& name, const at::Tensor& like) const {
+  const auto& sh = shape(name);
+  if (std::vector<int64_t>(like.sizes().begin(), like.sizes().end()) != sh)
+    ASC_FAIL("{}: '{}' has shape [{}] in the checkpoint, the model's is [{}]", dir_, name,
+             fmt::join(sh, ", "), fmt::join(like.sizes(), ", "));
 }
 
 std::vector<std::string> CheckpointReader::names() const {

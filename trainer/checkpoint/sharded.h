@@ -92,6 +92,8 @@ class CheckpointReader {
   int64_t optimizer_step() const { return optimizer_step_; }
   bool has(const std::string& name) const { return tensors_.count(name) > 0; }
   const std::vector<int64_t>& shape(const std::string& name) const;
+  // Throws naming the directory unless `name` is in the checkpoint with the shape of `like`.
+  void check_shape(const std::string& name, const at::Tensor& like) const;
   std::vector<std::string> names() const;
   // Elements [begin, end) of `kind` (master | exp_avg | exp_avg_sq) of parameter `name`,
   // converted to fp32 into `out`. Throws naming the directory when the range is not covered.
@@ -118,6 +120,11 @@ class CheckpointReader {
   mutable std::map<std::string, int> fds_;
   mutable uint64_t bytes_read_ = 0;
 };
+
+// Fails on every rank alike ("WHAT failed: rank r: error; ...") when any rank's `error` is not
+// empty; a collective (an all-gather after a barrier with timeout_s); null comm: one process.
+void agree_across_ranks(comm::Communicator* comm, const std::string& what, const std::string& error,
+                        double timeout_s);
 
 // Whether `dir` is a format-2 (sharded) checkpoint.
 bool is_sharded_checkpoint(const std::string& dir);

@@ -13,10 +13,6 @@
 namespace asc {
 
 namespace {
-torch::Tensor rotate_half(const torch::Tensor& x) {
-  auto halves = x.chunk(2, -1);
-  return torch::cat({-halves[1], halves[0]}, -1);
-}
 constexpr double kMinusInf = -std::numeric_limits<double>::infinity();
 }  // namespace
 
@@ -68,8 +64,8 @@ torch::Tensor CachedDecoder::step(const torch::Tensor& ids_BT, const torch::Tens
     auto q = attn->q_proj(h).view({B, T, H, E}).transpose(1, 2);
     auto k = attn->k_proj(h).view({B, T, K, E}).transpose(1, 2);
     auto v = attn->v_proj(h).view({B, T, K, E}).transpose(1, 2);
-    q = q * cos + rotate_half(q) * sin;
-    k = k * cos + rotate_half(k) * sin;
+    q = apply_rotary(q, cos, sin);
+    k = apply_rotary(k, cos, sin);
     k_[i].slice(2, L0, L).copy_(k);
     v_[i].slice(2, L0, L).copy_(v);
     auto kk = k_[i].slice(2, 0, L), vv = v_[i].slice(2, 0, L);

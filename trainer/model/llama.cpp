@@ -35,11 +35,13 @@ std::pair<torch::Tensor, torch::Tensor> rotary_tables(int64_t T, int64_t head_di
   return {emb.cos().to(dtype), emb.sin().to(dtype)};
 }
 
-namespace {
-torch::Tensor rotate_half(const torch::Tensor& x) {
+torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos,
+                           const torch::Tensor& sin) {
   auto halves = x.chunk(2, -1);
-  return torch::cat({-halves[1], halves[0]}, -1);
+  return x * cos + torch::cat({-halves[1], halves[0]}, -1) * sin;
 }
+
+namespace {
 torch::nn::Linear linear(int64_t in, int64_t out) {
   return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
 }
@@ -60,8 +62,8 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x_BTD, const torc
   auto q_BHTE = q_proj(x_BTD).view({B, T, heads_, head_dim_}).transpose(1, 2);
   auto k_BKTE = k_proj(x_BTD).view({B, T, kv_heads_, head_dim_}).transpose(1, 2);
   auto v_BKTE = v_proj(x_BTD).view({B, T, kv_heads_, head_dim_}).transpose(1, 2);
-  q_BHTE = q_BHTE * cos_TE + rotate_half(q_BHTE) * sin_TE;
-  k_BKTE = k_BKTE * cos_TE + rotate_half(k_BKTE) * sin_TE;
+  q_BHTE = apply_rotary(q_BHTE, cos_TE, sin_TE);
+  k_BKTE = apply_rotary(k_BKTE, cos_TE, sin_TE);
   if (kv_heads_ != heads_) {  // grouped-query: repeat each kv head heads/kv_heads times
     const int64_t rep = heads_ / kv_heads_;
     k_BKTE = k_BKTE.unsqueeze(2)

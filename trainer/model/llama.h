@@ -119,6 +119,10 @@ TORCH_MODULE(LlamaForCausalLM);
 std::pair<torch::Tensor, torch::Tensor> rotary_tables(int64_t T, int64_t head_dim, double theta,
                                                       torch::Dtype dtype, torch::Device device);
 
+// x * cos + rotate_half(x) * sin: the rotary embedding in the Hugging Face (half-split) convention.
+torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos,
+                           const torch::Tensor& sin);
+
 // Causal-LM loss pieces with the Hugging Face shift (position t predicts labels[t+1]);
 // label -100 is ignored. Returns the *sum* of token losses (fp32 logits); callers divide by the
 // number of target tokens in the whole global batch.

@@ -136,11 +136,9 @@ void FlatAdamW::load_state_from(const CheckpointReader& r, const NamedTensors&) 
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < params_.size(); ++i) {
     const auto& [name, p] = params_[i];
-    ASC_CHECK(std::vector<int64_t>(p.sizes().begin(), p.sizes().end()) == r.shape(name),
-              "{}: '{}' has shape [{}] in the checkpoint, the model's is [{}]", r.dir(), name,
-              fmt::join(r.shape(name), ", "), fmt::join(p.sizes(), ", "));
-    for (const auto& [kind, buf] : {std::pair{"master", &master_}, {"exp_avg", &m_},
-                                    {"exp_avg_sq", &v_}}) {
+    r.check_shape(name, p);
+    for (const auto& [kind, buf] :
+         {std::pair{"master", &master_}, {"exp_avg", &m_}, {"exp_avg_sq", &v_}}) {
       at::Tensor dst = view_of(*buf, i);
       r.read(name, kind, 0, dst.numel(), dst.data_ptr<float>());
     }

@@ -46,10 +46,7 @@ void Optimizer::load_state_from(const CheckpointReader& r, const NamedTensors& p
   OptimizerState s;
   s.step = r.optimizer_step();
   for (const auto& [name, p] : params) {
-    const auto& shape = r.shape(name);
-    ASC_CHECK(std::vector<int64_t>(p.sizes().begin(), p.sizes().end()) == shape,
-              "{}: '{}' has shape [{}] in the checkpoint, the model's is [{}]", r.dir(), name,
-              fmt::join(shape, ", "), fmt::join(p.sizes(), ", "));
+    r.check_shape(name, p);
     s.master.emplace_back(name, r.read_full(name, "master"));
     s.exp_avg.emplace_back(name, r.read_full(name, "exp_avg"));
     s.exp_avg_sq.emplace_back(name, r.read_full(name, "exp_avg_sq"));

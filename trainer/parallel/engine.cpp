@@ -399,10 +399,7 @@ std::vector<StateSlice> ParallelEngine::state_slices(const NamedTensors&) const 
 void ParallelEngine::load_state_from(const CheckpointReader& r, const NamedTensors&) {
   torch::NoGradGuard no_grad;
   for (const auto& [name, p] : params_) {
-    const auto& shape = r.shape(name);
-    ASC_CHECK(std::vector<int64_t>(p.sizes().begin(), p.sizes().end()) == shape,
-              "{}: '{}' has shape [{}] in the checkpoint, the model's is [{}]", r.dir(), name,
-              fmt::join(shape, ", "), fmt::join(p.sizes(), ", "));
+    r.check_shape(name, p);
   }
   for (Unit& u : units_) {
     for_owned(u, params_, [&](size_t k, int64_t in_param, int64_t in_own, int64_t len) {
