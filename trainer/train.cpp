@@ -9,9 +9,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <thread>
 #include <sstream>
+
+#include <sys/resource.h>
 
 #include <ATen/Parallel.h>
 #include <torch/autograd.h>
@@ -35,12 +38,16 @@
 
 namespace asc {
 
-LlamaForCausalLM initial_model(const Recipe& r) {
+namespace {
+
+// The architecture a recipe trains: model.init_from's config.json (checked against model.preset
+// when both are given), or the preset. `from`: the resolved init_from directory, or empty.
+LlamaConfig initial_config(const Recipe& r, std::string* from) {
   // init_from: a Hugging Face directory, or a run / step directory of ours (stage two starts
   // from stage one's newest checkpoint).
-  const std::string from = r.model.init_from.empty() ? "" : resolve_model_dir(r.model.init_from);
-  LlamaConfig config = from.empty() ? *r.preset_model_config() : read_hf_config(from);
-  if (!from.empty() && !r.model.preset.empty()) {
+  *from = r.model.init_from.empty() ? "" : resolve_model_dir(r.model.init_from);
+  LlamaConfig config = from->empty() ? *r.preset_model_config() : read_hf_config(*from);
+  if (!from->empty() && !r.model.preset.empty()) {
     // The preset names the architecture the weights must have (and what `plan` assumes).
     const LlamaConfig want = *r.preset_model_config();
     const std::pair<const char*, std::pair<int64_t, int64_t>> fields[] = {
@@ -53,16 +60,53 @@ LlamaForCausalLM initial_model(const Recipe& r) {
     for (const auto& [name, v] : fields)
       if (v.first != v.second)
         ASC_FAIL_HINT("point model.init_from at the right model, or fix model.preset",
-                      "{}/config.json: {} is {} but model.preset {} ({}) has {}", from, name,
+                      "{}/config.json: {} is {} but model.preset {} ({}) has {}", *from, name,
                       v.first, r.model.preset, r.where("model.preset"), v.second);
   }
   if (r.data.seq_len > config.max_position_embeddings)
     ASC_FAIL("{}: data.seq_len ({}) exceeds max_position_embeddings ({}) of the model",
              r.where("data.seq_len"), r.data.seq_len, config.max_position_embeddings);
+  return config;
+}
+
+// The initial weights, a range at a time: init_from's (read from its files), or the preset's
+// initialisation from train.seed (model/llama.h: the same values for any range split).
+ParamSource initial_weights(const Recipe& r, const LlamaConfig& config, const std::string& from) {
+  if (!from.empty()) {
+    auto files = std::make_shared<WeightReader>(from, config);
+    return [files](const std::string& name, int64_t begin, int64_t end, float* out) {
+      files->read(name, begin, end, out);
+    };
+  }
+  std::map<std::string, int64_t> numel;
+  for (const auto& [name, shape] : llama_parameter_shapes(config)) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    numel[name] = n;
+  }
+  const uint64_t seed = uint64_t(r.train.seed);
+  return [config, seed, numel](const std::string& name, int64_t begin, int64_t end, float* out) {
+    init_parameter_range(config, seed, name, numel.at(name), begin, end, out);
+  };
+}
+
+bool has_checkpoints(const std::string& run_dir) {
+  // A run killed between renaming its first checkpoint and writing `latest` has step
+  // directories but no `latest`: it is resumed too, not started over.
+  return std::filesystem::exists(run_dir + "/latest") || !step_dirs_newest_first(run_dir).empty();
+}
+
+}  // namespace
+
+LlamaForCausalLM initial_model(const Recipe& r) {
+  std::string from;
+  const LlamaConfig config = initial_config(r, &from);
+  const ParamSource weights = initial_weights(r, config, from);
   torch::manual_seed(uint64_t(r.train.seed));
   LlamaForCausalLM model(config);
-  model->init_weights();
-  if (!from.empty()) load_hf_weights(from, model);
+  torch::NoGradGuard no_grad;
+  for (auto& p : model->named_parameters())
+    weights(p.key(), 0, p.value().numel(), p.value().data_ptr<float>());
   return model;
 }
 
@@ -97,13 +141,13 @@ void drop_metrics_after(const std::string& path, int64_t step) {
 // engine (any parallel.mode but none) and the fused optimizer re-home the parameters into flat
 // buffers (fp32 master + bf16 copy), the reference one keeps fp32 masters taken before the cast.
 std::unique_ptr<Optimizer> make_optimizer(const Recipe& r, LlamaForCausalLM& model,
-                                          comm::Communicator* comm) {
+                                          comm::Communicator* comm, const ParamSource& initial) {
   const AdamWOptions o{r.train.beta1, r.train.beta2, r.train.eps, r.train.weight_decay};
   const bool bf16 = r.train.dtype == "bf16";
   if (comm)
     return std::make_unique<ParallelEngine>(model, *comm, r.parallel.mode,
                                             *r.parallel.activation_checkpointing, o,
-                                            bf16 ? at::kBFloat16 : at::kFloat);
+                                            bf16 ? at::kBFloat16 : at::kFloat, initial);
   NamedTensors named = hf_named_tensors(model);
   if (r.train.optimizer == "fused")
     return std::make_unique<FlatAdamW>(named, o, bf16 ? at::kBFloat16 : at::kFloat);
@@ -237,9 +281,29 @@ TrainResult train(const Recipe& r) {
   std::unique_ptr<comm::Communicator> comm;
   if (r.parallel.mode != "none") comm = comm::make_mpi_communicator(r.parallel.timeout_s);
   const int rank = comm ? comm->rank() : 0;
-  LlamaForCausalLM model = initial_model(r);  // the same seed, so the same weights, on every rank
+  const std::string run_dir = r.checkpoint.dir;
+  const bool resuming = has_checkpoints(run_dir);
+  torch::manual_seed(uint64_t(r.train.seed));
+  LlamaForCausalLM model{nullptr};
+  std::unique_ptr<Optimizer> opt;
+  if (comm) {
+    // The parameters get storage in the engine, each rank only for what it owns (ddp:
+    // everything), filled from the initial weights, or (resuming) from the checkpoint below.
+    std::string from;
+    const LlamaConfig c = initial_config(r, &from);
+    {
+      DeferParameterStorage defer;
+      model = LlamaForCausalLM(c);
+    }
+    const ParamSource zeros = [](const std::string&, int64_t b, int64_t e, float* out) {
+      std::fill(out, out + (e - b), 0.0f);
+    };
+    opt = make_optimizer(r, model, comm.get(), resuming ? zeros : initial_weights(r, c, from));
+  } else {
+    model = initial_model(r);
+    opt = make_optimizer(r, model, nullptr, {});
+  }
   const LlamaConfig& config = model->config();
-  std::unique_ptr<Optimizer> opt = make_optimizer(r, model, comm.get());
   CheckpointOnly checkpointing;  // parallel.mode none with activation checkpointing
   if (!comm && *r.parallel.activation_checkpointing)
     model->model->set_layer_runner(make_unit_runner(&checkpointing));
@@ -254,11 +318,8 @@ TrainResult train(const Recipe& r) {
                    warmup_steps_from_ratio(total_steps, r.train.warmup_ratio), total_steps};
 
   // --- run directory: new, or resumed (checked by every rank, written by rank 0) -------------
-  const std::string run_dir = r.checkpoint.dir;
   int64_t first_step = 0;
-  // A run killed between renaming its first checkpoint and writing `latest` has step
-  // directories but no `latest`: it is resumed too, not started over.
-  if (std::filesystem::exists(run_dir + "/latest") || !step_dirs_newest_first(run_dir).empty()) {
+  if (resuming) {
     std::string latest = std::filesystem::exists(run_dir + "/latest")
                              ? read_file(run_dir + "/latest")
                              : std::string("(none)");
@@ -316,6 +377,22 @@ TrainResult train(const Recipe& r) {
       fmt::print(stderr, "resuming {} at step {} of {}\n", step_dir, first_step, total_steps);
     fmt::print(stderr, "rank {}: read {} bytes of checkpoint state in {:.3f} s\n", rank,
                reader.bytes_read(), load_s);
+  }
+  {
+    // What start-up cost this rank: its peak resident memory (getrusage) beside the model state
+    // the engine keeps. Test hook: ASCLEPIUS_EXIT_AFTER_STARTUP=1 stops here.
+    struct rusage ru {};
+    getrusage(RUSAGE_SELF, &ru);
+    const auto* engine = dynamic_cast<const ParallelEngine*>(opt.get());
+    fmt::print(stderr, "rank {}: start-up peak resident memory {} MiB (model state kept: {} MiB)\n",
+               rank, ru.ru_maxrss / 1024,
+               engine ? engine->model_state_bytes().total() >> 20 : int64_t(-1));
+    if (const char* v = std::getenv("ASCLEPIUS_EXIT_AFTER_STARTUP"); v && std::string(v) == "1") {
+      if (comm) comm->barrier();
+      TrainResult out;
+      out.rank = rank, out.run_dir = run_dir, out.steps = first_step;
+      return out;
+    }
   }
   std::unique_ptr<MetricsLogger> metrics;
   if (rank == 0) {

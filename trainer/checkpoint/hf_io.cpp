@@ -118,50 +118,75 @@ NamedTensors hf_named_tensors(LlamaForCausalLM& model) {
   return out;
 }
 
-void load_hf_weights(const std::string& dir, LlamaForCausalLM& model) {
-  torch::NoGradGuard no_grad;
+WeightReader::WeightReader(const std::string& dir, const LlamaConfig& config) : dir_(dir) {
+  const auto want = llama_parameter_shapes(config);
+  std::set<std::string> names;
+  for (const auto& [name, shape] : want) names.insert(name);
   if (is_sharded_checkpoint(dir)) {  // a training checkpoint: the fp32 master weights
-    CheckpointReader r(dir);
-    std::set<std::string> want;
-    for (auto& p : model->named_parameters()) {
-      want.insert(p.key());
-      if (!r.has(p.key()))
-        ASC_FAIL("{}: missing tensor '{}' (the model expects {} tensors)", dir, p.key(),
-                 model->named_parameters().size());
-      r.check_shape(p.key(), p.value());
-      p.value().copy_(r.read_full(p.key(), "master"));
+    sharded_ = std::make_unique<CheckpointReader>(dir);
+    for (const auto& [name, shape] : want) {
+      if (!sharded_->has(name))
+        ASC_FAIL("{}: missing tensor '{}' (the model expects {} tensors)", dir, name, want.size());
+      if (sharded_->shape(name) != shape)
+        ASC_FAIL("{}: tensor '{}' has shape [{}] but config.json implies [{}]", dir, name,
+                 fmt::join(sharded_->shape(name), ", "), fmt::join(shape, ", "));
     }
-    for (const auto& n : r.names())
-      if (!want.count(n)) ASC_FAIL("{}: unexpected tensor '{}' in the checkpoint", dir, n);
+    for (const auto& n : sharded_->names())
+      if (!names.count(n)) ASC_FAIL("{}: unexpected tensor '{}' in the checkpoint", dir, n);
     return;
   }
-  WeightFiles w = open_weights(dir);
-  std::set<std::string> used;
-  for (auto& p : model->named_parameters()) {
-    auto it = w.by_name.find(p.key());
-    if (it == w.by_name.end())
-      ASC_FAIL("{}: missing tensor '{}' (the model expects {} tensors)", dir, p.key(),
-               model->named_parameters().size());
-    const auto& file = *w.files[it->second];
-    const st::TensorInfo& t = file.at(p.key());
-    if (std::vector<int64_t>(p.value().sizes().begin(), p.value().sizes().end()) != t.shape)
-      ASC_FAIL("{}: tensor '{}' has shape [{}] but config.json implies [{}]", file.path(), p.key(),
-               fmt::join(t.shape, ", "), fmt::join(p.value().sizes(), ", "));
+  files_ = open_weights(dir);
+  for (const auto& [name, shape] : want) {
+    auto it = files_.by_name.find(name);
+    if (it == files_.by_name.end())
+      ASC_FAIL("{}: missing tensor '{}' (the model expects {} tensors)", dir, name, want.size());
+    const auto& file = *files_.files[it->second];
+    const st::TensorInfo& t = file.at(name);
+    if (shape != t.shape)
+      ASC_FAIL("{}: tensor '{}' has shape [{}] but config.json implies [{}]", file.path(), name,
+               fmt::join(t.shape, ", "), fmt::join(shape, ", "));
     if (t.dtype != st::DType::F32 && t.dtype != st::DType::BF16 && t.dtype != st::DType::F16 &&
         t.dtype != st::DType::F64)
-      ASC_FAIL("{}: tensor '{}' has dtype {}; parameters must be floating point", file.path(),
-               p.key(), st::dtype_name(t.dtype));
-    auto src = at::from_blob(const_cast<uint8_t*>(file.data(t)), t.shape,
-                             at::TensorOptions().dtype(to_torch(t.dtype, file.path())));
-    p.value().copy_(src);
-    used.insert(p.key());
+      ASC_FAIL("{}: tensor '{}' has dtype {}; parameters must be floating point", file.path(), name,
+               st::dtype_name(t.dtype));
   }
-  for (const auto& [name, idx] : w.by_name) {
-    if (used.count(name)) continue;
+  for (const auto& [name, idx] : files_.by_name) {
+    if (names.count(name)) continue;
     if (name.find("rotary_emb.inv_freq") != std::string::npos) continue;  // recomputed
-    if (name == "lm_head.weight" && model->config().tie_word_embeddings) continue;
-    ASC_FAIL("{}: unexpected tensor '{}' not in a {} model with this config", w.files[idx]->path(),
-             name, model->config().model_type);
+    if (name == "lm_head.weight" && config.tie_word_embeddings) continue;
+    ASC_FAIL("{}: unexpected tensor '{}' not in a {} model with this config",
+             files_.files[idx]->path(), name, config.model_type);
+  }
+}
+
+WeightReader::~WeightReader() = default;
+
+void WeightReader::read(const std::string& name, int64_t begin, int64_t end, float* out) const {
+  if (sharded_) return sharded_->read(name, "master", begin, end, out);
+  auto it = files_.by_name.find(name);
+  ASC_CHECK(it != files_.by_name.end(), "{}: no tensor '{}'", dir_, name);
+  const auto& file = *files_.files[it->second];
+  const st::TensorInfo& t = file.at(name);
+  int64_t numel = 1;
+  for (int64_t d : t.shape) numel *= d;
+  ASC_CHECK(0 <= begin && begin <= end && end <= numel, "{}: range [{}, {}) of '{}' ({} elements)",
+            file.path(), begin, end, name, numel);
+  // Only the range's pages of the mapping are touched.
+  auto src = at::from_blob(const_cast<uint8_t*>(file.data(t)), {numel},
+                           at::TensorOptions().dtype(to_torch(t.dtype, file.path())));
+  at::from_blob(out, {end - begin}, at::kFloat).copy_(src.narrow(0, begin, end - begin));
+}
+
+void load_hf_weights(const std::string& dir, LlamaForCausalLM& model) {
+  torch::NoGradGuard no_grad;
+  const WeightReader weights(dir, model->config());
+  for (auto& p : model->named_parameters()) {
+    at::Tensor t = p.value();
+    at::Tensor f = t.scalar_type() == at::kFloat && t.is_contiguous() && t.is_cpu()
+                       ? t
+                       : at::empty(t.sizes(), at::kFloat);
+    weights.read(p.key(), 0, f.numel(), f.data_ptr<float>());
+    if (!f.is_same(t)) t.copy_(f);
   }
 }
 

@@ -31,8 +31,24 @@ struct WeightFiles {
   std::map<std::string, size_t> by_name;  // tensor -> index in files
 };
 WeightFiles open_weights(const std::string& dir);
-// Copies every parameter of `model` from the directory's safetensors (converting dtype), checking
-// names and shapes: a missing or unexpected tensor is an error naming it and the file.
+class CheckpointReader;
+// A model's weights in a directory, read a range at a time (so a rank reads only what it owns):
+// a Hugging Face directory (any floating dtype, converted) or one of our training checkpoints
+// (format 2: its fp32 master weights; format 1: its safetensors). The constructor checks names
+// and shapes against `config`: a missing or unexpected tensor is an error naming it and the file.
+class WeightReader {
+ public:
+  WeightReader(const std::string& dir, const LlamaConfig& config);
+  ~WeightReader();
+  // Elements [begin, end) of parameter `name`, row-major, as fp32 into `out`.
+  void read(const std::string& name, int64_t begin, int64_t end, float* out) const;
+
+ private:
+  std::string dir_;
+  std::unique_ptr<CheckpointReader> sharded_;
+  WeightFiles files_;
+};
+// Copies every parameter of `model` from the directory (WeightReader's checks).
 void load_hf_weights(const std::string& dir, LlamaForCausalLM& model);
 // The model's tensors under Hugging Face names.
 NamedTensors hf_named_tensors(LlamaForCausalLM& model);

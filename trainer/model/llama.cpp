@@ -1,16 +1,57 @@
 #include "model/llama.h"
 
+#include <algorithm>
+
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 #include <torch/nn/functional/activation.h>
 #include <torch/nn/functional/loss.h>
-#include <torch/nn/init.h>
 
 #include "common/error.h"
 
 namespace asc {
 
+namespace {
+
+thread_local bool defer_storage = false;
+
+// A parameter of shape `sizes`: filled with `value`, or (deferred) with no storage at all.
+torch::Tensor new_parameter(at::IntArrayRef sizes, double value) {
+  if (!defer_storage) return torch::full(sizes, value);
+  torch::Tensor t = at::empty({0});
+  t.unsafeGetTensorImpl()->set_sizes_contiguous(sizes);
+  return t;
+}
+
+}  // namespace
+
+DeferParameterStorage::DeferParameterStorage() : previous_(defer_storage) {
+  defer_storage = true;
+}
+DeferParameterStorage::~DeferParameterStorage() {
+  defer_storage = previous_;
+}
+
+LinearImpl::LinearImpl(int64_t in, int64_t out) {
+  weight = register_parameter("weight", new_parameter({out, in}, 0.0));
+}
+
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
+  return at::linear(x, weight);
+}
+
+EmbeddingImpl::EmbeddingImpl(int64_t vocab, int64_t dim, std::optional<int64_t> padding_idx)
+    : padding_idx_(padding_idx.value_or(-1)) {
+  weight = register_parameter("weight", new_parameter({vocab, dim}, 0.0));
+}
+
+torch::Tensor EmbeddingImpl::forward(const torch::Tensor& ids) {
+  return at::embedding(weight, ids, padding_idx_);
+}
+
 RMSNormImpl::RMSNormImpl(int64_t dim, double eps) : eps_(eps) {
-  weight = register_parameter("weight", torch::ones({dim}));
+  weight = register_parameter("weight", new_parameter({dim}, 1.0));
 }
 
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
@@ -41,18 +82,12 @@ torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos,
   return x * cos + torch::cat({-halves[1], halves[0]}, -1) * sin;
 }
 
-namespace {
-torch::nn::Linear linear(int64_t in, int64_t out) {
-  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
-}
-}  // namespace
-
 LlamaAttentionImpl::LlamaAttentionImpl(const LlamaConfig& c)
     : heads_(c.num_attention_heads), kv_heads_(c.num_key_value_heads), head_dim_(c.head_dim()) {
-  q_proj = register_module("q_proj", linear(c.hidden_size, heads_ * head_dim_));
-  k_proj = register_module("k_proj", linear(c.hidden_size, kv_heads_ * head_dim_));
-  v_proj = register_module("v_proj", linear(c.hidden_size, kv_heads_ * head_dim_));
-  o_proj = register_module("o_proj", linear(heads_ * head_dim_, c.hidden_size));
+  q_proj = register_module("q_proj", Linear(c.hidden_size, heads_ * head_dim_));
+  k_proj = register_module("k_proj", Linear(c.hidden_size, kv_heads_ * head_dim_));
+  v_proj = register_module("v_proj", Linear(c.hidden_size, kv_heads_ * head_dim_));
+  o_proj = register_module("o_proj", Linear(heads_ * head_dim_, c.hidden_size));
 }
 
 torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x_BTD, const torch::Tensor& cos_TE,
@@ -82,9 +117,9 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x_BTD, const torc
 }
 
 LlamaMLPImpl::LlamaMLPImpl(const LlamaConfig& c) {
-  gate_proj = register_module("gate_proj", linear(c.hidden_size, c.intermediate_size));
-  up_proj = register_module("up_proj", linear(c.hidden_size, c.intermediate_size));
-  down_proj = register_module("down_proj", linear(c.intermediate_size, c.hidden_size));
+  gate_proj = register_module("gate_proj", Linear(c.hidden_size, c.intermediate_size));
+  up_proj = register_module("up_proj", Linear(c.hidden_size, c.intermediate_size));
+  down_proj = register_module("down_proj", Linear(c.intermediate_size, c.hidden_size));
 }
 
 torch::Tensor LlamaMLPImpl::forward(const torch::Tensor& x) {
@@ -108,9 +143,8 @@ torch::Tensor LlamaDecoderLayerImpl::forward(const torch::Tensor& x_BTD,
 }
 
 LlamaModelImpl::LlamaModelImpl(const LlamaConfig& c) : config_(c) {
-  auto emb = torch::nn::EmbeddingOptions(c.vocab_size, c.hidden_size);
-  if (c.pad_token_id) emb.padding_idx(*c.pad_token_id);  // as HF: no gradient for the pad row
-  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(emb));
+  embed_tokens =
+      register_module("embed_tokens", Embedding(c.vocab_size, c.hidden_size, c.pad_token_id));
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(LlamaDecoderLayer(c));
   norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps));
@@ -156,7 +190,7 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LlamaConfig& c) : config_(c) {
   c.validate("model");
   model = register_module("model", LlamaModel(c));
   if (!c.tie_word_embeddings)
-    lm_head = register_module("lm_head", linear(c.hidden_size, c.vocab_size));
+    lm_head = register_module("lm_head", Linear(c.hidden_size, c.vocab_size));
 }
 
 torch::Tensor LlamaForCausalLMImpl::head_weight() const {
@@ -168,15 +202,59 @@ torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids_BT,
   return torch::linear(model(input_ids_BT, packing), head_weight());
 }
 
-void LlamaForCausalLMImpl::init_weights(double std) {
+void LlamaForCausalLMImpl::init_weights(uint64_t seed, double std) {
   torch::NoGradGuard no_grad;
   for (auto& p : named_parameters()) {
-    if (p.key().find("norm") != std::string::npos)
-      p.value().fill_(1.0);
-    else
-      p.value().normal_(0.0, std);
+    torch::Tensor t = p.value();
+    torch::Tensor f = t.scalar_type() == at::kFloat && t.is_contiguous() && t.is_cpu()
+                          ? t
+                          : at::empty(t.sizes(), at::kFloat);
+    init_parameter_range(config_, seed, p.key(), f.numel(), 0, f.numel(), f.data_ptr<float>(), std);
+    if (!f.is_same(t)) t.copy_(f);
   }
-  if (config_.pad_token_id) model->embed_tokens->weight[*config_.pad_token_id].zero_();
+}
+
+void LlamaForCausalLMImpl::init_weights(double std) {
+  const uint64_t seed = uint64_t(at::randint(INT64_MAX, {1}, at::kLong).item<int64_t>());
+  init_weights(seed, std);
+}
+
+namespace {
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+}  // namespace
+
+void init_parameter_range(const LlamaConfig& c, uint64_t seed, const std::string& name,
+                          int64_t numel, int64_t begin, int64_t end, float* out, double std) {
+  ASC_CHECK(0 <= begin && begin <= end && end <= numel, "init {}: range [{}, {}) of {} elements",
+            name, begin, end, numel);
+  if (name.find("norm") != std::string::npos) {
+    std::fill(out, out + (end - begin), 1.0f);
+    return;
+  }
+  constexpr int64_t kChunk = int64_t(1) << 20;
+  uint64_t name_hash = 0xcbf29ce484222325ull;  // FNV-1a
+  for (unsigned char ch : name) name_hash = (name_hash ^ ch) * 0x100000001b3ull;
+  const int64_t first = begin / kChunk, last = (end + kChunk - 1) / kChunk;
+  at::parallel_for(first, last, 1, [&](int64_t from, int64_t to) {
+    for (int64_t k = from; k < to; ++k) {
+      const int64_t c0 = k * kChunk, len = std::min(kChunk, numel - c0);
+      at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(
+          splitmix64(splitmix64(seed ^ name_hash) + uint64_t(k)));
+      at::Tensor chunk = at::empty({len}, at::kFloat).normal_(0.0, std, gen);
+      const int64_t lo = std::max(begin, c0), hi = std::min(end, c0 + len);
+      std::copy_n(chunk.data_ptr<float>() + (lo - c0), hi - lo, out + (lo - begin));
+    }
+  });
+  if (name == "model.embed_tokens.weight" && c.pad_token_id) {
+    const int64_t row_begin = *c.pad_token_id * c.hidden_size, row_end = row_begin + c.hidden_size;
+    for (int64_t i = std::max(begin, row_begin); i < std::min(end, row_end); ++i)
+      out[i - begin] = 0.0f;
+  }
 }
 
 torch::Tensor causal_lm_loss_sum(const torch::Tensor& logits_BTV, const torch::Tensor& labels_BT) {

@@ -8,12 +8,13 @@
 // Shapes: B batch, T sequence, D hidden, H heads, K kv heads, E head dim, V vocab.
 #pragma once
 
+#include <cstdint>
 #include <functional>
+#include <optional>
+#include <string>
 
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
-#include <torch/nn/modules/embedding.h>
-#include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
 #include "model/llama_config.h"
@@ -26,6 +27,41 @@ struct Packing {
   torch::Tensor position_ids_BT;
   torch::Tensor segment_ids_BT;  // equal ids = same example
 };
+
+// Parameters created while a DeferParameterStorage is alive (on this thread) have their shape but
+// no storage: the parallel engine gives each rank storage for what it owns only, so no rank ever
+// holds the whole model. Reading one before that is an error ("data is not allocated").
+class DeferParameterStorage {
+ public:
+  DeferParameterStorage();
+  ~DeferParameterStorage();
+  DeferParameterStorage(const DeferParameterStorage&) = delete;
+  DeferParameterStorage& operator=(const DeferParameterStorage&) = delete;
+
+ private:
+  bool previous_;
+};
+
+// y = x W^T (LLaMA's projections have no bias). weight: [out, in].
+class LinearImpl : public torch::nn::Module {
+ public:
+  LinearImpl(int64_t in, int64_t out);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight;
+};
+TORCH_MODULE(Linear);
+
+// Rows of weight [V, D]; as Hugging Face, the pad row (if any) gets no gradient.
+class EmbeddingImpl : public torch::nn::Module {
+ public:
+  EmbeddingImpl(int64_t vocab, int64_t dim, std::optional<int64_t> padding_idx);
+  torch::Tensor forward(const torch::Tensor& ids);
+  torch::Tensor weight;
+
+ private:
+  int64_t padding_idx_;
+};
+TORCH_MODULE(Embedding);
 
 class RMSNormImpl : public torch::nn::Module {
  public:
@@ -45,7 +81,7 @@ class LlamaAttentionImpl : public torch::nn::Module {
   // may attend) or undefined for plain causal attention -> BTD
   torch::Tensor forward(const torch::Tensor& x_BTD, const torch::Tensor& cos_TE,
                         const torch::Tensor& sin_TE, const torch::Tensor& mask_B1TT = {});
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
   int64_t heads_, kv_heads_, head_dim_;
@@ -56,7 +92,7 @@ class LlamaMLPImpl : public torch::nn::Module {
  public:
   explicit LlamaMLPImpl(const LlamaConfig& c);
   torch::Tensor forward(const torch::Tensor& x);
-  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
 TORCH_MODULE(LlamaMLP);
 
@@ -85,7 +121,7 @@ class LlamaModelImpl : public torch::nn::Module {
   void set_layer_runner(LayerRunner runner) { runner_ = std::move(runner); }
   // -> final normed hidden BTD; `packing` for packed rows (null: one sequence per row)
   torch::Tensor forward(const torch::Tensor& input_ids_BT, const Packing* packing = nullptr);
-  torch::nn::Embedding embed_tokens{nullptr};
+  Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   RMSNorm norm{nullptr};
 
@@ -100,19 +136,29 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   explicit LlamaForCausalLMImpl(const LlamaConfig& c);
   // input_ids_BT (int64) -> logits_BTV in the parameters' dtype.
   torch::Tensor forward(const torch::Tensor& input_ids_BT, const Packing* packing = nullptr);
-  // Hugging Face's initialisation: normal(0, 0.02) for linear and embedding weights, ones for
-  // norms. Deterministic under torch::manual_seed.
+  // Hugging Face's initialisation (init_parameter_range below, over every parameter): the same
+  // values for the same seed whatever else has happened. Without a seed, one is drawn from
+  // torch's global generator (deterministic under torch::manual_seed).
+  void init_weights(uint64_t seed, double std = 0.02);
   void init_weights(double std = 0.02);
   const LlamaConfig& config() const { return config_; }
   // The LM-head weight (the embedding's when tied).
   torch::Tensor head_weight() const;
   LlamaModel model{nullptr};
-  torch::nn::Linear lm_head{nullptr};  // null when tie_word_embeddings
+  Linear lm_head{nullptr};  // null when tie_word_embeddings
 
  private:
   LlamaConfig config_;
 };
 TORCH_MODULE(LlamaForCausalLM);
+
+// Elements [begin, end) of parameter `name` (row-major, numel elements) as init_weights sets them:
+// normal(0, std) for linear and embedding weights, ones for norms, a zero pad row in the
+// embedding. The values are drawn in fixed chunks of 2^20 elements, each from its own generator
+// seeded by (seed, name, chunk), so a rank can produce just the range it owns and get the same
+// values as a process initialising the whole model.
+void init_parameter_range(const LlamaConfig& c, uint64_t seed, const std::string& name,
+                          int64_t numel, int64_t begin, int64_t end, float* out, double std = 0.02);
 
 // Rotary tables for positions [0, T): cos/sin of shape [T, E], computed in fp32 as Hugging Face
 // does, then cast to `dtype`.

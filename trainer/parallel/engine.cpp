@@ -40,7 +40,8 @@ void alloc_storage(const at::Tensor& t) {
 
 ParallelEngine::ParallelEngine(LlamaForCausalLM& model, comm::Communicator& comm,
                                const std::string& mode, bool activation_checkpointing,
-                               AdamWOptions opt, at::ScalarType compute_dtype)
+                               AdamWOptions opt, at::ScalarType compute_dtype,
+                               const ParamSource& initial)
     : model_(model), comm_(comm), mode_(mode), opt_(opt), dtype_(compute_dtype) {
   ASC_CHECK(mode == "ddp" || mode == "zero2" || mode == "fsdp",
             "parallel engine: mode '{}' (expected ddp, zero2 or fsdp)", mode);
@@ -85,8 +86,11 @@ ParallelEngine::ParallelEngine(LlamaForCausalLM& model, comm::Communicator& comm
   master_ = at::zeros({flat}, f32);
   for (const Unit& u : units_) {
     for_owned(u, params_, [&](size_t k, int64_t in_param, int64_t in_own, int64_t len) {
-      master_.narrow(0, u.flat + in_own, len)
-          .copy_(params_[k].second.reshape({-1}).narrow(0, in_param, len));
+      at::Tensor dst = master_.narrow(0, u.flat + in_own, len);
+      if (initial)
+        initial(params_[k].first, in_param, in_param + len, dst.data_ptr<float>());
+      else
+        dst.copy_(params_[k].second.reshape({-1}).narrow(0, in_param, len));
     });
     // The fused step's segments over the owned buffers: parameter parts, then any padding.
     int64_t covered = 0;
@@ -111,11 +115,9 @@ ParallelEngine::ParallelEngine(LlamaForCausalLM& model, comm::Communicator& comm
       u.grad = dtype_ == at::kFloat ? owned(gacc_, u) : at::zeros({u.numel}, cdt);
       if (dtype_ != at::kFloat) bytes_.grads += u.numel * es;
       point_params(u, true);
-    } else if (mode_ == "zero2") {
+    } else if (mode_ == "zero2") {  // replicated parameters: the owned slices gathered
       u.full = at::zeros({u.padded}, cdt);
-      for (size_t j = 0; j < u.params.size(); ++j)
-        u.full.narrow(0, u.offsets[j], params_[u.params[j]].second.numel())
-            .copy_(params_[u.params[j]].second.reshape({-1}));
+      comm_.all_gather(u.full, owned_compute(u))->wait();
       u.grad = at::zeros({u.padded}, cdt);
       bytes_.params += u.padded * es, bytes_.grads += u.padded * es;
       point_params(u, true);

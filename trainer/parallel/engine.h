@@ -20,6 +20,7 @@
 // CPU.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,11 +40,20 @@ struct ModelStateBytes {
   int64_t total() const { return params + grads + master + optimizer; }
 };
 
+// Where the engine takes a parameter's initial values from, a range at a time: elements
+// [begin, end) of parameter `name` (row-major) as fp32 into `out`.
+using ParamSource =
+    std::function<void(const std::string& name, int64_t begin, int64_t end, float* out)>;
+
 class ParallelEngine final : public Optimizer, private UnitHooks {
  public:
-  // `model`: fp32, the same on every rank. mode: ddp | zero2 | fsdp.
+  // `model`: fp32, mode: ddp | zero2 | fsdp. With `initial`, the model's parameters may have no
+  // storage (DeferParameterStorage, model/llama.h): each rank asks `initial` for the ranges it
+  // owns only (ddp: everything), so no rank of a sharded mode ever holds the whole model.
+  // Without it, the parameters hold the initial values, the same on every rank.
   ParallelEngine(LlamaForCausalLM& model, comm::Communicator& comm, const std::string& mode,
-                 bool activation_checkpointing, AdamWOptions opt, at::ScalarType compute_dtype);
+                 bool activation_checkpointing, AdamWOptions opt, at::ScalarType compute_dtype,
+                 const ParamSource& initial = {});
   ~ParallelEngine() override;
 
   void begin_micro_batch(bool last) override;

@@ -72,7 +72,7 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
   p.activations_ckpt = c.num_hidden_layers * B * T * H * es + per_layer;
   if (!in.activation_checkpointing) p.activations_ckpt = p.activations_full;
   p.logits = B * T * c.vocab_size * (es + 4 + 4);
-  p.host_at_load = numel_sum * 4 + p.model_state();
+  p.host_at_load = (in.mode == "none" ? numel_sum * 4 : int64_t(4) << 20) + p.model_state();
   p.host_at_save = p.model_state() + p.master + p.optimizer;
   return p;
 }
@@ -102,7 +102,9 @@ std::string format_plan(const MemoryPlanInput& in, const MemoryPlan& p, double g
   row("logits + their gradient (fp32)", p.logits);
   row("peak as configured", p.peak());
   s += "per rank, host:\n";
-  row("at load (full fp32 model, then sharded)", p.host_at_load);
+  row(in.mode == "none" ? "at load (fp32 model, then the optimizer's copy)"
+                        : "at load (own shards filled directly)",
+      p.host_at_load);
   row("at an async save (own shard staged)", p.host_at_save);
   if (gpu_memory_gb > 0) {
     const bool fits = gib(p.peak()) <= gpu_memory_gb;

@@ -33,8 +33,9 @@ struct MemoryPlan {
   int64_t activations_full = 0;  // one micro-batch, every activation kept (estimate)
   int64_t logits = 0;            // logits in fp32 and their gradient (one micro-batch)
   int64_t peak() const;          // model state + transient + activations as configured
-  // Host memory of the process at load (the full fp32 model is built on every rank, then
-  // sharded) and at an asynchronous save (checkpoint.async: a staging copy of the rank's own
+  // Host memory of the process at load (a parallel mode fills each rank's shards directly, one
+  // 2^20-element chunk or checkpoint range at a time; mode none builds the whole fp32 model
+  // first) and at an asynchronous save (checkpoint.async: a staging copy of the rank's own
   // master weights and moments; a synchronous save writes from the optimizer's buffers and
   // needs nothing beyond the model state).
   int64_t host_at_load = 0, host_at_save = 0;
