@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <future>
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
@@ -88,7 +89,6 @@ ShardReportInfo write_shard_file(const ShardedSave& s, const std::vector<StateSl
                                                    {"rank", std::to_string(rank)},
                                                    {"world_size", std::to_string(world)},
                                                    {"shapes", shapes.dump()}};
-  st::write_safetensors(path.string(), refs, meta);
   const std::string framed = st::framed_header(refs, meta);
   std::vector<std::pair<const void*, size_t>> pieces = {{framed.data(), framed.size()}};
   uint64_t offset = framed.size();  // the tensors follow in the order they were added
@@ -99,7 +99,15 @@ ShardReportInfo write_shard_file(const ShardedSave& s, const std::vector<StateSl
       sl.offset = offset;
       offset += sl.length;
     }
-  rep.file = {file, offset, xxh64_hex_pieces(pieces)};
+  // The checksum of what is written, from memory, on a second thread while the file is written.
+  auto hash = std::async(std::launch::async, [&pieces] { return xxh64_hex_pieces(pieces); });
+  try {
+    st::write_safetensors(path.string(), refs, meta, /*direct=*/true);
+  } catch (...) {
+    hash.wait();
+    throw;
+  }
+  rep.file = {file, offset, hash.get()};
   ASC_CHECK(uint64_t(fs::file_size(path)) == offset, "{}: {} bytes written, {} expected",
             path.string(), fs::file_size(path), offset);
   return rep;

@@ -4,13 +4,21 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <future>
 #include <string>
 
 namespace asc {
 
+//
+// Large files (direct = true) bypass the page cache (O_DIRECT): bytes are gathered into aligned
+// 16 MiB buffers, each written whole at an aligned offset by a helper thread while the next one
+// fills (two buffers), the last block zero-padded and the file then cut to its exact size. On a
+// filesystem without O_DIRECT it falls back to ordinary writes. Measured on our VM: about twice the
+// throughput of buffered writes for multi-GB checkpoint shards (docs/PERFORMANCE.md).
 class AtomicFile {
  public:
-  explicit AtomicFile(std::string path);
+  explicit AtomicFile(std::string path, bool direct = false);
   ~AtomicFile();
   AtomicFile(const AtomicFile&) = delete;
   AtomicFile& operator=(const AtomicFile&) = delete;
@@ -19,8 +27,15 @@ class AtomicFile {
   void commit();
 
  private:
+  void flush_block();  // direct mode: hands buf_[0, fill_) to the writer thread, swaps buffers
+  void wait_block();   // direct mode: waits for the block in flight; rethrows its error
   std::string path_, tmp_;
   int fd_ = -1;
+  char* buf_ = nullptr;    // direct mode: the buffer being filled
+  char* spare_ = nullptr;  // and the one being written
+  size_t fill_ = 0;
+  uint64_t written_ = 0;  // bytes handed to the writer so far
+  std::future<void> in_flight_;
 };
 
 // Writes a whole small file atomically.
