@@ -17,7 +17,9 @@
 #include <sys/resource.h>
 
 #include <ATen/Parallel.h>
+#include <c10/core/DeviceGuard.h>
 #include <torch/autograd.h>
+#include <torch/cuda.h>
 #include <torch/utils.h>
 #include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>
@@ -28,6 +30,7 @@
 #include "common/fs.h"
 #include "common/host_memory.h"
 #include "common/stop_signal.h"
+#include "kernels/cuda_device.h"
 #include "metrics/metrics.h"
 #include "model/llama.h"
 #include "optim/adamw.h"
@@ -88,6 +91,17 @@ ParamSource initial_weights(const Recipe& r, const LlamaConfig& config, const st
   return [config, seed, numel](const std::string& name, int64_t begin, int64_t end, float* out) {
     init_parameter_range(config, seed, name, numel.at(name), begin, end, out);
   };
+}
+
+// train.device: the CPU, or the GPU of this process's local rank.
+at::Device training_device(const Recipe& r) {
+  if (r.train.device == "cpu") return at::kCPU;
+  const int64_t n = int64_t(torch::cuda::device_count());
+  if (n == 0)
+    ASC_FAIL_HINT("run on a machine with a GPU and a CUDA build, or set train.device: cpu",
+                  "{}: train.device is cuda but no CUDA device is visible",
+                  r.where("train.device"));
+  return at::Device(at::kCUDA, c10::DeviceIndex(comm::local_rank() % n));
 }
 
 bool has_checkpoints(const std::string& run_dir) {
@@ -200,7 +214,8 @@ void check_resume_compatible(const Recipe& r, const std::string& saved_path, boo
     return YAML::Dump(v);
   };
   static const std::set<std::string> harmless = {"train.threads", "train.cache_host_memory",
-                                                 "train.max_bad_steps", "train.optimizer"};
+                                                 "train.max_bad_steps", "train.optimizer",
+                                                 "train.loss_chunk_rows"};
   for (const std::string& key : recipe_keys()) {
     const std::string a = value(now, key), b = value(saved, key);
     if (a == b) continue;
@@ -225,7 +240,7 @@ double now_s() {
 }  // namespace
 
 BatchLoss accumulate_gradients(LlamaForCausalLM& model, Optimizer& opt, const GlobalBatch& batch,
-                               comm::Communicator* comm, bool inject_nan) {
+                               comm::Communicator* comm, bool inject_nan, int64_t loss_chunk_rows) {
   BatchLoss out;
   for (const auto& m : batch)
     out.targets += count_targets(m.labels_BT), out.tokens += m.input_ids_BT.numel();
@@ -253,8 +268,12 @@ BatchLoss accumulate_gradients(LlamaForCausalLM& model, Optimizer& opt, const Gl
       ids = batch[0].input_ids_BT, labels = at::full_like(batch[0].labels_BT, -100);
       packing = batch[0].packing.get();
     }
+    const at::Device dev = model->head_weight().device();
+    ids = ids.to(dev), labels = labels.to(dev);
     opt.begin_micro_batch(last);
-    at::Tensor loss = causal_lm_loss_sum(model(ids, packing), labels) / double(out.targets);
+    at::Tensor loss = (loss_chunk_rows > 0 ? model->loss_sum(ids, labels, packing, loss_chunk_rows)
+                                           : causal_lm_loss_sum(model(ids, packing), labels)) /
+                      double(out.targets);
     if (inject_nan && i == 0) loss = loss * std::nan("");
     loss.backward();
     opt.accumulate_grads(last);
@@ -278,9 +297,14 @@ TrainResult train(const Recipe& r) {
 
   // --- ranks, model, compute dtype, optimizer -----------------------------------------------
   // Every parallel mode runs over the communicator, also at world size 1 (same code path).
-  std::unique_ptr<comm::Communicator> comm;
+  // `comm` (MPI) carries the trainer's own small host exchanges; with train.device cuda the
+  // engine's collectives go through `device_comm` (NCCL, on its own stream).
+  std::unique_ptr<comm::Communicator> comm, device_comm;
   if (r.parallel.mode != "none") comm = comm::make_mpi_communicator(r.parallel.timeout_s);
   const int rank = comm ? comm->rank() : 0;
+  const at::Device device = training_device(r);
+  const c10::DeviceGuard device_guard(device);  // our kernels launch on the current device
+  if (comm && device.is_cuda()) device_comm = comm::make_nccl_communicator(r.parallel.timeout_s);
   const std::string run_dir = r.checkpoint.dir;
   const bool resuming = has_checkpoints(run_dir);
   torch::manual_seed(uint64_t(r.train.seed));
@@ -292,15 +316,17 @@ TrainResult train(const Recipe& r) {
     std::string from;
     const LlamaConfig c = initial_config(r, &from);
     {
-      DeferParameterStorage defer;
+      DeferParameterStorage defer(device);
       model = LlamaForCausalLM(c);
     }
     const ParamSource zeros = [](const std::string&, int64_t b, int64_t e, float* out) {
       std::fill(out, out + (e - b), 0.0f);
     };
-    opt = make_optimizer(r, model, comm.get(), resuming ? zeros : initial_weights(r, c, from));
+    opt = make_optimizer(r, model, device_comm ? device_comm.get() : comm.get(),
+                         resuming ? zeros : initial_weights(r, c, from));
   } else {
     model = initial_model(r);
+    model->to(device);
     opt = make_optimizer(r, model, nullptr, {});
   }
   const LlamaConfig& config = model->config();
@@ -406,7 +432,10 @@ TrainResult train(const Recipe& r) {
   }
   const std::string recipe_text = rank == 0 ? read_file(run_dir + "/recipe.yaml") : "";
   const double flops_per_token = config.train_flops_per_token(r.data.seq_len);
-  const double peak_tflops = r.logging.peak_tflops;  // 0: unknown on CPU
+  // The device's dense bf16 peak for MFU: logging.peak_tflops, else known GPUs' (0: unknown).
+  const double peak_tflops = r.logging.peak_tflops > 0 ? r.logging.peak_tflops
+                             : device.is_cuda() ? kernels::cuda_peak_bf16_tflops(device.index())
+                                                : 0.0;
 
   // Every rank writes its own part (no gather); all agree the save succeeded before rank 0
   // commits it (checkpoint/sharded.h). With checkpoint.async the state is copied out, a thread
@@ -429,8 +458,10 @@ TrainResult train(const Recipe& r) {
     if (staging.size() == mine.size()) return;
     staging.clear();
     for (const StateSlice& sl : mine)
-      staging.push_back({sl.name, sl.shape, sl.begin, sl.end, at::zeros_like(sl.master),
-                         at::zeros_like(sl.exp_avg), at::zeros_like(sl.exp_avg_sq)});
+      staging.push_back({sl.name, sl.shape, sl.begin, sl.end,  // on the host, for the writer
+                         at::zeros(sl.master.sizes(), at::kFloat),
+                         at::zeros(sl.exp_avg.sizes(), at::kFloat),
+                         at::zeros(sl.exp_avg_sq.sizes(), at::kFloat)});
   };
   if (r.checkpoint.async && r.checkpoint.every_steps > 0)
     make_staging(opt->state_slices(hf_named_tensors(model)));
@@ -547,8 +578,8 @@ TrainResult train(const Recipe& r) {
     const double t0 = now_s();
     double data_wait_s = 0;
     const GlobalBatch batch = prefetch.next(k, &data_wait_s);
-    const BatchLoss step_loss =
-        accumulate_gradients(model, *opt, batch, comm.get(), faults.count({k + 1, rank}) > 0);
+    const BatchLoss step_loss = accumulate_gradients(
+        model, *opt, batch, comm.get(), faults.count({k + 1, rank}) > 0, r.train.loss_chunk_rows);
     const double loss_sum = step_loss.loss;
     const int64_t targets = step_loss.targets;
     const double lr = sched.lr_at(k);
@@ -581,6 +612,8 @@ TrainResult train(const Recipe& r) {
       m.tokens_per_s = double(step_loss.tokens) / dt;
       m.tflops = flops_per_token * m.tokens_per_s / 1e12;
       m.mfu = peak_tflops > 0 ? m.tflops / peak_tflops : -1;
+      if (device.is_cuda())
+        m.device_peak_bytes = kernels::cuda_peak_allocated_bytes(device.index());
       m.tokens = tokens_seen, m.elapsed_s = now_s() - t_start;
       m.step_s = dt, m.data_wait_s = data_wait_s;
       metrics->log(m);

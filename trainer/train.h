@@ -38,7 +38,10 @@ struct BatchLoss {
   int64_t tokens = 0;   // input tokens, padding included (all ranks)
 };
 // inject_nan: fault injection for tests — this rank's first micro-batch loss becomes NaN.
+// loss_chunk_rows > 0: the LM head's cross-entropy in chunks of that many rows
+// (LlamaForCausalLMImpl::loss_sum), never the full logits.
 BatchLoss accumulate_gradients(LlamaForCausalLM& model, Optimizer& opt, const GlobalBatch& batch,
-                               comm::Communicator* comm = nullptr, bool inject_nan = false);
+                               comm::Communicator* comm = nullptr, bool inject_nan = false,
+                               int64_t loss_chunk_rows = 0);
 
 }  // namespace asc

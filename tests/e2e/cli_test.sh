@@ -9,7 +9,8 @@ source "$(dirname "$0")/lib.sh"
 "$bin" --version >"$tmp/v"
 check "--version names libtorch" grep -q "^libtorch 2\." "$tmp/v"
 check "--version names CUDA" grep -q "^CUDA: " "$tmp/v"
-check "--version names MPI" grep -q "^MPI: " "$tmp/v"
+check "--version names MPI" grep -q "^MPI backend: yes" "$tmp/v"
+check "--version names NCCL" grep -q "^NCCL backend: " "$tmp/v"
 check "train --help" "$bin" train --help >/dev/null
 check "export --help" "$bin" export --help >/dev/null
 

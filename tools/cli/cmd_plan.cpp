@@ -36,6 +36,7 @@ void add_plan(CLI::App& app) {
     in.micro_batch = r.train.micro_batch_size;
     in.seq_len = r.data.seq_len;
     in.activation_checkpointing = *r.parallel.activation_checkpointing;
+    in.loss_chunk_rows = r.train.loss_chunk_rows;
     std::cout << format_plan(in, plan_memory(in), *gpu_gb);
   });
 }

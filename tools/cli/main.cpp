@@ -15,17 +15,22 @@
 #include "asclepius_version.h"
 #include "cli/commands.h"
 #include "common/error.h"
+#include "kernels/fused_adamw.h"
+#include "kernels/layer_kernels.h"
 
 namespace {
 std::string version_text() {
   return fmt::format(
       "asclepius {} (git {})\n"
       "libtorch {}\n"
-      "CUDA: {} (devices: {})\n"
-      "NCCL: no (not built in yet)\n"
-      "MPI: no (not built in yet)\n",
+      "CUDA: {} (CUDA devices: {}); fused CUDA kernels: {}\n"
+      "NCCL backend: {}\n"
+      "MPI backend: yes\n",
       ASCLEPIUS_VERSION, ASCLEPIUS_GIT_COMMIT, TORCH_VERSION,
-      torch::cuda::is_available() ? "available" : "not available", torch::cuda::device_count());
+      torch::cuda::is_available() ? "available" : "not available", torch::cuda::device_count(),
+      asc::kernels::layer_kernels_built() && asc::kernels::cuda_kernels_built() ? "built"
+                                                                                : "not built",
+      asc::comm::nccl_backend_built() ? "built" : "not built");
 }
 }  // namespace
 

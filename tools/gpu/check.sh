@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # The GPU check: one prepared command for a machine with an NVIDIA GPU and the staged dependencies
 # (../shared/device/stage-deps.sh .devdeps pkgconf pkgconf-bin libpkgconf3 -> .devdeps/):
-#   tools/gpu/check.sh OUTDIR [PART ...]     PART: tests bench sanitize nccl (default: all)
+#   tools/gpu/check.sh OUTDIR [PART ...]     PART: tests bench sanitize nccl train (default: all)
 # Builds against that machine's own libtorch for sm_90, runs the CUDA tests (fused AdamW kernel
-# against the CPU loop bit for bit; the flat optimizer training on the GPU against the CPU), the
-# kernel under compute-sanitizer, and the GPU benchmark (ours against torch.optim.AdamW(fused=True)
-# and the device copy), and the NCCL backend's collectives (one rank), writing logs and JSON into
-# OUTDIR and a summary last.
+# against the CPU loop bit for bit; the flat optimizer training on the GPU against the CPU; the
+# fused layer kernels -- RMSNorm, SwiGLU, rotary, chunked cross-entropy -- against the libtorch
+# reference over odd shapes, and training steps on the GPU against the CPU), the kernels under
+# compute-sanitizer, the GPU benchmarks (fused AdamW against torch.optim.AdamW(fused=True); each
+# layer kernel's GB/s; both against the device copy), and the NCCL backend's collectives (one
+# rank), and (train) training on the GPU against the CPU (tests/e2e/gpu_train_test.sh) and the
+# llama2-7b training benchmark against transformers (tools/bench/gpu_train.py: 4 layers, then all
+# 32), writing logs and JSON into OUTDIR and a summary last.
 set -uo pipefail
 out=${1:?usage: tools/gpu/check.sh OUTDIR [PART ...]}
 shift
-parts=" ${*:-tests bench sanitize nccl} "
+parts=" ${*:-tests bench sanitize nccl train} "
 want() { [[ $parts == *" $1 "* ]]; }
 mkdir -p "$out"
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -35,7 +39,7 @@ start=$(date +%s)
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$torch_prefix" \
   -DPKG_CONFIG_EXECUTABLE="$pc" -DASCLEPIUS_CUDA_ARCHITECTURES=90 -DASCLEPIUS_PYTHON=python3 \
   >"$out/configure.log" 2>&1 &&
-  cmake --build build-gpu -j"$(nproc)" --target test_trainer bench_fused_adamw_gpu comm_main -- -k 0 \
+  cmake --build build-gpu -j"$(nproc)" --target test_trainer bench_fused_adamw_gpu bench_layer_kernels_gpu comm_main asclepius -- -k 0 \
     >"$out/build.log" 2>&1
 rc=$?
 note "build: rc=$rc in $(($(date +%s) - start)) s"
@@ -57,7 +61,7 @@ if want nccl; then
 fi
 want tests && {
 timeout 300 build-gpu/bin/test_trainer \
-  --gtest_filter='FusedAdamW.*:FlatAdamW.*:*FlatVsReference*' >"$out/test_cuda.log" 2>&1
+  --gtest_filter='FusedAdamW.*:FlatAdamW.*:*FlatVsReference*:LayerOps.*' >"$out/test_cuda.log" 2>&1
 note "CUDA tests: rc=$? ($(grep -cE '^\[       OK \]' "$out/test_cuda.log") ok," \
   "$(grep -cE '^\[  SKIPPED \] [A-Z]' "$out/test_cuda.log") skipped," \
   "$(grep -cE '^\[  FAILED  \] [A-Z]' "$out/test_cuda.log") failed)"
@@ -81,9 +85,32 @@ PY
 done
 fi
 
+if want bench; then
+  timeout 120 build-gpu/bin/bench_layer_kernels_gpu 4096 50 >"$out/layer_kernels_gpu.json" 2>"$out/layer_kernels_gpu.log"
+  note "layer kernels bench: rc=$?"
+  python3 - "$out/layer_kernels_gpu.json" <<'PY' 2>/dev/null | tee -a "$summary"
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"  device copy {r['copy_GBps']:.0f} GB/s")
+for k in r["kernels"]:
+    print(f"  {k['name']}: {k['ms']:.3f} ms, {k['GBps']:.0f} GB/s ({k['fraction_of_copy']:.0%} of copy)")
+PY
+fi
+
+if want train; then
+  timeout 300 bash tests/e2e/gpu_train_test.sh build-gpu/bin/asclepius python3 >"$out/gpu_train_test.log" 2>&1
+  note "GPU training against CPU: rc=$? $(grep -cE '^ok' "$out/gpu_train_test.log") ok, $(grep -cE '^FAILED' "$out/gpu_train_test.log") failed"
+  grep -E '^FAILED' "$out/gpu_train_test.log" | head -5 | tee -a "$summary"
+  for layers in 4 32; do
+    timeout 420 python3 tools/bench/gpu_train.py --bin build-gpu/bin/asclepius --layers $layers \
+      --steps 6 --warmup 2 --json "$out/gpu_train_$layers.json" >"$out/gpu_train_$layers.log" 2>&1
+    note "llama2-7b shape, $layers layers, seq 2048: rc=$? $(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); o=r['ours']; p=r.get('peer',{}); print(f\"ours {o['tokens_per_s']:.0f} tok/s mfu {o['mfu']:.1%} peak {o['peak_bytes']/2**30:.1f} GiB (plan {r.get('plan_error',float('nan')):+.1%}); peer {p.get('tokens_per_s',float('nan')):.0f} tok/s peak {p.get('peak_bytes',0)/2**30:.1f} GiB {p.get('error','')}; speedup {r.get('speedup',float('nan')):.2f}x\")" "$out/gpu_train_$layers.json" 2>&1 | tail -1)"
+  done
+fi
+
 want sanitize && {
 timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 build-gpu/bin/test_trainer \
-  --gtest_filter='FusedAdamW.CudaKernelEqualsCpuLoop' >"$out/memcheck.log" 2>&1
+  --gtest_filter='FusedAdamW.CudaKernelEqualsCpuLoop:LayerOps.CudaKernelsMatchTheReferenceOverOddShapes' >"$out/memcheck.log" 2>&1
 note "compute-sanitizer memcheck: rc=$? $(grep -E 'ERROR SUMMARY' "$out/memcheck.log" | tail -1)"
 timeout 150 compute-sanitizer --tool racecheck --error-exitcode 9 build-gpu/bin/test_trainer \
   --gtest_filter='FusedAdamW.CudaKernelEqualsCpuLoop' >"$out/racecheck.log" 2>&1

@@ -211,8 +211,10 @@ class Schema {
     add("train.optimizer", t.optimizer, one_of({"fused", "reference"}));
     add("train.max_bad_steps", t.max_bad_steps, non_negative<int64_t>());
     add("train.dtype", t.dtype, one_of({"fp32", "bf16"}));
+    add("train.device", t.device, one_of({"cpu", "cuda"}));
     add("train.seed", t.seed, non_negative<int64_t>());
     add("train.threads", t.threads, non_negative<int64_t>());
+    add("train.loss_chunk_rows", t.loss_chunk_rows, non_negative<int64_t>());
     add<bool>("train.cache_host_memory", t.cache_host_memory);
 
     add("parallel.mode", r_.parallel.mode, one_of({"none", "ddp", "zero2", "fsdp"}));

@@ -54,7 +54,13 @@ struct Recipe {
     int64_t max_bad_steps = 5;
     std::string dtype = "fp32";  // compute dtype: fp32 | bf16 (bf16 keeps fp32 master weights)
     int64_t seed = 42;
-    int64_t threads = 0;            // intra-op threads; 0 = libtorch's default
+    // cpu | cuda. cuda: each rank trains on the GPU of its local rank (local rank modulo the
+    // devices visible); the parallel engine's collectives then go through NCCL.
+    std::string device = "cpu";
+    int64_t threads = 0;  // intra-op threads; 0 = libtorch's default
+    // > 0: the LM head's cross-entropy this many positions at a time, forward and backward, so
+    // the full [tokens, vocab] fp32 logits never exist (kernels/layer_ops.h); 0: all at once.
+    int64_t loss_chunk_rows = 0;
     bool cache_host_memory = true;  // reuse freed host memory (common/host_memory.h)
   } train;
   struct Parallel {

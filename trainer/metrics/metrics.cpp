@@ -46,6 +46,7 @@ void MetricsLogger::log(const StepMetrics& m) {
                       {"step_s", m.step_s},
                       {"data_wait_s", m.data_wait_s}};
   if (m.mfu >= 0) j["mfu"] = m.mfu;
+  if (m.device_peak_bytes >= 0) j["device_peak_bytes"] = m.device_peak_bytes;
   jsonl_ << j.dump() << "\n";
   jsonl_.flush();
   if (tb_) {

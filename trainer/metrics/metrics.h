@@ -23,6 +23,7 @@ struct StepMetrics {
   double elapsed_s = 0;     // since training started
   double step_s = 0;        // wall time of this step
   double data_wait_s = 0;   // of which the loop waited for its batch (prefetch not ready)
+  int64_t device_peak_bytes = -1;  // GPU: peak allocated by libtorch so far (rank 0); CPU: -1
 };
 
 class MetricsLogger {

@@ -9,28 +9,33 @@
 #include <torch/nn/functional/loss.h>
 
 #include "common/error.h"
+#include "kernels/layer_ops.h"
 
 namespace asc {
 
 namespace {
 
 thread_local bool defer_storage = false;
+thread_local c10::Device defer_device = c10::kCPU;
 
 // A parameter of shape `sizes`: filled with `value`, or (deferred) with no storage at all.
 torch::Tensor new_parameter(at::IntArrayRef sizes, double value) {
   if (!defer_storage) return torch::full(sizes, value);
-  torch::Tensor t = at::empty({0});
+  torch::Tensor t = at::empty({0}, at::TensorOptions().device(defer_device));
   t.unsafeGetTensorImpl()->set_sizes_contiguous(sizes);
   return t;
 }
 
 }  // namespace
 
-DeferParameterStorage::DeferParameterStorage() : previous_(defer_storage) {
+DeferParameterStorage::DeferParameterStorage(c10::Device device)
+    : previous_(defer_storage), previous_device_(defer_device) {
   defer_storage = true;
+  defer_device = device;
 }
 DeferParameterStorage::~DeferParameterStorage() {
   defer_storage = previous_;
+  defer_device = previous_device_;
 }
 
 LinearImpl::LinearImpl(int64_t in, int64_t out) {
@@ -55,10 +60,9 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps) : eps_(eps) {
 }
 
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
-  // HF: variance in fp32, normalise, cast back to the input dtype, then scale by the weight.
-  auto x32 = x.to(torch::kFloat32);
-  auto var = x32.pow(2).mean(-1, /*keepdim=*/true);
-  return weight * (x32 * torch::rsqrt(var + eps_)).to(x.scalar_type());
+  // HF: variance in fp32, normalise, cast back to the input dtype, then scale by the weight
+  // (kernels/layer_ops.h: a fused kernel on CUDA, this arithmetic in libtorch elsewhere).
+  return ops::rms_norm(x, weight, eps_);
 }
 
 std::pair<torch::Tensor, torch::Tensor> rotary_tables(int64_t T, int64_t head_dim, double theta,
@@ -94,11 +98,12 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x_BTD, const torc
                                           const torch::Tensor& sin_TE,
                                           const torch::Tensor& mask_B1TT) {
   const int64_t B = x_BTD.size(0), T = x_BTD.size(1);
-  auto q_BHTE = q_proj(x_BTD).view({B, T, heads_, head_dim_}).transpose(1, 2);
-  auto k_BKTE = k_proj(x_BTD).view({B, T, kv_heads_, head_dim_}).transpose(1, 2);
+  // The rotary embedding on the contiguous [B, T, heads, E] projections, then to [B, heads, T, E].
+  auto q_BHTE =
+      ops::rotary(q_proj(x_BTD).view({B, T, heads_, head_dim_}), cos_TE, sin_TE).transpose(1, 2);
+  auto k_BKTE =
+      ops::rotary(k_proj(x_BTD).view({B, T, kv_heads_, head_dim_}), cos_TE, sin_TE).transpose(1, 2);
   auto v_BKTE = v_proj(x_BTD).view({B, T, kv_heads_, head_dim_}).transpose(1, 2);
-  q_BHTE = apply_rotary(q_BHTE, cos_TE, sin_TE);
-  k_BKTE = apply_rotary(k_BKTE, cos_TE, sin_TE);
   if (kv_heads_ != heads_) {  // grouped-query: repeat each kv head heads/kv_heads times
     const int64_t rep = heads_ / kv_heads_;
     k_BKTE = k_BKTE.unsqueeze(2)
@@ -123,7 +128,7 @@ LlamaMLPImpl::LlamaMLPImpl(const LlamaConfig& c) {
 }
 
 torch::Tensor LlamaMLPImpl::forward(const torch::Tensor& x) {
-  return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
+  return down_proj(ops::swiglu(gate_proj(x), up_proj(x)));
 }
 
 LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LlamaConfig& c) {
@@ -197,12 +202,23 @@ torch::Tensor LlamaForCausalLMImpl::head_weight() const {
   return lm_head ? lm_head->weight : model->embed_tokens->weight;
 }
 
+torch::Tensor LlamaForCausalLMImpl::loss_sum(const torch::Tensor& input_ids_BT,
+                                             const torch::Tensor& labels_BT, const Packing* packing,
+                                             int64_t chunk_rows) {
+  const torch::Tensor h_BTD = model(input_ids_BT, packing);
+  const int64_t T = h_BTD.size(1), D = h_BTD.size(2);
+  // Position t predicts labels[t + 1] (the Hugging Face shift).
+  const auto h_ND = h_BTD.slice(1, 0, T - 1).reshape({-1, D});
+  const auto targets_N = labels_BT.slice(1, 1).reshape({-1}).to(h_ND.device());
+  return ops::chunked_cross_entropy_sum(h_ND, head_weight(), targets_N, chunk_rows);
+}
+
 torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids_BT,
                                             const Packing* packing) {
   return torch::linear(model(input_ids_BT, packing), head_weight());
 }
 
-void LlamaForCausalLMImpl::init_weights(uint64_t seed, double std) {
+void LlamaForCausalLMImpl::init_weights_seeded(uint64_t seed, double std) {
   torch::NoGradGuard no_grad;
   for (auto& p : named_parameters()) {
     torch::Tensor t = p.value();
@@ -216,7 +232,7 @@ void LlamaForCausalLMImpl::init_weights(uint64_t seed, double std) {
 
 void LlamaForCausalLMImpl::init_weights(double std) {
   const uint64_t seed = uint64_t(at::randint(INT64_MAX, {1}, at::kLong).item<int64_t>());
-  init_weights(seed, std);
+  init_weights_seeded(seed, std);
 }
 
 namespace {

@@ -31,15 +31,17 @@ struct Packing {
 // Parameters created while a DeferParameterStorage is alive (on this thread) have their shape but
 // no storage: the parallel engine gives each rank storage for what it owns only, so no rank ever
 // holds the whole model. Reading one before that is an error ("data is not allocated").
+// `device`: where the parameters will live.
 class DeferParameterStorage {
  public:
-  DeferParameterStorage();
+  explicit DeferParameterStorage(c10::Device device = c10::kCPU);
   ~DeferParameterStorage();
   DeferParameterStorage(const DeferParameterStorage&) = delete;
   DeferParameterStorage& operator=(const DeferParameterStorage&) = delete;
 
  private:
   bool previous_;
+  c10::Device previous_device_;
 };
 
 // y = x W^T (LLaMA's projections have no bias). weight: [out, in].
@@ -139,9 +141,13 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   // Hugging Face's initialisation (init_parameter_range below, over every parameter): the same
   // values for the same seed whatever else has happened. Without a seed, one is drawn from
   // torch's global generator (deterministic under torch::manual_seed).
-  void init_weights(uint64_t seed, double std = 0.02);
+  void init_weights_seeded(uint64_t seed, double std = 0.02);
   void init_weights(double std = 0.02);
   const LlamaConfig& config() const { return config_; }
+  // causal_lm_loss_sum(forward(ids), labels) without the full logits: the LM head and its
+  // cross-entropy `chunk_rows` positions at a time (kernels/layer_ops.h).
+  torch::Tensor loss_sum(const torch::Tensor& input_ids_BT, const torch::Tensor& labels_BT,
+                         const Packing* packing, int64_t chunk_rows);
   // The LM-head weight (the embedding's when tied).
   torch::Tensor head_weight() const;
   LlamaModel model{nullptr};

@@ -6,6 +6,7 @@
 #include <torch/autograd.h>
 
 #include "common/error.h"
+#include "kernels/cuda_device.h"
 #include "kernels/fused_adamw.h"
 
 namespace asc {
@@ -86,9 +87,10 @@ double FlatAdamW::clip_and_step(double lr, double max_grad_norm) {
   if (master_.is_cuda()) {
     // Norm, clip factor and update stay on the device (one stream, no host sync); the norm is
     // read back afterwards, for the log only.
-    kernels::grad_sq_norm_cuda(a, norm_sq_.data_ptr<float>(), nullptr);
+    void* stream = kernels::current_cuda_stream(master_.device());
+    kernels::grad_sq_norm_cuda(a, norm_sq_.data_ptr<float>(), stream);
     // The kernel leaves everything unchanged when the norm is not finite.
-    kernels::fused_adamw_cuda(a, norm_sq_.data_ptr<float>(), float(max_grad_norm), nullptr);
+    kernels::fused_adamw_cuda(a, norm_sq_.data_ptr<float>(), float(max_grad_norm), stream);
     const double norm = std::sqrt(double(norm_sq_.item<float>()));
     if (!std::isfinite(norm)) --step_;
     return norm;
@@ -140,7 +142,10 @@ void FlatAdamW::load_state_from(const CheckpointReader& r, const NamedTensors&) 
     for (const auto& [kind, buf] :
          {std::pair{"master", &master_}, {"exp_avg", &m_}, {"exp_avg_sq", &v_}}) {
       at::Tensor dst = view_of(*buf, i);
-      r.read(name, kind, 0, dst.numel(), dst.data_ptr<float>());
+      // The reader fills host memory: a device buffer goes through a host copy.
+      at::Tensor host = dst.is_cpu() ? dst : at::empty({dst.numel()}, at::kFloat);
+      r.read(name, kind, 0, host.numel(), host.data_ptr<float>());
+      if (!host.is_same(dst)) dst.copy_(host.view(dst.sizes()));
     }
   }
   if (compute_.defined()) compute_.copy_(master_);

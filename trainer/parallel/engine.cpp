@@ -7,6 +7,7 @@
 
 #include "checkpoint/hf_io.h"
 #include "common/error.h"
+#include "kernels/cuda_device.h"
 #include "kernels/fused_adamw.h"
 
 namespace asc {
@@ -51,10 +52,10 @@ ParallelEngine::ParallelEngine(LlamaForCausalLM& model, comm::Communicator& comm
   torch::NoGradGuard no_grad;
   params_ = hf_named_tensors(model_);
   const at::Device device = params_[0].second.device();
-  ASC_CHECK(device.is_cpu(),
-            "parallel.mode {} runs on CPU tensors in this version (the model is on {}); "
-            "multi-GPU sharding is part of the CUDA training path",
-            mode, device.str());
+  ASC_CHECK(device.is_cpu() || comm_.backend() == "nccl",
+            "parallel.mode {}: the model is on {} but the communicator is {} (CUDA tensors need "
+            "the NCCL backend)",
+            mode, device.str(), comm_.backend());
   const int64_t L = model_->config().num_hidden_layers;
   units_.resize(size_t(L + 1));
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -83,7 +84,8 @@ ParallelEngine::ParallelEngine(LlamaForCausalLM& model, comm::Communicator& comm
   }
   const auto f32 = at::TensorOptions().dtype(at::kFloat).device(device);
   const auto cdt = at::TensorOptions().dtype(dtype_).device(device);
-  master_ = at::zeros({flat}, f32);
+  // The initial values are written on the host (the sources fill host memory), then moved.
+  master_ = at::zeros({flat}, at::kFloat);
   for (const Unit& u : units_) {
     for_owned(u, params_, [&](size_t k, int64_t in_param, int64_t in_own, int64_t len) {
       at::Tensor dst = master_.narrow(0, u.flat + in_own, len);
@@ -100,6 +102,7 @@ ParallelEngine::ParallelEngine(LlamaForCausalLM& model, comm::Communicator& comm
     });
     if (covered < u.shard) segments_.push_back({u.shard - covered, false});
   }
+  if (!device.is_cpu()) master_ = master_.to(device);
   m_ = at::zeros({flat}, f32);
   v_ = at::zeros({flat}, f32);
   gacc_ = at::zeros({flat}, f32);
@@ -289,19 +292,35 @@ double ParallelEngine::clip_and_step(double lr, double max_grad_norm) {
     a.segments.push_back({at, len, decay});
     at += len;
   }
-  double sq = kernels::grad_sq_norm_cpu(a);
-  if (sharded()) {  // each rank holds its slice: sum the squares over ranks
-    at::Tensor t = at::full({1}, sq, at::kDouble);
-    comm_.all_reduce(t)->wait();
-    sq = t.item<double>();
+  double norm = 0;
+  if (master_.is_cuda()) {
+    // On the device: the squared norm of the owned slices, summed over ranks (NCCL), the clip
+    // factor and the update read it there; the host reads the norm once for the log.
+    void* stream = kernels::current_cuda_stream(master_.device());
+    at::Tensor sq = at::zeros({1}, master_.options());
+    kernels::grad_sq_norm_cuda(a, sq.data_ptr<float>(), stream);
+    if (sharded()) comm_.all_reduce(sq)->wait();
+    norm = std::sqrt(double(sq.item<float>()));
+    if (!std::isfinite(norm)) return norm;  // skipped on every rank: the norm is global
+    ++step_;
+    a.lr = lr, a.beta1 = opt_.beta1, a.beta2 = opt_.beta2, a.eps = opt_.eps;
+    a.weight_decay = opt_.weight_decay, a.step = step_;
+    kernels::fused_adamw_cuda(a, sq.data_ptr<float>(), float(max_grad_norm), stream);
+  } else {
+    double sq = kernels::grad_sq_norm_cpu(a);
+    if (sharded()) {  // each rank holds its slice: sum the squares over ranks
+      at::Tensor t = at::full({1}, sq, at::kDouble);
+      comm_.all_reduce(t)->wait();
+      sq = t.item<double>();
+    }
+    norm = std::sqrt(sq);
+    if (!std::isfinite(norm)) return norm;  // skipped on every rank: the norm is global
+    ++step_;
+    a.lr = lr, a.beta1 = opt_.beta1, a.beta2 = opt_.beta2, a.eps = opt_.eps;
+    a.weight_decay = opt_.weight_decay, a.step = step_;
+    a.grad_scale = float(clip_factor(norm, max_grad_norm));
+    kernels::fused_adamw_cpu(a);
   }
-  const double norm = std::sqrt(sq);
-  if (!std::isfinite(norm)) return norm;  // skipped on every rank: the norm is global
-  ++step_;
-  a.lr = lr, a.beta1 = opt_.beta1, a.beta2 = opt_.beta2, a.eps = opt_.eps;
-  a.weight_decay = opt_.weight_decay, a.step = step_;
-  a.grad_scale = float(clip_factor(norm, max_grad_norm));
-  kernels::fused_adamw_cpu(a);
   if (mode_ == "zero2") {  // everyone's updated slices into everyone's full parameters
     std::vector<comm::WorkPtr> works;
     for (Unit& u : units_) {
@@ -403,15 +422,22 @@ void ParallelEngine::load_state_from(const CheckpointReader& r, const NamedTenso
   for (const auto& [name, p] : params_) {
     r.check_shape(name, p);
   }
+  // The reader fills host memory: device buffers go through host copies of the owned shards.
+  const bool host = master_.is_cpu();
+  at::Tensor hm = host ? master_ : at::empty({master_.numel()}, at::kFloat);
+  at::Tensor hv1 = host ? m_ : at::empty({m_.numel()}, at::kFloat);
+  at::Tensor hv2 = host ? v_ : at::empty({v_.numel()}, at::kFloat);
+  hm.zero_(), hv1.zero_(), hv2.zero_();  // padding stays zero
   for (Unit& u : units_) {
     for_owned(u, params_, [&](size_t k, int64_t in_param, int64_t in_own, int64_t len) {
       const std::string& name = params_[k].first;
       const int64_t pos = u.flat + in_own;
-      r.read(name, "master", in_param, in_param + len, master_.data_ptr<float>() + pos);
-      r.read(name, "exp_avg", in_param, in_param + len, m_.data_ptr<float>() + pos);
-      r.read(name, "exp_avg_sq", in_param, in_param + len, v_.data_ptr<float>() + pos);
+      r.read(name, "master", in_param, in_param + len, hm.data_ptr<float>() + pos);
+      r.read(name, "exp_avg", in_param, in_param + len, hv1.data_ptr<float>() + pos);
+      r.read(name, "exp_avg_sq", in_param, in_param + len, hv2.data_ptr<float>() + pos);
     });
   }
+  if (!host) master_.copy_(hm), m_.copy_(hv1), v_.copy_(hv2);
   if (compute_.defined()) compute_.copy_(master_);
   if (mode_ == "zero2")  // replicated parameters: every rank needs all of them
     for (Unit& u : units_)

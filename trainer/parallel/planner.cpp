@@ -71,7 +71,8 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
   p.activations_full = c.num_hidden_layers * per_layer;
   p.activations_ckpt = c.num_hidden_layers * B * T * H * es + per_layer;
   if (!in.activation_checkpointing) p.activations_ckpt = p.activations_full;
-  p.logits = B * T * c.vocab_size * (es + 4 + 4);
+  const int64_t logit_rows = in.loss_chunk_rows > 0 ? std::min(B * T, in.loss_chunk_rows) : B * T;
+  p.logits = logit_rows * c.vocab_size * (es + 4 + 4);
   p.host_at_load = (in.mode == "none" ? numel_sum * 4 : int64_t(4) << 20) + p.model_state();
   p.host_at_save = p.model_state() + p.master + p.optimizer;
   return p;

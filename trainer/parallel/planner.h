@@ -19,6 +19,7 @@ struct MemoryPlanInput {
   int64_t compute_bytes = 4;  // 4 (fp32) or 2 (bf16)
   int64_t micro_batch = 1, seq_len = 2048;
   bool activation_checkpointing = true;
+  int64_t loss_chunk_rows = 0;  // train.loss_chunk_rows: > 0, the logits exist a chunk at a time
 };
 
 struct MemoryPlan {
@@ -31,7 +32,8 @@ struct MemoryPlan {
                                  // sharded modes: + the reduce-scatter's fp32 copy of a unit
   int64_t activations_ckpt = 0;  // one micro-batch as configured (checkpointing or not), estimate
   int64_t activations_full = 0;  // one micro-batch, every activation kept (estimate)
-  int64_t logits = 0;            // logits in fp32 and their gradient (one micro-batch)
+  int64_t logits = 0;            // logits in fp32 and their gradient (one micro-batch, or
+                                 // one chunk of rows with train.loss_chunk_rows)
   int64_t peak() const;          // model state + transient + activations as configured
   // Host memory of the process at load (a parallel mode fills each rank's shards directly, one
   // 2^20-element chunk or checkpoint range at a time; mode none builds the whole fp32 model

@@ -1,0 +1,220 @@
+// The layer operations of kernels/layer_ops.h:
+//  - the chunked LM-head cross-entropy against the full-logits libtorch loss (loss and the
+//    gradients of hidden states and head weight), any chunk size, ignored targets, fp32 and
+//    bf16, and the model's loss_sum against causal_lm_loss_sum(forward);
+//  - on a CUDA device with the CUDA kernels built: each fused kernel (RMSNorm, SwiGLU, rotary,
+//    cross-entropy) against the libtorch reference, forward and gradients, over odd shapes, and a
+//    few training steps on the GPU against the CPU. Skipped on machines without either.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include <ATen/ATen.h>
+#include <torch/autograd.h>
+#include <torch/cuda.h>
+#include <torch/nn/functional/loss.h>
+
+#include "kernels/layer_kernels.h"
+#include "kernels/layer_ops.h"
+#include "model/llama.h"
+#include "parallel/planner.h"
+
+using namespace asc;
+
+namespace {
+
+double rel(const at::Tensor& a, const at::Tensor& b) {
+  const auto x = a.detach().cpu().to(at::kDouble), y = b.detach().cpu().to(at::kDouble);
+  return ((x - y).norm() / (y.norm() + 1e-30)).item<double>();
+}
+
+// The reference: full logits in the compute dtype, cross-entropy summed in fp32.
+at::Tensor full_ce(const at::Tensor& h, const at::Tensor& w, const at::Tensor& t) {
+  return torch::nn::functional::cross_entropy(
+      at::mm(h, w.t()).to(at::kFloat), t,
+      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100).reduction(torch::kSum));
+}
+
+struct Grads {
+  at::Tensor loss, dh, dw;
+};
+template <class F>
+Grads run(F f, const at::Tensor& h0, const at::Tensor& w0, double scale) {
+  auto h = h0.detach().clone().requires_grad_(true), w = w0.detach().clone().requires_grad_(true);
+  at::Tensor loss = f(h, w);
+  (loss * scale).backward();
+  return {loss.detach(), h.grad(), w.grad()};
+}
+
+}  // namespace
+
+TEST(LayerOps, ChunkedCrossEntropyEqualsTheFullLogitsLoss) {
+  torch::manual_seed(3);
+  for (const auto dtype : {at::kFloat, at::kBFloat16}) {
+    const int64_t N = 37, D = 24, V = 51;
+    const auto h = at::randn({N, D}).to(dtype), w = (0.3 * at::randn({V, D})).to(dtype);
+    auto t = at::randint(0, V, {N}, at::kLong);
+    t.index_put_({at::arange(0, N, 4)}, -100);  // some positions have no target
+    const Grads ref = run([&](auto& a, auto& b) { return full_ce(a, b, t); }, h, w, 0.7);
+    for (int64_t chunk : {1, 5, 36, 37, 1000}) {
+      const Grads got =
+          run([&](auto& a, auto& b) { return ops::chunked_cross_entropy_sum(a, b, t, chunk); }, h,
+              w, 0.7);
+      const double tol = dtype == at::kFloat ? 1e-6 : 1e-2;  // bf16: chunked vs one GEMM rounding
+      EXPECT_LT(rel(got.loss, ref.loss), dtype == at::kFloat ? 1e-6 : 1e-5) << chunk;
+      EXPECT_LT(rel(got.dh, ref.dh), tol) << "d hidden, chunk " << chunk;
+      EXPECT_LT(rel(got.dw, ref.dw), tol) << "d weight, chunk " << chunk;
+      EXPECT_EQ(got.dh.scalar_type(), dtype);
+      EXPECT_EQ(got.dw.scalar_type(), dtype);
+    }
+  }
+}
+
+TEST(LayerOps, ChunkedCrossEntropyRejectsBadShapes) {
+  const auto h = at::randn({4, 8}), w = at::randn({10, 8});
+  EXPECT_THROW(ops::chunked_cross_entropy_sum(h, w, at::zeros({3}, at::kLong), 2), std::exception);
+  EXPECT_THROW(ops::chunked_cross_entropy_sum(h, at::randn({10, 7}), at::zeros({4}, at::kLong), 2),
+               std::exception);
+  EXPECT_THROW(ops::chunked_cross_entropy_sum(h, w, at::zeros({4}, at::kLong), 0), std::exception);
+}
+
+TEST(LayerOps, ModelLossSumEqualsTheLossOfTheFullLogits) {
+  for (bool tied : {false, true}) {
+    LlamaConfig c = llama_preset("tiny-gqa");
+    c.tie_word_embeddings = tied;
+    LlamaForCausalLM a(c), b(c);
+    a->init_weights_seeded(7), b->init_weights_seeded(7);
+    auto ids = at::randint(0, c.vocab_size, {3, 19}, at::kLong);
+    auto labels = ids.clone();
+    labels.index_put_({0, at::indexing::Slice(0, 6)}, -100);
+    const auto la = causal_lm_loss_sum(a(ids), labels);
+    const auto lb = b->loss_sum(ids, labels, nullptr, 8);
+    la.backward(), lb.backward();
+    EXPECT_LT(rel(lb, la), 1e-6) << "tied " << tied;
+    auto pa = a->named_parameters(), pb = b->named_parameters();
+    for (size_t i = 0; i < pa.size(); ++i)
+      EXPECT_LT(rel(pb[i].value().grad(), pa[i].value().grad()), 1e-5)
+          << pa[i].key() << " tied " << tied;
+  }
+}
+
+// --- CUDA ---------------------------------------------------------------------------------------
+
+namespace {
+bool skip_cuda(std::string* why) {
+  if (!kernels::layer_kernels_built()) return *why = "built without CUDA", true;
+  if (!torch::cuda::is_available()) return *why = "no CUDA device", true;
+  return false;
+}
+#define ASC_SKIP_WITHOUT_CUDA()               \
+  do {                                        \
+    std::string why;                          \
+    if (skip_cuda(&why)) GTEST_SKIP() << why; \
+  } while (0)
+
+// f(args on device) fused vs the same on CPU (the libtorch reference): outputs and the gradients
+// of every input, for upstream gradient `dy`.
+template <class F>
+void compare(const char* what, F f, std::vector<at::Tensor> inputs, at::ScalarType dtype,
+             double tol) {
+  std::vector<at::Tensor> cpu, dev;
+  for (auto& x : inputs) {
+    cpu.push_back(x.to(dtype).detach().clone().requires_grad_(true));
+    dev.push_back(x.to(dtype).to(at::kCUDA).detach().clone().requires_grad_(true));
+  }
+  const at::Tensor yc = f(cpu), yd = f(dev);
+  ASSERT_TRUE(ops::fused(dev[0])) << what;
+  const at::Tensor dy = at::randn(yc.sizes()).to(dtype);
+  yc.backward(dy), yd.backward(dy.to(at::kCUDA));
+  EXPECT_LT(rel(yd, yc), tol) << what << " forward";
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    if (cpu[i].grad().defined()) {
+      EXPECT_LT(rel(dev[i].grad(), cpu[i].grad()), tol) << what << " gradient of input " << i;
+    }
+  }
+}
+}  // namespace
+
+TEST(LayerOps, CudaKernelsMatchTheReferenceOverOddShapes) {
+  ASC_SKIP_WITHOUT_CUDA();
+  torch::manual_seed(11);
+  for (const auto dtype : {at::kFloat, at::kBFloat16}) {
+    const double tol = dtype == at::kFloat ? 2e-6 : 1e-2;
+    for (auto [rows, dim] : {std::pair<int64_t, int64_t>{1, 17}, {7, 64}, {129, 4100}, {33, 5}}) {
+      compare(
+          "rmsnorm", [](auto& v) { return ops::rms_norm(v[0], v[1], 1e-5); },
+          {at::randn({rows, dim}), 1 + 0.1 * at::randn({dim})}, dtype, tol);
+      compare(
+          "swiglu", [](auto& v) { return ops::swiglu(v[0], v[1]); },
+          {3 * at::randn({rows, dim}), at::randn({rows, dim})}, dtype, tol);
+    }
+    for (auto [B, T, H, E] : {std::array<int64_t, 4>{1, 1, 1, 2}, {2, 13, 3, 10}, {3, 7, 5, 128}}) {
+      auto [cos, sin] = rotary_tables(T, E, 10000.0, torch::kFloat32, torch::kCPU);
+      compare(
+          "rotary",
+          [&](auto& v) {
+            return ops::rotary(v[0], cos.to(v[0].device()).to(v[0].scalar_type()),
+                               sin.to(v[0].device()).to(v[0].scalar_type()));
+          },
+          {at::randn({B, T, H, E})}, dtype, tol);
+      // Per-row positions (packing): tables [B, 1, T, E].
+      const auto pos = at::randint(0, T, {B * T}, at::kLong);
+      const auto c4 = cos.index_select(0, pos).view({B, 1, T, E});
+      const auto s4 = sin.index_select(0, pos).view({B, 1, T, E});
+      compare(
+          "rotary (packed)",
+          [&](auto& v) {
+            return ops::rotary(v[0], c4.to(v[0].device()).to(v[0].scalar_type()),
+                               s4.to(v[0].device()).to(v[0].scalar_type()));
+          },
+          {at::randn({B, T, H, E})}, dtype, tol);
+    }
+    auto t = at::randint(0, 1001, {45}, at::kLong);
+    t.index_put_({at::arange(0, 45, 7)}, -100);
+    compare(
+        "cross-entropy (chunked)",
+        [&](auto& v) {
+          return ops::chunked_cross_entropy_sum(v[0], v[1], t.to(v[0].device()), 16);
+        },
+        {at::randn({45, 40}), 0.2 * at::randn({1001, 40})}, dtype,
+        dtype == at::kFloat ? 1e-5 : 2e-2);
+  }
+}
+
+TEST(LayerOps, CudaTrainingStepsMatchCpu) {
+  ASC_SKIP_WITHOUT_CUDA();
+  LlamaConfig c = llama_preset("tiny-gqa");
+  LlamaForCausalLM cpu(c), dev(c);
+  cpu->init_weights_seeded(5), dev->init_weights_seeded(5);
+  dev->to(at::kCUDA);
+  for (int step = 0; step < 3; ++step) {
+    torch::manual_seed(100 + step);
+    auto ids = at::randint(0, c.vocab_size, {2, 33}, at::kLong);
+    const auto lc = cpu->loss_sum(ids, ids, nullptr, 16);
+    const auto ld = dev->loss_sum(ids.to(at::kCUDA), ids.to(at::kCUDA), nullptr, 16);
+    EXPECT_LT(rel(ld, lc), 1e-5) << "step " << step;
+    lc.backward(), ld.backward();
+    torch::NoGradGuard no_grad;
+    auto pc = cpu->parameters(), pd = dev->parameters();
+    for (size_t i = 0; i < pc.size(); ++i) {
+      EXPECT_LT(rel(pd[i].grad(), pc[i].grad()), 1e-4) << "step " << step << " parameter " << i;
+      pc[i].sub_(1e-2 * pc[i].grad()), pd[i].sub_(1e-2 * pd[i].grad());
+      pc[i].mutable_grad().reset(), pd[i].mutable_grad().reset();
+    }
+  }
+}
+
+// The planner counts the logits of one chunk, not of the whole micro-batch, with the chunked loss.
+TEST(LayerOps, PlannerCountsOneChunkOfLogits) {
+  MemoryPlanInput in;
+  in.model = llama_preset("llama2-7b");
+  in.micro_batch = 2, in.seq_len = 2048, in.compute_bytes = 2;
+  const int64_t full = plan_memory(in).logits;
+  EXPECT_EQ(full, 2 * 2048 * in.model.vocab_size * (2 + 4 + 4));
+  in.loss_chunk_rows = 1024;
+  EXPECT_EQ(plan_memory(in).logits, full / 4);
+  EXPECT_LT(plan_memory(in).peak(),
+            plan_memory(MemoryPlanInput{in.model, "fsdp", 1, 2, 2, 2048, true, 0}).peak());
+  in.loss_chunk_rows = 1 << 20;  // larger than the micro-batch: the whole micro-batch
+  EXPECT_EQ(plan_memory(in).logits, full);
+}

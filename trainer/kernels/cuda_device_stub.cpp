@@ -1,0 +1,19 @@
+// cuda_device_stub.cpp — linked instead of cuda_device.cpp when libtorch has no CUDA.
+#include "kernels/cuda_device.h"
+
+namespace asc::kernels {
+
+void* current_cuda_stream(const c10::Device&) {
+  return nullptr;
+}
+std::string cuda_device_name(int) {
+  return "";
+}
+double cuda_peak_bf16_tflops(int) {
+  return 0.0;
+}
+int64_t cuda_peak_allocated_bytes(int) {
+  return -1;
+}
+
+}  // namespace asc::kernels

@@ -1,0 +1,312 @@
+// layer_cuda.cu — the fused layer kernels of layer_kernels.h. Arithmetic in fp32, rounded to the
+// storage dtype where PyTorch rounds (RMSNorm's normalised value before the weight, SiLU before
+// the product), so results match the libtorch reference within one bf16 rounding.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "kernels/layer_kernels.h"
+
+namespace asc::kernels {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kDwBlocks = 256;  // RMSNorm backward: fixed grid, so the dw reduction order is fixed
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess)
+    throw std::runtime_error(std::string("CUDA layer kernel ") + what + ": " +
+                             cudaGetErrorString(e));
+}
+
+__device__ __forceinline__ float to_f(float v) {
+  return v;
+}
+__device__ __forceinline__ float to_f(__nv_bfloat16 v) {
+  return __bfloat162float(v);
+}
+template <class T>
+__device__ __forceinline__ T from_f(float v);
+template <>
+__device__ __forceinline__ float from_f<float>(float v) {
+  return v;
+}
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+template <class T>
+__device__ __forceinline__ float round_to(float v) {  // v as stored in T, back in fp32
+  return to_f(from_f<T>(v));
+}
+
+// Sum over the block; every thread gets the result. blockDim.x a multiple of 32, <= 1024.
+__device__ float block_sum(float v) {
+  __shared__ float warp_sums[32];
+  __shared__ float total;
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) warp_sums[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    float s = lane < int(blockDim.x >> 5) ? warp_sums[lane] : 0.f;
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (lane == 0) total = s;
+  }
+  __syncthreads();
+  const float out = total;
+  __syncthreads();  // the shared slots may be reused by the next call
+  return out;
+}
+
+__device__ float block_max(float v) {
+  __shared__ float warp_max[32];
+  __shared__ float total;
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) warp_max[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    float s = lane < int(blockDim.x >> 5) ? warp_max[lane] : -INFINITY;
+    for (int o = 16; o > 0; o >>= 1) s = fmaxf(s, __shfl_xor_sync(0xffffffffu, s, o));
+    if (lane == 0) total = s;
+  }
+  __syncthreads();
+  const float out = total;
+  __syncthreads();
+  return out;
+}
+
+// --- RMSNorm ------------------------------------------------------------------------------------
+template <class T>
+__global__ void rmsnorm_fwd(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y,
+                            float* __restrict__ rstd_out, int64_t dim, float eps) {
+  const int64_t row = blockIdx.x;
+  const T* xr = x + row * dim;
+  T* yr = y + row * dim;
+  float ss = 0.f;
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
+    const float v = to_f(xr[j]);
+    ss += v * v;
+  }
+  const float rstd = rsqrtf(block_sum(ss) / float(dim) + eps);
+  if (threadIdx.x == 0) rstd_out[row] = rstd;
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x)
+    yr[j] = from_f<T>(to_f(w[j]) * round_to<T>(to_f(xr[j]) * rstd));
+}
+
+template <class T>
+__global__ void rmsnorm_bwd(const T* __restrict__ dy, const T* __restrict__ x,
+                            const T* __restrict__ w, const float* __restrict__ rstd,
+                            T* __restrict__ dx, float* __restrict__ partial, int64_t rows,
+                            int64_t dim) {
+  float* mine = partial + int64_t(blockIdx.x) * dim;  // this block's dw partial sums
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) mine[j] = 0.f;
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    const T* dyr = dy + row * dim;
+    const T* xr = x + row * dim;
+    const float r = rstd[row];
+    float dot = 0.f;
+    for (int64_t j = threadIdx.x; j < dim; j += blockDim.x)
+      dot += to_f(dyr[j]) * to_f(w[j]) * to_f(xr[j]) * r;
+    const float mean = block_sum(dot) / float(dim);
+    T* dxr = dx + row * dim;
+    for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
+      const float n = to_f(xr[j]) * r, g = to_f(dyr[j]);
+      dxr[j] = from_f<T>(r * (g * to_f(w[j]) - n * mean));
+      mine[j] += g * round_to<T>(n);
+    }
+  }
+}
+
+__global__ void sum_partials(const float* __restrict__ partial, float* __restrict__ out,
+                             int64_t dim, int blocks) {
+  const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (j >= dim) return;
+  float s = 0.f;
+  for (int b = 0; b < blocks; ++b) s += partial[int64_t(b) * dim + j];
+  out[j] = s;
+}
+
+// --- SwiGLU -------------------------------------------------------------------------------------
+__device__ __forceinline__ float sigmoid(float g) {
+  return 1.f / (1.f + __expf(-g));
+}
+
+template <class T>
+__global__ void swiglu_fwd(const T* __restrict__ gate, const T* __restrict__ up, T* __restrict__ y,
+                           int64_t n) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const float g = to_f(gate[i]);
+    y[i] = from_f<T>(round_to<T>(g * sigmoid(g)) * to_f(up[i]));
+  }
+}
+
+template <class T>
+__global__ void swiglu_bwd(const T* __restrict__ dy, const T* __restrict__ gate,
+                           const T* __restrict__ up, T* __restrict__ d_gate, T* __restrict__ d_up,
+                           int64_t n) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const float g = to_f(gate[i]), u = to_f(up[i]), d = to_f(dy[i]);
+    const float s = sigmoid(g);
+    d_up[i] = from_f<T>(d * round_to<T>(g * s));
+    d_gate[i] = from_f<T>(d * u * s * (1.f + g * (1.f - s)));
+  }
+}
+
+// --- rotary -------------------------------------------------------------------------------------
+// One thread per pair (i, i + E/2) of one (b, t, h) row. sign +1: forward; -1: backward.
+template <class T>
+__global__ void rotary(const T* __restrict__ x, const T* __restrict__ cos,
+                       const T* __restrict__ sin, T* __restrict__ y, int64_t B, int64_t T_,
+                       int64_t H, int64_t E, int64_t cs_stride, float sign) {
+  const int64_t half = E / 2, pairs = B * T_ * H * half;
+  for (int64_t p = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; p < pairs;
+       p += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t i = p % half, row = p / half;  // row = (b * T + t) * H + h
+    const int64_t t = (row / H) % T_, b = row / (H * T_);
+    const T* c = cos + b * cs_stride + t * E;
+    const T* s = sin + b * cs_stride + t * E;
+    const float x1 = to_f(x[row * E + i]), x2 = to_f(x[row * E + i + half]);
+    if (sign > 0) {  // y1 = x1 c1 - x2 s1; y2 = x2 c2 + x1 s2
+      y[row * E + i] = from_f<T>(x1 * to_f(c[i]) - x2 * to_f(s[i]));
+      y[row * E + i + half] = from_f<T>(x2 * to_f(c[i + half]) + x1 * to_f(s[i + half]));
+    } else {  // dx1 = dy1 c1 + dy2 s2; dx2 = dy2 c2 - dy1 s1
+      y[row * E + i] = from_f<T>(x1 * to_f(c[i]) + x2 * to_f(s[i + half]));
+      y[row * E + i + half] = from_f<T>(x2 * to_f(c[i + half]) - x1 * to_f(s[i]));
+    }
+  }
+}
+
+// --- cross-entropy over a chunk of logits
+// ---------------------------------------------------------
+template <class T>
+__global__ void cross_entropy(T* __restrict__ logits, const int64_t* __restrict__ targets,
+                              float* __restrict__ loss, int64_t V, int64_t ignore_index,
+                              float grad_scale, bool write_grad) {
+  const int64_t row = blockIdx.x;
+  T* lr = logits + row * V;
+  const int64_t target = targets[row];
+  const bool ignored = target == ignore_index;
+  float m = -INFINITY;
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) m = fmaxf(m, to_f(lr[j]));
+  m = block_max(m);
+  float se = 0.f;
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) se += __expf(to_f(lr[j]) - m);
+  const float lse = m + __logf(block_sum(se));
+  if (threadIdx.x == 0) loss[row] = ignored ? 0.f : lse - to_f(lr[target]);
+  __syncthreads();  // the target logit is read before it is overwritten
+  if (!write_grad) return;
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
+    const float p = ignored ? 0.f : __expf(to_f(lr[j]) - lse) - (j == target ? 1.f : 0.f);
+    lr[j] = from_f<T>(grad_scale * p);
+  }
+}
+
+int grid_for(int64_t n) {
+  const int64_t blocks = (n + kThreads - 1) / kThreads;
+  return int(blocks < 65535 * 8 ? (blocks > 0 ? blocks : 1) : 65535 * 8);
+}
+
+}  // namespace
+
+bool layer_kernels_built() {
+  return true;
+}
+
+#define ASC_DISPATCH(dtype, ...) \
+  if ((dtype) == 1) {            \
+    using T = __nv_bfloat16;     \
+    __VA_ARGS__;                 \
+  } else {                       \
+    using T = float;             \
+    __VA_ARGS__;                 \
+  }
+
+void rmsnorm_forward_cuda(const void* x, const void* w, void* y, float* rstd_out, int64_t rows,
+                          int64_t dim, float eps, int dtype, void* stream) {
+  if (rows == 0) return;
+  auto st = static_cast<cudaStream_t>(stream);
+  ASC_DISPATCH(dtype, rmsnorm_fwd<T><<<unsigned(rows), kThreads, 0, st>>>(
+                          static_cast<const T*>(x), static_cast<const T*>(w), static_cast<T*>(y),
+                          rstd_out, dim, eps));
+  check(cudaGetLastError(), "rmsnorm forward");
+}
+
+int64_t rmsnorm_backward_workspace(int64_t dim) {
+  return int64_t(kDwBlocks) * dim;
+}
+
+void rmsnorm_backward_cuda(const void* dy, const void* x, const void* w, const float* rstd,
+                           void* dx, float* dw_f32, float* workspace, int64_t rows, int64_t dim,
+                           int dtype, void* stream) {
+  auto st = static_cast<cudaStream_t>(stream);
+  ASC_DISPATCH(dtype, rmsnorm_bwd<T>
+               <<<kDwBlocks, kThreads, 0, st>>>(static_cast<const T*>(dy), static_cast<const T*>(x),
+                                                static_cast<const T*>(w), rstd, static_cast<T*>(dx),
+                                                workspace, rows, dim));
+  sum_partials<<<unsigned((dim + kThreads - 1) / kThreads), kThreads, 0, st>>>(workspace, dw_f32,
+                                                                               dim, kDwBlocks);
+  check(cudaGetLastError(), "rmsnorm backward");
+}
+
+void swiglu_forward_cuda(const void* gate, const void* up, void* y, int64_t n, int dtype,
+                         void* stream) {
+  auto st = static_cast<cudaStream_t>(stream);
+  ASC_DISPATCH(dtype,
+               swiglu_fwd<T><<<grid_for(n), kThreads, 0, st>>>(
+                   static_cast<const T*>(gate), static_cast<const T*>(up), static_cast<T*>(y), n));
+  check(cudaGetLastError(), "swiglu forward");
+}
+
+void swiglu_backward_cuda(const void* dy, const void* gate, const void* up, void* d_gate,
+                          void* d_up, int64_t n, int dtype, void* stream) {
+  auto st = static_cast<cudaStream_t>(stream);
+  ASC_DISPATCH(
+      dtype, swiglu_bwd<T><<<grid_for(n), kThreads, 0, st>>>(
+                 static_cast<const T*>(dy), static_cast<const T*>(gate), static_cast<const T*>(up),
+                 static_cast<T*>(d_gate), static_cast<T*>(d_up), n));
+  check(cudaGetLastError(), "swiglu backward");
+}
+
+namespace {
+void rotary_launch(const void* x, const void* cos, const void* sin, void* y, int64_t B, int64_t T_,
+                   int64_t H, int64_t E, int64_t cs_stride, int dtype, void* stream, float sign) {
+  auto st = static_cast<cudaStream_t>(stream);
+  const int64_t pairs = B * T_ * H * (E / 2);
+  ASC_DISPATCH(dtype,
+               rotary<T><<<grid_for(pairs), kThreads, 0, st>>>(
+                   static_cast<const T*>(x), static_cast<const T*>(cos), static_cast<const T*>(sin),
+                   static_cast<T*>(y), B, T_, H, E, cs_stride, sign));
+  check(cudaGetLastError(), "rotary");
+}
+}  // namespace
+
+void rotary_forward_cuda(const void* x, const void* cos, const void* sin, void* y, int64_t B,
+                         int64_t T, int64_t H, int64_t E, int64_t cs_batch_stride, int dtype,
+                         void* stream) {
+  rotary_launch(x, cos, sin, y, B, T, H, E, cs_batch_stride, dtype, stream, 1.f);
+}
+
+void rotary_backward_cuda(const void* dy, const void* cos, const void* sin, void* dx, int64_t B,
+                          int64_t T, int64_t H, int64_t E, int64_t cs_batch_stride, int dtype,
+                          void* stream) {
+  rotary_launch(dy, cos, sin, dx, B, T, H, E, cs_batch_stride, dtype, stream, -1.f);
+}
+
+void cross_entropy_chunk_cuda(void* logits, const int64_t* targets, float* loss_out, int64_t rows,
+                              int64_t V, int64_t ignore_index, float grad_scale, bool write_grad,
+                              int dtype, void* stream) {
+  if (rows == 0) return;
+  auto st = static_cast<cudaStream_t>(stream);
+  ASC_DISPATCH(dtype, cross_entropy<T>
+               <<<unsigned(rows), kThreads, 0, st>>>(static_cast<T*>(logits), targets, loss_out, V,
+                                                     ignore_index, grad_scale, write_grad));
+  check(cudaGetLastError(), "cross-entropy");
+}
+
+}  // namespace asc::kernels
