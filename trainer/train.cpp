@@ -31,6 +31,8 @@
 #include "common/host_memory.h"
 #include "common/stop_signal.h"
 #include "kernels/cuda_device.h"
+#include "kernels/fused_adamw.h"
+#include "kernels/layer_kernels.h"
 #include "metrics/metrics.h"
 #include "model/llama.h"
 #include "optim/adamw.h"
@@ -100,6 +102,10 @@ at::Device training_device(const Recipe& r) {
   if (n == 0)
     ASC_FAIL_HINT("run on a machine with a GPU and a CUDA build, or set train.device: cpu",
                   "{}: train.device is cuda but no CUDA device is visible",
+                  r.where("train.device"));
+  if (!kernels::cuda_kernels_built() || !kernels::layer_kernels_built())
+    ASC_FAIL_HINT("configure the build with nvcc available (the CUDA toolkit)",
+                  "{}: train.device is cuda but this build has no CUDA kernels",
                   r.where("train.device"));
   return at::Device(at::kCUDA, c10::DeviceIndex(comm::local_rank() % n));
 }
@@ -213,9 +219,9 @@ void check_resume_compatible(const Recipe& r, const std::string& saved_path, boo
     if (!v || v.IsNull()) return "";
     return YAML::Dump(v);
   };
-  static const std::set<std::string> harmless = {"train.threads", "train.cache_host_memory",
-                                                 "train.max_bad_steps", "train.optimizer",
-                                                 "train.loss_chunk_rows"};
+  static const std::set<std::string> harmless = {"train.threads",         "train.cache_host_memory",
+                                                 "train.max_bad_steps",   "train.optimizer",
+                                                 "train.loss_chunk_rows", "train.device"};
   for (const std::string& key : recipe_keys()) {
     const std::string a = value(now, key), b = value(saved, key);
     if (a == b) continue;

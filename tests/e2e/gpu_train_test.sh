@@ -4,11 +4,14 @@
 #  - bf16, and fsdp at world size 1 under mpirun (NCCL, activation checkpointing, the chunked
 #    cross-entropy): within bf16 tolerance;
 #  - a GPU run stopped after step 3 and resumed equals the uninterrupted GPU run.
-# Exit 77 (skipped) where this build or machine has no CUDA device.
+# Exit 77 (skipped) where this build or machine has no CUDA device, CUDA kernels or NCCL.
 # Usage: gpu_train_test.sh ASCLEPIUS PYTHON
 source "$(dirname "$0")/../parallel/lib.sh"
-if ! "$bin" --version 2>/dev/null | grep -q 'CUDA devices: [1-9]'; then
-  echo "SKIP: no CUDA device visible to this build"
+"$bin" --version >"$tmp/version" 2>&1
+if ! grep -q 'CUDA devices: [1-9]' "$tmp/version" || ! grep -q 'fused CUDA kernels: built' "$tmp/version" ||
+   ! grep -q 'NCCL backend: built' "$tmp/version"; then
+  echo "SKIP: this build or machine has no CUDA device, CUDA kernels or NCCL backend"
+  cat "$tmp/version"
   exit 77
 fi
 common=(train.max_steps=6 checkpoint.every_steps=3 train.threads=2 logging.progress=false

@@ -20,5 +20,7 @@ m1=$(grep 'rank 0 of 1 fsdp fp32' "$out" | sed 's/.*measured \([0-9]*\).*/\1/')
 m4=$(grep 'rank 0 of 4 fsdp fp32' "$out" | sed 's/.*measured \([0-9]*\).*/\1/')
 ratio=$(awk -v a="$m1" -v b="$m4" 'BEGIN { printf "%.2f", a / b }')
 echo "fsdp model state, 1 rank / 4 ranks: $ratio (ideal 4)"
+# Both measurements carry the allocator's bookkeeping noise (about 0.2%, either way: 4.006 seen),
+# so the bound allows a little above 4; the engine's own count (checked exactly above) is 4 - padding.
 awk -v r="$ratio" 'BEGIN { exit !(r > 3.8 && r < 4.1) }' || { echo "FAILED: fsdp does not shrink as 1/N"; fail=1; }
 exit $fail

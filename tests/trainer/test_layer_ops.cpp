@@ -218,3 +218,42 @@ TEST(LayerOps, PlannerCountsOneChunkOfLogits) {
   in.loss_chunk_rows = 1 << 20;  // larger than the micro-batch: the whole micro-batch
   EXPECT_EQ(plan_memory(in).logits, full);
 }
+
+// The chunk-seeded initialisation gives the same values for any split of a parameter (what lets
+// each fsdp rank initialise only what it owns), across chunk boundaries and the zeroed pad row,
+// and different values for another seed or parameter name.
+TEST(Init, AnyRangeOfAParameterEqualsTheWholeParameter) {
+  LlamaConfig c = llama_preset("tiny-gqa");
+  c.vocab_size = 40000, c.hidden_size = 64, c.pad_token_id = 16400;  // pad row crosses 2^20
+  const std::string name = "model.embed_tokens.weight";
+  const int64_t n = c.vocab_size * c.hidden_size;  // 2.4 chunks of 2^20
+  std::vector<float> whole(static_cast<size_t>(n));
+  init_parameter_range(c, 9, name, n, 0, n, whole.data());
+  const int64_t pad = *c.pad_token_id * c.hidden_size;
+  for (int64_t i = pad; i < pad + c.hidden_size; ++i) ASSERT_EQ(whole[size_t(i)], 0.f) << i;
+  EXPECT_NE(whole[size_t(pad - 1)], 0.f);
+  const at::Tensor w = at::from_blob(whole.data(), {n});
+  EXPECT_NEAR(w.std().item<double>(), 0.02, 0.001);
+  torch::manual_seed(1);
+  for (int trial = 0; trial < 20; ++trial) {
+    int64_t b = at::randint(0, n, {1}).item<int64_t>(),
+            e = at::randint(0, n + 1, {1}).item<int64_t>();
+    if (trial == 0) b = (int64_t(1) << 20) - 5, e = (int64_t(1) << 20) + 5;  // a chunk boundary
+    if (trial == 1) b = pad - 3, e = pad + 7;                                // the pad row's start
+    if (b > e) std::swap(b, e);
+    std::vector<float> part(static_cast<size_t>(e - b) + 1);
+    init_parameter_range(c, 9, name, n, b, e, part.data());
+    for (int64_t i = b; i < e; ++i)
+      ASSERT_EQ(part[size_t(i - b)], whole[size_t(i)])
+          << "range [" << b << ", " << e << ") at " << i;
+  }
+  std::vector<float> other(1000), other_name(1000);
+  init_parameter_range(c, 10, name, n, 0, 1000, other.data());
+  init_parameter_range(c, 9, "lm_head.weight", n, 0, 1000, other_name.data());
+  EXPECT_NE(other[0], whole[0]);
+  EXPECT_NE(other_name[0], whole[0]);
+  // A model's init_weights_seeded is the same function over each whole parameter.
+  LlamaForCausalLM m(c);
+  m->init_weights_seeded(9);
+  EXPECT_TRUE(at::equal(m->model->embed_tokens->weight.reshape({-1}), w));
+}

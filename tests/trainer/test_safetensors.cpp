@@ -169,8 +169,19 @@ TEST(Safetensors, DirectWriterWritesTheSameBytes) {
   const auto dir = std::filesystem::temp_directory_path() / "asc_st_direct";
   std::filesystem::create_directories(dir);
   const int64_t block = int64_t(16) << 20;
+  // The tensor size that makes the whole file exactly one block (no tail to pad and cut).
+  auto file_size = [](int64_t n) {
+    uint8_t b = 0;
+    return int64_t(st::framed_header({{"x", st::DType::U8, {n}, &b}, {"y", st::DType::U8, {3}, &b}},
+                                     {{"k", "v"}})
+                       .size()) +
+           n + 3;
+  };
+  int64_t exact = block - file_size(block) + block;
+  exact += block - file_size(exact);
+  ASSERT_EQ(file_size(exact), block);
   for (int64_t n : {int64_t(0), int64_t(1), int64_t(4095), int64_t(4096), block - 200, block,
-                    block + 3, 2 * block + 4097, 3 * block}) {
+                    block + 3, 2 * block + 4097, 3 * block, exact}) {
     std::vector<uint8_t> data(static_cast<size_t>(n) + 3);
     for (size_t i = 0; i < data.size(); ++i) data[i] = uint8_t((i * 2654435761u) >> 13);
     const std::vector<st::TensorRef> refs = {{"x", st::DType::U8, {n}, data.data()},

@@ -11,24 +11,12 @@
 #include <cstdlib>
 #include <vector>
 
+#include "bench_cuda.cuh"
 #include "kernels/fused_adamw.h"
 
 namespace {
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) {
-    std::fprintf(stderr, "CUDA %s: %s\n", what, cudaGetErrorString(e));
-    std::exit(1);
-  }
-}
-// Deterministic pseudo-random values in [-1, 1) (never zeros: zeros can time faster than data).
-__global__ void fill(float* x, int64_t n, uint32_t seed) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    uint32_t h = uint32_t(i) * 2654435761u ^ seed;
-    h ^= h >> 15, h *= 2246822519u, h ^= h >> 13;
-    x[i] = float(h >> 8) / float(1u << 23) - 1.f;
-  }
-}
+using bench::check;
+using bench::fill;
 __global__ void to_bf16(const float* x, uint16_t* y, int64_t n) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x)

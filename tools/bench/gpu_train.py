@@ -48,9 +48,11 @@ def ours(a):
     t0 = time.time()
     p = subprocess.run(["mpirun", "-np", "1", a.bin, "train", recipe, *overrides(a, run_dir),
                         "checkpoint.resume=never"], capture_output=True, text=True, env=ENV)
-    if p.returncode not in (0,):
-        print(p.stderr[-3000:])
-    rows = [json.loads(l) for l in open(os.path.join(run_dir, "metrics.jsonl"))]
+    metrics = os.path.join(run_dir, "metrics.jsonl")
+    if p.returncode != 0 or not os.path.exists(metrics):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise SystemExit(f"asclepius train failed (exit {p.returncode}):\n{p.stderr[-3000:]}")
+    rows = [json.loads(l) for l in open(metrics)]
     shutil.rmtree(run_dir, ignore_errors=True)
     steady = rows[a.warmup:] or rows
     return {"tokens_per_s": statistics.median(r["tokens_per_s"] for r in steady),

@@ -13,25 +13,12 @@
 #include <string>
 #include <vector>
 
+#include "bench_cuda.cuh"
 #include "kernels/layer_kernels.h"
 
 namespace {
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) {
-    std::fprintf(stderr, "CUDA %s: %s\n", what, cudaGetErrorString(e));
-    std::exit(1);
-  }
-}
-// Deterministic pseudo-random bf16 values in [-1, 1) (never zeros).
-__global__ void fill_bf16(uint16_t* x, int64_t n, uint32_t seed) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    uint32_t h = uint32_t(i) * 2654435761u ^ seed;
-    h ^= h >> 15, h *= 2246822519u, h ^= h >> 13;
-    const float v = float(h >> 8) / float(1u << 23) - 1.f;
-    x[i] = uint16_t(__float_as_uint(v) >> 16);
-  }
-}
+using bench::check;
+using bench::fill_bf16;
 void* alloc_bf16(int64_t n, uint32_t seed) {
   void* p = nullptr;
   check(cudaMalloc(&p, size_t(n) * 2 + 256), "malloc");

@@ -113,7 +113,7 @@ timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 build-gpu/bin/t
   --gtest_filter='FusedAdamW.CudaKernelEqualsCpuLoop:LayerOps.CudaKernelsMatchTheReferenceOverOddShapes' >"$out/memcheck.log" 2>&1
 note "compute-sanitizer memcheck: rc=$? $(grep -E 'ERROR SUMMARY' "$out/memcheck.log" | tail -1)"
 timeout 150 compute-sanitizer --tool racecheck --error-exitcode 9 build-gpu/bin/test_trainer \
-  --gtest_filter='FusedAdamW.CudaKernelEqualsCpuLoop' >"$out/racecheck.log" 2>&1
+  --gtest_filter='FusedAdamW.CudaKernelEqualsCpuLoop:LayerOps.CudaKernelsMatchTheReferenceOverOddShapes' >"$out/racecheck.log" 2>&1
 note "compute-sanitizer racecheck: rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/racecheck.log" | tail -1)"
 }
 echo "=== summary ==="

@@ -67,6 +67,11 @@ void AtomicFile::flush_block() {
     while (done < padded) {
       ssize_t w = ::pwrite(fd_, data + done, padded - done, off_t(at + done));
       if (w < 0 && errno == EINTR) continue;
+      if (w < 0 && errno == EINVAL) {  // O_DIRECT accepted at open, refused here: write normally
+        const int flags = ::fcntl(fd_, F_GETFL);
+        if (flags >= 0 && (flags & O_DIRECT) && ::fcntl(fd_, F_SETFL, flags & ~O_DIRECT) == 0)
+          continue;
+      }
       if (w < 0) ASC_FAIL("writing {}: {}", tmp_, std::strerror(errno));
       done += size_t(w);
     }

@@ -244,6 +244,7 @@ int64_t rmsnorm_backward_workspace(int64_t dim) {
 void rmsnorm_backward_cuda(const void* dy, const void* x, const void* w, const float* rstd,
                            void* dx, float* dw_f32, float* workspace, int64_t rows, int64_t dim,
                            int dtype, void* stream) {
+  if (dim == 0) return;
   auto st = static_cast<cudaStream_t>(stream);
   ASC_DISPATCH(dtype, rmsnorm_bwd<T>
                <<<kDwBlocks, kThreads, 0, st>>>(static_cast<const T*>(dy), static_cast<const T*>(x),

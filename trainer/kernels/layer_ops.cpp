@@ -202,6 +202,10 @@ torch::Tensor swiglu(const torch::Tensor& gate, const torch::Tensor& up) {
 torch::Tensor rotary(const torch::Tensor& x_BTHE, const torch::Tensor& cos,
                      const torch::Tensor& sin) {
   const auto c = table_BT1E(cos), s = table_BT1E(sin);
+  ASC_CHECK(x_BTHE.dim() == 4 && c.size(1) == x_BTHE.size(1) && c.size(3) == x_BTHE.size(3) &&
+                (c.size(0) == 1 || c.size(0) == x_BTHE.size(0)) && s.sizes() == c.sizes(),
+            "rotary: x of shape {} with tables {} and {}", x_BTHE.sizes(), cos.sizes(),
+            sin.sizes());
   if (fused(x_BTHE) && x_BTHE.size(-1) % 2 == 0)
     return RotaryFn::apply(x_BTHE, c.to(x_BTHE.scalar_type()).contiguous(),
                            s.to(x_BTHE.scalar_type()).contiguous());
@@ -216,7 +220,18 @@ torch::Tensor chunked_cross_entropy_sum(const torch::Tensor& hidden_ND,
                 hidden_ND.size(0) == targets_N.size(0) && hidden_ND.size(1) == weight_VD.size(1),
             "chunked cross-entropy: hidden {}, weight {}, targets {}", hidden_ND.sizes(),
             weight_VD.sizes(), targets_N.sizes());
-  return ChunkedCEFn::apply(hidden_ND, weight_VD, targets_N.to(at::kLong).contiguous(), chunk_rows);
+  const auto targets = targets_N.to(at::kLong).contiguous();
+  // A target outside the vocabulary would be read out of bounds by the CUDA kernel: refused here.
+  const auto bad =
+      targets.ne(-100).logical_and(targets.lt(0).logical_or(targets.ge(weight_VD.size(0))));
+  if (bad.any().item<bool>()) {
+    const int64_t i = bad.nonzero()[0][0].item<int64_t>();
+    ASC_FAIL(
+        "cross-entropy: target {} at position {} is outside the vocabulary (0..{}) and not "
+        "-100",
+        targets[i].item<int64_t>(), i, weight_VD.size(0) - 1);
+  }
+  return ChunkedCEFn::apply(hidden_ND, weight_VD, targets, chunk_rows);
 }
 
 }  // namespace asc::ops

@@ -294,8 +294,9 @@ double ParallelEngine::clip_and_step(double lr, double max_grad_norm) {
   }
   double norm = 0;
   if (master_.is_cuda()) {
-    // On the device: the squared norm of the owned slices, summed over ranks (NCCL), the clip
-    // factor and the update read it there; the host reads the norm once for the log.
+    // On the device: the squared norm of the owned slices, summed over ranks (NCCL); the host
+    // reads it (one sync) to skip a non-finite step on every rank alike; the clip factor and
+    // the update read it on the device.
     void* stream = kernels::current_cuda_stream(master_.device());
     at::Tensor sq = at::zeros({1}, master_.options());
     kernels::grad_sq_norm_cuda(a, sq.data_ptr<float>(), stream);
@@ -422,22 +423,22 @@ void ParallelEngine::load_state_from(const CheckpointReader& r, const NamedTenso
   for (const auto& [name, p] : params_) {
     r.check_shape(name, p);
   }
-  // The reader fills host memory: device buffers go through host copies of the owned shards.
-  const bool host = master_.is_cpu();
-  at::Tensor hm = host ? master_ : at::empty({master_.numel()}, at::kFloat);
-  at::Tensor hv1 = host ? m_ : at::empty({m_.numel()}, at::kFloat);
-  at::Tensor hv2 = host ? v_ : at::empty({v_.numel()}, at::kFloat);
-  hm.zero_(), hv1.zero_(), hv2.zero_();  // padding stays zero
+  // The reader fills host memory: on a device, each owned range goes through a host buffer of
+  // its own size (one parameter's slice at a time, not the whole shard).
+  master_.zero_(), m_.zero_(), v_.zero_();  // padding stays zero
   for (Unit& u : units_) {
     for_owned(u, params_, [&](size_t k, int64_t in_param, int64_t in_own, int64_t len) {
       const std::string& name = params_[k].first;
       const int64_t pos = u.flat + in_own;
-      r.read(name, "master", in_param, in_param + len, hm.data_ptr<float>() + pos);
-      r.read(name, "exp_avg", in_param, in_param + len, hv1.data_ptr<float>() + pos);
-      r.read(name, "exp_avg_sq", in_param, in_param + len, hv2.data_ptr<float>() + pos);
+      for (const auto& [kind, buf] :
+           {std::pair{"master", &master_}, {"exp_avg", &m_}, {"exp_avg_sq", &v_}}) {
+        at::Tensor dst = buf->narrow(0, pos, len);
+        at::Tensor host = dst.is_cpu() ? dst : at::empty({len}, at::kFloat);
+        r.read(name, kind, in_param, in_param + len, host.data_ptr<float>());
+        if (!host.is_same(dst)) dst.copy_(host);
+      }
     });
   }
-  if (!host) master_.copy_(hm), m_.copy_(hv1), v_.copy_(hv2);
   if (compute_.defined()) compute_.copy_(master_);
   if (mode_ == "zero2")  // replicated parameters: every rank needs all of them
     for (Unit& u : units_)

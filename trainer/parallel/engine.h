@@ -16,8 +16,8 @@
 //          root is gathered for each micro-batch.
 // Gradients are summed (the loss is already divided by the global target count) and reduced in
 // fp32. The global gradient norm sums the owned squares over ranks, so every rank clips alike.
-// CPU tensors (MPI); the kernels and the NCCL backend are device-ready, the engine is tested on
-// CPU.
+// CPU tensors over MPI, or (train.device cuda) device tensors over NCCL; tested on CPU, the CUDA
+// side only compiled so far (tests/e2e/gpu_train_test.sh runs it where a GPU is).
 #pragma once
 
 #include <functional>
