@@ -124,9 +124,7 @@ LlamaForCausalLM initial_model(const Recipe& r) {
   const ParamSource weights = initial_weights(r, config, from);
   torch::manual_seed(uint64_t(r.train.seed));
   LlamaForCausalLM model(config);
-  torch::NoGradGuard no_grad;
-  for (auto& p : model->named_parameters())
-    weights(p.key(), 0, p.value().numel(), p.value().data_ptr<float>());
+  model->fill_parameters(weights);
   return model;
 }
 

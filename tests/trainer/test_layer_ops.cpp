@@ -150,24 +150,20 @@ TEST(LayerOps, CudaKernelsMatchTheReferenceOverOddShapes) {
     }
     for (auto [B, T, H, E] : {std::array<int64_t, 4>{1, 1, 1, 2}, {2, 13, 3, 10}, {3, 7, 5, 128}}) {
       auto [cos, sin] = rotary_tables(T, E, 10000.0, torch::kFloat32, torch::kCPU);
-      compare(
-          "rotary",
-          [&](auto& v) {
-            return ops::rotary(v[0], cos.to(v[0].device()).to(v[0].scalar_type()),
-                               sin.to(v[0].device()).to(v[0].scalar_type()));
-          },
-          {at::randn({B, T, H, E})}, dtype, tol);
-      // Per-row positions (packing): tables [B, 1, T, E].
+      // One table [T, E], and per-row positions (packing): tables [B, 1, T, E].
       const auto pos = at::randint(0, T, {B * T}, at::kLong);
-      const auto c4 = cos.index_select(0, pos).view({B, 1, T, E});
-      const auto s4 = sin.index_select(0, pos).view({B, 1, T, E});
-      compare(
-          "rotary (packed)",
-          [&](auto& v) {
-            return ops::rotary(v[0], c4.to(v[0].device()).to(v[0].scalar_type()),
-                               s4.to(v[0].device()).to(v[0].scalar_type()));
-          },
-          {at::randn({B, T, H, E})}, dtype, tol);
+      const std::pair<at::Tensor, at::Tensor> tables[] = {
+          {cos, sin},
+          {cos.index_select(0, pos).view({B, 1, T, E}),
+           sin.index_select(0, pos).view({B, 1, T, E})}};
+      for (const auto& [c, s] : tables)
+        compare(
+            c.dim() == 2 ? "rotary" : "rotary (packed)",
+            [&](auto& v) {
+              return ops::rotary(v[0], c.to(v[0].device()).to(v[0].scalar_type()),
+                                 s.to(v[0].device()).to(v[0].scalar_type()));
+            },
+            {at::randn({B, T, H, E})}, dtype, tol);
     }
     auto t = at::randint(0, 1001, {45}, at::kLong);
     t.index_put_({at::arange(0, 45, 7)}, -100);

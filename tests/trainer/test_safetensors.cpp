@@ -13,6 +13,7 @@
 
 #include "checkpoint/safetensors.h"
 #include "common/error.h"
+#include "common/fs.h"
 
 namespace st = asc::st;
 using testing::HasSubstr;
@@ -163,8 +164,9 @@ TEST(Safetensors, WriterRejectsDuplicateNames) {
       asc::Error);
 }
 
-// The page-cache-bypassing writer (O_DIRECT, two aligned 16 MiB buffers, the tail padded then
-// cut) writes exactly the bytes of the buffered one, for sizes around every boundary it has.
+// The page-cache-bypassing writer (AtomicFile with direct: O_DIRECT, two aligned 16 MiB buffers,
+// the tail padded then cut), fed a safetensors file piece by piece as the shard writer does,
+// writes exactly its bytes, for sizes around every boundary it has.
 TEST(Safetensors, DirectWriterWritesTheSameBytes) {
   const auto dir = std::filesystem::temp_directory_path() / "asc_st_direct";
   std::filesystem::create_directories(dir);
@@ -187,7 +189,13 @@ TEST(Safetensors, DirectWriterWritesTheSameBytes) {
     const std::vector<st::TensorRef> refs = {{"x", st::DType::U8, {n}, data.data()},
                                              {"y", st::DType::U8, {3}, data.data()}};
     const auto path = (dir / ("d" + std::to_string(n) + ".safetensors")).string();
-    st::write_safetensors(path, refs, {{"k", "v"}}, /*direct=*/true);
+    {
+      asc::AtomicFile out(path, /*direct=*/true);
+      out.write(st::framed_header(refs, {{"k", "v"}}));
+      out.write(data.data(), size_t(n));
+      out.write(data.data(), 3);
+      out.commit();
+    }
     std::ifstream in(path, std::ios::binary);
     const std::string got((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     const std::string want = st::serialize_safetensors(refs, {{"k", "v"}});

@@ -178,16 +178,10 @@ void WeightReader::read(const std::string& name, int64_t begin, int64_t end, flo
 }
 
 void load_hf_weights(const std::string& dir, LlamaForCausalLM& model) {
-  torch::NoGradGuard no_grad;
   const WeightReader weights(dir, model->config());
-  for (auto& p : model->named_parameters()) {
-    at::Tensor t = p.value();
-    at::Tensor f = t.scalar_type() == at::kFloat && t.is_contiguous() && t.is_cpu()
-                       ? t
-                       : at::empty(t.sizes(), at::kFloat);
-    weights.read(p.key(), 0, f.numel(), f.data_ptr<float>());
-    if (!f.is_same(t)) t.copy_(f);
-  }
+  model->fill_parameters([&](const std::string& name, int64_t begin, int64_t end, float* out) {
+    weights.read(name, begin, end, out);
+  });
 }
 
 void write_hf_config_files(const std::string& out_dir, LlamaConfig config, at::ScalarType dtype) {

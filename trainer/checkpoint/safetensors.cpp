@@ -265,8 +265,8 @@ std::string serialize_safetensors(const std::vector<TensorRef>& tensors,
 }
 
 void write_safetensors(const std::string& path, const std::vector<TensorRef>& tensors,
-                       const std::map<std::string, std::string>& metadata, bool direct) {
-  AtomicFile out(path, direct);
+                       const std::map<std::string, std::string>& metadata) {
+  AtomicFile out(path);
   out.write(framed_header(tensors, metadata));
   for (const auto& t : tensors) out.write(t.bytes, nbytes(t));
   out.commit();

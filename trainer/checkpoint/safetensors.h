@@ -96,10 +96,8 @@ struct TensorRef {
 
 // Writes a safetensors file (header padded with spaces to a multiple of 8) to `path`, via a
 // temporary file that is fsynced and renamed, so a crash never leaves a torn file under `path`.
-// direct: bypass the page cache (AtomicFile, common/fs.h), for multi-GB files.
 void write_safetensors(const std::string& path, const std::vector<TensorRef>& tensors,
-                       const std::map<std::string, std::string>& metadata = {},
-                       bool direct = false);
+                       const std::map<std::string, std::string>& metadata = {});
 // What precedes the data in the file: the header's length (8 bytes, little-endian), then it.
 std::string framed_header(const std::vector<TensorRef>& tensors,
                           const std::map<std::string, std::string>& metadata = {});

@@ -9,6 +9,7 @@
 #include <torch/nn/functional/activation.h>
 
 #include "common/error.h"
+#include "kernels/layer_ops.h"
 
 namespace asc {
 
@@ -64,8 +65,8 @@ torch::Tensor CachedDecoder::step(const torch::Tensor& ids_BT, const torch::Tens
     auto q = attn->q_proj(h).view({B, T, H, E}).transpose(1, 2);
     auto k = attn->k_proj(h).view({B, T, K, E}).transpose(1, 2);
     auto v = attn->v_proj(h).view({B, T, K, E}).transpose(1, 2);
-    q = apply_rotary(q, cos, sin);
-    k = apply_rotary(k, cos, sin);
+    q = ops::apply_rotary(q, cos, sin);
+    k = ops::apply_rotary(k, cos, sin);
     k_[i].slice(2, L0, L).copy_(k);
     v_[i].slice(2, L0, L).copy_(v);
     auto kk = k_[i].slice(2, 0, L), vv = v_[i].slice(2, 0, L);

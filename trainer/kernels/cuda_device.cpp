@@ -1,5 +1,7 @@
 #include "kernels/cuda_device.h"
 
+#include <string>
+
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAStream.h>
@@ -11,11 +13,13 @@ void* current_cuda_stream(const c10::Device& device) {
   return c10::cuda::getCurrentCUDAStream(device.index()).stream();
 }
 
+namespace {
 std::string cuda_device_name(int index) {
   cudaDeviceProp p{};
   if (cudaGetDeviceProperties(&p, index) != cudaSuccess) return "";
   return p.name;
 }
+}  // namespace
 
 double cuda_peak_bf16_tflops(int index) {
   const std::string name = cuda_device_name(index);

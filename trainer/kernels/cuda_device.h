@@ -1,11 +1,10 @@
 // cuda_device.h — what the trainer needs from the CUDA runtime through libtorch: the current
 // stream (our kernels launch on it, so they are ordered with libtorch's work and the NCCL
-// backend's events) and the device's name and dense bf16 peak (for MFU). cuda_device.cpp when
-// libtorch has CUDA, cuda_device_stub.cpp otherwise; chosen by linking.
+// backend's events), the device's dense bf16 peak (for MFU) and its memory peak. cuda_device.cpp
+// when libtorch has CUDA, cuda_device_stub.cpp otherwise; chosen by linking.
 #pragma once
 
 #include <cstdint>
-#include <string>
 
 #include <c10/core/Device.h>
 
@@ -13,8 +12,6 @@ namespace asc::kernels {
 
 // The current CUDA stream of `device` as a cudaStream_t (nullptr: the default stream).
 void* current_cuda_stream(const c10::Device& device);
-// The device's name ("NVIDIA H200"), or "" without CUDA.
-std::string cuda_device_name(int index);
 // Dense bf16 tensor-core peak of known data-centre GPUs in TFLOP/s (H100/H200 SXM 989, H100 PCIe
 // 756, A100 312), 0 when unknown: MFU is then left out unless logging.peak_tflops is set.
 double cuda_peak_bf16_tflops(int index);

@@ -6,9 +6,6 @@ namespace asc::kernels {
 void* current_cuda_stream(const c10::Device&) {
   return nullptr;
 }
-std::string cuda_device_name(int) {
-  return "";
-}
 double cuda_peak_bf16_tflops(int) {
   return 0.0;
 }

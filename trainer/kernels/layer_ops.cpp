@@ -25,13 +25,6 @@ void* stream_of(const torch::Tensor& t) {
   return kernels::current_cuda_stream(t.device());
 }
 
-// The reference rotate_half pieces (the same expression model/llama.cpp always used).
-torch::Tensor rotate_ref(const torch::Tensor& x, const torch::Tensor& cos,
-                         const torch::Tensor& sin) {
-  auto halves = x.chunk(2, -1);
-  return x * cos + torch::cat({-halves[1], halves[0]}, -1) * sin;
-}
-
 // cos/sin as [1 or B, T, 1, E], to broadcast over [B, T, H, E].
 torch::Tensor table_BT1E(const torch::Tensor& cs) {
   if (cs.dim() == 2) return cs.unsqueeze(0).unsqueeze(2);
@@ -177,6 +170,12 @@ struct ChunkedCEFn : torch::autograd::Function<ChunkedCEFn> {
 
 }  // namespace
 
+torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos,
+                           const torch::Tensor& sin) {
+  auto halves = x.chunk(2, -1);
+  return x * cos + torch::cat({-halves[1], halves[0]}, -1) * sin;
+}
+
 bool fused(const torch::Tensor& t) {
   static const bool enabled = [] {
     const char* v = std::getenv("ASCLEPIUS_FUSED_KERNELS");
@@ -209,7 +208,7 @@ torch::Tensor rotary(const torch::Tensor& x_BTHE, const torch::Tensor& cos,
   if (fused(x_BTHE) && x_BTHE.size(-1) % 2 == 0)
     return RotaryFn::apply(x_BTHE, c.to(x_BTHE.scalar_type()).contiguous(),
                            s.to(x_BTHE.scalar_type()).contiguous());
-  return rotate_ref(x_BTHE, c, s);
+  return apply_rotary(x_BTHE, c, s);
 }
 
 torch::Tensor chunked_cross_entropy_sum(const torch::Tensor& hidden_ND,

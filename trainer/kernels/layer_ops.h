@@ -25,6 +25,11 @@ torch::Tensor swiglu(const torch::Tensor& gate, const torch::Tensor& up);
 torch::Tensor rotary(const torch::Tensor& x_BTHE, const torch::Tensor& cos,
                      const torch::Tensor& sin);
 
+// x * cos + rotate_half(x) * sin for any layout cos/sin broadcast to (the libtorch reference
+// of rotary, also used by the cached decoder on [B, H, T, E]).
+torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos,
+                           const torch::Tensor& sin);
+
 // The sum over rows with target != -100 of -log softmax(hidden W^T)[target], computed
 // `chunk_rows` rows at a time, forward and backward (which recomputes each chunk's logits): at
 // most [chunk_rows, V] logits exist at once instead of the full [N, V] fp32 logits and their

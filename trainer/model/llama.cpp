@@ -80,12 +80,6 @@ std::pair<torch::Tensor, torch::Tensor> rotary_tables(int64_t T, int64_t head_di
   return {emb.cos().to(dtype), emb.sin().to(dtype)};
 }
 
-torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos,
-                           const torch::Tensor& sin) {
-  auto halves = x.chunk(2, -1);
-  return x * cos + torch::cat({-halves[1], halves[0]}, -1) * sin;
-}
-
 LlamaAttentionImpl::LlamaAttentionImpl(const LlamaConfig& c)
     : heads_(c.num_attention_heads), kv_heads_(c.num_key_value_heads), head_dim_(c.head_dim()) {
   q_proj = register_module("q_proj", Linear(c.hidden_size, heads_ * head_dim_));
@@ -218,16 +212,23 @@ torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids_BT,
   return torch::linear(model(input_ids_BT, packing), head_weight());
 }
 
-void LlamaForCausalLMImpl::init_weights_seeded(uint64_t seed, double std) {
+void LlamaForCausalLMImpl::fill_parameters(const ParamSource& source) {
   torch::NoGradGuard no_grad;
   for (auto& p : named_parameters()) {
     torch::Tensor t = p.value();
     torch::Tensor f = t.scalar_type() == at::kFloat && t.is_contiguous() && t.is_cpu()
                           ? t
                           : at::empty(t.sizes(), at::kFloat);
-    init_parameter_range(config_, seed, p.key(), f.numel(), 0, f.numel(), f.data_ptr<float>(), std);
+    source(p.key(), 0, f.numel(), f.data_ptr<float>());
     if (!f.is_same(t)) t.copy_(f);
   }
+}
+
+void LlamaForCausalLMImpl::init_weights_seeded(uint64_t seed, double std) {
+  // fill_parameters asks for whole parameters: [0, numel).
+  fill_parameters([&](const std::string& name, int64_t begin, int64_t end, float* out) {
+    init_parameter_range(config_, seed, name, end - begin, begin, end, out, std);
+  });
 }
 
 void LlamaForCausalLMImpl::init_weights(double std) {

@@ -133,6 +133,12 @@ class LlamaModelImpl : public torch::nn::Module {
 };
 TORCH_MODULE(LlamaModel);
 
+// Where a parameter's values come from, a range at a time: elements [begin, end) of parameter
+// `name` (row-major) as fp32 into `out` (the seeded initialisation, a checkpoint, a Hugging Face
+// directory).
+using ParamSource =
+    std::function<void(const std::string& name, int64_t begin, int64_t end, float* out)>;
+
 class LlamaForCausalLMImpl : public torch::nn::Module {
  public:
   explicit LlamaForCausalLMImpl(const LlamaConfig& c);
@@ -143,6 +149,8 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   // torch's global generator (deterministic under torch::manual_seed).
   void init_weights_seeded(uint64_t seed, double std = 0.02);
   void init_weights(double std = 0.02);
+  // Every parameter, whole, from `source` (converted to the parameter's dtype and device).
+  void fill_parameters(const ParamSource& source);
   const LlamaConfig& config() const { return config_; }
   // causal_lm_loss_sum(forward(ids), labels) without the full logits: the LM head and its
   // cross-entropy `chunk_rows` positions at a time (kernels/layer_ops.h).
@@ -170,10 +178,6 @@ void init_parameter_range(const LlamaConfig& c, uint64_t seed, const std::string
 // does, then cast to `dtype`.
 std::pair<torch::Tensor, torch::Tensor> rotary_tables(int64_t T, int64_t head_dim, double theta,
                                                       torch::Dtype dtype, torch::Device device);
-
-// x * cos + rotate_half(x) * sin: the rotary embedding in the Hugging Face (half-split) convention.
-torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos,
-                           const torch::Tensor& sin);
 
 // Causal-LM loss pieces with the Hugging Face shift (position t predicts labels[t+1]);
 // label -100 is ignored. Returns the *sum* of token losses (fp32 logits); callers divide by the

@@ -40,11 +40,6 @@ struct ModelStateBytes {
   int64_t total() const { return params + grads + master + optimizer; }
 };
 
-// Where the engine takes a parameter's initial values from, a range at a time: elements
-// [begin, end) of parameter `name` (row-major) as fp32 into `out`.
-using ParamSource =
-    std::function<void(const std::string& name, int64_t begin, int64_t end, float* out)>;
-
 class ParallelEngine final : public Optimizer, private UnitHooks {
  public:
   // `model`: fp32, mode: ddp | zero2 | fsdp. With `initial`, the model's parameters may have no
