@@ -5,10 +5,12 @@
 // GPU is present, the CUDA path against the CPU path.
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include <ATen/ATen.h>
-#include <torch/cuda.h>
 
 #include "checkpoint/hf_io.h"
+#include "kernel_device.h"
 #include "kernels/fused_adamw.h"
 #include "model/llama.h"
 #include "optim/adamw.h"
@@ -189,20 +191,37 @@ TEST(FlatAdamW, LoadStateRejectsAMismatchedModel) {
   EXPECT_THROW(opt.load_state(s), std::exception);
 }
 
-// The CUDA path (norm, clip and update on the device) against the CPU path on the same model.
-// Forward/backward differ by float rounding between devices, so the tolerance is fp32-loose.
+// The CUDA path (norm, clip and update on the device, the fused layer kernels) against the CPU
+// path on the same model, 5 steps. fp32: equal within fp32 rounding. bf16: runs part by bf16
+// rounding, which 5 Adam steps amplify to about 2% (measured in the emulated build: CPU bf16 vs
+// CPU fp32 1.9%, device bf16 vs either 1.9-2.2%), so the device's bf16 run must be within twice
+// the CPU bf16 run's own error of both CPU runs; a wrong kernel is off by tens of percent.
 TEST(FlatAdamW, CudaTrainingStepsMatchCpu) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  if (!kernels::cuda_kernels_built()) GTEST_SKIP() << "built without CUDA";
+  ASC_SKIP_WITHOUT_KERNEL_DEVICE();
+  const at::Device dev = test::kernel_device();
+  std::map<bool, std::vector<double>> norms;
+  std::map<bool, OptimizerState> reference;
   for (bool bf16 : {false, true}) {
-    LlamaForCausalLM cpu = tiny_model(21), gpu = tiny_model(21, at::kCUDA);
+    test::ReferencePath cpu_path;
+    LlamaForCausalLM cpu = tiny_model(21);
     FlatAdamW oc(hf_named_tensors(cpu), kOpt, bf16 ? at::kBFloat16 : at::kFloat);
+    norms[bf16] = run_steps(cpu, oc, 0, 5);
+    reference[bf16] = oc.state();
+  }
+  const double bf16_error = max_rel_diff(reference[true], reference[false]);
+  for (bool bf16 : {false, true}) {
+    LlamaForCausalLM gpu = tiny_model(21, dev);
     FlatAdamW og(hf_named_tensors(gpu), kOpt, bf16 ? at::kBFloat16 : at::kFloat);
-    const auto nc = run_steps(cpu, oc, 0, 5), ng = run_steps(gpu, og, 0, 5, at::kCUDA);
+    const auto ng = run_steps(gpu, og, 0, 5, dev);
+    const auto& nc = norms[bf16];
     for (size_t i = 0; i < nc.size(); ++i) EXPECT_NEAR(ng[i], nc[i], (bf16 ? 2e-2 : 1e-4) * nc[i]);
-    const double d = max_rel_diff(og.state(), oc.state());
-    std::fprintf(stderr, "CUDA vs CPU (%s) after 5 steps: max relative difference %.3g\n",
-                 bf16 ? "bf16" : "fp32", d);
-    EXPECT_LT(d, bf16 ? 2e-2 : 1e-4);
+    const double d = max_rel_diff(og.state(), reference[bf16]);
+    const double d32 = max_rel_diff(og.state(), reference[false]);
+    std::fprintf(stderr,
+                 "device vs CPU (%s) after 5 steps: max relative difference %.3g; device vs CPU "
+                 "fp32 %.3g; CPU bf16 vs CPU fp32 %.3g\n",
+                 bf16 ? "bf16" : "fp32", d, d32, bf16_error);
+    EXPECT_LT(d, bf16 ? 2 * bf16_error : 1e-4);
+    EXPECT_LT(d32, bf16 ? 2 * bf16_error : 1e-4);
   }
 }

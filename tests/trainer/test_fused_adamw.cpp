@@ -6,10 +6,10 @@
 #include <cmath>
 
 #include <ATen/ATen.h>
-#include <torch/cuda.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
 
+#include "kernel_device.h"
 #include "kernels/fused_adamw.h"
 
 using namespace asc::kernels;
@@ -117,15 +117,17 @@ TEST(FusedAdamW, Bf16GradientsEqualTheirFp32Values) {
 }
 
 TEST(FusedAdamW, CudaKernelEqualsCpuLoop) {
-  if (!cuda_kernels_built()) GTEST_SKIP() << "built without CUDA";
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  ASC_SKIP_WITHOUT_KERNEL_DEVICE();
   torch::manual_seed(3);
   // Odd sizes: chunks that are not multiples of 4 exercise the scalar paths too.
   Flat cpu = make_flat({at::randn({4099}), at::randn({13}), at::randn({65536 + 3})});
   Flat dev;
-  dev.master = cpu.master.cuda(), dev.m = cpu.m.cuda(), dev.v = cpu.v.cuda();
-  dev.grad = cpu.grad.cuda(), dev.bf16 = cpu.bf16.cuda(), dev.segments = cpu.segments;
-  auto d_norm = at::zeros({1}, at::TensorOptions().dtype(at::kFloat).device(at::kCUDA));
+  dev.master = asc::test::on_kernel_device(cpu.master), dev.m = asc::test::on_kernel_device(cpu.m),
+  dev.v = asc::test::on_kernel_device(cpu.v);
+  dev.grad = asc::test::on_kernel_device(cpu.grad),
+  dev.bf16 = asc::test::on_kernel_device(cpu.bf16), dev.segments = cpu.segments;
+  auto d_norm =
+      at::zeros({1}, at::TensorOptions().dtype(at::kFloat).device(asc::test::kernel_device()));
   for (int step = 1; step <= 10; ++step) {
     cpu.grad.normal_();
     dev.grad.copy_(cpu.grad);
@@ -149,7 +151,7 @@ TEST(FusedAdamW, CudaKernelEqualsCpuLoop) {
   EXPECT_TRUE(at::equal(cpu.master, dev.master.cpu()));
   // bf16 gradients (64-bit loads) with the bf16 copy, a grad_scale and no clipping.
   auto g16 = at::randn({cpu.master.numel()}).to(at::kBFloat16);
-  auto g16_dev = g16.cuda();
+  auto g16_dev = asc::test::on_kernel_device(g16);
   c = args_of(cpu, 12, 2e-3f, 0.75f), d = args_of(dev, 12, 2e-3f, 0.75f);
   c.grad_f32 = d.grad_f32 = nullptr;
   c.grad_bf16 = reinterpret_cast<const uint16_t*>(g16.data_ptr<at::BFloat16>());
@@ -164,18 +166,20 @@ TEST(FusedAdamW, CudaKernelEqualsCpuLoop) {
 // A NaN in the gradient makes the device norm NaN, and the step then changes nothing (the trainer
 // counts it as skipped), on the device as on the CPU.
 TEST(FusedAdamW, CudaSkipsTheStepWhenTheNormIsNotFinite) {
-  if (!cuda_kernels_built()) GTEST_SKIP() << "built without CUDA";
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  ASC_SKIP_WITHOUT_KERNEL_DEVICE();
   torch::manual_seed(5);
   Flat cpu = make_flat({at::randn({5000}), at::randn({7})});
   cpu.grad.normal_();
   cpu.grad[123] = std::nanf("");
   cpu.bf16.copy_(cpu.master);  // defined values, so equality is meaningful
   Flat dev;
-  dev.master = cpu.master.cuda(), dev.m = cpu.m.cuda(), dev.v = cpu.v.cuda();
-  dev.grad = cpu.grad.cuda(), dev.bf16 = cpu.bf16.cuda(), dev.segments = cpu.segments;
+  dev.master = asc::test::on_kernel_device(cpu.master), dev.m = asc::test::on_kernel_device(cpu.m),
+  dev.v = asc::test::on_kernel_device(cpu.v);
+  dev.grad = asc::test::on_kernel_device(cpu.grad),
+  dev.bf16 = asc::test::on_kernel_device(cpu.bf16), dev.segments = cpu.segments;
   const at::Tensor w0 = dev.master.clone(), b0 = dev.bf16.clone();
-  auto d_norm = at::zeros({1}, at::TensorOptions().dtype(at::kFloat).device(at::kCUDA));
+  auto d_norm =
+      at::zeros({1}, at::TensorOptions().dtype(at::kFloat).device(asc::test::kernel_device()));
   FusedAdamWArgs d = args_of(dev, 1, 1e-3f, 1.f);
   grad_sq_norm_cuda(d, d_norm.data_ptr<float>(), nullptr);
   fused_adamw_cuda(d, d_norm.data_ptr<float>(), 1.f, nullptr);
@@ -189,23 +193,23 @@ TEST(FusedAdamW, CudaSkipsTheStepWhenTheNormIsNotFinite) {
 // The device norm: deterministic (fixed grid, fixed-order final sum, no atomics) and equal to the
 // CPU's double-accumulated sum within fp32 summation error; same for bf16 gradients.
 TEST(FusedAdamW, CudaGradNormIsDeterministicAndMatchesCpu) {
-  if (!cuda_kernels_built()) GTEST_SKIP() << "built without CUDA";
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  ASC_SKIP_WITHOUT_KERNEL_DEVICE();
   torch::manual_seed(4);
   for (int64_t n : {int64_t(1), int64_t(1000), int64_t(3'000'017)}) {
     Flat cpu = make_flat({at::randn({n})});
     cpu.grad.normal_();
-    auto g_dev = cpu.grad.cuda();
+    auto g_dev = asc::test::on_kernel_device(cpu.grad);
     FusedAdamWArgs c = args_of(cpu, 1, 1e-3f, 1.f), d = c;
     d.grad_f32 = g_dev.data_ptr<float>();
-    auto out = at::zeros({2}, at::TensorOptions().dtype(at::kFloat).device(at::kCUDA));
+    auto out =
+        at::zeros({2}, at::TensorOptions().dtype(at::kFloat).device(asc::test::kernel_device()));
     grad_sq_norm_cuda(d, out.data_ptr<float>(), nullptr);
     grad_sq_norm_cuda(d, out.data_ptr<float>() + 1, nullptr);
     auto h = out.cpu();
     EXPECT_EQ(h[0].item<float>(), h[1].item<float>()) << "not deterministic at n=" << n;
     const double ref = grad_sq_norm_cpu(c);
     EXPECT_NEAR(h[0].item<double>(), ref, 1e-5 * ref) << "n=" << n;
-    auto g16 = cpu.grad.to(at::kBFloat16), g16_dev = g16.cuda();
+    auto g16 = cpu.grad.to(at::kBFloat16), g16_dev = asc::test::on_kernel_device(g16);
     c.grad_f32 = nullptr, d.grad_f32 = nullptr;
     c.grad_bf16 = reinterpret_cast<const uint16_t*>(g16.data_ptr<at::BFloat16>());
     d.grad_bf16 = reinterpret_cast<const uint16_t*>(g16_dev.data_ptr<at::BFloat16>());

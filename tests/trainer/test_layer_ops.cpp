@@ -11,10 +11,9 @@
 
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
-#include <torch/cuda.h>
 #include <torch/nn/functional/loss.h>
 
-#include "kernels/layer_kernels.h"
+#include "kernel_device.h"
 #include "kernels/layer_ops.h"
 #include "model/llama.h"
 #include "parallel/planner.h"
@@ -101,31 +100,27 @@ TEST(LayerOps, ModelLossSumEqualsTheLossOfTheFullLogits) {
 // --- CUDA ---------------------------------------------------------------------------------------
 
 namespace {
-bool skip_cuda(std::string* why) {
-  if (!kernels::layer_kernels_built()) return *why = "built without CUDA", true;
-  if (!torch::cuda::is_available()) return *why = "no CUDA device", true;
-  return false;
-}
-#define ASC_SKIP_WITHOUT_CUDA()               \
-  do {                                        \
-    std::string why;                          \
-    if (skip_cuda(&why)) GTEST_SKIP() << why; \
-  } while (0)
-
-// f(args on device) fused vs the same on CPU (the libtorch reference): outputs and the gradients
-// of every input, for upstream gradient `dy`.
+// f(args on the kernel device) fused vs the same on CPU (the libtorch reference): outputs and the
+// gradients of every input, for a random upstream gradient.
 template <class F>
 void compare(const char* what, F f, std::vector<at::Tensor> inputs, at::ScalarType dtype,
              double tol) {
   std::vector<at::Tensor> cpu, dev;
   for (auto& x : inputs) {
     cpu.push_back(x.to(dtype).detach().clone().requires_grad_(true));
-    dev.push_back(x.to(dtype).to(at::kCUDA).detach().clone().requires_grad_(true));
+    dev.push_back(test::on_kernel_device(x.to(dtype)).detach().requires_grad_(true));
   }
-  const at::Tensor yc = f(cpu), yd = f(dev);
+  at::Tensor yc, dy;
+  {
+    test::ReferencePath reference;
+    ASSERT_FALSE(ops::fused(cpu[0])) << what;
+    yc = f(cpu);
+    dy = at::randn(yc.sizes()).to(dtype);
+    yc.backward(dy);
+  }
   ASSERT_TRUE(ops::fused(dev[0])) << what;
-  const at::Tensor dy = at::randn(yc.sizes()).to(dtype);
-  yc.backward(dy), yd.backward(dy.to(at::kCUDA));
+  const at::Tensor yd = f(dev);
+  yd.backward(test::on_kernel_device(dy));
   EXPECT_LT(rel(yd, yc), tol) << what << " forward";
   for (size_t i = 0; i < cpu.size(); ++i) {
     if (cpu[i].grad().defined()) {
@@ -136,7 +131,7 @@ void compare(const char* what, F f, std::vector<at::Tensor> inputs, at::ScalarTy
 }  // namespace
 
 TEST(LayerOps, CudaKernelsMatchTheReferenceOverOddShapes) {
-  ASC_SKIP_WITHOUT_CUDA();
+  ASC_SKIP_WITHOUT_KERNEL_DEVICE();
   torch::manual_seed(11);
   for (const auto dtype : {at::kFloat, at::kBFloat16}) {
     const double tol = dtype == at::kFloat ? 2e-6 : 1e-2;
@@ -178,18 +173,24 @@ TEST(LayerOps, CudaKernelsMatchTheReferenceOverOddShapes) {
 }
 
 TEST(LayerOps, CudaTrainingStepsMatchCpu) {
-  ASC_SKIP_WITHOUT_CUDA();
+  ASC_SKIP_WITHOUT_KERNEL_DEVICE();
   LlamaConfig c = llama_preset("tiny-gqa");
   LlamaForCausalLM cpu(c), dev(c);
   cpu->init_weights_seeded(5), dev->init_weights_seeded(5);
-  dev->to(at::kCUDA);
+  dev->to(test::kernel_device());
   for (int step = 0; step < 3; ++step) {
     torch::manual_seed(100 + step);
     auto ids = at::randint(0, c.vocab_size, {2, 33}, at::kLong);
-    const auto lc = cpu->loss_sum(ids, ids, nullptr, 16);
-    const auto ld = dev->loss_sum(ids.to(at::kCUDA), ids.to(at::kCUDA), nullptr, 16);
+    at::Tensor lc;
+    {
+      test::ReferencePath reference;
+      lc = cpu->loss_sum(ids, ids, nullptr, 16);
+      lc.backward();
+    }
+    const auto ids_dev = test::on_kernel_device(ids);
+    const auto ld = dev->loss_sum(ids_dev, ids_dev, nullptr, 16);
     EXPECT_LT(rel(ld, lc), 1e-5) << "step " << step;
-    lc.backward(), ld.backward();
+    ld.backward();
     torch::NoGradGuard no_grad;
     auto pc = cpu->parameters(), pd = dev->parameters();
     for (size_t i = 0; i < pc.size(); ++i) {

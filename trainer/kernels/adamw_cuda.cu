@@ -9,8 +9,6 @@
 //     for bf16 gradients and the bf16 copy); a chunk's unaligned head and tail go element-wise.
 // No libtorch here: raw pointers and a stream. Not thread-safe across host threads (the segment
 // table and norm scratch are cached per device).
-#include <cuda_runtime.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -21,6 +19,7 @@
 #include <vector>
 
 #include "kernels/adamw_update.h"
+#include "kernels/cuda_compat.cuh"
 #include "kernels/fused_adamw.h"
 
 namespace asc::kernels {
@@ -70,7 +69,7 @@ __global__ void sq_norm_partial_kernel(const float* __restrict__ g32,
   }
   red[threadIdx.x] = acc;
   __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+  for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
     if (threadIdx.x < s) red[threadIdx.x] += red[threadIdx.x + s];
     __syncthreads();
   }
@@ -80,9 +79,9 @@ __global__ void sq_norm_partial_kernel(const float* __restrict__ g32,
 __global__ void sq_norm_final_kernel(const float* __restrict__ partials, int count,
                                      float* __restrict__ out) {
   __shared__ double red[kNormBlocks];
-  red[threadIdx.x] = threadIdx.x < count ? double(partials[threadIdx.x]) : 0.0;
+  red[threadIdx.x] = threadIdx.x < unsigned(count) ? double(partials[threadIdx.x]) : 0.0;
   __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+  for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
     if (threadIdx.x < s) red[threadIdx.x] += red[threadIdx.x + s];
     __syncthreads();
   }
@@ -181,10 +180,10 @@ void grad_sq_norm_cuda(const FusedAdamWArgs& a, float* d_norm_sq, void* stream) 
     cuda_check(cudaMalloc(reinterpret_cast<void**>(&c.partials), kNormBlocks * sizeof(float)),
                "malloc norm partials");
   // A fixed grid (not sized by n): the order of the additions, hence the bits, depend only on n.
-  sq_norm_partial_kernel<<<kNormBlocks, kThreads, 0, st>>>(a.grad_f32, a.grad_bf16, a.numel,
-                                                           c.partials);
+  ASC_LAUNCH(kNormBlocks, kThreads, st, sq_norm_partial_kernel)
+  (a.grad_f32, a.grad_bf16, a.numel, c.partials);
   cuda_check(cudaGetLastError(), "sq_norm_partial_kernel launch");
-  sq_norm_final_kernel<<<1, kNormBlocks, 0, st>>>(c.partials, kNormBlocks, d_norm_sq);
+  ASC_LAUNCH(1, kNormBlocks, st, sq_norm_final_kernel)(c.partials, kNormBlocks, d_norm_sq);
   cuda_check(cudaGetLastError(), "sq_norm_final_kernel launch");
 }
 
@@ -233,22 +232,12 @@ void fused_adamw_cuda(const FusedAdamWArgs& a, const float* d_norm_sq, float max
   const AdamWStep s = make_adamw_step(a.lr, a.beta1, a.beta2, a.eps, a.weight_decay, a.step);
   const int n = int(segs.size());
   const dim3 grid{unsigned(chunks)};
-  if (a.grad_bf16 && a.param_bf16)
-    adamw_kernel<true, true><<<grid, kThreads, 0, st>>>(a.master, a.exp_avg, a.exp_avg_sq, nullptr,
-                                                        a.grad_bf16, a.param_bf16, c.segments, n, s,
-                                                        d_norm_sq, max_norm, a.grad_scale);
-  else if (a.grad_bf16)
-    adamw_kernel<true, false><<<grid, kThreads, 0, st>>>(a.master, a.exp_avg, a.exp_avg_sq, nullptr,
-                                                         a.grad_bf16, nullptr, c.segments, n, s,
-                                                         d_norm_sq, max_norm, a.grad_scale);
-  else if (a.param_bf16)
-    adamw_kernel<false, true><<<grid, kThreads, 0, st>>>(
-        a.master, a.exp_avg, a.exp_avg_sq, a.grad_f32, nullptr, a.param_bf16, c.segments, n, s,
-        d_norm_sq, max_norm, a.grad_scale);
-  else
-    adamw_kernel<false, false><<<grid, kThreads, 0, st>>>(a.master, a.exp_avg, a.exp_avg_sq,
-                                                          a.grad_f32, nullptr, nullptr, c.segments,
-                                                          n, s, d_norm_sq, max_norm, a.grad_scale);
+  auto* kernel = a.grad_bf16
+                     ? (a.param_bf16 ? adamw_kernel<true, true> : adamw_kernel<true, false>)
+                     : (a.param_bf16 ? adamw_kernel<false, true> : adamw_kernel<false, false>);
+  ASC_LAUNCH(grid, kThreads, st, kernel)
+  (a.master, a.exp_avg, a.exp_avg_sq, a.grad_f32, a.grad_bf16, a.param_bf16, c.segments, n, s,
+   d_norm_sq, max_norm, a.grad_scale);
   cuda_check(cudaGetLastError(), "adamw_kernel launch");
 }
 

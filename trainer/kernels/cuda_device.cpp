@@ -9,6 +9,10 @@
 
 namespace asc::kernels {
 
+bool kernels_run_on(const c10::Device& device) {
+  return device.is_cuda();
+}
+
 void* current_cuda_stream(const c10::Device& device) {
   return c10::cuda::getCurrentCUDAStream(device.index()).stream();
 }

@@ -10,6 +10,10 @@
 
 namespace asc::kernels {
 
+// Whether this build's CUDA kernels (fused optimizer, layer kernels) take tensors on `device`:
+// CUDA devices for cuda_device.cpp, none for the stub (and, in the CPU tests' emulated build,
+// tests/emu, the CPU).
+bool kernels_run_on(const c10::Device& device);
 // The current CUDA stream of `device` as a cudaStream_t (nullptr: the default stream).
 void* current_cuda_stream(const c10::Device& device);
 // Dense bf16 tensor-core peak of known data-centre GPUs in TFLOP/s (H100/H200 SXM 989, H100 PCIe

@@ -3,6 +3,9 @@
 
 namespace asc::kernels {
 
+bool kernels_run_on(const c10::Device&) {
+  return false;
+}
 void* current_cuda_stream(const c10::Device&) {
   return nullptr;
 }

@@ -1,12 +1,10 @@
 // layer_cuda.cu — the fused layer kernels of layer_kernels.h. Arithmetic in fp32, rounded to the
 // storage dtype where PyTorch rounds (RMSNorm's normalised value before the weight, SiLU before
 // the product), so results match the libtorch reference within one bf16 rounding.
-#include <cuda_bf16.h>
-#include <cuda_runtime.h>
-
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cuda_compat.cuh"
 #include "kernels/layer_kernels.h"
 
 namespace asc::kernels {
@@ -231,7 +229,7 @@ void rmsnorm_forward_cuda(const void* x, const void* w, void* y, float* rstd_out
                           int64_t dim, float eps, int dtype, void* stream) {
   if (rows == 0) return;
   auto st = static_cast<cudaStream_t>(stream);
-  ASC_DISPATCH(dtype, rmsnorm_fwd<T><<<unsigned(rows), kThreads, 0, st>>>(
+  ASC_DISPATCH(dtype, ASC_LAUNCH(unsigned(rows), kThreads, st, rmsnorm_fwd<T>)(
                           static_cast<const T*>(x), static_cast<const T*>(w), static_cast<T*>(y),
                           rstd_out, dim, eps));
   check(cudaGetLastError(), "rmsnorm forward");
@@ -246,12 +244,12 @@ void rmsnorm_backward_cuda(const void* dy, const void* x, const void* w, const f
                            int dtype, void* stream) {
   if (dim == 0) return;
   auto st = static_cast<cudaStream_t>(stream);
-  ASC_DISPATCH(dtype, rmsnorm_bwd<T>
-               <<<kDwBlocks, kThreads, 0, st>>>(static_cast<const T*>(dy), static_cast<const T*>(x),
-                                                static_cast<const T*>(w), rstd, static_cast<T*>(dx),
-                                                workspace, rows, dim));
-  sum_partials<<<unsigned((dim + kThreads - 1) / kThreads), kThreads, 0, st>>>(workspace, dw_f32,
-                                                                               dim, kDwBlocks);
+  ASC_DISPATCH(dtype,
+               ASC_LAUNCH(kDwBlocks, kThreads, st, rmsnorm_bwd<T>)(
+                   static_cast<const T*>(dy), static_cast<const T*>(x), static_cast<const T*>(w),
+                   rstd, static_cast<T*>(dx), workspace, rows, dim));
+  ASC_LAUNCH(unsigned((dim + kThreads - 1) / kThreads), kThreads, st, sum_partials)
+  (workspace, dw_f32, dim, kDwBlocks);
   check(cudaGetLastError(), "rmsnorm backward");
 }
 
@@ -259,7 +257,7 @@ void swiglu_forward_cuda(const void* gate, const void* up, void* y, int64_t n, i
                          void* stream) {
   auto st = static_cast<cudaStream_t>(stream);
   ASC_DISPATCH(dtype,
-               swiglu_fwd<T><<<grid_for(n), kThreads, 0, st>>>(
+               ASC_LAUNCH(grid_for(n), kThreads, st, swiglu_fwd<T>)(
                    static_cast<const T*>(gate), static_cast<const T*>(up), static_cast<T*>(y), n));
   check(cudaGetLastError(), "swiglu forward");
 }
@@ -268,7 +266,7 @@ void swiglu_backward_cuda(const void* dy, const void* gate, const void* up, void
                           void* d_up, int64_t n, int dtype, void* stream) {
   auto st = static_cast<cudaStream_t>(stream);
   ASC_DISPATCH(
-      dtype, swiglu_bwd<T><<<grid_for(n), kThreads, 0, st>>>(
+      dtype, ASC_LAUNCH(grid_for(n), kThreads, st, swiglu_bwd<T>)(
                  static_cast<const T*>(dy), static_cast<const T*>(gate), static_cast<const T*>(up),
                  static_cast<T*>(d_gate), static_cast<T*>(d_up), n));
   check(cudaGetLastError(), "swiglu backward");
@@ -280,7 +278,7 @@ void rotary_launch(const void* x, const void* cos, const void* sin, void* y, int
   auto st = static_cast<cudaStream_t>(stream);
   const int64_t pairs = B * T_ * H * (E / 2);
   ASC_DISPATCH(dtype,
-               rotary<T><<<grid_for(pairs), kThreads, 0, st>>>(
+               ASC_LAUNCH(grid_for(pairs), kThreads, st, rotary<T>)(
                    static_cast<const T*>(x), static_cast<const T*>(cos), static_cast<const T*>(sin),
                    static_cast<T*>(y), B, T_, H, E, cs_stride, sign));
   check(cudaGetLastError(), "rotary");
@@ -304,9 +302,9 @@ void cross_entropy_chunk_cuda(void* logits, const int64_t* targets, float* loss_
                               int dtype, void* stream) {
   if (rows == 0) return;
   auto st = static_cast<cudaStream_t>(stream);
-  ASC_DISPATCH(dtype, cross_entropy<T>
-               <<<unsigned(rows), kThreads, 0, st>>>(static_cast<T*>(logits), targets, loss_out, V,
-                                                     ignore_index, grad_scale, write_grad));
+  ASC_DISPATCH(dtype, ASC_LAUNCH(unsigned(rows), kThreads, st, cross_entropy<T>)(
+                          static_cast<T*>(logits), targets, loss_out, V, ignore_index, grad_scale,
+                          write_grad));
   check(cudaGetLastError(), "cross-entropy");
 }
 

@@ -181,7 +181,7 @@ bool fused(const torch::Tensor& t) {
     const char* v = std::getenv("ASCLEPIUS_FUSED_KERNELS");
     return !(v && std::strcmp(v, "0") == 0);
   }();
-  return enabled && t.is_cuda() && kernels::layer_kernels_built() &&
+  return enabled && kernels::kernels_run_on(t.device()) && kernels::layer_kernels_built() &&
          (t.scalar_type() == at::kFloat || t.scalar_type() == at::kBFloat16);
 }
 

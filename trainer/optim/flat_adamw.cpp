@@ -44,7 +44,7 @@ FlatAdamW::FlatAdamW(NamedTensors params, AdamWOptions opt, at::ScalarType compu
     p.set_data(view_of(home, i));
     p.mutable_grad() = view_of(grad_, i);
   }
-  if (device.is_cuda()) norm_sq_ = at::zeros({1}, f32);
+  if (kernels::kernels_run_on(device)) norm_sq_ = at::zeros({1}, f32);
 }
 
 at::Tensor FlatAdamW::view_of(const at::Tensor& flat, size_t i) const {
@@ -84,7 +84,7 @@ double FlatAdamW::clip_and_step(double lr, double max_grad_norm) {
     a.segments.push_back({offsets_[i], params_[i].second.numel(), bool(decay_[i])});
   a.lr = lr, a.beta1 = opt_.beta1, a.beta2 = opt_.beta2, a.eps = opt_.eps;
   a.weight_decay = opt_.weight_decay, a.step = step_;
-  if (master_.is_cuda()) {
+  if (kernels::kernels_run_on(master_.device())) {
     // Norm, clip factor and update stay on the device (one stream, no host sync); the norm is
     // read back afterwards, for the log only.
     void* stream = kernels::current_cuda_stream(master_.device());

@@ -293,7 +293,7 @@ double ParallelEngine::clip_and_step(double lr, double max_grad_norm) {
     at += len;
   }
   double norm = 0;
-  if (master_.is_cuda()) {
+  if (kernels::kernels_run_on(master_.device())) {
     // On the device: the squared norm of the owned slices, summed over ranks (NCCL); the host
     // reads it (one sync) to skip a non-finite step on every rank alike; the clip factor and
     // the update read it on the device.

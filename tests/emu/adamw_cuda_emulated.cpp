@@ -1,0 +1,3 @@
+// adamw_cuda_emulated.cpp — trainer/kernels/adamw_cuda.cu, unchanged, compiled as host C++ for the
+// CPU emulator (ASC_CUDA_EMULATION; see tests/emu/cuda_emu.h).
+#include "kernels/adamw_cuda.cu"

@@ -1,0 +1,285 @@
+// cuda_emu.cpp — the scheduler behind cuda_emu.h: each block's threads are ucontext fibers on
+// stacks carved from one mapping (a guard page under each), resumed round-robin until each
+// finishes or waits at a barrier; a barrier opens when every thread it concerns is there.
+#include "emu/cuda_emu.h"
+
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <exception>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+uint3 threadIdx, blockIdx;
+dim3 blockDim, gridDim;
+
+namespace asc::emu {
+namespace {
+
+constexpr size_t kStackBytes = 128 << 10;
+constexpr int kMaxThreads = 1024;
+constexpr int kBlockBarrier = -1;  // the key of __syncthreads; warp w's shuffles wait at key w
+
+enum class State { kRunnable, kWaiting, kDone };
+struct Fiber {
+  ucontext_t ctx;
+  State state = State::kDone;
+  int key = 0;
+};
+
+struct Emulator {
+  char* stacks = nullptr;
+  size_t page = 4096;
+  std::vector<Fiber> fibers = std::vector<Fiber>(kMaxThreads);
+  ucontext_t scheduler;
+  int current = -1;  // the running fiber, -1 on the scheduler
+  int count = 0;     // threads per block
+  const std::function<void()>* body = nullptr;
+  std::exception_ptr error;
+  alignas(8) unsigned char slots[kMaxThreads][8];  // shuffle exchange, one slot per thread
+  cudaError_t sticky = cudaSuccess;
+  std::string fault;
+  Stats stats;
+
+  Emulator() {
+    page = size_t(sysconf(_SC_PAGESIZE));
+    void* m = mmap(nullptr, kStackBytes * kMaxThreads, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) throw std::bad_alloc();
+    stacks = static_cast<char*>(m);
+    for (int i = 0; i < kMaxThreads; ++i)  // a stack overflow faults instead of corrupting
+      mprotect(stacks + size_t(i) * kStackBytes, page, PROT_NONE);
+  }
+};
+
+Emulator& emu() {
+  static Emulator e;
+  return e;
+}
+
+[[noreturn]] void fail(const std::string& why) {
+  throw std::runtime_error(why);
+}
+
+void set_coordinates(int linear) {
+  threadIdx.x = unsigned(linear) % blockDim.x;
+  threadIdx.y = (unsigned(linear) / blockDim.x) % blockDim.y;
+  threadIdx.z = unsigned(linear) / (blockDim.x * blockDim.y);
+}
+
+void fiber_entry() {
+  Emulator& e = emu();
+  try {
+    (*e.body)();
+  } catch (...) {
+    e.error = std::current_exception();
+  }
+  e.fibers[size_t(e.current)].state = State::kDone;
+  // Returning resumes uc_link: the scheduler.
+}
+
+// Parks the running fiber at barrier `key` until the scheduler opens it.
+void wait_at(int key) {
+  Emulator& e = emu();
+  if (e.current < 0) fail("a barrier outside a kernel");
+  Fiber& f = e.fibers[size_t(e.current)];
+  f.state = State::kWaiting;
+  f.key = key;
+  ++e.stats.barriers;
+  swapcontext(&f.ctx, &e.scheduler);
+}
+
+// All fibers are waiting or done: open the barriers that everyone concerned has reached.
+void open_barriers() {
+  Emulator& e = emu();
+  int live = 0, at_block = 0;
+  for (int i = 0; i < e.count; ++i) {
+    const Fiber& f = e.fibers[size_t(i)];
+    live += f.state != State::kDone;
+    at_block += f.state == State::kWaiting && f.key == kBlockBarrier;
+  }
+  bool opened = false;
+  if (live > 0 && at_block == live) {  // exited threads count as arrived, as on the hardware
+    for (int i = 0; i < e.count; ++i)
+      if (e.fibers[size_t(i)].state == State::kWaiting)
+        e.fibers[size_t(i)].state = State::kRunnable;
+    return;
+  }
+  for (int w = 0; w * 32 < e.count; ++w) {
+    const int lo = w * 32, hi = std::min(lo + 32, e.count);
+    int waiting = 0, done = 0;
+    for (int i = lo; i < hi; ++i) {
+      waiting += e.fibers[size_t(i)].state == State::kWaiting && e.fibers[size_t(i)].key == w;
+      done += e.fibers[size_t(i)].state == State::kDone;
+    }
+    if (waiting == 0) continue;
+    if (hi - lo < 32)
+      fail("a full-mask warp shuffle in warp " + std::to_string(w) + " of " +
+           std::to_string(hi - lo) + " threads (block not a multiple of 32)");
+    if (done > 0)
+      fail("a full-mask warp shuffle in warp " + std::to_string(w) + " after " +
+           std::to_string(done) + " of its lanes exited");
+    if (waiting == 32) {
+      for (int i = lo; i < hi; ++i) e.fibers[size_t(i)].state = State::kRunnable;
+      opened = true;
+    }
+  }
+  if (!opened)
+    fail(std::to_string(at_block) + " of " + std::to_string(live) +
+         " live threads wait at __syncthreads, the others at warp shuffles: a barrier in "
+         "divergent code (deadlock)");
+}
+
+void run_block(const std::function<void()>& body) {
+  Emulator& e = emu();
+  e.body = &body;
+  e.error = nullptr;
+  for (int i = 0; i < e.count; ++i) {
+    Fiber& f = e.fibers[size_t(i)];
+    getcontext(&f.ctx);
+    f.ctx.uc_stack.ss_sp = e.stacks + size_t(i) * kStackBytes + e.page;
+    f.ctx.uc_stack.ss_size = kStackBytes - e.page;
+    f.ctx.uc_link = &e.scheduler;
+    makecontext(&f.ctx, fiber_entry, 0);
+    f.state = State::kRunnable;
+  }
+  for (;;) {
+    bool any_live = false;
+    for (int i = 0; i < e.count; ++i) {
+      if (e.fibers[size_t(i)].state != State::kRunnable) continue;
+      e.current = i;
+      set_coordinates(i);
+      swapcontext(&e.scheduler, &e.fibers[size_t(i)].ctx);
+      e.current = -1;
+      if (e.error) std::rethrow_exception(e.error);
+    }
+    for (int i = 0; i < e.count; ++i) any_live |= e.fibers[size_t(i)].state != State::kDone;
+    if (!any_live) return;
+    open_barriers();
+  }
+}
+
+bool valid(dim3 grid, dim3 block) {
+  const uint64_t threads = uint64_t(block.x) * block.y * block.z;
+  return block.x >= 1 && block.y >= 1 && block.z >= 1 && block.x <= 1024 && block.y <= 1024 &&
+         block.z <= 64 && threads <= uint64_t(kMaxThreads) && grid.x >= 1 && grid.y >= 1 &&
+         grid.z >= 1 && grid.x <= 0x7fffffffu && grid.y <= 65535 && grid.z <= 65535;
+}
+
+template <class T>
+T shuffle_xor(unsigned mask, T v, int lane_mask) {
+  Emulator& e = emu();
+  if (e.current < 0) fail("a warp shuffle outside a kernel");
+  if (mask != 0xffffffffu) fail("only full-mask warp shuffles are emulated");
+  const int me = e.current, partner = (me & ~31) | ((me & 31) ^ (lane_mask & 31));
+  std::memcpy(e.slots[me], &v, sizeof(T));
+  wait_at(me / 32);  // every lane has written
+  T out;
+  std::memcpy(&out, e.slots[partner], sizeof(T));
+  wait_at(me / 32);  // every lane has read before the slots are reused
+  return out;
+}
+
+}  // namespace
+
+void run_grid(dim3 grid, dim3 block, const std::function<void()>& body) {
+  Emulator& e = emu();
+  if (e.current >= 0) fail("a kernel launch inside a kernel (not emulated)");
+  if (!valid(grid, block)) {
+    e.sticky = cudaErrorInvalidConfiguration;
+    return;
+  }
+  ++e.stats.launches;
+  gridDim = grid, blockDim = block;
+  e.count = int(block.x * block.y * block.z);
+  try {
+    for (unsigned z = 0; z < grid.z; ++z)
+      for (unsigned y = 0; y < grid.y; ++y)
+        for (unsigned x = 0; x < grid.x; ++x) {
+          blockIdx = {x, y, z};
+          ++e.stats.blocks;
+          e.stats.threads += e.count;
+          run_block(body);
+        }
+  } catch (const std::exception& ex) {
+    e.fault = std::string("block (") + std::to_string(blockIdx.x) + "," +
+              std::to_string(blockIdx.y) + "," + std::to_string(blockIdx.z) + "): " + ex.what();
+    e.sticky = cudaErrorLaunchFailure;
+  }
+}
+
+const char* last_fault() {
+  return emu().fault.c_str();
+}
+
+Stats stats() {
+  return emu().stats;
+}
+
+}  // namespace asc::emu
+
+void __syncthreads() {
+  asc::emu::wait_at(-1);
+}
+float __shfl_xor_sync(unsigned mask, float v, int lane_mask) {
+  return asc::emu::shuffle_xor(mask, v, lane_mask);
+}
+double __shfl_xor_sync(unsigned mask, double v, int lane_mask) {
+  return asc::emu::shuffle_xor(mask, v, lane_mask);
+}
+int __shfl_xor_sync(unsigned mask, int v, int lane_mask) {
+  return asc::emu::shuffle_xor(mask, v, lane_mask);
+}
+
+const char* cudaGetErrorString(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess:
+      return "no error";
+    case cudaErrorInvalidValue:
+      return "invalid argument";
+    case cudaErrorMemoryAllocation:
+      return "out of memory";
+    case cudaErrorInvalidConfiguration:
+      return "invalid configuration argument";
+    case cudaErrorLaunchFailure:
+      return asc::emu::last_fault();
+  }
+  return "unknown error";
+}
+
+cudaError_t cudaGetLastError() {
+  auto& e = asc::emu::emu();
+  const cudaError_t r = e.sticky;
+  e.sticky = cudaSuccess;
+  return r;
+}
+
+cudaError_t cudaGetDevice(int* device) {
+  *device = 0;
+  return cudaSuccess;
+}
+
+cudaError_t cudaMalloc(void** p, size_t bytes) {
+  *p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
+  return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+
+cudaError_t cudaFree(void* p) {
+  std::free(p);
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind,
+                            cudaStream_t) {
+  std::memcpy(dst, src, bytes);
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t) {
+  return cudaSuccess;
+}
