@@ -1,11 +1,16 @@
 // cuda_emu.cpp — the scheduler behind cuda_emu.h: each block's threads are ucontext fibers on
-// stacks carved from one mapping (a guard page under each), resumed round-robin until each
-// finishes or waits at a barrier; a barrier opens when every thread it concerns is there.
+// stacks carved from one mapping (a guard page under each), resumed in turn (alternating
+// direction) until each finishes or waits at a barrier; a barrier opens when every thread it
+// concerns is there.
 #include "emu/cuda_emu.h"
 
 #include <sys/mman.h>
 #include <ucontext.h>
 #include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#endif
 
 #include <algorithm>
 #include <cstdlib>
@@ -25,6 +30,20 @@ constexpr size_t kStackBytes = 128 << 10;
 constexpr int kMaxThreads = 1024;
 constexpr int kBlockBarrier = -1;  // the key of __syncthreads; warp w's shuffles wait at key w
 
+// AddressSanitizer must be told when the stack changes (the kernels are instrumented in the
+// test build, so their out-of-bounds accesses are reported as compute-sanitizer would).
+#if defined(__SANITIZE_ADDRESS__)
+void switching_to(void** fake_stack, const void* bottom, size_t size) {
+  __sanitizer_start_switch_fiber(fake_stack, bottom, size);
+}
+void switched(void* fake_stack, const void** bottom, size_t* size) {
+  __sanitizer_finish_switch_fiber(fake_stack, bottom, size);
+}
+#else
+void switching_to(void**, const void*, size_t) {}
+void switched(void*, const void**, size_t*) {}
+#endif
+
 enum class State { kRunnable, kWaiting, kDone };
 struct Fiber {
   ucontext_t ctx;
@@ -37,6 +56,8 @@ struct Emulator {
   size_t page = 4096;
   std::vector<Fiber> fibers = std::vector<Fiber>(kMaxThreads);
   ucontext_t scheduler;
+  const void* scheduler_stack = nullptr;  // as ASan knows it
+  size_t scheduler_stack_size = 0;
   int current = -1;  // the running fiber, -1 on the scheduler
   int count = 0;     // threads per block
   const std::function<void()>* body = nullptr;
@@ -74,13 +95,15 @@ void set_coordinates(int linear) {
 
 void fiber_entry() {
   Emulator& e = emu();
+  switched(nullptr, &e.scheduler_stack, &e.scheduler_stack_size);
   try {
     (*e.body)();
   } catch (...) {
     e.error = std::current_exception();
   }
   e.fibers[size_t(e.current)].state = State::kDone;
-  // Returning resumes uc_link: the scheduler.
+  // Returning resumes uc_link, the scheduler; this stack is done with (no fake stack to keep).
+  switching_to(nullptr, e.scheduler_stack, e.scheduler_stack_size);
 }
 
 // Parks the running fiber at barrier `key` until the scheduler opens it.
@@ -91,7 +114,10 @@ void wait_at(int key) {
   f.state = State::kWaiting;
   f.key = key;
   ++e.stats.barriers;
+  void* fake = nullptr;
+  switching_to(&fake, e.scheduler_stack, e.scheduler_stack_size);
   swapcontext(&f.ctx, &e.scheduler);
+  switched(fake, nullptr, nullptr);
 }
 
 // All fibers are waiting or done: open the barriers that everyone concerned has reached.
@@ -148,13 +174,23 @@ void run_block(const std::function<void()>& body) {
     makecontext(&f.ctx, fiber_entry, 0);
     f.state = State::kRunnable;
   }
-  for (;;) {
+  // Between barriers the threads run one after another, in ascending order in one pass and
+  // descending in the next, starting the other way in every other block: a race between two
+  // threads of a phase (a read of what another writes there) then sees both orders across blocks.
+  const uint64_t block =
+      blockIdx.x + uint64_t(gridDim.x) * (blockIdx.y + uint64_t(gridDim.y) * blockIdx.z);
+  for (uint64_t pass = block & 1;; ++pass) {
     bool any_live = false;
-    for (int i = 0; i < e.count; ++i) {
+    for (int k = 0; k < e.count; ++k) {
+      const int i = pass & 1 ? e.count - 1 - k : k;
       if (e.fibers[size_t(i)].state != State::kRunnable) continue;
       e.current = i;
       set_coordinates(i);
+      const ucontext_t& ctx = e.fibers[size_t(i)].ctx;
+      void* fake = nullptr;
+      switching_to(&fake, ctx.uc_stack.ss_sp, ctx.uc_stack.ss_size);
       swapcontext(&e.scheduler, &e.fibers[size_t(i)].ctx);
+      switched(fake, nullptr, nullptr);
       e.current = -1;
       if (e.error) std::rethrow_exception(e.error);
     }

@@ -5,11 +5,13 @@
 //
 // What it models: a launch runs its blocks one after another; every thread of a block is a fiber
 // (its own stack) on the calling thread, scheduled cooperatively, so __syncthreads and warp
-// shuffles are real barriers and the interleaving is deterministic. __shared__ variables are
-// function statics (one block at a time, so one copy per block). Launch configurations are
-// checked as the hardware checks them (cudaGetLastError reports cudaErrorInvalidConfiguration);
-// a __syncthreads that not every live thread of the block reaches, and a full-mask shuffle with a
-// lane missing, fail the launch with a message instead of hanging.
+// shuffles are real barriers and the interleaving is deterministic: between two barriers the
+// threads run one after another, ascending and descending in turn (and the other way round in
+// every other block), so a race inside a phase shows up as a wrong result in some block. __shared__
+// variables are function statics (one block at a time, so one copy per block). Launch
+// configurations are checked as the hardware checks them (cudaGetLastError reports
+// cudaErrorInvalidConfiguration); a __syncthreads that not every live thread of the block reaches,
+// and a full-mask shuffle with a lane missing, fail the launch with a message instead of hanging.
 //
 // What it does not model: concurrency between blocks, the memory model, fast-math intrinsics
 // (__expf is expf), shared-memory capacity and uninitialised shared memory. It checks logic

@@ -1,7 +1,9 @@
 // The CPU emulator of tests/emu/cuda_emu.h itself: every thread of every block runs once with its
 // own coordinates; __syncthreads and warp shuffles are barriers (shared-memory tree reductions
 // and butterfly sums come out exact); bad launch shapes are refused as CUDA refuses them; a
-// barrier that cannot complete, and a shuffle with missing lanes, fail the launch with a reason.
+// barrier that cannot complete, and a shuffle with missing lanes, fail the launch with a reason;
+// an access out of bounds is reported by AddressSanitizer (this file and the kernels are built
+// with it in test_kernels_emulated).
 #include <gtest/gtest.h>
 
 #include <numeric>
@@ -63,6 +65,21 @@ __global__ void shuffle_after_exit() {
   (void)__shfl_xor_sync(0xffffffffu, 1.f, 1);
 }
 
+// Races inside one phase: each thread reads its neighbour's slot, which the neighbour overwrites
+// in the same phase (no barrier between), after (write_after_read) or before (read_after_write).
+__global__ void racy(int* x, int* out, bool read_after_write) {
+  const unsigned t = threadIdx.x, n = blockDim.x, b = blockIdx.x;
+  x[b * n + t] = int(t);
+  __syncthreads();
+  if (read_after_write) x[b * n + t] = -1;
+  out[b * n + t] = x[b * n + (t + 1) % n];
+  if (!read_after_write) x[b * n + t] = -1;
+}
+
+__global__ void read_one_past(const float* in, float* out) {
+  out[threadIdx.x] = in[threadIdx.x + 1];
+}
+
 __global__ void throws() {
   if (threadIdx.x == 7 && blockIdx.x == 2) throw std::runtime_error("thread 7 gives up");
 }
@@ -110,6 +127,26 @@ TEST(CudaEmulator, ExitedThreadsCountAsArrivedAtSyncthreads) {
   for (int i = 0; i < 64; ++i) EXPECT_EQ(out[i], i < 40 ? 2 : 0) << i;
 }
 
+// A race-free kernel gives the same result in every block; a racy one does not: the emulator's
+// alternating schedule runs the racing threads in both orders.
+TEST(CudaEmulator, RacesInsideAPhaseShowUpInSomeBlock) {
+  for (bool raw : {false, true}) {
+    std::vector<int> x(4 * 64), out(4 * 64);
+    launcher(4, 64, nullptr, racy)(x.data(), out.data(), raw);
+    ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+    int right = 0, wrong = 0;
+    for (int b = 0; b < 4; ++b)
+      for (int t = 0; t < 64; ++t) (out[b * 64 + t] == (t + 1) % 64 ? right : wrong) += 1;
+    EXPECT_GT(wrong, 0) << (raw ? "read after write" : "write after read") << ": race not exposed";
+    EXPECT_GT(right, 0) << (raw ? "read after write" : "write after read");
+  }
+  // The race-free version (a barrier between the read and the overwrite) is right everywhere.
+  std::vector<int> out(4 * 64);
+  std::vector<float> in(4 * 256, 1.f), sums(4);
+  launcher(4, 256, nullptr, tree_sum)(in.data(), sums.data());
+  for (float v : sums) EXPECT_EQ(v, 256.f);
+}
+
 TEST(CudaEmulator, RefusesLaunchShapesTheHardwareRefuses) {
   int ran = 0;
   auto body = [&] { ++ran; };
@@ -155,3 +192,14 @@ TEST(CudaEmulator, BarrierFaultsFailTheLaunchWithAReason) {
   EXPECT_EQ(cudaGetLastError(), cudaSuccess);
   EXPECT_EQ(out[63], 2);
 }
+
+#if defined(__SANITIZE_ADDRESS__)
+TEST(CudaEmulator, OutOfBoundsAccessesAreReported) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  std::vector<float> in(32, 1.f), out(32);
+  launcher(1, 31, nullptr, read_one_past)(in.data(), out.data());  // in bounds
+  ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  EXPECT_DEATH(launcher(1, 32, nullptr, read_one_past)(in.data(), out.data()),
+               "heap-buffer-overflow.*\\n.*read_one_past");
+}
+#endif

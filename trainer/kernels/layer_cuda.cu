@@ -185,7 +185,7 @@ __global__ void rotary(const T* __restrict__ x, const T* __restrict__ cos,
 template <class T>
 __global__ void cross_entropy(T* __restrict__ logits, const int64_t* __restrict__ targets,
                               float* __restrict__ loss, int64_t V, int64_t ignore_index,
-                              float grad_scale, bool write_grad) {
+                              const float* __restrict__ grad_scale) {
   const int64_t row = blockIdx.x;
   T* lr = logits + row * V;
   const int64_t target = targets[row];
@@ -198,10 +198,11 @@ __global__ void cross_entropy(T* __restrict__ logits, const int64_t* __restrict_
   const float lse = m + __logf(block_sum(se));
   if (threadIdx.x == 0) loss[row] = ignored ? 0.f : lse - to_f(lr[target]);
   __syncthreads();  // the target logit is read before it is overwritten
-  if (!write_grad) return;
+  if (!grad_scale) return;
+  const float scale = *grad_scale;
   for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
     const float p = ignored ? 0.f : __expf(to_f(lr[j]) - lse) - (j == target ? 1.f : 0.f);
-    lr[j] = from_f<T>(grad_scale * p);
+    lr[j] = from_f<T>(scale * p);
   }
 }
 
@@ -298,13 +299,12 @@ void rotary_backward_cuda(const void* dy, const void* cos, const void* sin, void
 }
 
 void cross_entropy_chunk_cuda(void* logits, const int64_t* targets, float* loss_out, int64_t rows,
-                              int64_t V, int64_t ignore_index, float grad_scale, bool write_grad,
-                              int dtype, void* stream) {
+                              int64_t V, int64_t ignore_index, const float* grad_scale, int dtype,
+                              void* stream) {
   if (rows == 0) return;
   auto st = static_cast<cudaStream_t>(stream);
   ASC_DISPATCH(dtype, ASC_LAUNCH(unsigned(rows), kThreads, st, cross_entropy<T>)(
-                          static_cast<T*>(logits), targets, loss_out, V, ignore_index, grad_scale,
-                          write_grad));
+                          static_cast<T*>(logits), targets, loss_out, V, ignore_index, grad_scale));
   check(cudaGetLastError(), "cross-entropy");
 }
 

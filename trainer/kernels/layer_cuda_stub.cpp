@@ -38,8 +38,8 @@ void rotary_backward_cuda(const void*, const void*, const void*, void*, int64_t,
                           int64_t, int64_t, int, void*) {
   no_cuda("rotary embedding");
 }
-void cross_entropy_chunk_cuda(void*, const int64_t*, float*, int64_t, int64_t, int64_t, float, bool,
-                              int, void*) {
+void cross_entropy_chunk_cuda(void*, const int64_t*, float*, int64_t, int64_t, int64_t,
+                              const float*, int, void*) {
   no_cuda("cross-entropy");
 }
 

@@ -45,10 +45,11 @@ void rotary_backward_cuda(const void* dy, const void* cos, const void* sin, void
 
 // Cross-entropy over one chunk of logits [rows, V] (dtype): per row, loss = logsumexp - logit of
 // the target (0 where target == ignore_index), written to loss_out [rows] fp32; and, for the
-// backward, the logits overwritten in place by grad_scale * (softmax - onehot(target)) (zero rows
-// for ignored targets), so the chunk's logits are the only [rows, V] buffer ever held.
+// backward (grad_scale not null: one fp32 value on the device, read there, so the host never
+// waits for it), the logits overwritten in place by *grad_scale * (softmax - onehot(target))
+// (zero rows for ignored targets), so the chunk's logits are the only [rows, V] buffer ever held.
 void cross_entropy_chunk_cuda(void* logits, const int64_t* targets, float* loss_out, int64_t rows,
-                              int64_t V, int64_t ignore_index, float grad_scale, bool write_grad,
-                              int dtype, void* stream);
+                              int64_t V, int64_t ignore_index, const float* grad_scale, int dtype,
+                              void* stream);
 
 }  // namespace asc::kernels

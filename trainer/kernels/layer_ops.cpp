@@ -122,7 +122,7 @@ ChunkResult ce_chunk(const torch::Tensor& h, const torch::Tensor& w, const torch
     auto rows = at::empty({logits.size(0)}, logits.options().dtype(at::kFloat));
     kernels::cross_entropy_chunk_cuda(logits.data_ptr(), t.data_ptr<int64_t>(),
                                       rows.data_ptr<float>(), logits.size(0), logits.size(1), -100,
-                                      grad ? scale.item<float>() : 1.f, grad, dtype_code(logits),
+                                      grad ? scale.data_ptr<float>() : nullptr, dtype_code(logits),
                                       stream_of(logits));
     return {rows.sum(), grad ? logits : torch::Tensor()};
   }
@@ -154,7 +154,7 @@ struct ChunkedCEFn : torch::autograd::Function<ChunkedCEFn> {
     const auto s = ctx->get_saved_variables();
     const auto &h = s[0], &w = s[1], &t = s[2];
     const int64_t chunk = ctx->saved_data["chunk"].toInt();
-    const torch::Tensor scale = grads[0].to(at::kFloat);
+    const torch::Tensor scale = grads[0].to(at::kFloat).contiguous();  // 0-dim, on h's device
     auto dh = at::empty_like(h);
     auto dw = at::zeros(w.sizes(), w.options().dtype(at::kFloat));
     for (int64_t b = 0; b < h.size(0); b += chunk) {
