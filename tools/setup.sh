@@ -25,6 +25,7 @@ apt_packages=(
   libspdlog-dev libfmt-dev               # logging / formatting
   libcsv-dev                             # CSV ingest
   libxxhash-dev                          # checkpoint checksums
+  libboost-context-dev                   # fibers of the CPU emulator the CUDA kernels are tested on
   clang-14 libclang-rt-14-dev            # libFuzzer + sanitizer runtimes for the fuzz build
   slurmctld slurmd slurm-client munge    # the launch tests start a one-node Slurm cluster
 )

@@ -1,12 +1,14 @@
-// cuda_emu.cpp — the scheduler behind cuda_emu.h: each block's threads are ucontext fibers on
-// stacks carved from one mapping (a guard page under each), resumed in turn (alternating
-// direction) until each finishes or waits at a barrier; a barrier opens when every thread it
-// concerns is there.
+// cuda_emu.cpp — the scheduler behind cuda_emu.h: each block's threads are Boost.Context fibers
+// (fcontext: a switch is a few instructions, no system call) on stacks carved from one mapping (a
+// guard page under each), resumed in turn (alternating direction) until each finishes or waits at
+// a barrier; a barrier opens when every thread it concerns is there.
 #include "emu/cuda_emu.h"
 
 #include <sys/mman.h>
-#include <ucontext.h>
 #include <unistd.h>
+
+#include <boost/context/fiber.hpp>
+#include <boost/context/preallocated.hpp>
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/common_interface_defs.h>
@@ -44,20 +46,32 @@ void switching_to(void**, const void*, size_t) {}
 void switched(void*, const void**, size_t*) {}
 #endif
 
+namespace ctx = boost::context;
+
 enum class State { kRunnable, kWaiting, kDone };
 struct Fiber {
-  ucontext_t ctx;
+  ctx::fiber cont;  // where it resumes
   State state = State::kDone;
   int key = 0;
 };
+
+// The stacks belong to the emulator (carved from its mapping): nothing to free.
+struct KeepStack {
+  ctx::stack_context allocate() { return {}; }
+  void deallocate(ctx::stack_context&) noexcept {}
+};
+
+// Thrown inside the fibers a failed block leaves waiting, so each unwinds and ends.
+struct Abandoned {};
 
 struct Emulator {
   char* stacks = nullptr;
   size_t page = 4096;
   std::vector<Fiber> fibers = std::vector<Fiber>(kMaxThreads);
-  ucontext_t scheduler;
+  ctx::fiber scheduler;                   // while a fiber runs: where it returns to
   const void* scheduler_stack = nullptr;  // as ASan knows it
   size_t scheduler_stack_size = 0;
+  bool abandoning = false;
   int current = -1;  // the running fiber, -1 on the scheduler
   int count = 0;     // threads per block
   const std::function<void()>* body = nullptr;
@@ -93,17 +107,21 @@ void set_coordinates(int linear) {
   threadIdx.z = unsigned(linear) / (blockDim.x * blockDim.y);
 }
 
-void fiber_entry() {
+ctx::fiber fiber_main(ctx::fiber&& scheduler) {
   Emulator& e = emu();
+  e.scheduler = std::move(scheduler);
   switched(nullptr, &e.scheduler_stack, &e.scheduler_stack_size);
   try {
-    (*e.body)();
+    if (!e.abandoning) (*e.body)();
+  } catch (const Abandoned&) {
+  } catch (const ctx::detail::forced_unwind&) {
+    throw;
   } catch (...) {
     e.error = std::current_exception();
   }
   e.fibers[size_t(e.current)].state = State::kDone;
-  // Returning resumes uc_link, the scheduler; this stack is done with (no fake stack to keep).
-  switching_to(nullptr, e.scheduler_stack, e.scheduler_stack_size);
+  switching_to(nullptr, e.scheduler_stack, e.scheduler_stack_size);  // this stack is done with
+  return std::move(e.scheduler);
 }
 
 // Parks the running fiber at barrier `key` until the scheduler opens it.
@@ -116,8 +134,9 @@ void wait_at(int key) {
   ++e.stats.barriers;
   void* fake = nullptr;
   switching_to(&fake, e.scheduler_stack, e.scheduler_stack_size);
-  swapcontext(&f.ctx, &e.scheduler);
-  switched(fake, nullptr, nullptr);
+  e.scheduler = std::move(e.scheduler).resume();
+  switched(fake, &e.scheduler_stack, &e.scheduler_stack_size);
+  if (e.abandoning) throw Abandoned{};
 }
 
 // All fibers are waiting or done: open the barriers that everyone concerned has reached.
@@ -161,17 +180,40 @@ void open_barriers() {
          "divergent code (deadlock)");
 }
 
+// Resumes fiber i until it waits or ends.
+void resume(int i) {
+  Emulator& e = emu();
+  e.current = i;
+  set_coordinates(i);
+  void* fake = nullptr;
+  switching_to(&fake, e.stacks + size_t(i) * kStackBytes + e.page, kStackBytes - e.page);
+  e.fibers[size_t(i)].cont = std::move(e.fibers[size_t(i)].cont).resume();
+  switched(fake, nullptr, nullptr);
+  e.current = -1;
+}
+
+// After a fault: every fiber still waiting unwinds (its wait throws Abandoned) and ends; those
+// not started yet end without running the kernel.
+void abandon_block() {
+  Emulator& e = emu();
+  e.abandoning = true;
+  for (int i = 0; i < e.count; ++i)
+    if (e.fibers[size_t(i)].state != State::kDone) resume(i);
+  e.abandoning = false;
+}
+
 void run_block(const std::function<void()>& body) {
   Emulator& e = emu();
   e.body = &body;
   e.error = nullptr;
   for (int i = 0; i < e.count; ++i) {
+    char* bottom = e.stacks + size_t(i) * kStackBytes + e.page;
+    ctx::stack_context sc;
+    sc.size = kStackBytes - e.page;
+    sc.sp = bottom + sc.size;
     Fiber& f = e.fibers[size_t(i)];
-    getcontext(&f.ctx);
-    f.ctx.uc_stack.ss_sp = e.stacks + size_t(i) * kStackBytes + e.page;
-    f.ctx.uc_stack.ss_size = kStackBytes - e.page;
-    f.ctx.uc_link = &e.scheduler;
-    makecontext(&f.ctx, fiber_entry, 0);
+    f.cont = ctx::fiber(std::allocator_arg, ctx::preallocated(sc.sp, sc.size, sc), KeepStack{},
+                        fiber_main);
     f.state = State::kRunnable;
   }
   // Between barriers the threads run one after another, in ascending order in one pass and
@@ -179,24 +221,22 @@ void run_block(const std::function<void()>& body) {
   // threads of a phase (a read of what another writes there) then sees both orders across blocks.
   const uint64_t block =
       blockIdx.x + uint64_t(gridDim.x) * (blockIdx.y + uint64_t(gridDim.y) * blockIdx.z);
-  for (uint64_t pass = block & 1;; ++pass) {
-    bool any_live = false;
-    for (int k = 0; k < e.count; ++k) {
-      const int i = pass & 1 ? e.count - 1 - k : k;
-      if (e.fibers[size_t(i)].state != State::kRunnable) continue;
-      e.current = i;
-      set_coordinates(i);
-      const ucontext_t& ctx = e.fibers[size_t(i)].ctx;
-      void* fake = nullptr;
-      switching_to(&fake, ctx.uc_stack.ss_sp, ctx.uc_stack.ss_size);
-      swapcontext(&e.scheduler, &e.fibers[size_t(i)].ctx);
-      switched(fake, nullptr, nullptr);
-      e.current = -1;
-      if (e.error) std::rethrow_exception(e.error);
+  try {
+    for (uint64_t pass = block & 1;; ++pass) {
+      for (int k = 0; k < e.count; ++k) {
+        const int i = pass & 1 ? e.count - 1 - k : k;
+        if (e.fibers[size_t(i)].state != State::kRunnable) continue;
+        resume(i);
+        if (e.error) std::rethrow_exception(e.error);
+      }
+      bool any_live = false;
+      for (int i = 0; i < e.count; ++i) any_live |= e.fibers[size_t(i)].state != State::kDone;
+      if (!any_live) return;
+      open_barriers();
     }
-    for (int i = 0; i < e.count; ++i) any_live |= e.fibers[size_t(i)].state != State::kDone;
-    if (!any_live) return;
-    open_barriers();
+  } catch (...) {
+    abandon_block();
+    throw;
   }
 }
 

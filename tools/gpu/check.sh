@@ -8,7 +8,7 @@
 # reference over odd shapes, and training steps on the GPU against the CPU), the kernels under
 # compute-sanitizer, the GPU benchmarks (fused AdamW against torch.optim.AdamW(fused=True); each
 # layer kernel's GB/s; both against the device copy), and the NCCL backend's collectives (one
-# rank), and (train) training on the GPU against the CPU (tests/e2e/gpu_train_test.sh) and the
+# rank), and (train) training on the GPU against the CPU (tests/e2e/kernel_train_test.sh) and the
 # llama2-7b training benchmark against transformers (tools/bench/gpu_train.py: 4 layers, then all
 # 32), writing logs and JSON into OUTDIR and a summary last.
 set -uo pipefail
@@ -98,7 +98,7 @@ PY
 fi
 
 if want train; then
-  timeout 300 bash tests/e2e/gpu_train_test.sh build-gpu/bin/asclepius python3 >"$out/gpu_train_test.log" 2>&1
+  timeout 300 bash tests/e2e/kernel_train_test.sh build-gpu/bin/asclepius python3 >"$out/gpu_train_test.log" 2>&1
   note "GPU training against CPU: rc=$? $(grep -cE '^ok' "$out/gpu_train_test.log") ok, $(grep -cE '^FAILED' "$out/gpu_train_test.log") failed"
   grep -E '^FAILED' "$out/gpu_train_test.log" | head -5 | tee -a "$summary"
   for layers in 4 32; do
