@@ -1,6 +1,7 @@
 // cuda_device_emulated.cpp — kernels/cuda_device.h for the emulated build: the "device" the
 // kernels run on is the CPU (with the kernels compiled for tests/emu/cuda_emu.h), its stream the
 // emulator's synchronous one.
+#include "emu/cuda_emu.h"
 #include "emu/kernels_on_cpu.h"
 #include "kernels/cuda_device.h"
 
@@ -13,6 +14,10 @@ bool emu::set_kernels_on_cpu(bool on) {
   const bool previous = kernels_on_cpu;
   kernels_on_cpu = on;
   return previous;
+}
+
+long long emu::kernel_launches() {
+  return stats().launches;
 }
 
 namespace kernels {

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <exception>
+#include <mutex>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -53,6 +54,8 @@ struct Fiber {
   ctx::fiber cont;  // where it resumes
   State state = State::kDone;
   int key = 0;
+  int64_t warp_waits = 0;      // shuffle waits so far and the shuffle's call site: lanes
+  const void* site = nullptr;  // released together must agree on both
 };
 
 // The stacks belong to the emulator (carved from its mapping): nothing to free.
@@ -124,13 +127,15 @@ ctx::fiber fiber_main(ctx::fiber&& scheduler) {
   return std::move(e.scheduler);
 }
 
-// Parks the running fiber at barrier `key` until the scheduler opens it.
-void wait_at(int key) {
+// Parks the running fiber at barrier `key` (a shuffle's: called from `site`) until the scheduler
+// opens it.
+void wait_at(int key, const void* site = nullptr) {
   Emulator& e = emu();
   if (e.current < 0) fail("a barrier outside a kernel");
   Fiber& f = e.fibers[size_t(e.current)];
   f.state = State::kWaiting;
   f.key = key;
+  if (key != kBlockBarrier) ++f.warp_waits, f.site = site;
   ++e.stats.barriers;
   void* fake = nullptr;
   switching_to(&fake, e.scheduler_stack, e.scheduler_stack_size);
@@ -170,6 +175,11 @@ void open_barriers() {
       fail("a full-mask warp shuffle in warp " + std::to_string(w) + " after " +
            std::to_string(done) + " of its lanes exited");
     if (waiting == 32) {
+      for (int i = lo + 1; i < hi; ++i)
+        if (e.fibers[size_t(i)].warp_waits != e.fibers[size_t(lo)].warp_waits ||
+            e.fibers[size_t(i)].site != e.fibers[size_t(lo)].site)
+          fail("lanes " + std::to_string(lo) + " and " + std::to_string(i) +
+               " of a warp at different warp shuffles (divergent shuffles)");
       for (int i = lo; i < hi; ++i) e.fibers[size_t(i)].state = State::kRunnable;
       opened = true;
     }
@@ -215,6 +225,7 @@ void run_block(const std::function<void()>& body) {
     f.cont = ctx::fiber(std::allocator_arg, ctx::preallocated(sc.sp, sc.size, sc), KeepStack{},
                         fiber_main);
     f.state = State::kRunnable;
+    f.warp_waits = 0;
   }
   // Between barriers the threads run one after another, in ascending order in one pass and
   // descending in the next, starting the other way in every other block: a race between two
@@ -248,22 +259,24 @@ bool valid(dim3 grid, dim3 block) {
 }
 
 template <class T>
-T shuffle_xor(unsigned mask, T v, int lane_mask) {
+T shuffle_xor(unsigned mask, T v, int lane_mask, const void* site) {
   Emulator& e = emu();
   if (e.current < 0) fail("a warp shuffle outside a kernel");
   if (mask != 0xffffffffu) fail("only full-mask warp shuffles are emulated");
   const int me = e.current, partner = (me & ~31) | ((me & 31) ^ (lane_mask & 31));
   std::memcpy(e.slots[me], &v, sizeof(T));
-  wait_at(me / 32);  // every lane has written
+  wait_at(me / 32, site);  // every lane has written
   T out;
   std::memcpy(&out, e.slots[partner], sizeof(T));
-  wait_at(me / 32);  // every lane has read before the slots are reused
+  wait_at(me / 32, site);  // every lane has read before the slots are reused
   return out;
 }
 
 }  // namespace
 
 void run_grid(dim3 grid, dim3 block, const std::function<void()>& body) {
+  static std::recursive_mutex one_launch_at_a_time;  // the emulator's state is global
+  std::lock_guard<std::recursive_mutex> lock(one_launch_at_a_time);
   Emulator& e = emu();
   if (e.current >= 0) fail("a kernel launch inside a kernel (not emulated)");
   if (!valid(grid, block)) {
@@ -299,17 +312,26 @@ Stats stats() {
 
 }  // namespace asc::emu
 
+#if defined(__SANITIZE_ADDRESS__)
+// The binaries with the emulator run AddressSanitizer for the kernels' accesses; libtorch's
+// allocations still held at exit are not leaks of ours (and the leak checker needs ptrace, which
+// containers may deny, also when ctest lists the tests at build time).
+extern "C" const char* __asan_default_options() {
+  return "detect_leaks=0";
+}
+#endif
+
 void __syncthreads() {
   asc::emu::wait_at(-1);
 }
 float __shfl_xor_sync(unsigned mask, float v, int lane_mask) {
-  return asc::emu::shuffle_xor(mask, v, lane_mask);
+  return asc::emu::shuffle_xor(mask, v, lane_mask, __builtin_return_address(0));
 }
 double __shfl_xor_sync(unsigned mask, double v, int lane_mask) {
-  return asc::emu::shuffle_xor(mask, v, lane_mask);
+  return asc::emu::shuffle_xor(mask, v, lane_mask, __builtin_return_address(0));
 }
 int __shfl_xor_sync(unsigned mask, int v, int lane_mask) {
-  return asc::emu::shuffle_xor(mask, v, lane_mask);
+  return asc::emu::shuffle_xor(mask, v, lane_mask, __builtin_return_address(0));
 }
 
 const char* cudaGetErrorString(cudaError_t e) {

@@ -7,16 +7,21 @@
 // (its own stack) on the calling thread, scheduled cooperatively, so __syncthreads and warp
 // shuffles are real barriers and the interleaving is deterministic: between two barriers the
 // threads run one after another, ascending and descending in turn (and the other way round in
-// every other block), so a race inside a phase shows up as a wrong result in some block. __shared__
-// variables are function statics (one block at a time, so one copy per block). Launch
-// configurations are checked as the hardware checks them (cudaGetLastError reports
-// cudaErrorInvalidConfiguration); a __syncthreads that not every live thread of the block reaches,
-// and a full-mask shuffle with a lane missing, fail the launch with a message instead of hanging.
+// every other block), so a race inside a phase shows up as a wrong result in some block.
+// __shared__ variables are function statics (one block at a time, so one copy per block). Grid
+// and block dimensions are checked against the hardware's limits (cudaGetLastError reports
+// cudaErrorInvalidConfiguration; registers, shared memory and __launch_bounds__ are not checked).
+// Barriers that cannot all complete (threads of a block split between __syncthreads and warp
+// shuffles), a full-mask shuffle with a lane missing, and lanes of a warp at different shuffles
+// fail the launch with a message instead of hanging. Kernel memory accesses are checked by
+// AddressSanitizer where the kernels are built with it (the test targets are): it sees accesses
+// outside an allocation, not between views of one.
 //
-// What it does not model: concurrency between blocks, the memory model, fast-math intrinsics
-// (__expf is expf), shared-memory capacity and uninitialised shared memory. It checks logic
-// (indexing, reductions, barriers, launch shapes); speed and races are for the GPU
-// (tools/gpu/check.sh, compute-sanitizer).
+// What it does not model: concurrency between blocks, the memory model, lost updates of
+// concurrent non-atomic writes, fast-math intrinsics (__expf is expf), code under __CUDA_ARCH__
+// (the host branch compiles instead), shared-memory capacity and uninitialised shared memory.
+// It checks logic (indexing, reductions, barriers, launch shapes, bounds); speed, device
+// arithmetic and cross-block races are for the GPU (tools/gpu/check.sh, compute-sanitizer).
 #pragma once
 
 #include <cmath>
@@ -27,7 +32,7 @@
 #include <utility>
 
 // --- the CUDA C++ dialect as host C++ -----------------------------------------------------------
-#define __global__
+#define __global__ __attribute__((noinline))  // each kernel a frame of its own in reports
 #define __device__
 #define __host__
 #define __forceinline__ inline

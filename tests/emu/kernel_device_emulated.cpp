@@ -15,6 +15,9 @@ at::Device kernel_device() {
 at::Tensor on_kernel_device(const at::Tensor& t) {
   return t.to(kernel_device(), /*non_blocking=*/false, /*copy=*/true);
 }
+int64_t kernel_launches() {
+  return emu::kernel_launches();
+}
 ReferencePath::ReferencePath() : previous_(emu::set_kernels_on_cpu(false)) {}
 ReferencePath::~ReferencePath() {
   emu::set_kernels_on_cpu(previous_);

@@ -6,5 +6,6 @@
 namespace asc::emu {
 
 bool set_kernels_on_cpu(bool on);  // returns the previous setting
+long long kernel_launches();       // emulated launches so far
 
 }  // namespace asc::emu

@@ -60,20 +60,40 @@ __global__ void divergent_barrier() {
     __syncthreads();
 }
 
+// Lanes 0-15 run a shuffle that lanes 16-31 skip; the next shuffle then meets lanes 0-15 at the
+// skipped one and lanes 16-31 at the following one (the same count of shuffles each).
+__global__ void divergent_shuffles() {
+  (void)__shfl_xor_sync(0xffffffffu, 1.f, 1);
+  if (threadIdx.x < 16) (void)__shfl_xor_sync(0xffffffffu, 2.f, 1);
+  (void)__shfl_xor_sync(0xffffffffu, 3.f, 1);
+}
+
 __global__ void shuffle_after_exit() {
   if (threadIdx.x == 5) return;
   (void)__shfl_xor_sync(0xffffffffu, 1.f, 1);
 }
 
 // Races inside one phase: each thread reads its neighbour's slot, which the neighbour overwrites
-// in the same phase (no barrier between), after (write_after_read) or before (read_after_write).
-__global__ void racy(int* x, int* out, bool read_after_write) {
+// with -1 in the same phase, after its own overwrite (read after write) or before it (write after
+// read). Without a barrier between the two, the result depends on the order the threads run:
+// ascending, at most one read of a block differs from the barrier's result; descending, all but
+// one do. With the barrier (race_free), every read gives -1 (read after write) or t + 1.
+__global__ void racy(int* x, int* out, bool read_after_write, bool race_free) {
   const unsigned t = threadIdx.x, n = blockDim.x, b = blockIdx.x;
-  x[b * n + t] = int(t);
+  int* xb = x + b * n;
+  xb[t] = int(t);
   __syncthreads();
-  if (read_after_write) x[b * n + t] = -1;
-  out[b * n + t] = x[b * n + (t + 1) % n];
-  if (!read_after_write) x[b * n + t] = -1;
+  int v;
+  if (read_after_write) {
+    xb[t] = -1;
+    if (race_free) __syncthreads();
+    v = xb[(t + 1) % n];
+  } else {
+    v = xb[(t + 1) % n];
+    if (race_free) __syncthreads();
+    xb[t] = -1;
+  }
+  out[b * n + t] = v;
 }
 
 __global__ void read_one_past(const float* in, float* out) {
@@ -127,24 +147,30 @@ TEST(CudaEmulator, ExitedThreadsCountAsArrivedAtSyncthreads) {
   for (int i = 0; i < 64; ++i) EXPECT_EQ(out[i], i < 40 ? 2 : 0) << i;
 }
 
-// A race-free kernel gives the same result in every block; a racy one does not: the emulator's
-// alternating schedule runs the racing threads in both orders.
+// The emulator runs the threads of a phase in both orders (in different blocks), so a race in
+// either direction makes most of some block wrong; the race-free version is right everywhere.
 TEST(CudaEmulator, RacesInsideAPhaseShowUpInSomeBlock) {
   for (bool raw : {false, true}) {
-    std::vector<int> x(4 * 64), out(4 * 64);
-    launcher(4, 64, nullptr, racy)(x.data(), out.data(), raw);
-    ASSERT_EQ(cudaGetLastError(), cudaSuccess);
-    int right = 0, wrong = 0;
-    for (int b = 0; b < 4; ++b)
-      for (int t = 0; t < 64; ++t) (out[b * 64 + t] == (t + 1) % 64 ? right : wrong) += 1;
-    EXPECT_GT(wrong, 0) << (raw ? "read after write" : "write after read") << ": race not exposed";
-    EXPECT_GT(right, 0) << (raw ? "read after write" : "write after read");
+    for (bool race_free : {false, true}) {
+      const char* what = raw ? "read after write" : "write after read";
+      std::vector<int> x(4 * 64), out(4 * 64);
+      launcher(4, 64, nullptr, racy)(x.data(), out.data(), raw, race_free);
+      ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+      int mostly_wrong = 0, mostly_right = 0;
+      for (int b = 0; b < 4; ++b) {
+        int wrong = 0;
+        for (int t = 0; t < 64; ++t) wrong += out[b * 64 + t] != (raw ? -1 : (t + 1) % 64);
+        (wrong > 32 ? mostly_wrong : mostly_right) += 1;
+        if (race_free) {
+          EXPECT_EQ(wrong, 0) << what << ", block " << b;
+        }
+      }
+      if (!race_free) {
+        EXPECT_GT(mostly_wrong, 0) << what << ": the race is not exposed";
+        EXPECT_GT(mostly_right, 0) << what << ": only one order was run";
+      }
+    }
   }
-  // The race-free version (a barrier between the read and the overwrite) is right everywhere.
-  std::vector<int> out(4 * 64);
-  std::vector<float> in(4 * 256, 1.f), sums(4);
-  launcher(4, 256, nullptr, tree_sum)(in.data(), sums.data());
-  for (float v : sums) EXPECT_EQ(v, 256.f);
 }
 
 TEST(CudaEmulator, RefusesLaunchShapesTheHardwareRefuses) {
@@ -172,6 +198,10 @@ TEST(CudaEmulator, BarrierFaultsFailTheLaunchWithAReason) {
   ASSERT_EQ(cudaGetLastError(), cudaErrorLaunchFailure);
   EXPECT_NE(std::string(cudaGetErrorString(cudaErrorLaunchFailure)).find("divergent"),
             std::string::npos)
+      << asc::emu::last_fault();
+  launcher(1, 64, nullptr, divergent_shuffles)();
+  ASSERT_EQ(cudaGetLastError(), cudaErrorLaunchFailure);
+  EXPECT_NE(std::string(asc::emu::last_fault()).find("different warp shuffles"), std::string::npos)
       << asc::emu::last_fault();
   launcher(1, 32, nullptr, shuffle_after_exit)();
   ASSERT_EQ(cudaGetLastError(), cudaErrorLaunchFailure);

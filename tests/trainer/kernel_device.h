@@ -16,10 +16,13 @@ std::string kernel_tests_unavailable();
 at::Device kernel_device();
 // A copy of t on the kernel device (a copy also when that is the CPU).
 at::Tensor on_kernel_device(const at::Tensor& t);
+// Kernel launches so far where they can be counted (the emulator), else -1.
+int64_t kernel_launches();
 
 // While alive, CPU tensors take the plain CPU path (the reference the kernels are compared with):
 // a no-op for test_trainer, where CPU tensors never take the kernels; in the emulated build it
-// turns the emulated kernels off.
+// turns the emulated kernels off. An object that chose its path when built (FlatAdamW) must be
+// used under the same setting.
 class ReferencePath {
  public:
   ReferencePath();

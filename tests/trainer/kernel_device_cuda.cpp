@@ -20,6 +20,9 @@ at::Device kernel_device() {
 at::Tensor on_kernel_device(const at::Tensor& t) {
   return t.to(kernel_device(), /*non_blocking=*/false, /*copy=*/true);
 }
+int64_t kernel_launches() {
+  return -1;
+}
 ReferencePath::ReferencePath() : previous_(false) {}
 ReferencePath::~ReferencePath() = default;
 

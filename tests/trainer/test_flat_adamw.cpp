@@ -195,7 +195,7 @@ TEST(FlatAdamW, LoadStateRejectsAMismatchedModel) {
 // path on the same model, 5 steps. fp32: equal within fp32 rounding. bf16: runs part by bf16
 // rounding, which 5 Adam steps amplify to about 2% (measured in the emulated build: CPU bf16 vs
 // CPU fp32 1.9%, device bf16 vs either 1.9-2.2%), so the device's bf16 run must be within twice
-// the CPU bf16 run's own error of both CPU runs; a wrong kernel is off by tens of percent.
+// the CPU bf16 run's own error of both CPU runs (and 5% at most).
 TEST(FlatAdamW, CudaTrainingStepsMatchCpu) {
   ASC_SKIP_WITHOUT_KERNEL_DEVICE();
   const at::Device dev = test::kernel_device();
@@ -221,7 +221,9 @@ TEST(FlatAdamW, CudaTrainingStepsMatchCpu) {
                  "device vs CPU (%s) after 5 steps: max relative difference %.3g; device vs CPU "
                  "fp32 %.3g; CPU bf16 vs CPU fp32 %.3g\n",
                  bf16 ? "bf16" : "fp32", d, d32, bf16_error);
-    EXPECT_LT(d, bf16 ? 2 * bf16_error : 1e-4);
-    EXPECT_LT(d32, bf16 ? 2 * bf16_error : 1e-4);
+    // Capped at 5%: the emulated training test's wrong-learning-rate mutant is off by 14-78%.
+    const double bound = bf16 ? std::min(2 * bf16_error, 0.05) : 1e-4;
+    EXPECT_LT(d, bound);
+    EXPECT_LT(d32, bound);
   }
 }

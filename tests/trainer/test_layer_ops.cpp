@@ -119,8 +119,12 @@ void compare(const char* what, F f, std::vector<at::Tensor> inputs, at::ScalarTy
     yc.backward(dy);
   }
   ASSERT_TRUE(ops::fused(dev[0])) << what;
+  const int64_t launches = test::kernel_launches();
   const at::Tensor yd = f(dev);
   yd.backward(test::on_kernel_device(dy));
+  if (launches >= 0) {  // the emulator counts launches: forward and backward both ran kernels
+    EXPECT_GE(test::kernel_launches(), launches + 2) << what << ": not fused";
+  }
   EXPECT_LT(rel(yd, yc), tol) << what << " forward";
   for (size_t i = 0; i < cpu.size(); ++i) {
     if (cpu[i].grad().defined()) {

@@ -88,7 +88,7 @@ __global__ void sq_norm_final_kernel(const float* __restrict__ partials, int cou
   if (threadIdx.x == 0) *out = float(red[0]);
 }
 
-struct Bf16x4 {
+struct alignas(8) Bf16x4 {  // one 64-bit load or store
   uint16_t x, y, z, w;
 };
 
