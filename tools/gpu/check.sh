@@ -18,7 +18,7 @@ parts=" ${*:-tests bench sanitize nccl train} "
 want() { [[ $parts == *" $1 "* ]]; }
 mkdir -p "$out"
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$root"
+cd "$root" || exit 1
 summary="$out/summary.txt"
 : >"$summary"
 note() { echo "$*" | tee -a "$summary"; }
