@@ -223,6 +223,32 @@ TEST(LayerOps, PlannerCountsOneChunkOfLogits) {
 // The chunk-seeded initialisation gives the same values for any split of a parameter (what lets
 // each fsdp rank initialise only what it owns), across chunk boundaries and the zeroed pad row,
 // and different values for another seed or parameter name.
+// On a device (train.device cuda) the host keeps staging only, and attention keeps no [T, T]
+// probabilities (flash / memory-efficient kernels); the device peak is otherwise the same.
+TEST(LayerOps, PlannerOnADeviceKeepsTheStateOffTheHost) {
+  for (const std::string mode : {"none", "ddp", "zero2", "fsdp"}) {
+    MemoryPlanInput in;
+    in.model = llama_preset("llama2-7b");
+    in.mode = mode, in.world_size = mode == "none" ? 1 : 8, in.compute_bytes = 2;
+    in.micro_batch = 2, in.seq_len = 2048, in.activation_checkpointing = true;
+    const MemoryPlan host = plan_memory(in);
+    in.on_device = true;
+    const MemoryPlan dev = plan_memory(in);
+    EXPECT_EQ(dev.model_state(), host.model_state()) << mode;
+    const int64_t probs = 2 * in.model.num_attention_heads * 2048 * 2048 * 2;  // one layer's
+    EXPECT_EQ(host.activations_ckpt - dev.activations_ckpt, probs) << mode;
+    EXPECT_EQ(host.activations_full - dev.activations_full, 32 * probs) << mode;
+    EXPECT_EQ(dev.host_at_save, dev.master + dev.optimizer) << mode;
+    if (mode == "none") {
+      EXPECT_EQ(dev.host_at_load, dev.num_parameters * 4) << mode;
+    } else {  // one owned range: at most the rank's share of the largest unit, in fp32
+      const int64_t root = 2 * 32000 * 4096 + 4096;  // embedding, head, final norm
+      EXPECT_EQ(dev.host_at_load, (mode == "ddp" ? root : (root + 7) / 8) * 4) << mode;
+      EXPECT_LT(dev.host_at_load, host.host_at_load / 10) << mode;
+    }
+  }
+}
+
 TEST(Init, AnyRangeOfAParameterEqualsTheWholeParameter) {
   LlamaConfig c = llama_preset("tiny-gqa");
   c.vocab_size = 40000, c.hidden_size = 64, c.pad_token_id = 16400;  // pad row crosses 2^20

@@ -37,6 +37,7 @@ void add_plan(CLI::App& app) {
     in.seq_len = r.data.seq_len;
     in.activation_checkpointing = *r.parallel.activation_checkpointing;
     in.loss_chunk_rows = r.train.loss_chunk_rows;
+    in.on_device = r.train.device == "cuda";
     std::cout << format_plan(in, plan_memory(in), *gpu_gb);
   });
 }

@@ -63,18 +63,26 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
   if (sharded && W > 1) p.gathered_peak += largest * 4;
   // Activations (estimates): per layer the tensors autograd saves — the layer input, two norm
   // outputs, q/k/v, the attention output, the residual, gate, up, silu(gate) and their product —
-  // plus the attention probabilities of the math kernel (B·heads·T² elements).
+  // plus the attention probabilities of the math kernel (B·heads·T² elements; none on a device,
+  // where libtorch's flash / memory-efficient kernels run).
   const int64_t B = in.micro_batch, T = in.seq_len, H = c.hidden_size, I = c.intermediate_size;
   const int64_t qkv = (c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim();
-  const int64_t per_layer =
-      B * T * (5 * H + qkv + 4 * I) * es + B * c.num_attention_heads * T * T * es;
+  const int64_t probs = in.on_device ? 0 : B * c.num_attention_heads * T * T * es;
+  const int64_t per_layer = B * T * (5 * H + qkv + 4 * I) * es + probs;
   p.activations_full = c.num_hidden_layers * per_layer;
   p.activations_ckpt = c.num_hidden_layers * B * T * H * es + per_layer;
   if (!in.activation_checkpointing) p.activations_ckpt = p.activations_full;
   const int64_t logit_rows = in.loss_chunk_rows > 0 ? std::min(B * T, in.loss_chunk_rows) : B * T;
   p.logits = logit_rows * c.vocab_size * (es + 4 + 4);
-  p.host_at_load = (in.mode == "none" ? numel_sum * 4 : int64_t(4) << 20) + p.model_state();
-  p.host_at_save = p.model_state() + p.master + p.optimizer;
+  const int64_t init_chunk = int64_t(4) << 20;  // one 2^20-element fp32 chunk
+  if (!in.on_device) {
+    p.host_at_load = (in.mode == "none" ? numel_sum * 4 : init_chunk) + p.model_state();
+    p.host_at_save = p.model_state() + p.master + p.optimizer;
+  } else {
+    const int64_t share = sharded ? largest / W : largest;
+    p.host_at_load = in.mode == "none" ? numel_sum * 4 : std::max(init_chunk, share * 4);
+    p.host_at_save = p.master + p.optimizer;
+  }
   return p;
 }
 
@@ -103,10 +111,17 @@ std::string format_plan(const MemoryPlanInput& in, const MemoryPlan& p, double g
   row("logits + their gradient (fp32)", p.logits);
   row("peak as configured", p.peak());
   s += "per rank, host:\n";
-  row(in.mode == "none" ? "at load (fp32 model, then the optimizer's copy)"
-                        : "at load (own shards filled directly)",
-      p.host_at_load);
-  row("at an async save (own shard staged)", p.host_at_save);
+  if (in.on_device) {
+    row(in.mode == "none" ? "at load (fp32 model, then moved to the device)"
+                          : "at load (one owned range staged at a time)",
+        p.host_at_load);
+    row("at an async save (own shard staged)", p.host_at_save, "model state on the device");
+  } else {
+    row(in.mode == "none" ? "at load (fp32 model, then the optimizer's copy)"
+                          : "at load (own shards filled directly)",
+        p.host_at_load);
+    row("at an async save (own shard staged)", p.host_at_save);
+  }
   if (gpu_memory_gb > 0) {
     const bool fits = gib(p.peak()) <= gpu_memory_gb;
     s += fmt::format("\nfits in {:.0f} GiB per device: {} (peak {:.1f} GiB, {:.0f}%)\n",

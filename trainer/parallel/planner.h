@@ -20,6 +20,10 @@ struct MemoryPlanInput {
   int64_t micro_batch = 1, seq_len = 2048;
   bool activation_checkpointing = true;
   int64_t loss_chunk_rows = 0;  // train.loss_chunk_rows: > 0, the logits exist a chunk at a time
+  // train.device cuda: the model state and activations live in device memory (the host holds
+  // staging buffers only), and attention runs libtorch's flash / memory-efficient kernels, which
+  // keep no [T, T] probabilities.
+  bool on_device = false;
 };
 
 struct MemoryPlan {
@@ -39,7 +43,8 @@ struct MemoryPlan {
   // 2^20-element chunk or checkpoint range at a time; mode none builds the whole fp32 model
   // first) and at an asynchronous save (checkpoint.async: a staging copy of the rank's own
   // master weights and moments; a synchronous save writes from the optimizer's buffers and
-  // needs nothing beyond the model state).
+  // needs nothing beyond the model state). On a device the model state is not on the host: at
+  // load it holds one owned range (at most the largest unit's share, in fp32) at a time.
   int64_t host_at_load = 0, host_at_save = 0;
   int64_t num_parameters = 0;
 };
