@@ -34,6 +34,16 @@ int local_rank() {
       first_env_number({"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID"}, 0));
 }
 
+int local_size() {
+  // Slurm's per-node task counts read "8(x2)" (8 on each of 2 nodes) or "4,3" (differing): only a
+  // count that holds on every node is used.
+  const char* slurm = std::getenv("SLURM_STEP_TASKS_PER_NODE");
+  const bool slurm_uniform = slurm && std::string(slurm).find(',') == std::string::npos;
+  const int64_t n = first_env_number({"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"}, 0);
+  if (n > 0 || !slurm_uniform) return int(n);
+  return int(first_env_number({"SLURM_STEP_TASKS_PER_NODE"}, 0));
+}
+
 std::unique_ptr<Communicator> make_communicator(const c10::Device& device, double timeout_s) {
   if (device.is_cuda()) return make_nccl_communicator(timeout_s);
   return make_mpi_communicator(timeout_s);

@@ -89,5 +89,8 @@ std::unique_ptr<Communicator> make_communicator(const c10::Device& device, doubl
 // Slurm), and the rank within the node (OMPI_COMM_WORLD_LOCAL_RANK, SLURM_LOCALID; else 0).
 int64_t launched_world_size();
 int local_rank();
+// The ranks on this node (OMPI_COMM_WORLD_LOCAL_SIZE, MPI_LOCALNRANKS, a uniform
+// SLURM_STEP_TASKS_PER_NODE), 0 when the launcher does not say.
+int local_size();
 
 }  // namespace asc::comm

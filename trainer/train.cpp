@@ -107,6 +107,15 @@ at::Device training_device(const Recipe& r) {
     ASC_FAIL_HINT("configure the build with nvcc available (the CUDA toolkit)",
                   "{}: train.device is cuda but this build has no CUDA kernels",
                   r.where("train.device"));
+  // One GPU per rank: two ranks on one GPU would fail in NCCL's set-up with a vaguer message.
+  // Every rank of the node reads the same count, so each stops with this one.
+  const int64_t local = comm::local_size();
+  if (local > n)
+    ASC_FAIL_HINT(fmt::format("launch at most {} rank(s) per node (mpirun -np {} per node, or "
+                              "--ntasks-per-node={}), one GPU each",
+                              n, n, n),
+                  "{}: train.device is cuda with {} ranks on this node but {} GPU(s) visible",
+                  r.where("train.device"), local, n);
   return at::Device(at::kCUDA, c10::DeviceIndex(comm::local_rank() % n));
 }
 
@@ -615,7 +624,8 @@ TrainResult train(const Recipe& r) {
       m.grad_norm = gnorm;
       m.tokens_per_s = double(step_loss.tokens) / dt;
       m.tflops = flops_per_token * m.tokens_per_s / 1e12;
-      m.mfu = peak_tflops > 0 ? m.tflops / peak_tflops : -1;
+      // tflops counts every rank's tokens; the peak is one device's.
+      m.mfu = peak_tflops > 0 ? m.tflops / (peak_tflops * world) : -1;
       if (device.is_cuda())
         m.device_peak_bytes = kernels::cuda_peak_allocated_bytes(device.index());
       m.tokens = tokens_seen, m.elapsed_s = now_s() - t_start;
@@ -631,7 +641,10 @@ TrainResult train(const Recipe& r) {
   }
   if (metrics) metrics->finish();
   result.stopped_by_signal = stopped;
-  save(result.steps, result.losses.empty() ? 0.0 : result.losses.back(), /*async=*/false);
+  if (r.checkpoint.at_end || stopped)
+    save(result.steps, result.losses.empty() ? 0.0 : result.losses.back(), /*async=*/false);
+  else
+    finish_pending(false);  // an async save still in flight is committed
   return result;
 }
 

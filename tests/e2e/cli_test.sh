@@ -37,6 +37,16 @@ check "train writes metrics" test "$(wc -l <"$tmp/run/metrics.jsonl")" -eq 6
 check "latest names the last step" grep -qx "step-0000006" "$tmp/run/latest"
 "$bin" export "$tmp/run" --out "$tmp/hf" >/dev/null
 check "export exits 0" test $? -eq 0
+# checkpoint.at_end=false (benchmarks): the periodic saves only; MFU against logging.peak_tflops.
+"$bin" train "$src/recipes/demo/tiny.yaml" train.max_steps=5 checkpoint.every_steps=2 \
+  checkpoint.at_end=false logging.peak_tflops=0.5 checkpoint.dir="$tmp/run-noend" \
+  logging.progress=false >/dev/null 2>&1
+check "at_end=false: steps 2 and 4 saved, not 5" bash -c \
+  "[[ -d $tmp/run-noend/step-0000004 && ! -d $tmp/run-noend/step-0000005 ]] && grep -qx step-0000004 $tmp/run-noend/latest"
+check "mfu = tflops / peak_tflops at one rank" "$py" -c "
+import json, sys
+rows = [json.loads(l) for l in open('$tmp/run-noend/metrics.jsonl')]
+sys.exit(not rows or not all(abs(r['mfu'] - r['tflops'] / 0.5) <= 1e-9 * r['tflops'] + 1e-12 for r in rows))"
 # model.preset beside model.init_from names the architecture the weights must have.
 check "init_from with its own preset trains" "$bin" train "$src/recipes/demo/tiny.yaml" \
   model.init_from="$tmp/hf" train.max_steps=1 checkpoint.dir="$tmp/from_hf" logging.progress=false

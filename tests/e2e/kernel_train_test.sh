@@ -42,13 +42,16 @@ check "fp32: the kernel run equals the CPU run within 1e-4" "$py $here/../parall
 run "$bin" cpu16 train.device=cpu train.dtype=bf16
 run "$kbin" kernels16 train.device=$kdev train.dtype=bf16
 check "bf16: the kernel run equals the CPU run within 2e-2" "$py $here/../parallel/compare_runs.py --rtol 2e-2 $tmp/cpu16 $tmp/kernels16"
-extra=(parallel.mode=fsdp train.dtype=bf16 parallel.activation_checkpointing=true train.loss_chunk_rows=40)
+extra=(parallel.mode=fsdp train.dtype=bf16 parallel.activation_checkpointing=true train.loss_chunk_rows=40
+       logging.peak_tflops=100)
 mpi "$bin" cpu-fsdp train.device=cpu "${extra[@]}"
 mpi "$kbin" kernels-fsdp train.device=$kdev "${extra[@]}"
-mfu_check=true
-[[ $kdev == cuda ]] && mfu_check="grep -q 'mfu' $tmp/kernels-fsdp/metrics.jsonl"
 check "fsdp at $ranks rank(s) (checkpointing, chunked loss), bf16: kernels equal CPU within 2e-2" \
-  "$py $here/../parallel/compare_runs.py --rtol 2e-2 $tmp/cpu-fsdp $tmp/kernels-fsdp && $mfu_check"
+  "$py $here/../parallel/compare_runs.py --rtol 2e-2 $tmp/cpu-fsdp $tmp/kernels-fsdp"
+check "fsdp at $ranks rank(s): mfu = tflops of all ranks / (100 x $ranks)" "$py -c \"
+import json, sys
+rows = [json.loads(l) for l in open('$tmp/kernels-fsdp/metrics.jsonl')]
+sys.exit(not rows or not all(abs(r['mfu'] * 100 * $ranks - r['tflops']) <= 1e-9 * r['tflops'] for r in rows))\""
 cp -r "$tmp/kernels32" "$tmp/kernels32-cut"
 rm -rf "$tmp/kernels32-cut/step-0000006"
 echo step-0000003 >"$tmp/kernels32-cut/latest"

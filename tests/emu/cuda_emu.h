@@ -15,7 +15,8 @@
 // shuffles), a full-mask shuffle with a lane missing, and lanes of a warp at different shuffles
 // fail the launch with a message instead of hanging. Kernel memory accesses are checked by
 // AddressSanitizer where the kernels are built with it (the test targets are): it sees accesses
-// outside an allocation, not between views of one.
+// outside an allocation, not between views of one; UBSan's alignment check there stops a
+// misaligned vector load (the GPU faults on one; x86 would not notice).
 //
 // What it does not model: concurrency between blocks, the memory model, lost updates of
 // concurrent non-atomic writes, fast-math intrinsics (__expf is expf), code under __CUDA_ARCH__

@@ -2,8 +2,8 @@
 // own coordinates; __syncthreads and warp shuffles are barriers (shared-memory tree reductions
 // and butterfly sums come out exact); bad launch shapes are refused as CUDA refuses them; a
 // barrier that cannot complete, and a shuffle with missing lanes, fail the launch with a reason;
-// an access out of bounds is reported by AddressSanitizer (this file and the kernels are built
-// with it in test_kernels_emulated).
+// an access out of bounds is reported by AddressSanitizer and a misaligned vector load by UBSan
+// (this file and the kernels are built with both in test_kernels_emulated).
 #include <gtest/gtest.h>
 
 #include <numeric>
@@ -98,6 +98,12 @@ __global__ void racy(int* x, int* out, bool read_after_write, bool race_free) {
 
 __global__ void read_one_past(const float* in, float* out) {
   out[threadIdx.x] = in[threadIdx.x + 1];
+}
+
+// Reads 16 bytes at `in + offset` as one float4 (16-byte aligned only for offsets multiple of 4).
+__global__ void vector_load(const float* in, int offset, float* out) {
+  const float4 v = *reinterpret_cast<const float4*>(in + offset);
+  out[threadIdx.x] = v.x + v.y + v.z + v.w;
 }
 
 __global__ void throws() {
@@ -231,5 +237,15 @@ TEST(CudaEmulator, OutOfBoundsAccessesAreReported) {
   ASSERT_EQ(cudaGetLastError(), cudaSuccess);
   EXPECT_DEATH(launcher(1, 32, nullptr, read_one_past)(in.data(), out.data()),
                "heap-buffer-overflow.*\\n.*read_one_past");
+}
+
+TEST(CudaEmulator, MisalignedVectorLoadsAreReported) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  alignas(16) float in[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  float out[1];
+  launcher(1, 1, nullptr, vector_load)(in, 4, out);  // aligned
+  ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  EXPECT_EQ(out[0], 26.f);
+  EXPECT_DEATH(launcher(1, 1, nullptr, vector_load)(in, 1, out), "misaligned address");
 }
 #endif

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "checkpoint/hf_io.h"
+#include "comm/communicator.h"
 #include "data/collate.h"
 #include "common/error.h"
 #include "common/fs.h"
@@ -282,4 +283,26 @@ TEST(Training, CheckpointsEveryStepsAndLatestPointsAtNewest) {
   EXPECT_TRUE(std::filesystem::exists(dir + "/recipe.yaml"));
   auto back = load_recipe(dir + "/recipe.yaml");
   EXPECT_EQ(back.train.max_steps, 5);
+}
+
+// The ranks per node (train.device cuda refuses more than the GPUs it sees) as launchers say it.
+TEST(Launch, LocalSizeFromTheLauncher) {
+  const char* vars[] = {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS",
+                        "SLURM_STEP_TASKS_PER_NODE"};
+  std::vector<std::pair<std::string, std::string>> saved;
+  for (const char* v : vars) {
+    if (const char* old = std::getenv(v)) saved.emplace_back(v, old);
+    unsetenv(v);
+  }
+  EXPECT_EQ(comm::local_size(), 0);
+  setenv("SLURM_STEP_TASKS_PER_NODE", "8(x2)", 1);
+  EXPECT_EQ(comm::local_size(), 8);
+  setenv("SLURM_STEP_TASKS_PER_NODE", "4,3", 1);  // differs between nodes: not used
+  EXPECT_EQ(comm::local_size(), 0);
+  setenv("MPI_LOCALNRANKS", "2", 1);
+  EXPECT_EQ(comm::local_size(), 2);
+  setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "3", 1);
+  EXPECT_EQ(comm::local_size(), 3);
+  for (const char* v : vars) unsetenv(v);
+  for (const auto& [k, v] : saved) setenv(k.c_str(), v.c_str(), 1);
 }

@@ -1,21 +1,32 @@
 #!/usr/bin/env bash
 # The GPU check: one prepared command for a machine with an NVIDIA GPU and the staged dependencies
 # (../shared/device/stage-deps.sh .devdeps pkgconf pkgconf-bin libpkgconf3 -> .devdeps/):
-#   tools/gpu/check.sh OUTDIR [PART ...]     PART: tests bench sanitize nccl train (default: all)
-# Builds against that machine's own libtorch for sm_90, runs the CUDA tests (fused AdamW kernel
-# against the CPU loop bit for bit; the flat optimizer training on the GPU against the CPU; the
-# fused layer kernels -- RMSNorm, SwiGLU, rotary, chunked cross-entropy -- against the libtorch
-# reference over odd shapes, and training steps on the GPU against the CPU), the kernels under
-# compute-sanitizer, the GPU benchmarks (fused AdamW against torch.optim.AdamW(fused=True); each
-# layer kernel's GB/s; both against the device copy), and the NCCL backend's collectives (one
-# rank), and (train) training on the GPU against the CPU (tests/e2e/kernel_train_test.sh) and the
-# llama2-7b training benchmark against transformers (tools/bench/gpu_train.py: 4 layers, then all
-# 32), writing logs and JSON into OUTDIR and a summary last.
+#   tools/gpu/check.sh OUTDIR [PART ...]
+# Builds against that machine's own libtorch for sm_90, then runs the PARTs in this order, each
+# only while the time budget (CHECK_BUDGET_S, default 540 s from the start, build included) lasts,
+# so the command ends inside the device's 10-minute limit with a summary of what it reached:
+#   tests   the CUDA tests: fused AdamW against the CPU loop bit for bit, the flat optimizer and
+#           training steps on the GPU against the CPU, each fused layer kernel (RMSNorm, SwiGLU,
+#           rotary, chunked cross-entropy) against the libtorch reference over odd shapes
+#   bench   each layer kernel's GB/s against a device copy in the same run
+#   train   llama2-7b shapes, 4 layers, seq 2048: tokens/s, MFU and the GPU peak against the plan,
+#           against transformers + AdamW(fused=True) (tools/bench/gpu_train.py); then training on
+#           the GPU against the CPU (tests/e2e/kernel_train_test.sh)
+#   train32 the same benchmark with all 32 layers
+#   nccl    the NCCL backend's collectives at one rank
+#   adamw   the fused AdamW step against torch.optim.AdamW(fused=True) (measured before)
+#   sanitize the kernels under compute-sanitizer memcheck and racecheck
+# Default: tests bench train. Logs and JSON go into OUTDIR, a summary last.
 set -uo pipefail
 out=${1:?usage: tools/gpu/check.sh OUTDIR [PART ...]}
 shift
-parts=" ${*:-tests bench sanitize nccl train} "
+parts=" ${*:-tests bench train} "
 want() { [[ $parts == *" $1 "* ]]; }
+t_start=$(date +%s)
+budget=${CHECK_BUDGET_S:-540}
+left() { echo $((budget - ($(date +%s) - t_start))); }
+# limit WANTED: the timeout for a step, capped by the time left (0: skip the step).
+limit() { local l; l=$(($(left) - 5)); ((l > $1)) && l=$1; ((l < 20)) && l=0; echo $l; }
 mkdir -p "$out"
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root" || exit 1
@@ -35,7 +46,7 @@ note "device: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format
 torch_prefix=$(python3 -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
 note "torch: $(python3 -c 'import torch; print(torch.__version__, torch.version.cuda)')"
 
-start=$(date +%s)
+start=$t_start
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$torch_prefix" \
   -DPKG_CONFIG_EXECUTABLE="$pc" -DASCLEPIUS_CUDA_ARCHITECTURES=90 -DASCLEPIUS_PYTHON=python3 \
   >"$out/configure.log" 2>&1 &&
@@ -53,41 +64,27 @@ cuobjdump --dump-sass build-gpu/trainer/libasclepius_kernels_device.a 2>&1 |
   grep -oE "(LDG|STG)\.E[.A-Z0-9]*" | sort | uniq -c >"$out/sass_mem_ops.txt"
 note "global loads/stores in the kernels' SASS: $(tr -s ' \n' ' ' <"$out/sass_mem_ops.txt")"
 
-if want nccl; then
-  grep -E "NCCL backend" "$out/configure.log" | tee -a "$summary"
-  timeout 120 mpirun -np 1 build-gpu/bin/comm_main collectives cuda >"$out/nccl.log" 2>&1
-  note "NCCL collectives (1 rank): rc=$? $(grep -E 'collectives, [0-9]+ failures' "$out/nccl.log")"
-  grep -E "FAIL|error" "$out/nccl.log" | head -5 | tee -a "$summary"
-fi
-want tests && {
-timeout 300 build-gpu/bin/test_trainer \
-  --gtest_filter='FusedAdamW.*:FlatAdamW.*:*FlatVsReference*:LayerOps.*' >"$out/test_cuda.log" 2>&1
-note "CUDA tests: rc=$? ($(grep -cE '^\[       OK \]' "$out/test_cuda.log") ok," \
-  "$(grep -cE '^\[  SKIPPED \] [A-Z]' "$out/test_cuda.log") skipped," \
-  "$(grep -cE '^\[  FAILED  \] [A-Z]' "$out/test_cuda.log") failed)"
-grep -E 'relative difference|FAILED|Failure' "$out/test_cuda.log" | head -20 | tee -a "$summary"
+# step NAME SECONDS CMD...: CMD under a timeout capped by the time left; rc in $rc (124: timed
+# out; skipped and rc=-1 when too little time is left).
+step() {
+  local name=$1 t; t=$(limit "$2"); shift 2
+  if ((t == 0)); then note "$name: skipped (time budget spent)"; rc=-1; return; fi
+  timeout "$t" "$@"; rc=$?
 }
-if want bench; then
-for n in 100000000 1000000000; do
-  PYTHONUNBUFFERED=1 timeout 240 python3 tools/bench/fused_adamw_gpu.py \
-    --bench build-gpu/bin/bench_fused_adamw_gpu --numel $n --iters 30 \
-    --json "$out/fused_adamw_gpu_$n.json" >"$out/bench_$n.log" 2>&1
-  note "bench numel=$n: rc=$?"
-  python3 - "$out/fused_adamw_gpu_$n.json" <<'PY' 2>/dev/null | tee -a "$summary"
-import json, sys
-r = json.load(open(sys.argv[1]))
-print(f"  ours {r['ours_ms']:.3f} ms = {r['ours_GBps']:.0f} GB/s ({r['fraction_of_copy']:.0%} of copy {r['copy_GBps']:.0f} GB/s);"
-      f" torch fused {r['torch_fused_ms']:.3f} ms -> {r['speedup_vs_torch_fused']:.2f}x;"
-      f" foreach {r['torch_foreach_ms']:.3f} ms -> {r['speedup_vs_torch_foreach']:.2f}x;"
-      f" bf16 out {r['ours_bf16out_GBps']:.0f} GB/s, bf16 grad+out {r['ours_bf16grad_bf16out_GBps']:.0f} GB/s,"
-      f" norm+clip {r['ours_with_norm_clip_GBps']:.0f} GB/s")
-PY
-done
+
+if want tests; then
+  step "CUDA tests" 240 build-gpu/bin/test_trainer \
+    --gtest_filter='FusedAdamW.*:FlatAdamW.*:*FlatVsReference*:LayerOps.*' >"$out/test_cuda.log" 2>&1
+  note "CUDA tests: rc=$rc ($(grep -cE '^\[       OK \]' "$out/test_cuda.log") ok," \
+    "$(grep -cE '^\[  SKIPPED \] [A-Z]' "$out/test_cuda.log") skipped," \
+    "$(grep -cE '^\[  FAILED  \] [A-Z]' "$out/test_cuda.log") failed)"
+  grep -E 'relative difference|FAILED|Failure' "$out/test_cuda.log" | head -20 | tee -a "$summary"
 fi
 
 if want bench; then
-  timeout 120 build-gpu/bin/bench_layer_kernels_gpu 4096 50 >"$out/layer_kernels_gpu.json" 2>"$out/layer_kernels_gpu.log"
-  note "layer kernels bench: rc=$?"
+  step "layer kernels bench" 90 build-gpu/bin/bench_layer_kernels_gpu 4096 50 \
+    >"$out/layer_kernels_gpu.json" 2>"$out/layer_kernels_gpu.log"
+  note "layer kernels bench: rc=$rc"
   python3 - "$out/layer_kernels_gpu.json" <<'PY' 2>/dev/null | tee -a "$summary"
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -97,24 +94,55 @@ for k in r["kernels"]:
 PY
 fi
 
+train_bench() {  # LAYERS SECONDS
+  step "llama2-7b shape, $1 layers" "$2" python3 tools/bench/gpu_train.py \
+    --bin build-gpu/bin/asclepius --layers "$1" --steps 6 --warmup 2 \
+    --json "$out/gpu_train_$1.json" >"$out/gpu_train_$1.log" 2>&1
+  note "llama2-7b shape, $1 layers, seq 2048: rc=$rc $(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); o=r['ours']; p=r.get('peer',{}); print(f\"ours {o['tokens_per_s']:.0f} tok/s mfu {o['mfu']:.1%} peak {o['peak_bytes']/2**30:.1f} GiB (plan {r.get('plan_error',float('nan')):+.1%}); peer {p.get('tokens_per_s',float('nan')):.0f} tok/s peak {p.get('peak_bytes',0)/2**30:.1f} GiB {p.get('error','')}; speedup {r.get('speedup',float('nan')):.2f}x\")" "$out/gpu_train_$1.json" 2>&1 | tail -1)"
+}
 if want train; then
-  timeout 300 bash tests/e2e/kernel_train_test.sh build-gpu/bin/asclepius python3 >"$out/gpu_train_test.log" 2>&1
-  note "GPU training against CPU: rc=$? $(grep -cE '^ok' "$out/gpu_train_test.log") ok, $(grep -cE '^FAILED' "$out/gpu_train_test.log") failed"
-  grep -E '^FAILED' "$out/gpu_train_test.log" | head -5 | tee -a "$summary"
-  for layers in 4 32; do
-    timeout 420 python3 tools/bench/gpu_train.py --bin build-gpu/bin/asclepius --layers $layers \
-      --steps 6 --warmup 2 --json "$out/gpu_train_$layers.json" >"$out/gpu_train_$layers.log" 2>&1
-    note "llama2-7b shape, $layers layers, seq 2048: rc=$? $(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); o=r['ours']; p=r.get('peer',{}); print(f\"ours {o['tokens_per_s']:.0f} tok/s mfu {o['mfu']:.1%} peak {o['peak_bytes']/2**30:.1f} GiB (plan {r.get('plan_error',float('nan')):+.1%}); peer {p.get('tokens_per_s',float('nan')):.0f} tok/s peak {p.get('peak_bytes',0)/2**30:.1f} GiB {p.get('error','')}; speedup {r.get('speedup',float('nan')):.2f}x\")" "$out/gpu_train_$layers.json" 2>&1 | tail -1)"
+  train_bench 4 240
+  step "GPU training against CPU" 240 bash tests/e2e/kernel_train_test.sh build-gpu/bin/asclepius \
+    python3 >"$out/gpu_train_test.log" 2>&1
+  note "GPU training against CPU: rc=$rc $(grep -cE '^ok' "$out/gpu_train_test.log") ok, $(grep -cE '^FAILED' "$out/gpu_train_test.log") failed"
+  grep -E '^FAILED|^FAIL ' "$out/gpu_train_test.log" | head -5 | tee -a "$summary"
+fi
+want train32 && train_bench 32 420
+
+if want nccl; then
+  grep -E "NCCL backend" "$out/configure.log" | tee -a "$summary"
+  step "NCCL collectives" 120 mpirun -np 1 build-gpu/bin/comm_main collectives cuda >"$out/nccl.log" 2>&1
+  note "NCCL collectives (1 rank): rc=$rc $(grep -E 'collectives, [0-9]+ failures' "$out/nccl.log")"
+  grep -E "FAIL|error" "$out/nccl.log" | head -5 | tee -a "$summary"
+fi
+
+if want adamw; then
+  for n in 100000000 1000000000; do
+    PYTHONUNBUFFERED=1 step "fused AdamW bench numel=$n" 200 python3 tools/bench/fused_adamw_gpu.py \
+      --bench build-gpu/bin/bench_fused_adamw_gpu --numel $n --iters 30 \
+      --json "$out/fused_adamw_gpu_$n.json" >"$out/bench_$n.log" 2>&1
+    note "fused AdamW bench numel=$n: rc=$rc"
+    python3 - "$out/fused_adamw_gpu_$n.json" <<'PY' 2>/dev/null | tee -a "$summary"
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"  ours {r['ours_ms']:.3f} ms = {r['ours_GBps']:.0f} GB/s ({r['fraction_of_copy']:.0%} of copy {r['copy_GBps']:.0f} GB/s);"
+      f" torch fused {r['torch_fused_ms']:.3f} ms -> {r['speedup_vs_torch_fused']:.2f}x;"
+      f" foreach {r['torch_foreach_ms']:.3f} ms -> {r['speedup_vs_torch_foreach']:.2f}x;"
+      f" bf16 out {r['ours_bf16out_GBps']:.0f} GB/s, bf16 grad+out {r['ours_bf16grad_bf16out_GBps']:.0f} GB/s,"
+      f" norm+clip {r['ours_with_norm_clip_GBps']:.0f} GB/s")
+PY
   done
 fi
 
-want sanitize && {
-timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 build-gpu/bin/test_trainer \
-  --gtest_filter='FusedAdamW.CudaKernelEqualsCpuLoop:LayerOps.CudaKernelsMatchTheReferenceOverOddShapes' >"$out/memcheck.log" 2>&1
-note "compute-sanitizer memcheck: rc=$? $(grep -E 'ERROR SUMMARY' "$out/memcheck.log" | tail -1)"
-timeout 150 compute-sanitizer --tool racecheck --error-exitcode 9 build-gpu/bin/test_trainer \
-  --gtest_filter='FusedAdamW.CudaKernelEqualsCpuLoop:LayerOps.CudaKernelsMatchTheReferenceOverOddShapes' >"$out/racecheck.log" 2>&1
-note "compute-sanitizer racecheck: rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/racecheck.log" | tail -1)"
-}
+if want sanitize; then
+  for tool in memcheck racecheck; do
+    step "compute-sanitizer $tool" 150 compute-sanitizer --tool $tool --error-exitcode 9 \
+      build-gpu/bin/test_trainer \
+      --gtest_filter='FusedAdamW.CudaKernelEqualsCpuLoop:LayerOps.CudaKernelsMatchTheReferenceOverOddShapes' \
+      >"$out/$tool.log" 2>&1
+    note "compute-sanitizer $tool: rc=$rc $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/$tool.log" | tail -1)"
+  done
+fi
+note "total: $(($(date +%s) - t_start)) s of the ${budget} s budget"
 echo "=== summary ==="
 cat "$summary"

@@ -225,6 +225,7 @@ class Schema {
       return v.empty() ? "must name the run directory" : nullptr;
     });
     add("checkpoint.every_steps", r_.checkpoint.every_steps, non_negative<int64_t>());
+    add<bool>("checkpoint.at_end", r_.checkpoint.at_end);
     add("checkpoint.resume", r_.checkpoint.resume, one_of({"never", "auto"}));
     add("checkpoint.keep_last", r_.checkpoint.keep_last, non_negative<int64_t>());
     add<bool>("checkpoint.async", r_.checkpoint.async);

@@ -73,6 +73,8 @@ struct Recipe {
   struct Checkpoint {
     std::string dir = "runs/demo";  // the run directory
     int64_t every_steps = 0;        // 0 = only at the end
+    bool at_end = true;             // false: no save when the run completes (benchmarks); a
+                                    // stop signal still saves
     // never: a run directory that already holds checkpoints is refused; auto: continue from its
     // newest checkpoint (same world size or not), refusing recipe changes that alter the math.
     std::string resume = "never";
@@ -84,7 +86,8 @@ struct Recipe {
   struct Logging {
     bool tensorboard = false;
     bool progress = true;      // live progress line on rank 0
-    double peak_tflops = 0.0;  // for MFU; 0 = 989 on CUDA (H100/H200 dense bf16), none on CPU
+    double peak_tflops = 0.0;  // for MFU, one device's (MFU = tflops of all ranks / (peak x
+                               // ranks)); 0 = 989 on CUDA (H100/H200 dense bf16), none on CPU
   } logging;
 
   // Where each key was set: "file.yaml:12" or "command line (train.lr=1e-4)". Defaults absent.

@@ -37,7 +37,7 @@ void cuda_check(cudaError_t e, const char* what) {
 struct DevSegment {
   int64_t offset, numel;
   int64_t first_chunk;  // running count of chunks before this segment
-  int decay;
+  int64_t decay;        // 64-bit: no padding bytes, so tables compare equal with memcmp
 };
 
 // Device-side state reused across steps: the segment table (re-uploaded only when the layout

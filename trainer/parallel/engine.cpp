@@ -84,15 +84,19 @@ ParallelEngine::ParallelEngine(LlamaForCausalLM& model, comm::Communicator& comm
   }
   const auto f32 = at::TensorOptions().dtype(at::kFloat).device(device);
   const auto cdt = at::TensorOptions().dtype(dtype_).device(device);
-  // The initial values are written on the host (the sources fill host memory), then moved.
-  master_ = at::zeros({flat}, at::kFloat);
+  // The sources fill host memory: on a device, each owned range goes through a host buffer of
+  // its own size (one parameter's slice at a time), never the whole shard.
+  master_ = at::zeros({flat}, f32);
   for (const Unit& u : units_) {
     for_owned(u, params_, [&](size_t k, int64_t in_param, int64_t in_own, int64_t len) {
       at::Tensor dst = master_.narrow(0, u.flat + in_own, len);
-      if (initial)
-        initial(params_[k].first, in_param, in_param + len, dst.data_ptr<float>());
-      else
+      if (initial) {
+        at::Tensor host = dst.is_cpu() ? dst : at::empty({len}, at::kFloat);
+        initial(params_[k].first, in_param, in_param + len, host.data_ptr<float>());
+        if (!host.is_same(dst)) dst.copy_(host);
+      } else {
         dst.copy_(params_[k].second.reshape({-1}).narrow(0, in_param, len));
+      }
     });
     // The fused step's segments over the owned buffers: parameter parts, then any padding.
     int64_t covered = 0;
@@ -102,7 +106,6 @@ ParallelEngine::ParallelEngine(LlamaForCausalLM& model, comm::Communicator& comm
     });
     if (covered < u.shard) segments_.push_back({u.shard - covered, false});
   }
-  if (!device.is_cpu()) master_ = master_.to(device);
   m_ = at::zeros({flat}, f32);
   v_ = at::zeros({flat}, f32);
   gacc_ = at::zeros({flat}, f32);
