@@ -147,6 +147,18 @@ TEST(LayerOps, CudaKernelsMatchTheReferenceOverOddShapes) {
           "swiglu", [](auto& v) { return ops::swiglu(v[0], v[1]); },
           {3 * at::randn({rows, dim}), at::randn({rows, dim})}, dtype, tol);
     }
+    // Views that start one element into their buffer: misaligned for the kernels' 128-bit packs
+    // (taken above where rows are a multiple of 16 bytes), so they move single elements.
+    compare(
+        "rmsnorm (misaligned view)",
+        [](auto& v) {
+          return ops::rms_norm(v[0].narrow(0, 1, 7 * 64).view({7, 64}), v[1], 1e-5);
+        },
+        {at::randn({7 * 64 + 1}), 1 + 0.1 * at::randn({64})}, dtype, tol);
+    compare(
+        "swiglu (misaligned view)",
+        [](auto& v) { return ops::swiglu(v[0].narrow(0, 1, 64), v[1].narrow(0, 1, 64)); },
+        {3 * at::randn({65}), at::randn({65})}, dtype, tol);
     for (auto [B, T, H, E] : {std::array<int64_t, 4>{1, 1, 1, 2}, {2, 13, 3, 10}, {3, 7, 5, 128}}) {
       auto [cos, sin] = rotary_tables(T, E, 10000.0, torch::kFloat32, torch::kCPU);
       // One table [T, E], and per-row positions (packing): tables [B, 1, T, E].

@@ -3,6 +3,8 @@
 // the product), so results match the libtorch reference within one bf16 rounding. exp and log are
 // the accurate expf/logf, not the __expf/__logf intrinsics: these kernels are bound by memory, not
 // arithmetic, and the fp32 results then match the reference to a few ulp.
+#include <cstdint>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 
@@ -79,29 +81,53 @@ __device__ float block_max(float v) {
   return out;
 }
 
+// --- packs: P consecutive elements moved as one aligned access (P = 16 / sizeof(T): 128 bits)
+// when every pointer is 16-byte aligned and the row length a multiple of P; else P = 1.
+template <class T, int P>
+struct alignas(sizeof(T) * P) Pack {
+  T v[P];
+};
+template <class T, int P>
+__device__ __forceinline__ Pack<T, P> load(const T* p, int64_t i) {
+  return reinterpret_cast<const Pack<T, P>*>(p)[i];
+}
+template <class T, int P>
+__device__ __forceinline__ void store(T* p, int64_t i, const Pack<T, P>& v) {
+  reinterpret_cast<Pack<T, P>*>(p)[i] = v;
+}
+
 // --- RMSNorm ------------------------------------------------------------------------------------
-template <class T>
+template <class T, int P>
 __global__ void rmsnorm_fwd(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y,
                             float* __restrict__ rstd_out, int64_t dim, float eps) {
-  const int64_t row = blockIdx.x;
+  const int64_t row = blockIdx.x, packs = dim / P;
   const T* xr = x + row * dim;
   T* yr = y + row * dim;
   float ss = 0.f;
-  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
-    const float v = to_f(xr[j]);
-    ss += v * v;
+  for (int64_t j = threadIdx.x; j < packs; j += blockDim.x) {
+    const Pack<T, P> xv = load<T, P>(xr, j);
+    for (int k = 0; k < P; ++k) {
+      const float v = to_f(xv.v[k]);
+      ss += v * v;
+    }
   }
   const float rstd = rsqrtf(block_sum(ss) / float(dim) + eps);
   if (threadIdx.x == 0) rstd_out[row] = rstd;
-  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x)
-    yr[j] = from_f<T>(to_f(w[j]) * round_to<T>(to_f(xr[j]) * rstd));
+  for (int64_t j = threadIdx.x; j < packs; j += blockDim.x) {
+    const Pack<T, P> xv = load<T, P>(xr, j), wv = load<T, P>(w, j);
+    Pack<T, P> out;
+    for (int k = 0; k < P; ++k)
+      out.v[k] = from_f<T>(to_f(wv.v[k]) * round_to<T>(to_f(xv.v[k]) * rstd));
+    store<T, P>(yr, j, out);
+  }
 }
 
-template <class T>
+template <class T, int P>
 __global__ void rmsnorm_bwd(const T* __restrict__ dy, const T* __restrict__ x,
                             const T* __restrict__ w, const float* __restrict__ rstd,
                             T* __restrict__ dx, float* __restrict__ partial, int64_t rows,
                             int64_t dim) {
+  const int64_t packs = dim / P;
   float* mine = partial + int64_t(blockIdx.x) * dim;  // this block's dw partial sums
   for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) mine[j] = 0.f;
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
@@ -109,14 +135,21 @@ __global__ void rmsnorm_bwd(const T* __restrict__ dy, const T* __restrict__ x,
     const T* xr = x + row * dim;
     const float r = rstd[row];
     float dot = 0.f;
-    for (int64_t j = threadIdx.x; j < dim; j += blockDim.x)
-      dot += to_f(dyr[j]) * to_f(w[j]) * to_f(xr[j]) * r;
+    for (int64_t j = threadIdx.x; j < packs; j += blockDim.x) {
+      const Pack<T, P> gv = load<T, P>(dyr, j), wv = load<T, P>(w, j), xv = load<T, P>(xr, j);
+      for (int k = 0; k < P; ++k) dot += to_f(gv.v[k]) * to_f(wv.v[k]) * to_f(xv.v[k]) * r;
+    }
     const float mean = block_sum(dot) / float(dim);
     T* dxr = dx + row * dim;
-    for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
-      const float n = to_f(xr[j]) * r, g = to_f(dyr[j]);
-      dxr[j] = from_f<T>(r * (g * to_f(w[j]) - n * mean));
-      mine[j] += g * round_to<T>(n);
+    for (int64_t j = threadIdx.x; j < packs; j += blockDim.x) {
+      const Pack<T, P> gv = load<T, P>(dyr, j), wv = load<T, P>(w, j), xv = load<T, P>(xr, j);
+      Pack<T, P> out;
+      for (int k = 0; k < P; ++k) {
+        const float n = to_f(xv.v[k]) * r, g = to_f(gv.v[k]);
+        out.v[k] = from_f<T>(r * (g * to_f(wv.v[k]) - n * mean));
+        mine[j * P + k] += g * round_to<T>(n);
+      }
+      store<T, P>(dxr, j, out);
     }
   }
 }
@@ -135,26 +168,37 @@ __device__ __forceinline__ float sigmoid(float g) {
   return 1.f / (1.f + expf(-g));
 }
 
-template <class T>
+template <class T, int P>
 __global__ void swiglu_fwd(const T* __restrict__ gate, const T* __restrict__ up, T* __restrict__ y,
                            int64_t n) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n / P;
        i += int64_t(gridDim.x) * blockDim.x) {
-    const float g = to_f(gate[i]);
-    y[i] = from_f<T>(round_to<T>(g * sigmoid(g)) * to_f(up[i]));
+    const Pack<T, P> gv = load<T, P>(gate, i), uv = load<T, P>(up, i);
+    Pack<T, P> out;
+    for (int k = 0; k < P; ++k) {
+      const float g = to_f(gv.v[k]);
+      out.v[k] = from_f<T>(round_to<T>(g * sigmoid(g)) * to_f(uv.v[k]));
+    }
+    store<T, P>(y, i, out);
   }
 }
 
-template <class T>
+template <class T, int P>
 __global__ void swiglu_bwd(const T* __restrict__ dy, const T* __restrict__ gate,
                            const T* __restrict__ up, T* __restrict__ d_gate, T* __restrict__ d_up,
                            int64_t n) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n / P;
        i += int64_t(gridDim.x) * blockDim.x) {
-    const float g = to_f(gate[i]), u = to_f(up[i]), d = to_f(dy[i]);
-    const float s = sigmoid(g);
-    d_up[i] = from_f<T>(d * round_to<T>(g * s));
-    d_gate[i] = from_f<T>(d * u * s * (1.f + g * (1.f - s)));
+    const Pack<T, P> gv = load<T, P>(gate, i), uv = load<T, P>(up, i), dv = load<T, P>(dy, i);
+    Pack<T, P> dg, du;
+    for (int k = 0; k < P; ++k) {
+      const float g = to_f(gv.v[k]), u = to_f(uv.v[k]), d = to_f(dv.v[k]);
+      const float s = sigmoid(g);
+      du.v[k] = from_f<T>(d * round_to<T>(g * s));
+      dg.v[k] = from_f<T>(d * u * s * (1.f + g * (1.f - s)));
+    }
+    store<T, P>(d_gate, i, dg);
+    store<T, P>(d_up, i, du);
   }
 }
 
@@ -228,13 +272,31 @@ bool layer_kernels_built() {
     __VA_ARGS__;                 \
   }
 
+namespace {
+// Whether every pointer is 16-byte aligned and `len` (a row, or the whole) a multiple of the
+// 128-bit pack of elements of `elem_bytes`: then the kernels move packs, else single elements.
+bool packable(int64_t len, int64_t elem_bytes, std::initializer_list<const void*> ptrs) {
+  if (len % (16 / elem_bytes) != 0) return false;
+  for (const void* p : ptrs)
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  return true;
+}
+}  // namespace
+
+// ASC_PACKED(cond, kernel, ...): kernel<T, 16 / sizeof(T)> when cond, kernel<T, 1> otherwise.
+#define ASC_PACKED(cond, grid, stream, kernel, ...)                                  \
+  if (cond)                                                                          \
+    ASC_LAUNCH(grid, kThreads, stream, kernel<T, int(16 / sizeof(T))>)(__VA_ARGS__); \
+  else                                                                               \
+    ASC_LAUNCH(grid, kThreads, stream, kernel<T, 1>)(__VA_ARGS__)
+
 void rmsnorm_forward_cuda(const void* x, const void* w, void* y, float* rstd_out, int64_t rows,
                           int64_t dim, float eps, int dtype, void* stream) {
   if (rows == 0) return;
   auto st = static_cast<cudaStream_t>(stream);
-  ASC_DISPATCH(dtype, ASC_LAUNCH(unsigned(rows), kThreads, st, rmsnorm_fwd<T>)(
-                          static_cast<const T*>(x), static_cast<const T*>(w), static_cast<T*>(y),
-                          rstd_out, dim, eps));
+  ASC_DISPATCH(dtype, ASC_PACKED(packable(dim, sizeof(T), {x, w, y}), unsigned(rows), st,
+                                 rmsnorm_fwd, static_cast<const T*>(x), static_cast<const T*>(w),
+                                 static_cast<T*>(y), rstd_out, dim, eps));
   check(cudaGetLastError(), "rmsnorm forward");
 }
 
@@ -247,10 +309,10 @@ void rmsnorm_backward_cuda(const void* dy, const void* x, const void* w, const f
                            int dtype, void* stream) {
   if (dim == 0) return;
   auto st = static_cast<cudaStream_t>(stream);
-  ASC_DISPATCH(dtype,
-               ASC_LAUNCH(kDwBlocks, kThreads, st, rmsnorm_bwd<T>)(
-                   static_cast<const T*>(dy), static_cast<const T*>(x), static_cast<const T*>(w),
-                   rstd, static_cast<T*>(dx), workspace, rows, dim));
+  ASC_DISPATCH(
+      dtype, ASC_PACKED(packable(dim, sizeof(T), {dy, x, w, dx}), kDwBlocks, st, rmsnorm_bwd,
+                        static_cast<const T*>(dy), static_cast<const T*>(x),
+                        static_cast<const T*>(w), rstd, static_cast<T*>(dx), workspace, rows, dim));
   ASC_LAUNCH(unsigned((dim + kThreads - 1) / kThreads), kThreads, st, sum_partials)
   (workspace, dw_f32, dim, kDwBlocks);
   check(cudaGetLastError(), "rmsnorm backward");
@@ -259,8 +321,8 @@ void rmsnorm_backward_cuda(const void* dy, const void* x, const void* w, const f
 void swiglu_forward_cuda(const void* gate, const void* up, void* y, int64_t n, int dtype,
                          void* stream) {
   auto st = static_cast<cudaStream_t>(stream);
-  ASC_DISPATCH(dtype,
-               ASC_LAUNCH(grid_for(n), kThreads, st, swiglu_fwd<T>)(
+  ASC_DISPATCH(dtype, const bool packed = packable(n, sizeof(T), {gate, up, y}); ASC_PACKED(
+                   packed, grid_for(packed ? n / (16 / sizeof(T)) : n), st, swiglu_fwd,
                    static_cast<const T*>(gate), static_cast<const T*>(up), static_cast<T*>(y), n));
   check(cudaGetLastError(), "swiglu forward");
 }
@@ -269,7 +331,8 @@ void swiglu_backward_cuda(const void* dy, const void* gate, const void* up, void
                           void* d_up, int64_t n, int dtype, void* stream) {
   auto st = static_cast<cudaStream_t>(stream);
   ASC_DISPATCH(
-      dtype, ASC_LAUNCH(grid_for(n), kThreads, st, swiglu_bwd<T>)(
+      dtype, const bool packed = packable(n, sizeof(T), {dy, gate, up, d_gate, d_up});
+      ASC_PACKED(packed, grid_for(packed ? n / (16 / sizeof(T)) : n), st, swiglu_bwd,
                  static_cast<const T*>(dy), static_cast<const T*>(gate), static_cast<const T*>(up),
                  static_cast<T*>(d_gate), static_cast<T*>(d_up), n));
   check(cudaGetLastError(), "swiglu backward");
