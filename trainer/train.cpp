@@ -108,9 +108,11 @@ at::Device training_device(const Recipe& r) {
                   "{}: train.device is cuda but this build has no CUDA kernels",
                   r.where("train.device"));
   // One GPU per rank: two ranks on one GPU would fail in NCCL's set-up with a vaguer message.
-  // Every rank of the node reads the same count, so each stops with this one.
+  // Every rank of the node reads the same count, so each stops with this one. Where the launcher
+  // binds GPUs per rank (CUDA_VISIBLE_DEVICES, e.g. Slurm's --gpus-per-task), a rank sees only
+  // its own and the count says nothing.
   const int64_t local = comm::local_size();
-  if (local > n)
+  if (local > n && !std::getenv("CUDA_VISIBLE_DEVICES"))
     ASC_FAIL_HINT(fmt::format("launch at most {} rank(s) per node (mpirun -np {} per node, or "
                               "--ntasks-per-node={}), one GPU each",
                               n, n, n),

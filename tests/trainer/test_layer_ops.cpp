@@ -232,9 +232,6 @@ TEST(LayerOps, PlannerCountsOneChunkOfLogits) {
   EXPECT_EQ(plan_memory(in).logits, full);
 }
 
-// The chunk-seeded initialisation gives the same values for any split of a parameter (what lets
-// each fsdp rank initialise only what it owns), across chunk boundaries and the zeroed pad row,
-// and different values for another seed or parameter name.
 // On a device (train.device cuda) the host keeps staging only, and attention keeps no [T, T]
 // probabilities (flash / memory-efficient kernels); the device peak is otherwise the same.
 TEST(LayerOps, PlannerOnADeviceKeepsTheStateOffTheHost) {
@@ -261,6 +258,9 @@ TEST(LayerOps, PlannerOnADeviceKeepsTheStateOffTheHost) {
   }
 }
 
+// The chunk-seeded initialisation gives the same values for any split of a parameter (what lets
+// each fsdp rank initialise only what it owns), across chunk boundaries and the zeroed pad row,
+// and different values for another seed or parameter name.
 TEST(Init, AnyRangeOfAParameterEqualsTheWholeParameter) {
   LlamaConfig c = llama_preset("tiny-gqa");
   c.vocab_size = 40000, c.hidden_size = 64, c.pad_token_id = 16400;  // pad row crosses 2^20

@@ -64,12 +64,19 @@ cuobjdump --dump-sass build-gpu/trainer/libasclepius_kernels_device.a 2>&1 |
   grep -oE "(LDG|STG)\.E[.A-Z0-9]*" | sort | uniq -c >"$out/sass_mem_ops.txt"
 note "global loads/stores in the kernels' SASS: $(tr -s ' \n' ' ' <"$out/sass_mem_ops.txt")"
 
-# step NAME SECONDS CMD...: CMD under a timeout capped by the time left; rc in $rc (124: timed
-# out; skipped and rc=-1 when too little time is left).
+# step NAME SECONDS CMD...: CMD under a timeout capped by the time left; rc in $rc (137: timed
+# out; skipped and rc=-1 when too little time is left). A timed-out step is killed outright (a
+# SIGTERM would make asclepius save a checkpoint: 94 GB at 7B), with whatever it started in other
+# process groups (the inner timeouts, mpirun), and its scratch run directories go.
 step() {
   local name=$1 t; t=$(limit "$2"); shift 2
   if ((t == 0)); then note "$name: skipped (time budget spent)"; rc=-1; return; fi
-  timeout "$t" "$@"; rc=$?
+  timeout -s KILL "$t" "$@"; rc=$?
+  if ((rc == 137)); then
+    pkill -KILL -f "build-gpu/bin/|tools/bench/gpu_train.py|kernel_train_test.sh" 2>/dev/null
+    pkill -KILL mpirun 2>/dev/null
+    rm -rf /tmp/asc-gpu-train-*
+  fi
 }
 
 if want tests; then
