@@ -291,8 +291,6 @@ void run_grid(dim3 grid, dim3 block, const std::function<void()>& body) {
       for (unsigned y = 0; y < grid.y; ++y)
         for (unsigned x = 0; x < grid.x; ++x) {
           blockIdx = {x, y, z};
-          ++e.stats.blocks;
-          e.stats.threads += e.count;
           run_block(body);
         }
   } catch (const std::exception& ex) {

@@ -79,10 +79,6 @@ template <class T>
 inline T min(T a, T b) {
   return b < a ? b : a;
 }
-template <class T>
-inline T max(T a, T b) {
-  return a < b ? b : a;
-}
 using std::isfinite;
 
 // bf16 with CUDA's names; round to nearest even (NaN stays NaN), written independently of libtorch.
@@ -140,7 +136,7 @@ auto launcher(dim3 grid, dim3 block, cudaStream_t, Kernel* kernel) {
 
 // Statistics of the launches so far (for the emulator's own tests).
 struct Stats {
-  int64_t launches = 0, blocks = 0, threads = 0, barriers = 0;
+  int64_t launches = 0, barriers = 0;
 };
 Stats stats();
 

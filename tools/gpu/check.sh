@@ -46,14 +46,13 @@ note "device: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format
 torch_prefix=$(python3 -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
 note "torch: $(python3 -c 'import torch; print(torch.__version__, torch.version.cuda)')"
 
-start=$t_start
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$torch_prefix" \
   -DPKG_CONFIG_EXECUTABLE="$pc" -DASCLEPIUS_CUDA_ARCHITECTURES=90 -DASCLEPIUS_PYTHON=python3 \
   >"$out/configure.log" 2>&1 &&
   cmake --build build-gpu -j"$(nproc)" --target test_trainer bench_fused_adamw_gpu bench_layer_kernels_gpu comm_main asclepius -- -k 0 \
     >"$out/build.log" 2>&1
 rc=$?
-note "build: rc=$rc in $(($(date +%s) - start)) s"
+note "build: rc=$rc in $(($(date +%s) - t_start)) s"
 if [[ $rc != 0 ]]; then
   tail -n 5 "$out/configure.log"
   grep -E "error|FAILED" "$out/build.log" | head -40

@@ -17,8 +17,8 @@
 // Gradients are summed (the loss is already divided by the global target count) and reduced in
 // fp32. The global gradient norm sums the owned squares over ranks, so every rank clips alike.
 // CPU tensors over MPI, or (train.device cuda) device tensors over NCCL. The optimizer step's
-// kernel path runs in the CPU tests on the CUDA emulator (emulated.train, tests/emu); the NCCL and
-// device-buffer side has not run on a GPU yet (tests/e2e/kernel_train_test.sh runs it where one is).
+// kernel path runs in the CPU tests on the CUDA emulator (emulated.train, tests/emu); the NCCL
+// and device-buffer side has not run on a GPU yet (tests/e2e/kernel_train_test.sh runs it there).
 #pragma once
 
 #include <functional>
