@@ -1,6 +1,8 @@
 // AdamW against libtorch's own torch::optim::AdamW; clipping against clip_grad_norm_.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
 #include <ATen/ATen.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
@@ -34,9 +36,21 @@ TEST(AdamW, MatchesTorchOptimAdamWOver100Steps) {
     opt.step(lr);
     topt.step();
   }
+  // Both sides get the same gradients (no feedback), but the arithmetic differs by a few ulps
+  // per step: our lerp/addcmul/addcdiv sequence against torch's, and ATen's vector kernels use
+  // fused multiply-adds on some paths and not others, so the AVX2 and AVX-512 paths round
+  // differently. Measured 2026-12-03 on an AVX-512 Xeon with ATen on its AVX-512, AVX2 and
+  // unvectorised paths: relative difference of a whole tensor <= 7.6e-8, worst element 7e-7,
+  // 1.1e-6 and 1.2e-6 (the old bound, 1e-6 per element, failed on the AVX2 path). Bounds: 1e-6
+  // per tensor, 1e-5 per element; a wrong decay or bias correction is off by 1e-3 or more.
   for (size_t i = 0; i < ours.size(); ++i) {
-    double rel = ((ours[i] - ref[i]).abs() / ref[i].abs().clamp_min(1e-3)).max().item<double>();
-    EXPECT_LT(rel, 1e-6) << names[i];
+    const double whole = ((ours[i] - ref[i]).norm() / ref[i].norm()).item<double>();
+    const double worst =
+        ((ours[i] - ref[i]).abs() / ref[i].abs().clamp_min(1e-3)).max().item<double>();
+    std::fprintf(stderr, "%s: relative difference %.3g, worst element %.3g\n", names[i].c_str(),
+                 whole, worst);
+    EXPECT_LT(whole, 1e-6) << names[i];
+    EXPECT_LT(worst, 1e-5) << names[i];
   }
 }
 

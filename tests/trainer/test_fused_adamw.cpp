@@ -1,9 +1,14 @@
 // Fused AdamW (one pass over flat fp32 buffers) against libtorch's own torch::optim::AdamW over
-// 100 steps, with a weight-decay mask, global-norm clipping and the bf16 compute copy; the CUDA
-// kernel against the CPU loop where a GPU is present (skipped cleanly elsewhere).
+// 100 steps, with a weight-decay mask, global-norm clipping and the bf16 compute copy; the CPU
+// tests run once per instruction set the loop is compiled for (baseline, AVX2, AVX-512F; those
+// the CPU lacks are skipped, named), and the sets give the same bits; the CUDA kernel against
+// the CPU loop where a GPU is present (skipped cleanly elsewhere).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include <ATen/ATen.h>
 #include <torch/nn/utils/clip_grad.h>
@@ -46,9 +51,30 @@ FusedAdamWArgs args_of(Flat& f, int64_t step, double lr, float scale) {
   a.step = step, a.grad_scale = scale;
   return a;
 }
+// Runs the CPU loop with one instruction set for the test's duration.
+class PerIsa : public ::testing::TestWithParam<CpuIsa> {
+ protected:
+  void SetUp() override {
+    const auto have = available_cpu_isas();
+    if (std::find(have.begin(), have.end(), GetParam()) == have.end())
+      GTEST_SKIP() << "this CPU has no " << cpu_isa_name(GetParam());
+    saved_ = cpu_isa();
+    set_cpu_isa(GetParam());
+  }
+  void TearDown() override { set_cpu_isa(saved_); }
+  CpuIsa saved_ = CpuIsa::kBaseline;
+};
+std::string isa_test_name(const ::testing::TestParamInfo<CpuIsa>& info) {
+  return cpu_isa_name(info.param);
+}
 }  // namespace
 
-TEST(FusedAdamW, MatchesTorchOptimAdamWWithMaskClippingAndBf16Copy) {
+class FusedAdamWCpu : public PerIsa {};
+INSTANTIATE_TEST_SUITE_P(Isa, FusedAdamWCpu,
+                         ::testing::Values(CpuIsa::kBaseline, CpuIsa::kAvx2, CpuIsa::kAvx512),
+                         isa_test_name);
+
+TEST_P(FusedAdamWCpu, MatchesTorchOptimAdamWWithMaskClippingAndBf16Copy) {
   torch::manual_seed(1);
   std::vector<at::Tensor> init = {at::randn({37, 11}), at::randn({64}), at::randn({5, 7, 3})};
   Flat f = make_flat(init);
@@ -99,7 +125,7 @@ TEST(FusedAdamW, MatchesTorchOptimAdamWWithMaskClippingAndBf16Copy) {
   EXPECT_TRUE(at::equal(f.bf16, f.master.to(at::kBFloat16)));
 }
 
-TEST(FusedAdamW, Bf16GradientsEqualTheirFp32Values) {
+TEST_P(FusedAdamWCpu, Bf16GradientsEqualTheirFp32Values) {
   torch::manual_seed(2);
   Flat a = make_flat({at::randn({1000}), at::randn({33})}),
        b = make_flat({a.master.slice(0, 0, 1000).clone(), a.master.slice(0, 1000).clone()});
@@ -114,6 +140,60 @@ TEST(FusedAdamW, Bf16GradientsEqualTheirFp32Values) {
   EXPECT_TRUE(at::equal(a.master, b.master));
   EXPECT_TRUE(at::equal(a.m, b.m));
   EXPECT_TRUE(at::equal(a.v, b.v));
+}
+
+// Every instruction set gives the baseline's bits, on every path (fp32 or bf16 gradients, with
+// or without the bf16 copy), over odd lengths (vector bodies and scalar tails) and 30 steps.
+TEST_P(FusedAdamWCpu, SameBitsAsTheBaselineLoop) {
+  torch::manual_seed(6);
+  const std::vector<at::Tensor> init = {at::randn({1031}), at::randn({17}), at::randn({4099})};
+  for (bool bf16_grad : {false, true})
+    for (bool bf16_copy : {false, true}) {
+      Flat ours = make_flat(init), base = make_flat(init);
+      for (int step = 1; step <= 30; ++step) {
+        const at::Tensor g = at::randn({ours.master.numel()}) * (step % 5 == 0 ? 20.0 : 0.5);
+        const at::Tensor g16 = g.to(at::kBFloat16);
+        ours.grad.copy_(g), base.grad.copy_(g);
+        FusedAdamWArgs a = args_of(ours, step, 3e-3, 0.7f), b = args_of(base, step, 3e-3, 0.7f);
+        if (bf16_grad) {
+          a.grad_f32 = b.grad_f32 = nullptr;
+          a.grad_bf16 = b.grad_bf16 = reinterpret_cast<const uint16_t*>(g16.data_ptr<at::BFloat16>());
+        }
+        if (!bf16_copy) a.param_bf16 = b.param_bf16 = nullptr;
+        fused_adamw_cpu(a);
+        set_cpu_isa(CpuIsa::kBaseline);
+        fused_adamw_cpu(b);
+        set_cpu_isa(GetParam());
+      }
+      const std::string path = std::string(bf16_grad ? "bf16" : "fp32") + " gradients, " +
+                               (bf16_copy ? "with" : "without") + " the bf16 copy";
+      EXPECT_TRUE(at::equal(ours.master, base.master)) << path;
+      EXPECT_TRUE(at::equal(ours.m, base.m)) << path;
+      EXPECT_TRUE(at::equal(ours.v, base.v)) << path;
+      if (bf16_copy) {
+        EXPECT_TRUE(at::equal(ours.bf16, base.bf16)) << path;
+      }
+    }
+}
+
+// ASCLEPIUS_CPU_ISA picks the set (the suite runs these tests again with avx2 forced); names
+// are checked, and a set the CPU lacks is refused.
+TEST(FusedAdamW, TheInstructionSetIsChosenByTheEnvironmentOrTheCpu) {
+  if (const char* v = std::getenv("ASCLEPIUS_CPU_ISA"); v && *v) {
+    EXPECT_STREQ(cpu_isa_name(cpu_isa()), v);
+  } else {
+    EXPECT_EQ(cpu_isa(), best_cpu_isa());
+  }
+  for (CpuIsa isa : available_cpu_isas()) EXPECT_EQ(cpu_isa_from_name(cpu_isa_name(isa)), isa);
+  EXPECT_THROW(cpu_isa_from_name("avx512bw"), std::exception);
+  EXPECT_THROW(cpu_isa_from_name(""), std::exception);
+  const auto have = available_cpu_isas();
+  ASSERT_EQ(have.front(), CpuIsa::kBaseline);
+  if (have.size() < 3) {
+    const CpuIsa missing = have.size() == 1 ? CpuIsa::kAvx2 : CpuIsa::kAvx512;
+    EXPECT_THROW(set_cpu_isa(missing), std::exception);
+    EXPECT_THROW(cpu_isa_from_name(cpu_isa_name(missing)), std::exception);
+  }
 }
 
 TEST(FusedAdamW, CudaKernelEqualsCpuLoop) {

@@ -1,6 +1,9 @@
 #include <ATen/Parallel.h>
 
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "common/error.h"
 #include "kernels/adamw_update.h"
@@ -41,27 +44,86 @@ inline __attribute__((always_inline)) void update_loop(const FusedAdamWArgs& a, 
   }
 }
 
-// Compiled three times (x86-64 baseline, AVX2, AVX-512F) and picked at load time by the CPU. The
-// file is built with -ffp-contract=off: no fused multiply-add, every operation rounds on its own,
-// so results do not depend on the clone (nor differ from the CUDA kernel, built --fmad=false).
-#define ASC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-ASC_CLONES void update_f32(const FusedAdamWArgs& a, const AdamWStep& s, bool d, int64_t b,
-                           int64_t e) {
-  update_loop<false, false>(a, s, d, b, e);
+// The loop compiled three times (x86-64 baseline, AVX2, AVX-512F), picked by cpu_isa(). The file
+// is built with -ffp-contract=off: no fused multiply-add, every operation rounds on its own, so
+// the three give the same bits (tested) and the CUDA kernel (built --fmad=false) matches them.
+using UpdateFn = void (*)(const FusedAdamWArgs&, const AdamWStep&, bool, int64_t, int64_t);
+
+#define ASC_UPDATE_FOR(ISA_ATTR, NAME)                                                       \
+  template <bool kBf16Grad, bool kWriteBf16>                                                \
+  ISA_ATTR void NAME(const FusedAdamWArgs& a, const AdamWStep& s, bool d, int64_t b, int64_t e) { \
+    update_loop<kBf16Grad, kWriteBf16>(a, s, d, b, e);                                      \
+  }
+ASC_UPDATE_FOR(, update_baseline)
+ASC_UPDATE_FOR(__attribute__((target("avx2"))), update_avx2)
+ASC_UPDATE_FOR(__attribute__((target("avx512f"))), update_avx512)
+#undef ASC_UPDATE_FOR
+
+// [isa][bf16 gradient][write the bf16 copy]
+#define ASC_TABLE(NAME) {{NAME<false, false>, NAME<false, true>}, {NAME<true, false>, NAME<true, true>}}
+const UpdateFn kUpdate[3][2][2] = {ASC_TABLE(update_baseline), ASC_TABLE(update_avx2),
+                                   ASC_TABLE(update_avx512)};
+#undef ASC_TABLE
+
+bool cpu_has(CpuIsa isa) {
+  switch (isa) {
+    case CpuIsa::kBaseline: return true;
+    case CpuIsa::kAvx2: return __builtin_cpu_supports("avx2");
+    case CpuIsa::kAvx512: return __builtin_cpu_supports("avx512f");
+  }
+  return false;
 }
-ASC_CLONES void update_f32_bf16out(const FusedAdamWArgs& a, const AdamWStep& s, bool d, int64_t b,
-                                   int64_t e) {
-  update_loop<false, true>(a, s, d, b, e);
-}
-ASC_CLONES void update_bf16(const FusedAdamWArgs& a, const AdamWStep& s, bool d, int64_t b,
-                            int64_t e) {
-  update_loop<true, false>(a, s, d, b, e);
-}
-ASC_CLONES void update_bf16_bf16out(const FusedAdamWArgs& a, const AdamWStep& s, bool d, int64_t b,
-                                    int64_t e) {
-  update_loop<true, true>(a, s, d, b, e);
+
+// The one in use: ASCLEPIUS_CPU_ISA's if set, else the best the CPU has. Read once.
+std::atomic<int>& isa_in_use() {
+  static std::atomic<int> isa{[] {
+    const char* v = std::getenv("ASCLEPIUS_CPU_ISA");
+    return int(v && *v ? cpu_isa_from_name(v) : best_cpu_isa());
+  }()};
+  return isa;
 }
 }  // namespace
+
+const char* cpu_isa_name(CpuIsa isa) {
+  switch (isa) {
+    case CpuIsa::kBaseline: return "baseline";
+    case CpuIsa::kAvx2: return "avx2";
+    case CpuIsa::kAvx512: return "avx512";
+  }
+  return "?";
+}
+
+CpuIsa best_cpu_isa() {
+  return cpu_has(CpuIsa::kAvx512) ? CpuIsa::kAvx512
+         : cpu_has(CpuIsa::kAvx2) ? CpuIsa::kAvx2
+                                  : CpuIsa::kBaseline;
+}
+
+std::vector<CpuIsa> available_cpu_isas() {
+  std::vector<CpuIsa> out;
+  for (CpuIsa isa : {CpuIsa::kBaseline, CpuIsa::kAvx2, CpuIsa::kAvx512})
+    if (cpu_has(isa)) out.push_back(isa);
+  return out;
+}
+
+CpuIsa cpu_isa_from_name(const std::string& name) {
+  for (CpuIsa isa : {CpuIsa::kBaseline, CpuIsa::kAvx2, CpuIsa::kAvx512})
+    if (name == cpu_isa_name(isa)) {
+      if (!cpu_has(isa))
+        ASC_FAIL_HINT("unset ASCLEPIUS_CPU_ISA, or choose a set this CPU has",
+                      "ASCLEPIUS_CPU_ISA={}: this CPU has no {}", name, name);
+      return isa;
+    }
+  ASC_FAIL_HINT("use baseline, avx2 or avx512 (or unset it)",
+                "ASCLEPIUS_CPU_ISA={}: not an instruction set of the fused CPU kernels", name);
+}
+
+CpuIsa cpu_isa() { return CpuIsa(isa_in_use().load()); }
+
+void set_cpu_isa(CpuIsa isa) {
+  ASC_CHECK(cpu_has(isa), "set_cpu_isa: this CPU has no {}", cpu_isa_name(isa));
+  isa_in_use() = int(isa);
+}
 
 double grad_sq_norm_cpu(const FusedAdamWArgs& a) {
   check(a);
@@ -80,16 +142,10 @@ double grad_sq_norm_cpu(const FusedAdamWArgs& a) {
 void fused_adamw_cpu(const FusedAdamWArgs& a) {
   check(a);
   const AdamWStep s = step_constants(a);
+  const UpdateFn update = kUpdate[int(cpu_isa())][a.grad_bf16 != nullptr][a.param_bf16 != nullptr];
   for (const auto& seg : a.segments) {
     at::parallel_for(seg.offset, seg.offset + seg.numel, kGrain, [&](int64_t b, int64_t e) {
-      if (a.grad_bf16 && a.param_bf16)
-        update_bf16_bf16out(a, s, seg.decay, b, e);
-      else if (a.grad_bf16)
-        update_bf16(a, s, seg.decay, b, e);
-      else if (a.param_bf16)
-        update_f32_bf16out(a, s, seg.decay, b, e);
-      else
-        update_f32(a, s, seg.decay, b, e);
+      update(a, s, seg.decay, b, e);
     });
   }
 }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace asc::kernels {
@@ -28,6 +29,19 @@ struct FusedAdamWArgs {
   int64_t step = 1;        // 1-based, after increment
   float grad_scale = 1.f;  // e.g. the clip factor (CPU path)
 };
+
+// The instruction set the CPU loop runs with. The loop is compiled for the x86-64 baseline, AVX2
+// and AVX-512F and the three give the same bits (no FMA contraction); the best the CPU has is
+// used, or ASCLEPIUS_CPU_ISA=baseline|avx2|avx512 (read once; a set the CPU lacks is an error),
+// so one machine can run the others' paths (tests run each available one).
+enum class CpuIsa { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
+const char* cpu_isa_name(CpuIsa isa);
+CpuIsa best_cpu_isa();
+std::vector<CpuIsa> available_cpu_isas();  // baseline first
+CpuIsa cpu_isa();
+// "baseline" | "avx2" | "avx512"; fails on another name or a set the CPU lacks.
+CpuIsa cpu_isa_from_name(const std::string& name);
+void set_cpu_isa(CpuIsa isa);  // for tests and benchmarks; fails if the CPU lacks it
 
 // Sum of squares of the gradient (fp32 values, double accumulation), for the clip factor.
 double grad_sq_norm_cpu(const FusedAdamWArgs& a);
