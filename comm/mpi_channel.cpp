@@ -1,56 +1,35 @@
-// mpi_channel.cpp — ByteChannel over MPI_COMM_WORLD (OpenMPI). Linked only where MPI is.
-#include <mpi.h>
+// mpi_channel.cpp — ByteChannel (comm/byte_channel.h) over a duplicate of MPI_COMM_WORLD, for
+// the data sampler's plans on the prefetch thread. MPI is started as the communicator starts it
+// (mpi_init_once: MPI_THREAD_MULTIPLE, refused clearly when the library offers less).
+#include <algorithm>
 
-#include <cstdlib>
+#include "comm/byte_channel.h"
+#include "comm/mpi_util.h"
 
-#include "common/error.h"
-#include "data/sampler.h"
-
-namespace asc {
+namespace asc::comm {
 namespace {
-
-#define MPI_CHECK(call)                                                       \
-  do {                                                                        \
-    int _rc = (call);                                                         \
-    if (_rc != MPI_SUCCESS) {                                                 \
-      char _msg[MPI_MAX_ERROR_STRING];                                        \
-      int _len = 0;                                                           \
-      MPI_Error_string(_rc, _msg, &_len);                                     \
-      ASC_FAIL("MPI: {} failed: {}", #call, std::string(_msg, size_t(_len))); \
-    }                                                                         \
-  } while (0)
 
 class MpiChannel final : public ByteChannel {
  public:
   MpiChannel() {
-    int inited = 0;
-    MPI_CHECK(MPI_Initialized(&inited));
-    if (!inited) {
-      // Thread-multiple: this channel runs on the prefetch thread while the trainer's collectives
-      // (comm/) run on the main thread, each on its own duplicate of the world communicator.
-      int provided = 0;
-      MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided));
-      std::atexit([] {
-        int fin = 0;
-        MPI_Finalized(&fin);
-        if (!fin) MPI_Finalize();
-      });
-    }
-    MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &comm_));
-    MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
-    MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
-    MPI_CHECK(MPI_Comm_size(comm_, &size_));
+    // This channel runs on the prefetch thread while the trainer's collectives run on the main
+    // thread, each on its own duplicate of the world communicator: MPI_THREAD_MULTIPLE.
+    mpi_init_once();
+    mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, &comm_), "MPI_Comm_dup");
+    mpi_check(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+    mpi_check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
+    mpi_check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
   }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   void broadcast(std::string* bytes, int root) override {
     long long n = static_cast<long long>(bytes->size());
-    MPI_CHECK(MPI_Bcast(&n, 1, MPI_LONG_LONG, root, comm_));
+    mpi_check(MPI_Bcast(&n, 1, MPI_LONG_LONG, root, comm_), "MPI_Bcast");
     bytes->resize(size_t(n));
     // In pieces of at most 1 GiB: MPI counts are ints.
     for (long long off = 0; off < n; off += (1LL << 30)) {
       const int len = int(std::min<long long>(n - off, 1LL << 30));
-      MPI_CHECK(MPI_Bcast(bytes->data() + off, len, MPI_BYTE, root, comm_));
+      mpi_check(MPI_Bcast(bytes->data() + off, len, MPI_BYTE, root, comm_), "MPI_Bcast");
     }
   }
 
@@ -66,4 +45,4 @@ ByteChannel& mpi_world_channel() {
   return channel;
 }
 
-}  // namespace asc
+}  // namespace asc::comm

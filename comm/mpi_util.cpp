@@ -11,6 +11,7 @@
 
 #include "comm/communicator.h"
 #include "common/error.h"
+#include "common/foreign_error.h"
 #include "common/stop_signal.h"
 
 namespace asc::comm {
@@ -25,13 +26,30 @@ void mpi_check(int rc, const char* what) {
   char msg[MPI_MAX_ERROR_STRING];
   int len = 0;
   MPI_Error_string(rc, msg, &len);
-  ASC_FAIL("MPI: {} failed: {}", what, std::string(msg, size_t(len)));
+  // "Open MPI v4.1.4, package: ..." -> "Open MPI v4.1.4"
+  char lib[MPI_MAX_LIBRARY_VERSION_STRING];
+  int lib_len = 0;
+  MPI_Get_library_version(lib, &lib_len);
+  std::string version(lib, size_t(lib_len));
+  version = version.substr(0, version.find(','));
+  fail_library_call("MPI", version.c_str(), what, std::string(msg, size_t(len)).c_str(),
+                    "check the launch (mpirun/srun, the same MPI on every node) and each rank's "
+                    "own error line",
+                    __FILE__, __LINE__);
 }
 
 void mpi_init_once() {
   int inited = 0;
   mpi_check(MPI_Initialized(&inited), "MPI_Initialized");
-  if (inited) return;
+  if (inited) {  // started by someone else: it must still allow calls from several threads
+    int level = 0;
+    mpi_check(MPI_Query_thread(&level), "MPI_Query_thread");
+    if (level < MPI_THREAD_MULTIPLE)
+      ASC_FAIL("MPI was started with thread level {}; the data channel and the collectives need "
+               "MPI_THREAD_MULTIPLE ({})",
+               level, int(MPI_THREAD_MULTIPLE));
+    return;
+  }
   int provided = 0;
   // The data sampler's channel runs on the prefetch thread while collectives run on the main one.
   mpi_check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided), "MPI_Init_thread");

@@ -20,15 +20,28 @@
 #include "comm/communicator.h"
 #include "comm/mpi_util.h"
 #include "common/error.h"
+#include "common/foreign_error.h"
 
 namespace asc::comm {
 namespace {
 
 void cuda_check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) ASC_FAIL("CUDA: {} failed: {}", what, cudaGetErrorString(e));
+  if (e == cudaSuccess) return;
+  int v = 0;
+  cudaRuntimeGetVersion(&v);
+  const std::string version = fmt::format("runtime {}.{}", v / 1000, (v % 1000) / 10);
+  fail_library_call("CUDA", version.c_str(), what, cudaGetErrorString(e), kCudaHint, __FILE__,
+                    __LINE__);
 }
 void nccl_check(ncclResult_t r, const char* what) {
-  if (r != ncclSuccess) ASC_FAIL("NCCL: {} failed: {}", what, ncclGetErrorString(r));
+  if (r == ncclSuccess) return;
+  int v = 0;
+  ncclGetVersion(&v);  // e.g. 22703 = 2.27.3
+  const std::string version = fmt::format("{}.{}.{}", v / 10000, (v % 10000) / 100, v % 100);
+  // ncclGetLastError holds the detail behind a generic code (e.g. "unhandled system error").
+  std::string message = ncclGetErrorString(r);
+  if (const char* last = ncclGetLastError(nullptr); last && *last) message += std::string(": ") + last;
+  fail_library_call("NCCL", version.c_str(), what, message.c_str(), kNcclHint, __FILE__, __LINE__);
 }
 
 ncclDataType_t nccl_type(const at::Tensor& t) {

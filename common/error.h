@@ -41,7 +41,7 @@ namespace detail {
 inline std::string origin(const char* file, int line) {
   std::string f = file;
   // Keep the path relative to the project (trainer/..., data/...), not the build machine's.
-  for (const char* top : {"/trainer/", "/data/", "/comm/", "/tools/", "/tests/"}) {
+  for (const char* top : {"/trainer/", "/data/", "/comm/", "/common/", "/tools/", "/tests/"}) {
     auto p = f.rfind(top);
     if (p != std::string::npos) return f.substr(p + 1) + ":" + std::to_string(line);
   }

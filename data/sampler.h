@@ -14,23 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "comm/byte_channel.h"  // the channel the plans travel on (interface only)
+
 namespace asc {
-
-// Bytes from the root to every rank. Implementations: LocalChannel (one process) and the MPI one.
-class ByteChannel {
- public:
-  virtual ~ByteChannel() = default;
-  virtual int rank() const = 0;
-  virtual int size() const = 0;
-  virtual void broadcast(std::string* bytes, int root) = 0;  // root's bytes replace everyone's
-};
-
-class LocalChannel final : public ByteChannel {
- public:
-  int rank() const override { return 0; }
-  int size() const override { return 1; }
-  void broadcast(std::string*, int) override {}
-};
 
 struct DataState {
   int64_t epoch = 0;
@@ -61,8 +47,5 @@ class ShardedSampler {
   std::vector<int64_t> order_;
   int64_t order_epoch_ = -1;
 };
-
-// Connects MPI (MPI_Init when needed) and returns the world channel; MPI_Finalize at exit.
-ByteChannel& mpi_world_channel();
 
 }  // namespace asc

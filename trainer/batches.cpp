@@ -26,7 +26,7 @@ class SampledBatches : public Batches {
         global_(r.train.global_batch_size),
         micro_(r.train.micro_batch_size),
         seed_(uint64_t(r.train.seed)),
-        channel_(r.world_size > 1 ? &mpi_world_channel() : &local_) {}
+        channel_(r.world_size > 1 ? &comm::mpi_world_channel() : &local_) {}
   int64_t steps_per_epoch() const override { return sampler_->steps_per_epoch(); }
   void start_at(int64_t step) override {
     const int64_t spe = sampler_->steps_per_epoch();
@@ -117,9 +117,9 @@ class DemoBatches final : public WindowBatches {
 std::unique_ptr<Corpus> open_corpus(const Recipe& r, const LlamaConfig& model) {
   auto corpus = std::make_unique<Corpus>(r.data.corpus);
   const auto& info = corpus->info();
-  if (info.stage != r.train.stage)
+  if (info.stage != name(r.train.stage))
     ASC_FAIL("{}: {} is a {} corpus but train.stage is {}", r.where("data.corpus"), r.data.corpus,
-             info.stage, r.train.stage);
+             info.stage, name(r.train.stage));
   if (!r.data.tokenizer.empty()) {
     Tokenizer tok(r.data.tokenizer);
     if (tok.checksum() != info.tokenizer_checksum)
@@ -215,12 +215,12 @@ class InstructBatches final : public SampledBatches {
 
 std::unique_ptr<Batches> make_batches(const Recipe& r, const LlamaConfig& model) {
   if (r.data.corpus == "demo") {
-    if (r.train.stage != "pretrain")
+    if (r.train.stage != Stage::kPretrain)
       ASC_FAIL("{}: train.stage {} needs an instruct corpus (data.corpus: corpus.h5)",
                r.where("train.stage"), r.train.stage);
     return std::make_unique<DemoBatches>(r, model.vocab_size);
   }
-  if (r.train.stage == "instruct") return std::make_unique<InstructBatches>(r, model);
+  if (r.train.stage == Stage::kInstruct) return std::make_unique<InstructBatches>(r, model);
   return std::make_unique<CorpusWindowBatches>(r, model);
 }
 

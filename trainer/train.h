@@ -1,6 +1,9 @@
-// train.h — the one-process training loop (the whole flow reads top to bottom in train.cpp).
+// train.h — the training loop, one process or one rank of an mpirun/Slurm job (the whole flow
+// reads top to bottom in train.cpp's train()).
 #pragma once
 
+#include <set>
+#include <utility>
 #include <vector>
 
 #include "batches.h"
@@ -20,7 +23,26 @@ struct TrainResult {
   int rank = 0;
 };
 
-TrainResult train(const Recipe& recipe);
+// Test and fault hooks, read once from the environment by the command line (tests set them
+// directly). None changes what a run computes unless it is set.
+struct TrainHooks {
+  // ASCLEPIUS_FAULT_NAN="STEP:RANK[,STEP:RANK...]": that rank's loss is NaN at that (1-based) step.
+  std::set<std::pair<int64_t, int>> nan_at;
+  // ASCLEPIUS_EXIT_AFTER_STARTUP=1: return after start-up (model built, state loaded).
+  bool exit_after_startup = false;
+  // ASCLEPIUS_ASYNC_SAVE_DELAY_MS: background checkpoint writes start this much later.
+  int async_write_delay_ms = 0;
+  static TrainHooks from_environment();
+};
+
+struct TrainOptions {
+  // >= 1: acts as a SIGTERM received during this step on every rank (saves, then stops with
+  // stopped_by_signal = SIGTERM): `asclepius train --stop-after-step N`, verify-resume.
+  int64_t stop_after_step = -1;
+  TrainHooks hooks;
+};
+
+TrainResult train(const Recipe& recipe, const TrainOptions& options = {});
 
 // The fp32 model a recipe's training starts from: model.init_from's weights (checked against
 // model.preset when both are given), or the preset initialised from train.seed.

@@ -1,5 +1,6 @@
 // comm_main — the communicator under a real mpirun (driven by comm_test.sh).
-//   comm_main collectives [cuda]   every collective against a locally computed expectation
+//   comm_main collectives [cuda]   every collective against a locally computed expectation, and
+//                                  (on the host) the object collectives of comm/objects.h
 //   comm_main skip R TIMEOUT       rank R never enters the 3rd all_reduce; the others must fail
 //   comm_main loop TIMEOUT PIDDIR  all_reduce forever (writes PIDDIR/rank<r>.pid) until killed
 #include <unistd.h>
@@ -14,6 +15,8 @@
 #include <ATen/ATen.h>
 
 #include "comm/communicator.h"
+#include "comm/objects.h"
+#include "common/error.h"
 #include "common/stop_signal.h"
 
 using namespace asc::comm;
@@ -89,6 +92,37 @@ int main(int argc, char** argv) {
     c->all_gather(hg, h)->wait();
     for (int r = 0; r < W; ++r)
       expect(at::equal(hg.slice(0, r * 17, (r + 1) * 17), h), "bf16 gather");
+    if (!cuda) {  // the object collectives (comm/objects.h), over the host communicator
+      Communicator* h = c.get();
+      expect(broadcast_string(h, R == W - 1 ? "from the last rank" : "?", W - 1) ==
+                 "from the last rank",
+             "broadcast_string");
+      expect(broadcast_string(h, R == 0 ? "" : "junk").empty(), "broadcast_string of nothing");
+      const auto all = all_gather_strings(h, std::string(size_t(R) * 3, 'x') + std::to_string(R), 5);
+      expect(int(all.size()) == W, "all_gather_strings: one per rank");
+      for (int r = 0; r < W && r < int(all.size()); ++r)
+        expect(all[size_t(r)] == std::string(size_t(r) * 3, 'x') + std::to_string(r),
+               "all_gather_strings rank " + std::to_string(r));
+      agree_on_error(h, "nothing", "");  // no error anywhere: returns on every rank
+      try {
+        agree_on_error(h, "the save", R == W - 1 ? "disk full" : "");
+        expect(false, "agree_on_error: no throw");
+      } catch (const std::exception& e) {
+        expect(std::string(e.what()).find("the save failed: rank " + std::to_string(W - 1) +
+                                          ": disk full") != std::string::npos &&
+                   std::string(e.what()).find("rank 0:") == std::string::npos,
+               std::string("agree_on_error message: ") + e.what());
+      }
+      expect(on_root(h, [] { return std::string("root's answer"); }) == "root's answer",
+             "on_root result");
+      try {
+        on_root(h, []() -> std::string { throw asc::Error("root could not read it"); });
+        expect(false, "on_root: no throw");
+      } catch (const std::exception& e) {
+        expect(std::string(e.what()).find("root could not read it") != std::string::npos,
+               std::string("on_root error: ") + e.what());
+      }
+    }
     c->barrier();
     std::printf("rank %d of %d (%s): %lld collectives, %d failures\n", R, W, c->backend().c_str(),
                 (long long)c->sequence(), failures);

@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
   const int steps = std::atoi(argv[2]), global = std::atoi(argv[3]);
   const bool fail = argc > 4 && std::strcmp(argv[4], "--fail") == 0;
   const bool use_corpus = argc > 6 && std::strcmp(argv[4], "--corpus") == 0;
-  auto& ch = asc::mpi_world_channel();
+  auto& ch = asc::comm::mpi_world_channel();
   std::unique_ptr<asc::Corpus> corpus;
   constexpr int64_t kLen = 16;
   auto setup = [&]() -> int64_t {

@@ -25,6 +25,8 @@
 // arithmetic and cross-block races are for the GPU (tools/gpu/check.sh, compute-sanitizer).
 #pragma once
 
+#define ASC_CUDA_EMULATOR 1  // kernels/cuda_compat.cuh checks that an emulator came first
+
 #include <cmath>
 #include <cstddef>
 #include <cstdint>

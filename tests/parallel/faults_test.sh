@@ -57,7 +57,10 @@ for sig in KILL STOP; do
   mp=$!
   for _ in $(seq 300); do [[ -f $tmp/$sig/metrics.jsonl ]] && [[ -s $tmp/$sig/metrics.jsonl ]] && break; sleep 0.1; done
   victim=$(rank_pid "checkpoint.dir=$tmp/$sig" 1)
-  [[ -n $victim ]] || echo "FAILED: no rank 1 process found"
+  if [[ -z $victim ]]; then  # nothing to kill: a failure, not a pass by timeout
+    echo "FAILED: SIG$sig: no rank 1 process found"; fail=1
+    kill -KILL $mp 2>/dev/null; wait $mp; continue
+  fi
   kill -$sig "$victim"
   wait $mp
   rc=$?
@@ -75,7 +78,9 @@ timeout 120 mpirun -np 2 "$bin" train "$recipe" "${common[@]}" parallel.mode=fsd
 mp=$!
 for _ in $(seq 300); do [[ -s $tmp/usr1/metrics.jsonl ]] && break; sleep 0.1; done
 sleep 1
-kill -USR1 "$(rank_pid "checkpoint.dir=$tmp/usr1" 0)"
+usr1_pid=$(rank_pid "checkpoint.dir=$tmp/usr1" 0)
+[[ -n $usr1_pid ]] || { echo "FAILED: SIGUSR1: no rank 0 process found"; fail=1; }
+kill -USR1 "$usr1_pid"
 wait $mp
 rc=$?
 cat "$tmp/usr1.log"

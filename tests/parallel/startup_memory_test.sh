@@ -36,8 +36,8 @@ echo "   fsdp x4, fresh: $((e - base)) MiB beyond the baseline (limit $limit)"
 check "fresh start: no rank holds the model" "(( e >= 0 && e - base < limit ))"
 
 # A checkpoint of the big model (stopped after one step, as a preemption), then a resume of it.
-ASCLEPIUS_STOP_AFTER_STEP=1 mpi 4 -x ASCLEPIUS_STOP_AFTER_STEP "$bin" train "$recipe" "${small[@]}" \
-  "${big[@]}" parallel.mode=fsdp checkpoint.dir="$tmp/run" >"$tmp/run.log" 2>&1
+mpi 4 "$bin" train "$recipe" "${small[@]}" "${big[@]}" parallel.mode=fsdp checkpoint.dir="$tmp/run" \
+  --stop-after-step 1 >"$tmp/run.log" 2>&1
 [[ -f $tmp/run/step-0000001/manifest.pb ]] || { echo "FAILED: one step of the big model"; tail -5 "$tmp/run.log"; fail=1; }
 e=$(extra "$tmp/resume.log" mpi 4 "$bin" train "$recipe" "${small[@]}" "${big[@]}" parallel.mode=fsdp \
   checkpoint.dir="$tmp/run" checkpoint.resume=auto)

@@ -227,7 +227,7 @@ TEST(LayerOps, PlannerCountsOneChunkOfLogits) {
   in.loss_chunk_rows = 1024;
   EXPECT_EQ(plan_memory(in).logits, full / 4);
   EXPECT_LT(plan_memory(in).peak(),
-            plan_memory(MemoryPlanInput{in.model, "fsdp", 1, 2, 2, 2048, true, 0}).peak());
+            plan_memory(MemoryPlanInput{in.model, ParallelMode::kFsdp, 1, 2, 2, 2048, true, 0}).peak());
   in.loss_chunk_rows = 1 << 20;  // larger than the micro-batch: the whole micro-batch
   EXPECT_EQ(plan_memory(in).logits, full);
 }
@@ -238,7 +238,8 @@ TEST(LayerOps, PlannerOnADeviceKeepsTheStateOffTheHost) {
   for (const std::string mode : {"none", "ddp", "zero2", "fsdp"}) {
     MemoryPlanInput in;
     in.model = llama_preset("llama2-7b");
-    in.mode = mode, in.world_size = mode == "none" ? 1 : 8, in.compute_bytes = 2;
+    in.mode = parse_parallel_mode(mode), in.world_size = mode == "none" ? 1 : 8;
+    in.compute_bytes = 2;
     in.micro_batch = 2, in.seq_len = 2048, in.activation_checkpointing = true;
     const MemoryPlan host = plan_memory(in);
     in.on_device = true;

@@ -241,7 +241,11 @@ TEST(Training, ScheduleMatchesHuggingFaceTrainer) {
     const auto rest = key.substr(key.find('/') + 1);
     const int64_t total = std::stoll(rest.substr(0, rest.find('/')));
     const double ratio = std::stod(rest.substr(rest.find('/') + 1));
-    LrSchedule s{kind, 1.0, warmup_steps_from_ratio(total, ratio), total};
+    const Schedule sk = kind == "cosine" ? Schedule::kCosine
+                        : kind == "linear" ? Schedule::kLinear
+                                           : Schedule::kConstant;
+    ASSERT_TRUE(kind == "cosine" || kind == "linear" || kind == "constant") << key;
+    LrSchedule s{sk, 1.0, warmup_steps_from_ratio(total, ratio), total};
     EXPECT_EQ(s.warmup_steps, it.value()["warmup"].get<int64_t>()) << key;
     const auto& lrs = it.value()["lr"];
     for (int64_t k = 0; k < total; ++k, ++checked)
@@ -251,7 +255,7 @@ TEST(Training, ScheduleMatchesHuggingFaceTrainer) {
   // The trainer logs the same values (peak lr × multiplier) step by step.
   auto dir = test::temp_dir("sched");
   train(recipe(dir, {"train.max_steps=10", "train.warmup_ratio=0.2"}));
-  LrSchedule s{"cosine", 3e-3, 2, 10};
+  LrSchedule s{Schedule::kCosine, 3e-3, 2, 10};
   auto m = metrics_of(dir);
   ASSERT_EQ(m.size(), 10u);
   for (int k = 0; k < 10; ++k) EXPECT_DOUBLE_EQ(m[size_t(k)]["lr"].get<double>(), s.lr_at(k));

@@ -48,10 +48,9 @@ def train(a, run, resume, extra=()):
         cmd = ["mpirun", "-np", str(a.ranks), "--oversubscribe", "--bind-to", "none"] + cmd + \
               ["parallel.mode=fsdp"]
     # The first run stops after step 1 as a preemption would (saving); the second resumes it.
-    env = ENV if resume or extra else dict(ENV, ASCLEPIUS_STOP_AFTER_STEP="1")
-    if a.ranks > 1 and not resume and not extra:
-        cmd[1:1] = ["-x", "ASCLEPIUS_STOP_AFTER_STEP"]
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if not resume and not extra:
+        cmd += ["--stop-after-step", "1"]
+    p = subprocess.run(cmd, env=ENV, capture_output=True, text=True)
     if p.returncode != (0 if resume or extra else 143):
         raise SystemExit(p.stderr)
     return p.stderr

@@ -32,12 +32,12 @@ void add_plan(CLI::App& app) {
                                        : read_hf_config(resolve_model_dir(r.model.init_from));
     in.mode = r.parallel.mode;
     in.world_size = *world;
-    in.compute_bytes = r.train.dtype == "bf16" ? 2 : 4;
+    in.compute_bytes = r.train.dtype == DType::kBf16 ? 2 : 4;
     in.micro_batch = r.train.micro_batch_size;
     in.seq_len = r.data.seq_len;
     in.activation_checkpointing = *r.parallel.activation_checkpointing;
     in.loss_chunk_rows = r.train.loss_chunk_rows;
-    in.on_device = r.train.device == "cuda";
+    in.on_device = r.train.device == DeviceKind::kCuda;
     std::cout << format_plan(in, plan_memory(in), *gpu_gb);
   });
 }

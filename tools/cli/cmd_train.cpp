@@ -30,6 +30,11 @@ void add_train(CLI::App& app) {
          "--world-size", *world,
          "With --print-config: check the recipe for this many ranks (default: as launched)")
       ->check(CLI::PositiveNumber);
+  auto stop_after = std::make_shared<int64_t>(-1);
+  cmd->add_option("--stop-after-step", *stop_after,
+                  "Stop after this step as if SIGTERM had arrived: every rank saves a checkpoint "
+                  "and exits 143 (to rehearse a preemption; verify-resume uses it)")
+      ->check(CLI::PositiveNumber);
   cmd->callback([=] {
     if (*world > 0 && !*print_config)
       throw CLI::ValidationError("--world-size",
@@ -39,7 +44,10 @@ void add_train(CLI::App& app) {
       std::cout << recipe_to_yaml(r);
       return;
     }
-    TrainResult res = train(r);
+    TrainOptions options;
+    options.stop_after_step = *stop_after;
+    options.hooks = TrainHooks::from_environment();
+    TrainResult res = train(r, options);
     if (res.stopped_by_signal) {
       if (res.rank != 0) std::exit(128 + res.stopped_by_signal);
       std::cerr << "stopped by " << signal_name(res.stopped_by_signal) << " after step "

@@ -50,36 +50,29 @@ std::string self_exe() {
   return p.string();
 }
 
-// Runs `asclepius train` on n ranks with extra environment; output to log. Returns the status.
+// Runs `asclepius train` on n ranks with extra arguments; output to log. Returns the status.
 int run_train(const Opts& o, int64_t n, const std::vector<std::string>& args,
-              const std::vector<std::string>& env, const std::string& log) {
+              const std::string& log) {
   std::vector<std::string> argv;
   if (n > 1 && o.launcher == "srun") {
     argv = {"srun", "-n", std::to_string(n)};
   } else if (n > 1) {
     argv = {"mpirun", "-np", std::to_string(n), "--oversubscribe"};
-    for (const auto& e : env) argv.insert(argv.end(), {"-x", e.substr(0, e.find('='))});
   }
   argv.push_back(self_exe());
   argv.push_back("train");
   argv.push_back(o.recipe);
   argv.insert(argv.end(), o.overrides.begin(), o.overrides.end());
   argv.insert(argv.end(), args.begin(), args.end());
-  std::vector<std::string> envs;
-  for (char** e = environ; *e; ++e)  // ours replace inherited ones (getenv takes the first)
-    if (std::string(*e).rfind("ASCLEPIUS_STOP_AFTER_STEP=", 0) != 0) envs.emplace_back(*e);
-  envs.insert(envs.end(), env.begin(), env.end());
-  std::vector<char*> cargv, cenv;
+  std::vector<char*> cargv;
   for (auto& a : argv) cargv.push_back(a.data());
   cargv.push_back(nullptr);
-  for (auto& e : envs) cenv.push_back(e.data());
-  cenv.push_back(nullptr);
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
   pid_t pid = 0;
-  const int rc = posix_spawnp(&pid, cargv[0], &fa, nullptr, cargv.data(), cenv.data());
+  const int rc = posix_spawnp(&pid, cargv[0], &fa, nullptr, cargv.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
   ASC_CHECK(rc == 0, "cannot start {}: {}", argv[0], std::strerror(rc));
   int status = 0;
@@ -147,15 +140,16 @@ void verify(const Opts& o) {
       "verify-resume: {} steps on {} rank(s); stop after step {}; resume on {} rank(s)\n"
       "work directory {}\n",
       o.steps, o.world, half, M, work);
-  int rc = run_train(o, o.world, args("reference", false), {}, work + "/reference.log");
+  int rc = run_train(o, o.world, args("reference", false), work + "/reference.log");
   ASC_CHECK(rc == 0, "the uninterrupted run failed (exit {}); see {}/reference.log", rc, work);
-  rc = run_train(o, o.world, args("resumed", false),
-                 {fmt::format("ASCLEPIUS_STOP_AFTER_STEP={}", half)}, work + "/stopped.log");
+  auto stopped = args("resumed", false);
+  stopped.insert(stopped.end(), {"--stop-after-step", std::to_string(half)});
+  rc = run_train(o, o.world, stopped, work + "/stopped.log");
   ASC_CHECK(rc == 128 + SIGTERM,
             "the run to interrupt exited {} instead of stopping after step {} with {}; see "
             "{}/stopped.log",
             rc, half, 128 + SIGTERM, work);
-  rc = run_train(o, M, args("resumed", true), {}, work + "/resumed.log");
+  rc = run_train(o, M, args("resumed", true), work + "/resumed.log");
   ASC_CHECK(rc == 0, "the resumed run failed (exit {}); see {}/resumed.log", rc, work);
 
   const auto ref = losses(work + "/reference"), res = losses(work + "/resumed");

@@ -15,6 +15,7 @@
 #include "checkpoint/safetensors.h"
 #include "checkpoint/sharded.h"
 #include "comm/communicator.h"
+#include "comm/objects.h"
 #include "common/error.h"
 #include "common/fs.h"
 
@@ -120,7 +121,7 @@ ExportStats export_hf_parallel(const std::string& src, const std::string& out_di
       error = e.what();
     }
   }
-  agree_across_ranks(&comm, "export", error, kExportTimeout);
+  comm::agree_on_error(&comm, "export", error, kExportTimeout);
 
   // 2. Every rank: its share of every tensor, read by byte range, converted, written in place.
   ExportStats stats;
@@ -159,7 +160,7 @@ ExportStats export_hf_parallel(const std::string& src, const std::string& out_di
   } catch (const std::exception& e) {
     error = e.what();
   }
-  agree_across_ranks(&comm, "export", error, kExportTimeout);
+  comm::agree_on_error(&comm, "export", error, kExportTimeout);
 
   // 3. Rank 0: into place, with config, generation config and index.
   if (rank == 0) {
@@ -182,7 +183,7 @@ ExportStats export_hf_parallel(const std::string& src, const std::string& out_di
       error = e.what();
     }
   }
-  agree_across_ranks(&comm, "export", error, kExportTimeout);
+  comm::agree_on_error(&comm, "export", error, kExportTimeout);
   return stats;
 }
 

@@ -20,7 +20,7 @@
 #include "checkpoint/manifest.h"
 #include "checkpoint/safetensors.h"
 #include "model/llama.h"
-#include "optim/optimizer.h"
+#include "checkpoint/state.h"
 
 namespace asc {
 
@@ -64,7 +64,7 @@ void save_hf_dir(const std::string& out_dir, LlamaConfig config, const NamedTens
 // directory (fp32 master weights) plus optimizer.safetensors (per parameter NAME.exp_avg and
 // NAME.exp_avg_sq, fp32; metadata format=asclepius-adamw-v1, step=N) and trainer_state.json;
 // RUN/latest names the newest one and is replaced atomically only after the step directory is
-// complete. The layout is the optimizer-independent OptimizerState (optim/optimizer.h).
+// complete. The layout is the optimizer-independent OptimizerState (checkpoint/state.h).
 std::string step_dir_name(int64_t step);
 // The manifest (checkpoint/manifest.h, sizes and XXH64 of every file) is written last, before
 // the directory is renamed into place; then `latest` advances; then, with keep_last > 0, older

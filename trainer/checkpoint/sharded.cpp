@@ -17,6 +17,7 @@
 #include "checkpoint/hf_io.h"
 #include "checkpoint/safetensors.h"
 #include "comm/communicator.h"
+#include "comm/objects.h"
 #include "common/error.h"
 #include "common/fs.h"
 
@@ -28,28 +29,6 @@ namespace {
 
 std::string slice_name(const std::string& kind, const std::string& name, int64_t b, int64_t e) {
   return fmt::format("{}:{}:{}:{}", kind, name, b, e);
-}
-
-// Every rank's string, in rank order (an all-gather of lengths, then of padded bytes). The
-// barrier first carries the long deadline: ranks may arrive far apart after writing.
-std::vector<std::string> exchange(comm::Communicator* comm, const std::string& mine,
-                                  double timeout_s) {
-  if (!comm) return {mine};
-  comm->barrier({timeout_s});
-  const int W = comm->size();
-  at::Tensor len = at::full({1}, int64_t(mine.size()), at::kLong);
-  at::Tensor lens = at::empty({W}, at::kLong);
-  comm->all_gather(lens, len)->wait();
-  const int64_t max = std::max<int64_t>(1, lens.max().item<int64_t>());
-  at::Tensor buf = at::zeros({max}, at::kByte);
-  std::memcpy(buf.data_ptr(), mine.data(), mine.size());
-  at::Tensor all = at::empty({W * max}, at::kByte);
-  comm->all_gather(all, buf)->wait();
-  std::vector<std::string> out;
-  for (int r = 0; r < W; ++r)
-    out.emplace_back(static_cast<const char*>(all.data_ptr()) + r * max,
-                     size_t(lens[r].item<int64_t>()));
-  return out;
 }
 
 // Writes this rank's shard; returns its report (file and slices with absolute byte ranges).
@@ -116,16 +95,6 @@ ShardReportInfo write_shard_file(const ShardedSave& s, const std::vector<StateSl
 
 }  // namespace
 
-void agree_across_ranks(comm::Communicator* comm, const std::string& what, const std::string& error,
-                        double timeout_s) {
-  const auto errors = exchange(comm, error, timeout_s);
-  std::string all;
-  for (size_t r = 0; r < errors.size(); ++r)
-    if (!errors[r].empty())
-      all += fmt::format("{}rank {}: {}", all.empty() ? "" : "; ", r, errors[r]);
-  if (!all.empty()) ASC_FAIL("{} failed: {}", what, all);
-}
-
 namespace {
 struct SavePaths {
   fs::path run, dir, tmp;
@@ -158,7 +127,7 @@ void begin_sharded_checkpoint(const ShardedSave& s, comm::Communicator* comm) {
       error = e.what();
     }
   }
-  agree_across_ranks(comm, p.what, error, s.timeout_s);
+  comm::agree_on_error(comm, p.what, error, s.timeout_s);
 }
 
 ShardReportInfo write_shard(const ShardedSave& s, const std::vector<StateSlice>& mine, int rank,
@@ -190,7 +159,7 @@ void commit_sharded_checkpoint(const ShardedSave& s, const ShardReportInfo& repo
   const std::string &name = p.name, &what = p.what;
   std::string error;
   save_fault_point("report", rank, s.step);
-  const auto reports = exchange(comm, serialize_report(report), s.timeout_s);
+  const auto reports = comm::all_gather_strings(comm, serialize_report(report), s.timeout_s);
   std::string failed;
   std::vector<ShardReportInfo> parsed;
   for (size_t r = 0; r < reports.size(); ++r) {
@@ -251,7 +220,7 @@ void commit_sharded_checkpoint(const ShardedSave& s, const ShardReportInfo& repo
     }
   }
   save_fault_point("done", rank, s.step);
-  agree_across_ranks(comm, what, error, s.timeout_s);
+  comm::agree_on_error(comm, what, error, s.timeout_s);
 }
 
 bool is_sharded_checkpoint(const std::string& dir) {

@@ -35,6 +35,7 @@
 #include <ATen/Tensor.h>
 
 #include "checkpoint/manifest.h"
+#include "checkpoint/state.h"
 #include "model/llama_config.h"
 
 namespace asc {
@@ -42,14 +43,6 @@ namespace asc {
 namespace comm {
 class Communicator;
 }
-
-// Elements [begin, end) of one parameter's training state (fp32, 1-D views are fine).
-struct StateSlice {
-  std::string name;
-  std::vector<int64_t> shape;  // the parameter's global shape
-  int64_t begin = 0, end = 0;
-  at::Tensor master, exp_avg, exp_avg_sq;
-};
 
 struct ShardedSave {
   std::string run_dir;
@@ -120,11 +113,6 @@ class CheckpointReader {
   mutable std::map<std::string, int> fds_;
   mutable uint64_t bytes_read_ = 0;
 };
-
-// Fails on every rank alike ("WHAT failed: rank r: error; ...") when any rank's `error` is not
-// empty; a collective (an all-gather after a barrier with timeout_s); null comm: one process.
-void agree_across_ranks(comm::Communicator* comm, const std::string& what, const std::string& error,
-                        double timeout_s);
 
 // Whether `dir` is a format-2 (sharded) checkpoint.
 bool is_sharded_checkpoint(const std::string& dir);

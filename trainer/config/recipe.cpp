@@ -25,6 +25,34 @@ struct Field {
   std::function<void(YAML::Emitter&)> emit;
 };
 
+// Each closed choice's spellings, in the order messages list them.
+template <class E>
+const std::vector<std::pair<const char*, E>>& choices();
+#define ASC_CHOICES(E, ...)                                              \
+  template <>                                                            \
+  const std::vector<std::pair<const char*, E>>& choices<E>() {           \
+    static const std::vector<std::pair<const char*, E>> table = {__VA_ARGS__}; \
+    return table;                                                        \
+  }
+ASC_CHOICES(Stage, {"pretrain", Stage::kPretrain}, {"instruct", Stage::kInstruct})
+ASC_CHOICES(Schedule, {"cosine", Schedule::kCosine}, {"linear", Schedule::kLinear},
+            {"constant", Schedule::kConstant})
+ASC_CHOICES(OptimizerKind, {"fused", OptimizerKind::kFused},
+            {"reference", OptimizerKind::kReference})
+ASC_CHOICES(DType, {"fp32", DType::kFp32}, {"bf16", DType::kBf16})
+ASC_CHOICES(DeviceKind, {"cpu", DeviceKind::kCpu}, {"cuda", DeviceKind::kCuda})
+ASC_CHOICES(ParallelMode, {"none", ParallelMode::kNone}, {"ddp", ParallelMode::kDdp},
+            {"zero2", ParallelMode::kZero2}, {"fsdp", ParallelMode::kFsdp})
+ASC_CHOICES(ResumePolicy, {"never", ResumePolicy::kNever}, {"auto", ResumePolicy::kAuto})
+#undef ASC_CHOICES
+
+template <class E>
+const char* choice_name(E v) {
+  for (const auto& [n, e] : choices<E>())
+    if (e == v) return n;
+  return "?";
+}
+
 template <class T>
 using Check = std::function<const char*(const T&)>;  // nullptr when ok, else the rule broken
 
@@ -122,6 +150,25 @@ class Schema {
                             },
                             std::move(emit)});
   }
+  // A closed choice: the YAML string must be one of choices<E>()'s spellings.
+  template <class E>
+  void add_choice(const std::string& path, E& ref) {
+    std::vector<std::string> spellings;
+    for (const auto& [n, e] : choices<E>()) spellings.push_back(n);
+    const Check<std::string> check = one_of(spellings);
+    Recipe& r = r_;
+    fields_.push_back(Field{path, type_name<std::string>(),
+                            [&ref, &r, path, check](const YAML::Node& n, const std::string& where) {
+                              const std::string v = parse_scalar<std::string>(n, path, where);
+                              if (const char* rule = check(v))
+                                ASC_FAIL("{}: {}: {} is out of range ({})", where, path,
+                                         n.Scalar(), rule);
+                              for (const auto& [spelling, e] : choices<E>())
+                                if (v == spelling) ref = e;
+                              r.origin[path] = where;
+                            },
+                            [&ref](YAML::Emitter& e) { e << std::string(choice_name(ref)); }});
+  }
   template <class T>
   void add(const std::string& path, T& ref, Check<T> check = {}) {
     add_field<T>(path, ref, check, [&ref](YAML::Emitter& e) { e << ref; });
@@ -190,13 +237,13 @@ class Schema {
     add<bool>("data.pack", d.pack);
 
     auto& t = r_.train;
-    add("train.stage", t.stage, one_of({"pretrain", "instruct"}));
+    add_choice("train.stage", t.stage);
     add("train.global_batch_size", t.global_batch_size, at_most(int64_t(1) << 30));
     add("train.micro_batch_size", t.micro_batch_size, at_most(int64_t(1) << 30));
     add("train.max_steps", t.max_steps, non_negative<int64_t>());
     add("train.epochs", t.epochs, positive<double>());
     add("train.lr", t.lr, positive<double>());
-    add("train.lr_schedule", t.lr_schedule, one_of({"cosine", "linear", "constant"}));
+    add_choice("train.lr_schedule", t.lr_schedule);
     add<double>("train.warmup_ratio", t.warmup_ratio, [](const double& v) -> const char* {
       return v >= 0 && v < 1 ? nullptr : "must be in [0, 1)";
     });
@@ -208,16 +255,16 @@ class Schema {
     add<double>("train.beta2", t.beta2, beta);
     add("train.eps", t.eps, positive<double>());
     add<double>("train.max_grad_norm", t.max_grad_norm);
-    add("train.optimizer", t.optimizer, one_of({"fused", "reference"}));
+    add_choice("train.optimizer", t.optimizer);
     add("train.max_bad_steps", t.max_bad_steps, non_negative<int64_t>());
-    add("train.dtype", t.dtype, one_of({"fp32", "bf16"}));
-    add("train.device", t.device, one_of({"cpu", "cuda"}));
+    add_choice("train.dtype", t.dtype);
+    add_choice("train.device", t.device);
     add("train.seed", t.seed, non_negative<int64_t>());
     add("train.threads", t.threads, non_negative<int64_t>());
     add("train.loss_chunk_rows", t.loss_chunk_rows, non_negative<int64_t>());
     add<bool>("train.cache_host_memory", t.cache_host_memory);
 
-    add("parallel.mode", r_.parallel.mode, one_of({"none", "ddp", "zero2", "fsdp"}));
+    add_choice("parallel.mode", r_.parallel.mode);
     add<bool>("parallel.activation_checkpointing", r_.parallel.activation_checkpointing);
     add("parallel.timeout_s", r_.parallel.timeout_s, positive<double>());
 
@@ -226,7 +273,7 @@ class Schema {
     });
     add("checkpoint.every_steps", r_.checkpoint.every_steps, non_negative<int64_t>());
     add<bool>("checkpoint.at_end", r_.checkpoint.at_end);
-    add("checkpoint.resume", r_.checkpoint.resume, one_of({"never", "auto"}));
+    add_choice("checkpoint.resume", r_.checkpoint.resume);
     add("checkpoint.keep_last", r_.checkpoint.keep_last, non_negative<int64_t>());
     add<bool>("checkpoint.async", r_.checkpoint.async);
 
@@ -358,23 +405,40 @@ void validate(Recipe& r, int64_t world_size) {
                   r.where("train.global_batch_size"), t.global_batch_size, t.micro_batch_size,
                   world_size, per_step);
   r.grad_accum_steps = t.global_batch_size / per_step;
-  if (r.data.pack && t.stage != "instruct")
+  if (r.data.pack && t.stage != Stage::kInstruct)
     ASC_FAIL("{}: data.pack packs instruction examples; it needs train.stage: instruct",
              r.where("data.pack"));
   r.world_size = world_size;
   if (!r.parallel.activation_checkpointing)
-    r.parallel.activation_checkpointing = r.parallel.mode == "fsdp";
-  if (r.parallel.mode != "none" && r.train.optimizer != "fused")
+    r.parallel.activation_checkpointing = r.parallel.mode == ParallelMode::kFsdp;
+  if (r.parallel.mode != ParallelMode::kNone && r.train.optimizer != OptimizerKind::kFused)
     ASC_FAIL(
         "{}: parallel.mode {} runs the fused optimizer over its shards; train.optimizer: "
         "reference is for one process (parallel.mode: none)",
-        r.where("train.optimizer"), r.parallel.mode);
-  if (r.parallel.mode == "none" && world_size > 1)
+        r.where("train.optimizer"), name(r.parallel.mode));
+  if (r.parallel.mode == ParallelMode::kNone && world_size > 1)
     ASC_FAIL("{}: parallel.mode is none but {} ranks were launched", r.where("parallel.mode"),
              world_size);
 }
 
 }  // namespace
+
+const char* name(Stage v) { return choice_name(v); }
+const char* name(Schedule v) { return choice_name(v); }
+const char* name(OptimizerKind v) { return choice_name(v); }
+const char* name(DType v) { return choice_name(v); }
+const char* name(DeviceKind v) { return choice_name(v); }
+const char* name(ParallelMode v) { return choice_name(v); }
+const char* name(ResumePolicy v) { return choice_name(v); }
+
+ParallelMode parse_parallel_mode(const std::string& text) {
+  std::vector<std::string> spellings;
+  for (const auto& [n, e] : choices<ParallelMode>()) {
+    if (text == n) return e;
+    spellings.push_back(n);
+  }
+  ASC_FAIL("parallel mode '{}' is not one of {}", text, fmt::join(spellings, ", "));
+}
 
 std::optional<LlamaConfig> Recipe::preset_model_config() const {
   if (model.preset.empty()) return std::nullopt;

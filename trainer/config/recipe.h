@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "config/choices.h"
 #include "model/llama_config.h"
 
 namespace asc {
@@ -35,28 +36,28 @@ struct Recipe {
     bool pack = false;            // instruct: pack examples into data.seq_len rows
   } data;
   struct Train {
-    std::string stage = "pretrain";
+    Stage stage = Stage::kPretrain;
     int64_t global_batch_size = 8;
     int64_t micro_batch_size = 8;
     int64_t max_steps = 0;  // > 0 overrides epochs (as the Hugging Face Trainer does)
     double epochs = 1.0;
     double lr = 2e-5;
-    std::string lr_schedule = "cosine";  // cosine | linear | constant (all after warm-up)
+    Schedule lr_schedule = Schedule::kCosine;  // cosine | linear | constant (all after warm-up)
     double warmup_ratio = 0.03;
     double weight_decay = 0.0;
     double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
     double max_grad_norm = 1.0;  // <= 0 disables clipping
     // fused: flat buffers, one fused pass per step (optim/flat_adamw.h); reference: per-tensor
     // libtorch ops (optim/adamw.h). Same results within fp32 rounding, same checkpoint layout.
-    std::string optimizer = "fused";
+    OptimizerKind optimizer = OptimizerKind::kFused;
     // Steps whose loss or gradient is NaN/Inf are skipped on every rank together (weights and
     // optimizer state unchanged); more than this many in a row stop the run.
     int64_t max_bad_steps = 5;
-    std::string dtype = "fp32";  // compute dtype: fp32 | bf16 (bf16 keeps fp32 master weights)
+    DType dtype = DType::kFp32;  // compute dtype: fp32 | bf16 (bf16 keeps fp32 master weights)
     int64_t seed = 42;
     // cpu | cuda. cuda: each rank trains on the GPU of its local rank (local rank modulo the
     // devices visible); the parallel engine's collectives then go through NCCL.
-    std::string device = "cpu";
+    DeviceKind device = DeviceKind::kCpu;
     int64_t threads = 0;  // intra-op threads; 0 = libtorch's default
     // > 0: the LM head's cross-entropy this many positions at a time, forward and backward, so
     // the full [tokens, vocab] fp32 logits never exist (kernels/layer_ops.h); 0: all at once.
@@ -64,7 +65,7 @@ struct Recipe {
     bool cache_host_memory = true;  // reuse freed host memory (common/host_memory.h)
   } train;
   struct Parallel {
-    std::string mode = "none";  // none | ddp | zero2 | fsdp
+    ParallelMode mode = ParallelMode::kNone;  // none | ddp | zero2 | fsdp
     // Recompute each decoder layer's activations in backward. Unset in the file: on for fsdp,
     // off otherwise (validate() fills it in, so it is always set afterwards).
     std::optional<bool> activation_checkpointing;
@@ -77,7 +78,7 @@ struct Recipe {
                                     // stop signal still saves
     // never: a run directory that already holds checkpoints is refused; auto: continue from its
     // newest checkpoint (same world size or not), refusing recipe changes that alter the math.
-    std::string resume = "never";
+    ResumePolicy resume = ResumePolicy::kNever;
     int64_t keep_last = 0;  // > 0: keep only the newest N step directories
     // true: the step goes on once the state is copied out; a thread writes it; the checkpoint
     // is committed (and becomes `latest`) at the first step boundary after every rank's write.

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "kernels/adamw_update.h"
+#include "common/foreign_error.h"
 #include "kernels/cuda_compat.cuh"
 #include "kernels/fused_adamw.h"
 
@@ -31,7 +32,8 @@ constexpr int kNormBlocks = 1024;  // partial sums of the norm kernel
 
 void cuda_check(cudaError_t e, const char* what) {
   if (e != cudaSuccess)
-    throw std::runtime_error(std::string("CUDA ") + what + ": " + cudaGetErrorString(e));
+    fail_library_call("CUDA", kCudaVersion, what, cudaGetErrorString(e), kCudaHint, __FILE__,
+                      __LINE__);
 }
 
 struct DevSegment {
@@ -190,24 +192,24 @@ void grad_sq_norm_cuda(const FusedAdamWArgs& a, float* d_norm_sq, void* stream) 
 void fused_adamw_cuda(const FusedAdamWArgs& a, const float* d_norm_sq, float max_norm,
                       void* stream) {
   if ((a.grad_f32 != nullptr) == (a.grad_bf16 != nullptr))
-    throw std::invalid_argument("fused AdamW: give exactly one of grad_f32 / grad_bf16");
+    fail_at("fused AdamW: give exactly one of grad_f32 / grad_bf16", __FILE__, __LINE__);
   if (!aligned(a.master, 16) || !aligned(a.exp_avg, 16) || !aligned(a.exp_avg_sq, 16) ||
       !aligned(a.grad_f32, 16) || !aligned(a.grad_bf16, 8) || !aligned(a.param_bf16, 8))
-    throw std::invalid_argument("fused AdamW (CUDA): flat buffers must be 16-byte aligned");
+    fail_at("fused AdamW (CUDA): flat buffers must be 16-byte aligned", __FILE__, __LINE__);
   auto st = static_cast<cudaStream_t>(stream);
   std::vector<DevSegment> segs;
   int64_t chunks = 0, at = 0;
   for (const auto& seg : a.segments) {
     if (seg.offset != at || seg.numel < 0)
-      throw std::invalid_argument("fused AdamW: segments must cover [0, numel) in order");
+      fail_at("fused AdamW: segments must cover [0, numel) in order", __FILE__, __LINE__);
     at += seg.numel;
     if (seg.numel == 0) continue;
     segs.push_back({seg.offset, seg.numel, chunks, seg.decay ? 1 : 0});
     chunks += (seg.numel + kChunk - 1) / kChunk;
   }
-  if (at != a.numel) throw std::invalid_argument("fused AdamW: segments do not cover numel");
+  if (at != a.numel) fail_at("fused AdamW: segments do not cover numel", __FILE__, __LINE__);
   if (chunks == 0) return;
-  if (chunks > int64_t(INT32_MAX)) throw std::invalid_argument("fused AdamW: shard too large");
+  if (chunks > int64_t(INT32_MAX)) fail_at("fused AdamW: shard too large", __FILE__, __LINE__);
 
   std::lock_guard<std::mutex> lock(cache_mutex);
   DeviceCache& c = cache_for_current_device();

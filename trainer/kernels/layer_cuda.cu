@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "common/foreign_error.h"
 #include "kernels/cuda_compat.cuh"
 #include "kernels/layer_kernels.h"
 
@@ -19,8 +20,8 @@ constexpr int kDwBlocks = 256;  // RMSNorm backward: fixed grid, so the dw reduc
 
 void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess)
-    throw std::runtime_error(std::string("CUDA layer kernel ") + what + ": " +
-                             cudaGetErrorString(e));
+    fail_library_call("CUDA", kCudaVersion, what, cudaGetErrorString(e), kCudaHint, __FILE__,
+                      __LINE__);
 }
 
 __device__ __forceinline__ float to_f(float v) {

@@ -15,23 +15,15 @@
 #include <ATen/Tensor.h>
 
 #include "checkpoint/sharded.h"
+#include "checkpoint/state.h"
 
 namespace asc {
-
-using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 
 struct AdamWOptions {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
 };
 
-// The checkpoint layout: for every parameter (Hugging Face name, model order) its fp32 master
-// weight and moments, same shape as the parameter, plus the number of steps taken.
-struct OptimizerState {
-  int64_t step = 0;
-  NamedTensors master, exp_avg, exp_avg_sq;
-};
-
-class Optimizer {
+class Optimizer : public SavedState {
  public:
   virtual ~Optimizer() = default;
   // Before each micro-batch's forward (the parallel engine gathers what the forward needs).
@@ -45,19 +37,15 @@ class Optimizer {
   // every rank since the norm is global.
   virtual double clip_and_step(double lr, double max_grad_norm) = 0;
   virtual void zero_grad() = 0;
-  virtual int64_t steps() const = 0;
   // The state in the checkpoint layout (tensors may be views of the optimizer's storage).
   virtual OptimizerState state() const = 0;
   // Replaces the state (names and shapes must match) and writes the compute-dtype parameters.
   virtual void load_state(const OptimizerState& s) = 0;
 
-  // What this rank writes into a checkpoint (checkpoint/sharded.h): slices that, over all
-  // ranks, cover every element of every parameter once; no collective. Default (one process):
-  // the whole state.
-  virtual std::vector<StateSlice> state_slices(const NamedTensors& params) const;
-  // Loads from a checkpoint of any world size or mode, reading only what this rank holds.
-  // Default: every tensor whole, then load_state.
-  virtual void load_state_from(const CheckpointReader& r, const NamedTensors& params);
+  // SavedState (checkpoint/state.h): steps(), and by default (one process) the whole state as
+  // this rank's slices, loaded back tensor by tensor through load_state.
+  std::vector<StateSlice> state_slices(const NamedTensors& params) const override;
+  void load_state_from(const CheckpointReader& r, const NamedTensors& params) override;
 };
 
 // torch.nn.utils.clip_grad_norm_'s factor: min(1, max_norm / (norm + 1e-6)); 1 when disabled.

@@ -6,10 +6,12 @@
 #include <cstdint>
 #include <string>
 
+#include "config/choices.h"
+
 namespace asc {
 
 struct LrSchedule {
-  std::string kind = "cosine";  // cosine | linear | constant
+  Schedule kind = Schedule::kCosine;  // cosine | linear | constant
   double peak_lr = 2e-5;
   int64_t warmup_steps = 0;
   int64_t total_steps = 1;

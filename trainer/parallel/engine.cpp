@@ -40,12 +40,11 @@ void alloc_storage(const at::Tensor& t) {
 }  // namespace
 
 ParallelEngine::ParallelEngine(LlamaForCausalLM& model, comm::Communicator& comm,
-                               const std::string& mode, bool activation_checkpointing,
+                               ParallelMode mode, bool activation_checkpointing,
                                AdamWOptions opt, at::ScalarType compute_dtype,
                                const ParamSource& initial)
     : model_(model), comm_(comm), mode_(mode), opt_(opt), dtype_(compute_dtype) {
-  ASC_CHECK(mode == "ddp" || mode == "zero2" || mode == "fsdp",
-            "parallel engine: mode '{}' (expected ddp, zero2 or fsdp)", mode);
+  ASC_CHECK(mode != ParallelMode::kNone, "parallel engine: mode none (expected ddp, zero2 or fsdp)");
   ASC_CHECK(dtype_ == at::kFloat || dtype_ == at::kBFloat16,
             "parallel engine: compute dtype must be fp32 or bf16");
   checkpointing = activation_checkpointing;
@@ -55,7 +54,7 @@ ParallelEngine::ParallelEngine(LlamaForCausalLM& model, comm::Communicator& comm
   ASC_CHECK(device.is_cpu() || comm_.backend() == "nccl",
             "parallel.mode {}: the model is on {} but the communicator is {} (CUDA tensors need "
             "the NCCL backend)",
-            mode, device.str(), comm_.backend());
+            name(mode), device.str(), comm_.backend());
   const int64_t L = model_->config().num_hidden_layers;
   units_.resize(size_t(L + 1));
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -116,12 +115,12 @@ ParallelEngine::ParallelEngine(LlamaForCausalLM& model, comm::Communicator& comm
   bytes_.params = compute_.defined() ? flat * es : 0;
   for (size_t i = 0; i < units_.size(); ++i) {
     Unit& u = units_[i];
-    if (mode_ == "ddp") {
+    if (mode_ == ParallelMode::kDdp) {
       u.full = owned_compute(u);  // the parameters are the owned (= whole) buffers
       u.grad = dtype_ == at::kFloat ? owned(gacc_, u) : at::zeros({u.numel}, cdt);
       if (dtype_ != at::kFloat) bytes_.grads += u.numel * es;
       point_params(u, true);
-    } else if (mode_ == "zero2") {  // replicated parameters: the owned slices gathered
+    } else if (mode_ == ParallelMode::kZero2) {  // replicated parameters: the owned slices gathered
       u.full = at::zeros({u.padded}, cdt);
       comm_.all_gather(u.full, owned_compute(u))->wait();
       u.grad = at::zeros({u.padded}, cdt);
@@ -176,7 +175,7 @@ void ParallelEngine::ensure_gathered(size_t i) {
 
 void ParallelEngine::release(size_t i) {
   Unit& u = units_[i];
-  if (mode_ != "fsdp") return;
+  if (mode_ != ParallelMode::kFsdp) return;
   if (u.gather) u.gather->wait(), u.gather.reset();
   free_storage(u.full);
   u.gathered = false;
@@ -184,7 +183,7 @@ void ParallelEngine::release(size_t i) {
 
 void ParallelEngine::alloc_grad(size_t i) {
   Unit& u = units_[i];
-  if (mode_ != "fsdp" || u.grad.defined()) return;
+  if (mode_ != ParallelMode::kFsdp || u.grad.defined()) return;
   u.grad = at::zeros({u.padded}, u.full.options());
   for (size_t j = 0; j < u.params.size(); ++j) {
     at::Tensor& p = params_[u.params[j]].second;
@@ -195,7 +194,7 @@ void ParallelEngine::alloc_grad(size_t i) {
 void ParallelEngine::reduce_grads(size_t i) {
   torch::NoGradGuard no_grad;
   Unit& u = units_[i];
-  if (mode_ == "ddp") {
+  if (mode_ == ParallelMode::kDdp) {
     at::Tensor acc = owned(gacc_, u);
     if (dtype_ != at::kFloat) {  // bf16 gradients accumulate in fp32 over micro-batches
       acc.add_(u.grad);
@@ -208,7 +207,7 @@ void ParallelEngine::reduce_grads(size_t i) {
   // zero2 / fsdp: reduce-scatter this micro-batch's gradient (fp32) into the owned slice. One
   // reduction stays in flight while the next layer's backward runs.
   at::Tensor src = dtype_ == at::kFloat ? u.grad : u.grad.to(at::kFloat);
-  if (dtype_ != at::kFloat && mode_ == "zero2") u.grad.zero_();
+  if (dtype_ != at::kFloat && mode_ == ParallelMode::kZero2) u.grad.zero_();
   at::Tensor shard = at::empty({u.shard}, src.options());
   if (!pending_.empty()) {
     finish(pending_.back());
@@ -216,7 +215,7 @@ void ParallelEngine::reduce_grads(size_t i) {
   }
   pending_.push_back({comm_.reduce_scatter(shard, src), i, src, shard});
   progress();
-  if (mode_ == "fsdp") {  // the full gradient lives on only in `src` until reduced
+  if (mode_ == ParallelMode::kFsdp) {  // the full gradient lives on only in `src` until reduced
     for (size_t k : u.params) params_[k].second.mutable_grad() = at::Tensor();
     u.grad = at::Tensor();
   }
@@ -227,7 +226,7 @@ void ParallelEngine::finish(PendingReduce& p) {
   if (!sharded()) return;
   Unit& u = units_[p.unit];
   owned(gacc_, u).add_(p.shard);
-  if (mode_ == "zero2" && dtype_ == at::kFloat) u.grad.zero_();  // src was u.grad itself
+  if (mode_ == ParallelMode::kZero2 && dtype_ == at::kFloat) u.grad.zero_();  // src was u.grad itself
 }
 
 void ParallelEngine::progress() {
@@ -244,7 +243,7 @@ void ParallelEngine::drain() {
 
 void ParallelEngine::before_forward(int64_t layer) {
   progress();
-  if (mode_ != "fsdp") return;
+  if (mode_ != ParallelMode::kFsdp) return;
   ensure_gathered(size_t(layer + 1));
   if (size_t(layer + 2) < units_.size()) gather_async(size_t(layer + 2));  // prefetch the next
 }
@@ -255,7 +254,7 @@ void ParallelEngine::after_forward(int64_t layer) {
 
 void ParallelEngine::before_backward(int64_t layer) {
   progress();
-  if (mode_ != "fsdp") return;
+  if (mode_ != ParallelMode::kFsdp) return;
   ensure_gathered(size_t(layer + 1));
   alloc_grad(size_t(layer + 1));
   if (layer >= 1) gather_async(size_t(layer));  // backward runs the layers in reverse
@@ -268,7 +267,7 @@ void ParallelEngine::after_backward(int64_t layer) {
 
 void ParallelEngine::begin_micro_batch(bool last) {
   last_micro_ = last;
-  if (mode_ != "fsdp") return;
+  if (mode_ != ParallelMode::kFsdp) return;
   ensure_gathered(0);  // the root (embedding, final norm, head) stays gathered for the pass
   alloc_grad(0);
 }
@@ -325,7 +324,7 @@ double ParallelEngine::clip_and_step(double lr, double max_grad_norm) {
     a.grad_scale = float(clip_factor(norm, max_grad_norm));
     kernels::fused_adamw_cpu(a);
   }
-  if (mode_ == "zero2") {  // everyone's updated slices into everyone's full parameters
+  if (mode_ == ParallelMode::kZero2) {  // everyone's updated slices into everyone's full parameters
     std::vector<comm::WorkPtr> works;
     for (Unit& u : units_) {
       at::Tensor mine = u.full.narrow(0, u.own_begin, u.shard);
@@ -342,7 +341,7 @@ void ParallelEngine::zero_grad() {
   torch::NoGradGuard no_grad;
   gacc_.zero_();
   for (Unit& u : units_)
-    if (u.grad.defined() && !(mode_ == "ddp" && dtype_ == at::kFloat)) u.grad.zero_();
+    if (u.grad.defined() && !(mode_ == ParallelMode::kDdp && dtype_ == at::kFloat)) u.grad.zero_();
 }
 
 OptimizerState ParallelEngine::state() const {
@@ -387,7 +386,7 @@ void ParallelEngine::load_state(const OptimizerState& s) {
     });
   }
   if (compute_.defined()) compute_.copy_(master_);
-  if (mode_ == "zero2")
+  if (mode_ == ParallelMode::kZero2)
     for (Unit& u : units_)
       for (size_t j = 0; j < u.params.size(); ++j)
         u.full.narrow(0, u.offsets[j], params_[u.params[j]].second.numel())
@@ -443,7 +442,7 @@ void ParallelEngine::load_state_from(const CheckpointReader& r, const NamedTenso
     });
   }
   if (compute_.defined()) compute_.copy_(master_);
-  if (mode_ == "zero2")  // replicated parameters: every rank needs all of them
+  if (mode_ == ParallelMode::kZero2)  // replicated parameters: every rank needs all of them
     for (Unit& u : units_)
       for (size_t j = 0; j < u.params.size(); ++j) {
         const std::string& name = params_[u.params[j]].first;

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "config/choices.h"
 #include "model/llama.h"
 #include "optim/optimizer.h"
 #include "parallel/unit_function.h"
@@ -47,7 +48,7 @@ class ParallelEngine final : public Optimizer, private UnitHooks {
   // storage (DeferParameterStorage, model/llama.h): each rank asks `initial` for the ranges it
   // owns only (ddp: everything), so no rank of a sharded mode ever holds the whole model.
   // Without it, the parameters hold the initial values, the same on every rank.
-  ParallelEngine(LlamaForCausalLM& model, comm::Communicator& comm, const std::string& mode,
+  ParallelEngine(LlamaForCausalLM& model, comm::Communicator& comm, ParallelMode mode,
                  bool activation_checkpointing, AdamWOptions opt, at::ScalarType compute_dtype,
                  const ParamSource& initial = {});
   ~ParallelEngine() override;
@@ -67,7 +68,7 @@ class ParallelEngine final : public Optimizer, private UnitHooks {
 
   ModelStateBytes model_state_bytes() const { return bytes_; }
   int64_t all_gathers() const { return gathers_; }  // parameter all-gathers issued (fsdp)
-  const std::string& mode() const { return mode_; }
+  ParallelMode mode() const { return mode_; }
 
  private:
   struct Unit {
@@ -93,7 +94,7 @@ class ParallelEngine final : public Optimizer, private UnitHooks {
   void before_backward(int64_t layer) override;
   void after_backward(int64_t layer) override;
 
-  bool sharded() const { return mode_ != "ddp"; }
+  bool sharded() const { return mode_ != ParallelMode::kDdp; }
   at::Tensor owned(const at::Tensor& flat, const Unit& u) const;
   at::Tensor owned_compute(const Unit& u) const;
   void point_params(Unit& u, bool grads);
@@ -108,7 +109,7 @@ class ParallelEngine final : public Optimizer, private UnitHooks {
 
   LlamaForCausalLM model_;
   comm::Communicator& comm_;
-  std::string mode_;
+  ParallelMode mode_;
   AdamWOptions opt_;
   at::ScalarType dtype_;
   NamedTensors params_;  // HF order

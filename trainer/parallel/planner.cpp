@@ -31,7 +31,7 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
   MemoryPlan p;
   const LlamaConfig& c = in.model;
   const int64_t W = in.world_size, es = in.compute_bytes;
-  const bool sharded = in.mode == "zero2" || in.mode == "fsdp";
+  const bool sharded = in.mode == ParallelMode::kZero2 || in.mode == ParallelMode::kFsdp;
   const bool bf16 = es == 2;
   int64_t flat = 0, padded_sum = 0, numel_sum = 0, largest = 0;
   for (int64_t n : unit_sizes(c)) {
@@ -45,12 +45,12 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
   p.optimizer = 2 * flat * 4;
   p.grads = flat * 4;               // the fp32 gradient accumulator (owned)
   p.params = bf16 ? flat * es : 0;  // fp32: the parameters are the master weights
-  if (in.mode == "ddp" && bf16) p.grads += numel_sum * es;  // the bf16 gradients autograd fills
-  if (in.mode == "zero2") p.params += padded_sum * es, p.grads += padded_sum * es;
-  if (in.mode == "none") {  // the flat optimizer of one process: the same as ddp at W = 1
+  if (in.mode == ParallelMode::kDdp && bf16) p.grads += numel_sum * es;  // the bf16 gradients autograd fills
+  if (in.mode == ParallelMode::kZero2) p.params += padded_sum * es, p.grads += padded_sum * es;
+  if (in.mode == ParallelMode::kNone) {  // the flat optimizer of one process: the same as ddp at W = 1
     p.grads = numel_sum * (bf16 ? es : 4);
   }
-  if (in.mode == "fsdp") {
+  if (in.mode == ParallelMode::kFsdp) {
     const auto units = unit_sizes(c);
     const int64_t root = (units[0] + W - 1) / W * W;
     const int64_t layer = units.size() > 1 ? (units[1] + W - 1) / W * W : 0;
@@ -76,11 +76,11 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
   p.logits = logit_rows * c.vocab_size * (es + 4 + 4);
   const int64_t init_chunk = int64_t(4) << 20;  // one 2^20-element fp32 chunk
   if (!in.on_device) {
-    p.host_at_load = (in.mode == "none" ? numel_sum * 4 : init_chunk) + p.model_state();
+    p.host_at_load = (in.mode == ParallelMode::kNone ? numel_sum * 4 : init_chunk) + p.model_state();
     p.host_at_save = p.model_state() + p.master + p.optimizer;
   } else {
     const int64_t share = sharded ? largest / W : largest;
-    p.host_at_load = in.mode == "none" ? numel_sum * 4 : std::max(init_chunk, share * 4);
+    p.host_at_load = in.mode == ParallelMode::kNone ? numel_sum * 4 : std::max(init_chunk, share * 4);
     p.host_at_save = p.master + p.optimizer;
   }
   return p;
@@ -91,7 +91,7 @@ std::string format_plan(const MemoryPlanInput& in, const MemoryPlan& p, double g
       "model: {:.3f} B parameters, {} layers; parallel.mode {} on {} rank{}; compute {}; "
       "micro-batch "
       "{} x {} tokens; activation checkpointing {}\n\n",
-      double(p.num_parameters) / 1e9, in.model.num_hidden_layers, in.mode, in.world_size,
+      double(p.num_parameters) / 1e9, in.model.num_hidden_layers, name(in.mode), in.world_size,
       in.world_size == 1 ? "" : "s", in.compute_bytes == 2 ? "bf16" : "fp32", in.micro_batch,
       in.seq_len, in.activation_checkpointing ? "on" : "off");
   auto row = [&](const char* what, int64_t b, const char* note = "") {
@@ -112,12 +112,12 @@ std::string format_plan(const MemoryPlanInput& in, const MemoryPlan& p, double g
   row("peak as configured", p.peak());
   s += "per rank, host:\n";
   if (in.on_device) {
-    row(in.mode == "none" ? "at load (fp32 model, then moved to the device)"
+    row(in.mode == ParallelMode::kNone ? "at load (fp32 model, then moved to the device)"
                           : "at load (one owned range staged at a time)",
         p.host_at_load);
     row("at an async save (own shard staged)", p.host_at_save, "model state on the device");
   } else {
-    row(in.mode == "none" ? "at load (fp32 model, then the optimizer's copy)"
+    row(in.mode == ParallelMode::kNone ? "at load (fp32 model, then the optimizer's copy)"
                           : "at load (own shards filled directly)",
         p.host_at_load);
     row("at an async save (own shard staged)", p.host_at_save);

@@ -8,13 +8,14 @@
 #include <string>
 #include <vector>
 
+#include "config/choices.h"
 #include "model/llama_config.h"
 
 namespace asc {
 
 struct MemoryPlanInput {
   LlamaConfig model;
-  std::string mode = "fsdp";  // none | ddp | zero2 | fsdp
+  ParallelMode mode = ParallelMode::kFsdp;
   int64_t world_size = 1;
   int64_t compute_bytes = 4;  // 4 (fp32) or 2 (bf16)
   int64_t micro_batch = 1, seq_len = 2048;
