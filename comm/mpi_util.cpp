@@ -45,9 +45,10 @@ void mpi_init_once() {
     int level = 0;
     mpi_check(MPI_Query_thread(&level), "MPI_Query_thread");
     if (level < MPI_THREAD_MULTIPLE)
-      ASC_FAIL("MPI was started with thread level {}; the data channel and the collectives need "
-               "MPI_THREAD_MULTIPLE ({})",
-               level, int(MPI_THREAD_MULTIPLE));
+      ASC_FAIL(
+          "MPI was started with thread level {}; the data channel and the collectives need "
+          "MPI_THREAD_MULTIPLE ({})",
+          level, int(MPI_THREAD_MULTIPLE));
     return;
   }
   int provided = 0;

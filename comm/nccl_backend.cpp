@@ -40,7 +40,8 @@ void nccl_check(ncclResult_t r, const char* what) {
   const std::string version = fmt::format("{}.{}.{}", v / 10000, (v % 10000) / 100, v % 100);
   // ncclGetLastError holds the detail behind a generic code (e.g. "unhandled system error").
   std::string message = ncclGetErrorString(r);
-  if (const char* last = ncclGetLastError(nullptr); last && *last) message += std::string(": ") + last;
+  if (const char* last = ncclGetLastError(nullptr); last && *last)
+    message += std::string(": ") + last;
   fail_library_call("NCCL", version.c_str(), what, message.c_str(), kNcclHint, __FILE__, __LINE__);
 }
 

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 #include <thread>
 #include <sstream>
@@ -41,6 +42,7 @@
 #include "parallel/engine.h"
 #include "parallel/unit_function.h"
 #include "optim/schedule.h"
+#include "eval/validator.h"
 #include "run_control.h"
 
 namespace asc {
@@ -122,7 +124,6 @@ at::Device training_device(const Recipe& r) {
                   r.where("train.device"), local, n);
   return at::Device(at::kCUDA, c10::DeviceIndex(comm::local_rank() % n));
 }
-
 
 }  // namespace
 
@@ -244,7 +245,8 @@ Ranks join_ranks(const Recipe& r, const at::Device& device) {
 struct Trainee {
   LlamaForCausalLM model{nullptr};
   std::unique_ptr<Optimizer> opt;
-  std::unique_ptr<CheckpointOnly> checkpointing;  // parallel.mode none with activation checkpointing
+  std::unique_ptr<CheckpointOnly>
+      checkpointing;  // parallel.mode none with activation checkpointing
 };
 
 Trainee build_trainee(const Recipe& r, const Ranks& ranks, const at::Device& device,
@@ -261,7 +263,8 @@ Trainee build_trainee(const Recipe& r, const Ranks& ranks, const at::Device& dev
     const ParamSource zeros = [](const std::string&, int64_t b, int64_t e, float* out) {
       std::fill(out, out + (e - b), 0.0f);
     };
-    t.opt = make_optimizer(r, t.model, ranks.engine(), resuming ? zeros : initial_weights(r, c, from));
+    t.opt =
+        make_optimizer(r, t.model, ranks.engine(), resuming ? zeros : initial_weights(r, c, from));
     return t;
   }
   t.model = initial_model(r);
@@ -298,7 +301,7 @@ class StepLog {
                                              : 0.0;
   }
   void log(MetricsLogger* metrics, int64_t step, const BatchLoss& b, double lr, double grad_norm,
-           double step_s, double data_wait_s) {
+           double step_s, double data_wait_s, const Validator::Result* eval) {
     tokens_seen_ += b.targets;
     if (!metrics) return;
     StepMetrics m;
@@ -308,9 +311,11 @@ class StepLog {
     m.tflops = flops_per_token_ * m.tokens_per_s / 1e12;
     // tflops counts every rank's tokens; the peak is one device's.
     m.mfu = peak_tflops_ > 0 ? m.tflops / (peak_tflops_ * world_) : -1;
-    if (device_.is_cuda()) m.device_peak_bytes = kernels::cuda_peak_allocated_bytes(device_.index());
+    if (device_.is_cuda())
+      m.device_peak_bytes = kernels::cuda_peak_allocated_bytes(device_.index());
     m.tokens = tokens_seen_, m.elapsed_s = now_s() - t_start_;
     m.step_s = step_s, m.data_wait_s = data_wait_s;
+    if (eval) m.has_eval = true, m.eval_loss = eval->loss, m.eval_tokens = eval->tokens;
     metrics->log(m);
   }
 
@@ -356,7 +361,9 @@ TrainResult train(const Recipe& r, const TrainOptions& o) {
   const c10::DeviceGuard device_guard(device);  // our kernels launch on the current device
   const Ranks ranks = join_ranks(r, device);
   comm::Communicator* comm = ranks.host.get();
-  Trainee trainee = build_trainee(r, ranks, device, Checkpointer::run_has_checkpoints(r.checkpoint.dir));
+  // Decided once: a resumed run's parameters come from its checkpoint, not the initial weights.
+  const bool resuming = Checkpointer::run_has_checkpoints(r.checkpoint.dir);
+  Trainee trainee = build_trainee(r, ranks, device, resuming);
   LlamaForCausalLM& model = trainee.model;
   Optimizer& opt = *trainee.opt;
   const NamedTensors params = hf_named_tensors(model);
@@ -368,9 +375,11 @@ TrainResult train(const Recipe& r, const TrainOptions& o) {
                             : int64_t(std::ceil(r.train.epochs * double(data->steps_per_epoch())));
   const LrSchedule sched{r.train.lr_schedule, r.train.lr,
                          warmup_steps_from_ratio(total_steps, r.train.warmup_ratio), total_steps};
+  std::unique_ptr<Validator> validator;  // eval.corpus, checked before anything is written
+  if (!r.eval.corpus.empty()) validator = Validator::open(r, model->config(), comm);
 
   // --- resume or start -----------------------------------------------------------------------
-  Checkpointer ckpt(r, model->config(), comm, o.hooks.async_write_delay_ms);
+  Checkpointer ckpt(r, model->config(), comm, resuming, o.hooks.async_write_delay_ms);
   const int64_t first_step = ckpt.resume(opt, params, total_steps);
   if (first_step > 0) data->start_at(first_step);
   report_startup_memory(ranks.rank, opt);
@@ -383,7 +392,8 @@ TrainResult train(const Recipe& r, const TrainOptions& o) {
   ckpt.begin_run(first_step);
   std::unique_ptr<MetricsLogger> metrics;
   if (ranks.rank == 0)
-    metrics = std::make_unique<MetricsLogger>(ckpt.run_dir(), r.logging.tensorboard, r.logging.progress);
+    metrics =
+        std::make_unique<MetricsLogger>(ckpt.run_dir(), r.logging.tensorboard, r.logging.progress);
   if (first_step >= total_steps) return result;  // already complete: nothing to do or save
   if (r.checkpoint.async && r.checkpoint.every_steps > 0) ckpt.prepare_async(opt, params);
   RunControl control(comm, r.train.max_bad_steps, o.stop_after_step);
@@ -396,16 +406,20 @@ TrainResult train(const Recipe& r, const TrainOptions& o) {
     const double t0 = now_s();
     double data_wait_s = 0;
     const GlobalBatch batch = prefetch.next(k, &data_wait_s);
-    const BatchLoss loss = accumulate_gradients(model, opt, batch, comm,
-                                                o.hooks.nan_at.count({step, ranks.rank}) > 0,
-                                                r.train.loss_chunk_rows);
+    const BatchLoss loss =
+        accumulate_gradients(model, opt, batch, comm, o.hooks.nan_at.count({step, ranks.rank}) > 0,
+                             r.train.loss_chunk_rows);
     const double lr = sched.lr_at(k);
     // Not finite (on any rank: the loss and the norm are global): nothing is updated anywhere.
     const double gnorm =
         std::isfinite(loss.loss) ? opt.clip_and_step(lr, r.train.max_grad_norm) : std::nan("");
     opt.zero_grad();
     control.account(step, loss.loss, gnorm);
-    step_log.log(metrics.get(), step, loss, lr, gnorm, now_s() - t0, data_wait_s);
+    const double step_s = now_s() - t0;
+    std::optional<Validator::Result> eval;
+    if (validator && validator->due(step, total_steps)) eval = validator->run(model, opt, comm);
+    step_log.log(metrics.get(), step, loss, lr, gnorm, step_s, data_wait_s,
+                 eval ? &*eval : nullptr);
     result.losses.push_back(loss.loss);
     result.steps = step;
 

@@ -98,7 +98,8 @@ int main(int argc, char** argv) {
                  "from the last rank",
              "broadcast_string");
       expect(broadcast_string(h, R == 0 ? "" : "junk").empty(), "broadcast_string of nothing");
-      const auto all = all_gather_strings(h, std::string(size_t(R) * 3, 'x') + std::to_string(R), 5);
+      const auto all =
+          all_gather_strings(h, std::string(size_t(R) * 3, 'x') + std::to_string(R), 5);
       expect(int(all.size()) == W, "all_gather_strings: one per rank");
       for (int r = 0; r < W && r < int(all.size()); ++r)
         expect(all[size_t(r)] == std::string(size_t(r) * 3, 'x') + std::to_string(r),

@@ -4,6 +4,10 @@ recorded before the trainer's redesign (issue 17) so that what users see cannot 
   golden.py record ASCLEPIUS OUT.json      run every configuration, write the file
   golden.py check ASCLEPIUS GOLDEN.json    run them again and compare; exit 1 on a difference
         [--exact]                          bit-identical (same machine and build as recorded)
+  golden.py resume-old ASCLEPIUS FIXTURE.json   resume the checkpoint written before the redesign
+        [--exact]                          (FIXTURE's directory beside it) at the ranks and mode
+                                           it was written with and in one process; the
+                                           continued losses must be the uninterrupted run's
 
 The check's tolerance holds across CPUs: float rounding differs between AVX2 and AVX-512
 machines (ATen's, oneDNN's and MKL's kernels take other vector paths and sum in other orders),
@@ -21,6 +25,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,9 +55,10 @@ RUNS = {
 RTOL = {"fp32": 1e-5, "bf16": 2e-3}
 
 
-def run(binary, name, ranks, overrides, tmp):
+def run(binary, name, ranks, overrides, tmp, common=True):
     out = os.path.join(tmp, name)
-    cmd = [binary, "train", RECIPE] + COMMON + overrides + [f"checkpoint.dir={out}"]
+    cmd = [binary, "train", RECIPE] + (COMMON if common else []) + overrides + \
+        [f"checkpoint.dir={out}"]
     if ranks > 1:
         cmd = ["mpirun", "-np", str(ranks), "--oversubscribe"] + cmd
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
@@ -61,6 +67,39 @@ def run(binary, name, ranks, overrides, tmp):
         sys.exit(f"FAIL: run {name} exited {p.returncode}:\n{p.stdout}{p.stderr}")
     rows = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl")) if l.strip()]
     return {"losses": [r["loss"] for r in rows], "grad_norms": [r["grad_norm"] for r in rows]}
+
+
+def resume_old(a, tmp):
+    """Checkpoints written before the redesign resume after it: the fixture's run (stopped after
+    step 3) continues to step 6 with the uninterrupted run's losses, at the world size and mode it
+    was written with (bit-identical on the recording machine) and in one process (fp32 rounding
+    of another layout)."""
+    doc = json.load(open(a.file))
+    fixture = os.path.splitext(a.file)[0]
+    bad = 0
+    for name, ranks, layout in (("same layout", doc["ranks"], [f"parallel.mode={doc['mode']}"]),
+                                ("one process", 1, ["parallel.mode=none"])):
+        run_dir = os.path.join(tmp, name.replace(" ", "-"))
+        shutil.copytree(fixture, run_dir)
+        got = run(a.binary, name.replace(" ", "-"), ranks,
+                  doc["overrides"] + layout + ["checkpoint.resume=auto"], tmp, common=False)
+        exact = a.exact and ranks == doc["ranks"]
+        worst = 0.0
+        for key in ("losses", "grad_norms"):
+            want = doc[key]
+            if len(got[key]) != len(want):
+                print(f"FAIL {name}: {len(got[key])} metrics lines, want {len(want)}")
+                bad += 1
+                continue
+            for step, (x, y) in enumerate(zip(got[key], want), 1):
+                rel = abs(x - y) / abs(y)
+                worst = max(worst, rel)
+                if (exact and x != y) or rel > RTOL["fp32"]:
+                    print(f"FAIL {name}: step {step} {key[:-1]} {x!r}, want {y!r} ({rel:.3g})")
+                    bad += 1
+        print(f"{'ok  ' if not bad else '    '}resume of the pre-redesign checkpoint, {name}: "
+              f"worst relative difference {worst:.3g}{' (exact)' if exact else ''}")
+    return 1 if bad else 0
 
 
 def cpu_name():
@@ -75,7 +114,7 @@ def cpu_name():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("action", choices=["record", "check"])
+    ap.add_argument("action", choices=["record", "check", "resume-old"])
     ap.add_argument("binary")
     ap.add_argument("file")
     ap.add_argument("--exact", action="store_true")
@@ -83,6 +122,8 @@ def main():
                     help="check: extra recipe overrides for every run (to see that a change fails)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        if a.action == "resume-old":
+            return resume_old(a, tmp)
         if a.action == "record":
             runs = {}
             for name, (ranks, overrides) in RUNS.items():

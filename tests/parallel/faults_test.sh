@@ -59,7 +59,8 @@ for sig in KILL STOP; do
   victim=$(rank_pid "checkpoint.dir=$tmp/$sig" 1)
   if [[ -z $victim ]]; then  # nothing to kill: a failure, not a pass by timeout
     echo "FAILED: SIG$sig: no rank 1 process found"; fail=1
-    kill -KILL $mp 2>/dev/null; wait $mp; continue
+    kill -TERM $mp 2>/dev/null  # timeout passes it on to mpirun, which ends the ranks
+    pkill -KILL -f "checkpoint.dir=$tmp/$sig" 2>/dev/null; wait $mp; continue
   fi
   kill -$sig "$victim"
   wait $mp
@@ -79,8 +80,12 @@ mp=$!
 for _ in $(seq 300); do [[ -s $tmp/usr1/metrics.jsonl ]] && break; sleep 0.1; done
 sleep 1
 usr1_pid=$(rank_pid "checkpoint.dir=$tmp/usr1" 0)
-[[ -n $usr1_pid ]] || { echo "FAILED: SIGUSR1: no rank 0 process found"; fail=1; }
-kill -USR1 "$usr1_pid"
+if [[ -n $usr1_pid ]]; then
+  kill -USR1 "$usr1_pid"
+else
+  echo "FAILED: SIGUSR1: no rank 0 process found"; fail=1
+  kill -TERM $mp 2>/dev/null; pkill -KILL -f "checkpoint.dir=$tmp/usr1" 2>/dev/null
+fi
 wait $mp
 rc=$?
 cat "$tmp/usr1.log"

@@ -38,7 +38,8 @@ int main(int argc, char** argv) {
   const int64_t before = heap_in_use();
   int64_t measured = 0, self_report = 0;
   {
-    ParallelEngine engine(model, *comm, parse_parallel_mode(mode), true, {}, bf16 ? at::kBFloat16 : at::kFloat);
+    ParallelEngine engine(model, *comm, parse_parallel_mode(mode), true, {},
+                          bf16 ? at::kBFloat16 : at::kFloat);
     measured = heap_in_use() - before + model_bytes;  // the model's fp32 storage was released
     self_report = engine.model_state_bytes().total();
     if (mode == "fsdp") {
@@ -57,7 +58,8 @@ int main(int argc, char** argv) {
     }
   }
   MemoryPlanInput in;
-  in.model = c, in.mode = parse_parallel_mode(mode), in.world_size = comm->size(), in.compute_bytes = bf16 ? 2 : 4;
+  in.model = c, in.mode = parse_parallel_mode(mode), in.world_size = comm->size(),
+  in.compute_bytes = bf16 ? 2 : 4;
   const int64_t predicted = plan_memory(in).model_state();
   const double diff = 100.0 * double(measured - predicted) / double(predicted);
   std::printf("rank %d of %d %s %s: measured %lld predicted %lld (%+.2f%%) engine %lld\n",

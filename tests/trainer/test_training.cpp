@@ -241,7 +241,7 @@ TEST(Training, ScheduleMatchesHuggingFaceTrainer) {
     const auto rest = key.substr(key.find('/') + 1);
     const int64_t total = std::stoll(rest.substr(0, rest.find('/')));
     const double ratio = std::stod(rest.substr(rest.find('/') + 1));
-    const Schedule sk = kind == "cosine" ? Schedule::kCosine
+    const Schedule sk = kind == "cosine"   ? Schedule::kCosine
                         : kind == "linear" ? Schedule::kLinear
                                            : Schedule::kConstant;
     ASSERT_TRUE(kind == "cosine" || kind == "linear" || kind == "constant") << key;

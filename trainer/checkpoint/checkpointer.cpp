@@ -44,16 +44,15 @@ struct Checkpointer::Pending {
 };
 
 Checkpointer::Checkpointer(const Recipe& recipe, const LlamaConfig& config,
-                           comm::Communicator* comm, int async_write_delay_ms)
+                           comm::Communicator* comm, bool has_checkpoints, int async_write_delay_ms)
     : recipe_(recipe),
       config_(config),
       comm_(comm),
       rank_(comm ? comm->rank() : 0),
       world_(comm ? comm->size() : 1),
       delay_ms_(async_write_delay_ms),
-      run_dir_(recipe.checkpoint.dir) {
-  resuming_ = run_has_checkpoints(run_dir_);
-}
+      run_dir_(recipe.checkpoint.dir),
+      resuming_(has_checkpoints) {}
 
 bool Checkpointer::run_has_checkpoints(const std::string& run_dir) {
   return fs::exists(run_dir + "/latest") || !step_dirs_newest_first(run_dir).empty();
@@ -79,7 +78,7 @@ int64_t Checkpointer::resume(SavedState& opt, const NamedTensors& params, int64_
   const std::string step_dir =
       comm::on_root(comm_, [&] { return newest_complete_checkpoint(run_dir_); });
   if (comm_) comm_->barrier();  // every rank has its answer before rank 0 moves `latest`
-  if (rank_ == 0)  // `latest` names the one resumed (it may have named a damaged one)
+  if (rank_ == 0)               // `latest` names the one resumed (it may have named a damaged one)
     write_file_atomic(run_dir_ + "/latest", fs::path(step_dir).filename().string() + "\n");
   int64_t first_step = 0;
   try {
@@ -197,13 +196,17 @@ void Checkpointer::save(int64_t step, double loss, const SavedState& opt,
                run_dir_, step_dir_name(step), now_s() - t0, bytes);
 }
 
-bool Checkpointer::writing() const { return pending_ && !pending_->written; }
+bool Checkpointer::writing() const {
+  return pending_ && !pending_->written;
+}
 
 void Checkpointer::commit_if_written(bool all_ranks_written) {
   if (pending_ && all_ranks_written) commit_pending(true);
 }
 
-void Checkpointer::finish() { commit_pending(false); }
+void Checkpointer::finish() {
+  commit_pending(false);
+}
 
 // all_ranks_written: every rank's write is known to be done (agreed this step), so the commit's
 // exchanges wait only parallel.timeout_s; otherwise (next save, stop, end) as long as a write.
@@ -261,11 +264,15 @@ void check_resume_compatible(const Recipe& r, const std::string& saved_path, boo
   static const std::set<std::string> harmless = {"train.threads",         "train.cache_host_memory",
                                                  "train.max_bad_steps",   "train.optimizer",
                                                  "train.loss_chunk_rows", "train.device"};
+  // A key the saved recipe lacks (added by a later version) counts as its default.
+  const YAML::Node defaults = YAML::Load(recipe_to_yaml(Recipe{}));
   for (const std::string& key : recipe_keys()) {
     const std::string a = value(now, key), b = value(saved, key);
     if (a == b) continue;
+    if (b.empty() && a == value(defaults, key)) continue;
     const bool free = harmless.count(key) || key.rfind("logging.", 0) == 0 ||
-                      key.rfind("checkpoint.", 0) == 0 || key.rfind("parallel.", 0) == 0;
+                      key.rfind("checkpoint.", 0) == 0 || key.rfind("parallel.", 0) == 0 ||
+                      key.rfind("eval.", 0) == 0;
     if (!free)
       ASC_FAIL_HINT("resume with the run's own value, or start a new run (a new checkpoint.dir)",
                     "{}: {} is {} but the run being resumed used {} ({}); that changes what is "

@@ -31,8 +31,10 @@ class Checkpointer {
  public:
   // comm: the host communicator (null: one process). async_write_delay_ms: a test hook that holds
   // background writes back, so training has certainly changed the state before it is written.
+  // has_checkpoints: run_has_checkpoints(checkpoint.dir), decided once before the model was
+  // built (its parameters were filled from the initial weights only when it is false).
   Checkpointer(const Recipe& recipe, const LlamaConfig& config, comm::Communicator* comm,
-               int async_write_delay_ms = 0);
+               bool has_checkpoints, int async_write_delay_ms = 0);
   ~Checkpointer();
   Checkpointer(const Checkpointer&) = delete;
   Checkpointer& operator=(const Checkpointer&) = delete;
@@ -44,8 +46,9 @@ class Checkpointer {
   bool has_checkpoints() const { return resuming_; }
   static bool run_has_checkpoints(const std::string& run_dir);
   // Resuming (has_checkpoints()): agrees on the checkpoint, checks the recipe against the run's,
-  // trims the metrics and loads `opt`'s state (the optimizer's) from it. Returns the step to continue from (0 when
-  // there is nothing to resume). Fails alike on every rank. total_steps: for the log line.
+  // trims the metrics and loads `opt`'s state (the optimizer's) from it. Returns the step to
+  // continue from (0 when there is nothing to resume). Fails alike on every rank. total_steps: for
+  // the log line.
   int64_t resume(SavedState& opt, const NamedTensors& params, int64_t total_steps);
   // After resume(): rank 0 creates the run directory (a fresh start writes its recipe.yaml and
   // drops stale metrics). `first_step`: what resume() returned.

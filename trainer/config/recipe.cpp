@@ -28,11 +28,11 @@ struct Field {
 // Each closed choice's spellings, in the order messages list them.
 template <class E>
 const std::vector<std::pair<const char*, E>>& choices();
-#define ASC_CHOICES(E, ...)                                              \
-  template <>                                                            \
-  const std::vector<std::pair<const char*, E>>& choices<E>() {           \
+#define ASC_CHOICES(E, ...)                                                    \
+  template <>                                                                  \
+  const std::vector<std::pair<const char*, E>>& choices<E>() {                 \
     static const std::vector<std::pair<const char*, E>> table = {__VA_ARGS__}; \
-    return table;                                                        \
+    return table;                                                              \
   }
 ASC_CHOICES(Stage, {"pretrain", Stage::kPretrain}, {"instruct", Stage::kInstruct})
 ASC_CHOICES(Schedule, {"cosine", Schedule::kCosine}, {"linear", Schedule::kLinear},
@@ -161,8 +161,8 @@ class Schema {
                             [&ref, &r, path, check](const YAML::Node& n, const std::string& where) {
                               const std::string v = parse_scalar<std::string>(n, path, where);
                               if (const char* rule = check(v))
-                                ASC_FAIL("{}: {}: {} is out of range ({})", where, path,
-                                         n.Scalar(), rule);
+                                ASC_FAIL("{}: {}: {} is out of range ({})", where, path, n.Scalar(),
+                                         rule);
                               for (const auto& [spelling, e] : choices<E>())
                                 if (v == spelling) ref = e;
                               r.origin[path] = where;
@@ -276,6 +276,10 @@ class Schema {
     add_choice("checkpoint.resume", r_.checkpoint.resume);
     add("checkpoint.keep_last", r_.checkpoint.keep_last, non_negative<int64_t>());
     add<bool>("checkpoint.async", r_.checkpoint.async);
+
+    add<std::string>("eval.corpus", r_.eval.corpus);
+    add("eval.every_steps", r_.eval.every_steps, non_negative<int64_t>());
+    add("eval.max_batches", r_.eval.max_batches, non_negative<int64_t>());
 
     add<bool>("logging.tensorboard", r_.logging.tensorboard);
     add<bool>("logging.progress", r_.logging.progress);
@@ -416,6 +420,18 @@ void validate(Recipe& r, int64_t world_size) {
         "{}: parallel.mode {} runs the fused optimizer over its shards; train.optimizer: "
         "reference is for one process (parallel.mode: none)",
         r.where("train.optimizer"), name(r.parallel.mode));
+  if (r.eval.every_steps > 0 && r.eval.corpus.empty())
+    ASC_FAIL_HINT("set eval.corpus to a held-out corpus.h5, or eval.every_steps: 0",
+                  "{}: eval.every_steps is {} but eval.corpus is not set",
+                  r.where("eval.every_steps"), r.eval.every_steps);
+  if (r.eval.max_batches > 0 && r.eval.corpus.empty())
+    ASC_FAIL_HINT("set eval.corpus to a held-out corpus.h5, or remove eval.max_batches",
+                  "{}: eval.max_batches is {} but eval.corpus is not set",
+                  r.where("eval.max_batches"), r.eval.max_batches);
+  if (r.eval.corpus == "demo")
+    ASC_FAIL_HINT("build a held-out corpus with `asclepius corpus build`",
+                  "{}: eval.corpus must be an HDF5 corpus, not the demo stream",
+                  r.where("eval.corpus"));
   if (r.parallel.mode == ParallelMode::kNone && world_size > 1)
     ASC_FAIL("{}: parallel.mode is none but {} ranks were launched", r.where("parallel.mode"),
              world_size);
@@ -423,13 +439,27 @@ void validate(Recipe& r, int64_t world_size) {
 
 }  // namespace
 
-const char* name(Stage v) { return choice_name(v); }
-const char* name(Schedule v) { return choice_name(v); }
-const char* name(OptimizerKind v) { return choice_name(v); }
-const char* name(DType v) { return choice_name(v); }
-const char* name(DeviceKind v) { return choice_name(v); }
-const char* name(ParallelMode v) { return choice_name(v); }
-const char* name(ResumePolicy v) { return choice_name(v); }
+const char* name(Stage v) {
+  return choice_name(v);
+}
+const char* name(Schedule v) {
+  return choice_name(v);
+}
+const char* name(OptimizerKind v) {
+  return choice_name(v);
+}
+const char* name(DType v) {
+  return choice_name(v);
+}
+const char* name(DeviceKind v) {
+  return choice_name(v);
+}
+const char* name(ParallelMode v) {
+  return choice_name(v);
+}
+const char* name(ResumePolicy v) {
+  return choice_name(v);
+}
 
 ParallelMode parse_parallel_mode(const std::string& text) {
   std::vector<std::string> spellings;

@@ -84,6 +84,14 @@ struct Recipe {
     // is committed (and becomes `latest`) at the first step boundary after every rank's write.
     bool async = false;
   } checkpoint;
+  // Validation during training (the Hugging Face Trainer's evaluation_strategy "steps", llm.c's
+  // val loss): held-out loss and perplexity on eval.corpus every eval.every_steps and at the end.
+  struct Eval {
+    std::string corpus;       // an HDF5 corpus (pretrain windows or instruct examples); "" = off
+    int64_t every_steps = 0;  // > 0: also every this many steps (0: at the end only)
+    // > 0: only the first max_batches x train.global_batch_size sequences; 0 = the whole corpus
+    int64_t max_batches = 0;
+  } eval;
   struct Logging {
     bool tensorboard = false;
     bool progress = true;      // live progress line on rank 0

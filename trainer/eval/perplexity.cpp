@@ -38,6 +38,24 @@ void run_batch(LlamaForCausalLM& model, const std::vector<Sequence>& batch, int6
 }
 }  // namespace
 
+std::vector<std::pair<int64_t, int64_t>> eval_sequences(const Corpus& corpus, int64_t seq,
+                                                        int64_t max_sequences) {
+  const CorpusInfo& info = corpus.info();
+  std::vector<std::pair<int64_t, int64_t>> ranges;  // [begin, end) in the token stream
+  const auto& off = corpus.doc_offsets();
+  if (info.stage == "instruct") {
+    for (size_t d = 0; d + 1 < off.size(); ++d)
+      ranges.push_back({off[d], std::min(off[d + 1], off[d] + seq)});
+  } else {
+    for (int64_t b = 0; b + 1 < info.num_tokens; b += seq)
+      ranges.push_back({b, std::min(info.num_tokens, b + seq)});
+  }
+  if (max_sequences > 0 && int64_t(ranges.size()) > max_sequences)
+    ranges.resize(size_t(max_sequences));
+  ASC_CHECK(!ranges.empty(), "corpus {} has no sequence to evaluate", corpus.path());
+  return ranges;
+}
+
 PerplexityResult corpus_perplexity(LlamaForCausalLM& model, const Corpus& corpus,
                                    const PerplexityOptions& o) {
   torch::NoGradGuard no_grad;
@@ -53,18 +71,7 @@ PerplexityResult corpus_perplexity(LlamaForCausalLM& model, const Corpus& corpus
   const bool instruct = info.stage == "instruct";
 
   // Sequences in corpus order, read lazily batch by batch.
-  std::vector<std::pair<int64_t, int64_t>> ranges;  // [begin, end) in the token stream
-  const auto& off = corpus.doc_offsets();
-  if (instruct) {
-    for (size_t d = 0; d + 1 < off.size(); ++d)
-      ranges.push_back({off[d], std::min(off[d + 1], off[d] + seq)});
-  } else {
-    for (int64_t b = 0; b + 1 < info.num_tokens; b += seq)
-      ranges.push_back({b, std::min(info.num_tokens, b + seq)});
-  }
-  if (o.max_sequences > 0 && int64_t(ranges.size()) > o.max_sequences)
-    ranges.resize(size_t(o.max_sequences));
-  ASC_CHECK(!ranges.empty(), "corpus {} has no sequence to evaluate", corpus.path());
+  const auto ranges = eval_sequences(corpus, seq, o.max_sequences);
 
   PerplexityResult r;
   std::vector<Sequence> batch;

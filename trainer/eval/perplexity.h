@@ -6,6 +6,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 #include "data/corpus.h"
 #include "model/llama.h"
@@ -25,6 +27,12 @@ struct PerplexityOptions {
   int64_t batch_size = 8;
   int64_t max_sequences = 0;  // 0 = all
 };
+
+// The sequences an evaluation reads, in corpus order, as [begin, end) ranges of the token stream:
+// pretrain windows of seq_len (the last, shorter one included), or instruct examples (cut at
+// seq_len). max_sequences > 0 keeps the first that many. Throws when there is none.
+std::vector<std::pair<int64_t, int64_t>> eval_sequences(const Corpus& corpus, int64_t seq_len,
+                                                        int64_t max_sequences);
 
 PerplexityResult corpus_perplexity(LlamaForCausalLM& model, const Corpus& corpus,
                                    const PerplexityOptions& o);

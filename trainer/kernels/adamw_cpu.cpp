@@ -49,10 +49,10 @@ inline __attribute__((always_inline)) void update_loop(const FusedAdamWArgs& a, 
 // the three give the same bits (tested) and the CUDA kernel (built --fmad=false) matches them.
 using UpdateFn = void (*)(const FusedAdamWArgs&, const AdamWStep&, bool, int64_t, int64_t);
 
-#define ASC_UPDATE_FOR(ISA_ATTR, NAME)                                                       \
-  template <bool kBf16Grad, bool kWriteBf16>                                                \
+#define ASC_UPDATE_FOR(ISA_ATTR, NAME)                                                            \
+  template <bool kBf16Grad, bool kWriteBf16>                                                      \
   ISA_ATTR void NAME(const FusedAdamWArgs& a, const AdamWStep& s, bool d, int64_t b, int64_t e) { \
-    update_loop<kBf16Grad, kWriteBf16>(a, s, d, b, e);                                      \
+    update_loop<kBf16Grad, kWriteBf16>(a, s, d, b, e);                                            \
   }
 ASC_UPDATE_FOR(, update_baseline)
 ASC_UPDATE_FOR(__attribute__((target("avx2"))), update_avx2)
@@ -60,16 +60,24 @@ ASC_UPDATE_FOR(__attribute__((target("avx512f"))), update_avx512)
 #undef ASC_UPDATE_FOR
 
 // [isa][bf16 gradient][write the bf16 copy]
-#define ASC_TABLE(NAME) {{NAME<false, false>, NAME<false, true>}, {NAME<true, false>, NAME<true, true>}}
+#define ASC_TABLE(NAME)                        \
+  {                                            \
+    {NAME<false, false>, NAME<false, true>}, { \
+      NAME<true, false>, NAME<true, true>      \
+    }                                          \
+  }
 const UpdateFn kUpdate[3][2][2] = {ASC_TABLE(update_baseline), ASC_TABLE(update_avx2),
                                    ASC_TABLE(update_avx512)};
 #undef ASC_TABLE
 
 bool cpu_has(CpuIsa isa) {
   switch (isa) {
-    case CpuIsa::kBaseline: return true;
-    case CpuIsa::kAvx2: return __builtin_cpu_supports("avx2");
-    case CpuIsa::kAvx512: return __builtin_cpu_supports("avx512f");
+    case CpuIsa::kBaseline:
+      return true;
+    case CpuIsa::kAvx2:
+      return __builtin_cpu_supports("avx2");
+    case CpuIsa::kAvx512:
+      return __builtin_cpu_supports("avx512f");
   }
   return false;
 }
@@ -86,9 +94,12 @@ std::atomic<int>& isa_in_use() {
 
 const char* cpu_isa_name(CpuIsa isa) {
   switch (isa) {
-    case CpuIsa::kBaseline: return "baseline";
-    case CpuIsa::kAvx2: return "avx2";
-    case CpuIsa::kAvx512: return "avx512";
+    case CpuIsa::kBaseline:
+      return "baseline";
+    case CpuIsa::kAvx2:
+      return "avx2";
+    case CpuIsa::kAvx512:
+      return "avx512";
   }
   return "?";
 }
@@ -118,7 +129,9 @@ CpuIsa cpu_isa_from_name(const std::string& name) {
                 "ASCLEPIUS_CPU_ISA={}: not an instruction set of the fused CPU kernels", name);
 }
 
-CpuIsa cpu_isa() { return CpuIsa(isa_in_use().load()); }
+CpuIsa cpu_isa() {
+  return CpuIsa(isa_in_use().load());
+}
 
 void set_cpu_isa(CpuIsa isa) {
   ASC_CHECK(cpu_has(isa), "set_cpu_isa: this CPU has no {}", cpu_isa_name(isa));
@@ -144,9 +157,8 @@ void fused_adamw_cpu(const FusedAdamWArgs& a) {
   const AdamWStep s = step_constants(a);
   const UpdateFn update = kUpdate[int(cpu_isa())][a.grad_bf16 != nullptr][a.param_bf16 != nullptr];
   for (const auto& seg : a.segments) {
-    at::parallel_for(seg.offset, seg.offset + seg.numel, kGrain, [&](int64_t b, int64_t e) {
-      update(a, s, seg.decay, b, e);
-    });
+    at::parallel_for(seg.offset, seg.offset + seg.numel, kGrain,
+                     [&](int64_t b, int64_t e) { update(a, s, seg.decay, b, e); });
   }
 }
 

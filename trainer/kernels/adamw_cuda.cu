@@ -32,8 +32,8 @@ constexpr int kNormBlocks = 1024;  // partial sums of the norm kernel
 
 void cuda_check(cudaError_t e, const char* what) {
   if (e != cudaSuccess)
-    fail_library_call("CUDA", kCudaVersion, what, cudaGetErrorString(e), kCudaHint, __FILE__,
-                      __LINE__);
+    fail_library_call("CUDA", cuda_version_text().c_str(), what, cudaGetErrorString(e), kCudaHint,
+                      __FILE__, __LINE__);
 }
 
 struct DevSegment {

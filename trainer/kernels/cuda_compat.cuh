@@ -9,7 +9,8 @@
 
 #if defined(ASC_CUDA_EMULATION)
 #if !defined(ASC_CUDA_EMULATOR)
-#error "ASC_CUDA_EMULATION: include the CPU emulator (tests/emu/cuda_emu.h) before the kernel source"
+#error \
+    "ASC_CUDA_EMULATION: include the CPU emulator (tests/emu/cuda_emu.h) before the kernel source"
 #endif
 #define ASC_LAUNCH(grid, block, stream, ...) \
   ::asc::emu::launcher((grid), (block), (stream), __VA_ARGS__)
@@ -19,16 +20,19 @@
 #define ASC_LAUNCH(grid, block, stream, ...) __VA_ARGS__<<<(grid), (block), 0, (stream)>>>
 #endif
 
+#include <cstdio>
+#include <string>
+
 namespace asc::kernels {
-// The CUDA runtime these kernels were built against, for error messages.
+// The CUDA runtime these kernels were built against, for error messages ("runtime 13.0").
+inline std::string cuda_version_text() {
 #if defined(CUDART_VERSION)
-#define ASC_STR2(x) #x
-#define ASC_STR(x) ASC_STR2(x)
-inline constexpr const char* kCudaVersion =
-    "runtime " ASC_STR(CUDART_VERSION);  // e.g. 13000 = 13.0
-#undef ASC_STR
-#undef ASC_STR2
+  char text[32];
+  std::snprintf(text, sizeof text, "runtime %d.%d", CUDART_VERSION / 1000,
+                (CUDART_VERSION % 1000) / 10);
+  return text;
 #else
-inline constexpr const char* kCudaVersion = "(CPU emulator)";
+  return "(CPU emulator)";
 #endif
+}
 }  // namespace asc::kernels

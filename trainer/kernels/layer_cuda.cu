@@ -20,8 +20,8 @@ constexpr int kDwBlocks = 256;  // RMSNorm backward: fixed grid, so the dw reduc
 
 void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess)
-    fail_library_call("CUDA", kCudaVersion, what, cudaGetErrorString(e), kCudaHint, __FILE__,
-                      __LINE__);
+    fail_library_call("CUDA", cuda_version_text().c_str(), what, cudaGetErrorString(e), kCudaHint,
+                      __FILE__, __LINE__);
 }
 
 __device__ __forceinline__ float to_f(float v) {

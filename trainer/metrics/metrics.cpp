@@ -1,5 +1,6 @@
 #include "metrics/metrics.h"
 
+#include <cmath>
 #include <cstdint>
 
 #include <unistd.h>
@@ -47,6 +48,11 @@ void MetricsLogger::log(const StepMetrics& m) {
                       {"data_wait_s", m.data_wait_s}};
   if (m.mfu >= 0) j["mfu"] = m.mfu;
   if (m.device_peak_bytes >= 0) j["device_peak_bytes"] = m.device_peak_bytes;
+  if (m.has_eval) {
+    j["eval_loss"] = m.eval_loss;
+    j["eval_ppl"] = std::exp(m.eval_loss);
+    j["eval_tokens"] = m.eval_tokens;
+  }
   jsonl_ << j.dump() << "\n";
   jsonl_.flush();
   if (tb_) {
@@ -54,6 +60,10 @@ void MetricsLogger::log(const StepMetrics& m) {
     tb_->add_scalar("train/lr", float(m.lr), m.step);
     tb_->add_scalar("train/grad_norm", float(m.grad_norm), m.step);
     tb_->add_scalar("train/tokens_per_s", float(m.tokens_per_s), m.step);
+    if (m.has_eval) {
+      tb_->add_scalar("eval/loss", float(m.eval_loss), m.step);
+      tb_->add_scalar("eval/perplexity", float(std::exp(m.eval_loss)), m.step);
+    }
     tb_->flush();
   }
   if (!progress_) return;
@@ -64,12 +74,14 @@ void MetricsLogger::log(const StepMetrics& m) {
   std::string line = fmt::format(
       "step {}/{} | loss {:.4f} | lr {:.3e} | gnorm {:.3f} | {:.0f} tok/s | {} | eta {}", m.step,
       m.total_steps, m.loss, m.lr, m.grad_norm, m.tokens_per_s, mfu, format_duration(eta));
+  if (m.has_eval)
+    line += fmt::format(" | val loss {:.4f} ppl {:.2f}", m.eval_loss, std::exp(m.eval_loss));
   const int64_t every = std::max<int64_t>(1, m.total_steps / 20);
   if (tty_) {
     fmt::print(stderr, "\r\033[K{}", line);
     line_open_ = true;
-    if (m.step == m.total_steps) finish();
-  } else if (m.step == 1 || m.step % every == 0 || m.step == m.total_steps) {
+    if (m.step == m.total_steps || m.has_eval) finish();  // a validation line stays
+  } else if (m.step == 1 || m.step % every == 0 || m.step == m.total_steps || m.has_eval) {
     fmt::print(stderr, "{}\n", line);
   }
   std::fflush(stderr);

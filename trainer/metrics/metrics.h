@@ -1,4 +1,5 @@
-// metrics.h — what a step reports, and where it goes: metrics.jsonl (one JSON object per step),
+// metrics.h — what a step reports, and where it goes: metrics.jsonl (one JSON object per step,
+// with eval_loss / eval_ppl / eval_tokens on the steps that validated),
 // optional TensorBoard scalars, and rank 0's live one-line progress display on stderr
 // (redrawn in place on a terminal, a full line every ~5% of the run otherwise).
 #pragma once
@@ -24,6 +25,10 @@ struct StepMetrics {
   double step_s = 0;        // wall time of this step
   double data_wait_s = 0;   // of which the loop waited for its batch (prefetch not ready)
   int64_t device_peak_bytes = -1;  // GPU: peak allocated by libtorch so far (rank 0); CPU: -1
+  // Validation after this step (eval/validator.h), when it ran: held-out mean token loss.
+  bool has_eval = false;
+  double eval_loss = 0;
+  int64_t eval_tokens = 0;
 };
 
 class MetricsLogger {

@@ -31,7 +31,7 @@ AdamW::AdamW(std::vector<std::string> names, std::vector<at::Tensor> params, Ada
       master_.push_back(p.detach().to(at::kFloat));
     m_.push_back(at::zeros_like(master_.back()));
     v_.push_back(at::zeros_like(master_.back()));
-    decay_.push_back(names_[i].find("norm") == std::string::npos);
+    decay_.push_back(gets_weight_decay(names_[i]));
   }
 }
 

@@ -5,8 +5,8 @@
 //
 // Contract: params are the model's parameters in a fixed order; after backward, step() reads
 // their .grad(), updates the fp32 master copy (the parameter itself in fp32 mode) and writes the
-// compute-dtype parameter. Parameters named with "norm" get no weight decay (the Hugging Face
-// Trainer's default exclusion). Single-threaded caller.
+// compute-dtype parameter. Weight decay as gets_weight_decay (optim/optimizer.h) says: none on
+// the norms (the Hugging Face Trainer's default exclusion). Single-threaded caller.
 #pragma once
 
 #include <string>

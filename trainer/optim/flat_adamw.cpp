@@ -27,7 +27,7 @@ FlatAdamW::FlatAdamW(NamedTensors params, AdamWOptions opt, at::ScalarType compu
               c10::toString(p.scalar_type()));
     offsets_.push_back(total);
     total += p.numel();
-    decay_.push_back(name.find("norm") == std::string::npos);
+    decay_.push_back(gets_weight_decay(name));
   }
   const auto f32 = at::TensorOptions().dtype(at::kFloat).device(device);
   master_ = at::empty({total}, f32);

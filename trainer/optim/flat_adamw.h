@@ -15,7 +15,7 @@ namespace asc {
 class FlatAdamW final : public Optimizer {
  public:
   // `params`: the model's parameters (fp32, one device). compute_dtype: kFloat or kBFloat16.
-  // Parameters named with "norm" get no weight decay (as the reference AdamW).
+  // Weight decay as gets_weight_decay (optim/optimizer.h) says.
   FlatAdamW(NamedTensors params, AdamWOptions opt, at::ScalarType compute_dtype);
 
   void accumulate_grads(bool last) override;

@@ -6,6 +6,11 @@
 
 namespace asc {
 
+bool gets_weight_decay(const std::string& param_name) {
+  return param_name.find("norm") == std::string::npos &&
+         param_name.find("bias") == std::string::npos;
+}
+
 double clip_factor(double grad_norm, double max_norm) {
   if (max_norm <= 0) return 1.0;
   return std::min(1.0, max_norm / (grad_norm + 1e-6));

@@ -28,6 +28,11 @@ class Optimizer : public SavedState {
   virtual ~Optimizer() = default;
   // Before each micro-batch's forward (the parallel engine gathers what the forward needs).
   virtual void begin_micro_batch(bool /*last*/) {}
+  // Around forward passes without backward (validation, under NoGradGuard): the parallel engine
+  // gathers what such a forward needs and frees it after. A collective in fsdp: every rank calls
+  // them, with the same number of forwards between.
+  virtual void begin_forward_only() {}
+  virtual void end_forward_only() {}
   // After each micro-batch's backward. With bf16 parameters the gradients are accumulated in
   // fp32; `last` says no further micro-batch follows before the step.
   virtual void accumulate_grads(bool last) = 0;
@@ -47,6 +52,11 @@ class Optimizer : public SavedState {
   std::vector<StateSlice> state_slices(const NamedTensors& params) const override;
   void load_state_from(const CheckpointReader& r, const NamedTensors& params) override;
 };
+
+// The one rule for which parameters get weight decay, used by every optimizer and the parallel
+// engine: all but the norms' weights and any bias (the Hugging Face Trainer's rule; LLaMA's
+// RMSNorm weights are named ...input_layernorm / post_attention_layernorm / model.norm).
+bool gets_weight_decay(const std::string& param_name);
 
 // torch.nn.utils.clip_grad_norm_'s factor: min(1, max_norm / (norm + 1e-6)); 1 when disabled.
 double clip_factor(double grad_norm, double max_norm);

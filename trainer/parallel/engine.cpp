@@ -39,12 +39,12 @@ void alloc_storage(const at::Tensor& t) {
 
 }  // namespace
 
-ParallelEngine::ParallelEngine(LlamaForCausalLM& model, comm::Communicator& comm,
-                               ParallelMode mode, bool activation_checkpointing,
-                               AdamWOptions opt, at::ScalarType compute_dtype,
-                               const ParamSource& initial)
+ParallelEngine::ParallelEngine(LlamaForCausalLM& model, comm::Communicator& comm, ParallelMode mode,
+                               bool activation_checkpointing, AdamWOptions opt,
+                               at::ScalarType compute_dtype, const ParamSource& initial)
     : model_(model), comm_(comm), mode_(mode), opt_(opt), dtype_(compute_dtype) {
-  ASC_CHECK(mode != ParallelMode::kNone, "parallel engine: mode none (expected ddp, zero2 or fsdp)");
+  ASC_CHECK(mode != ParallelMode::kNone,
+            "parallel engine: mode none (expected ddp, zero2 or fsdp)");
   ASC_CHECK(dtype_ == at::kFloat || dtype_ == at::kBFloat16,
             "parallel engine: compute dtype must be fp32 or bf16");
   checkpointing = activation_checkpointing;
@@ -100,7 +100,7 @@ ParallelEngine::ParallelEngine(LlamaForCausalLM& model, comm::Communicator& comm
     // The fused step's segments over the owned buffers: parameter parts, then any padding.
     int64_t covered = 0;
     for_owned(u, params_, [&](size_t k, int64_t, int64_t, int64_t len) {
-      segments_.push_back({len, params_[k].first.find("norm") == std::string::npos});
+      segments_.push_back({len, gets_weight_decay(params_[k].first)});
       covered += len;
     });
     if (covered < u.shard) segments_.push_back({u.shard - covered, false});
@@ -226,7 +226,8 @@ void ParallelEngine::finish(PendingReduce& p) {
   if (!sharded()) return;
   Unit& u = units_[p.unit];
   owned(gacc_, u).add_(p.shard);
-  if (mode_ == ParallelMode::kZero2 && dtype_ == at::kFloat) u.grad.zero_();  // src was u.grad itself
+  if (mode_ == ParallelMode::kZero2 && dtype_ == at::kFloat)
+    u.grad.zero_();  // src was u.grad itself
 }
 
 void ParallelEngine::progress() {
@@ -270,6 +271,14 @@ void ParallelEngine::begin_micro_batch(bool last) {
   if (mode_ != ParallelMode::kFsdp) return;
   ensure_gathered(0);  // the root (embedding, final norm, head) stays gathered for the pass
   alloc_grad(0);
+}
+
+void ParallelEngine::begin_forward_only() {
+  if (mode_ == ParallelMode::kFsdp) ensure_gathered(0);  // the layers gather in their hooks
+}
+
+void ParallelEngine::end_forward_only() {
+  release(0);
 }
 
 void ParallelEngine::accumulate_grads(bool /*last*/) {

@@ -54,6 +54,8 @@ class ParallelEngine final : public Optimizer, private UnitHooks {
   ~ParallelEngine() override;
 
   void begin_micro_batch(bool last) override;
+  void begin_forward_only() override;
+  void end_forward_only() override;
   void accumulate_grads(bool last) override;
   double clip_and_step(double lr, double max_grad_norm) override;
   void zero_grad() override;

@@ -65,6 +65,12 @@ struct UnitFunction : public torch::autograd::Function<UnitFunction> {
 
 LayerRunner make_unit_runner(UnitHooks* hooks) {
   return [hooks](int64_t layer, const torch::Tensor& x, LayerFn fn) {
+    if (!torch::GradMode::is_enabled()) {  // a forward without backward (validation)
+      hooks->before_forward(layer);
+      torch::Tensor y = fn(x);
+      hooks->after_forward(layer);
+      return y;
+    }
     if (hooks->fns.size() <= size_t(layer)) hooks->fns.resize(size_t(layer) + 1);
     hooks->fns[size_t(layer)] = std::move(fn);
     return UnitFunction::apply(x, layer, reinterpret_cast<int64_t>(hooks));

@@ -78,8 +78,8 @@ TEST(Checkpointer, BackgroundSavesHoldTheStateOfTheirStep) {
   train(recipe(sync, {"checkpoint.every_steps=2", "checkpoint.keep_last=0"}));
   TrainOptions slow;
   slow.hooks.async_write_delay_ms = 150;  // training has moved on before the copy is written
-  train(recipe(async, {"checkpoint.every_steps=2", "checkpoint.async=true",
-                       "checkpoint.keep_last=0"}),
+  train(recipe(async,
+               {"checkpoint.every_steps=2", "checkpoint.async=true", "checkpoint.keep_last=0"}),
         slow);
   for (int64_t step : {2, 4, 6, 8})
     for (const char* name : {"model.layers.0.mlp.up_proj.weight", "lm_head.weight"})
@@ -93,9 +93,10 @@ TEST(Checkpointer, MetricsOfStepsToBeRedoneAreDropped) {
   const std::string dir = test::temp_dir("ckpt_metrics");
   fs::create_directories(dir);
   const std::string path = dir + "/metrics.jsonl";
-  write_file_atomic(path,
-                    "{\"step\":1,\"loss\":3}\n{\"step\":2,\"loss\":2.9}\n{\"step\":3,\"loss\":2.8}\n"
-                    "{\"step\":4,\"loss\":2.7}\n{\"step\":5,\"lo");  // torn by a kill
+  write_file_atomic(
+      path,
+      "{\"step\":1,\"loss\":3}\n{\"step\":2,\"loss\":2.9}\n{\"step\":3,\"loss\":2.8}\n"
+      "{\"step\":4,\"loss\":2.7}\n{\"step\":5,\"lo");  // torn by a kill
   EXPECT_EQ(drop_metrics_after(path, 2), 3);
   EXPECT_EQ(read_file(path), "{\"step\":1,\"loss\":3}\n{\"step\":2,\"loss\":2.9}\n");
   EXPECT_EQ(drop_metrics_after(path, 2), 0);

@@ -54,6 +54,17 @@ TEST(AdamW, MatchesTorchOptimAdamWOver100Steps) {
   }
 }
 
+TEST(AdamW, OneWeightDecayRuleForEveryOptimizer) {
+  for (const char* name :
+       {"model.layers.0.input_layernorm.weight", "model.layers.3.post_attention_layernorm.weight",
+        "model.norm.weight", "model.layers.0.self_attn.q_proj.bias"})
+    EXPECT_FALSE(gets_weight_decay(name)) << name;
+  for (const char* name :
+       {"model.embed_tokens.weight", "lm_head.weight", "model.layers.0.self_attn.q_proj.weight",
+        "model.layers.1.mlp.down_proj.weight"})
+    EXPECT_TRUE(gets_weight_decay(name)) << name;
+}
+
 TEST(AdamW, NormsGetNoWeightDecay) {
   auto w = at::ones({4}).set_requires_grad(true);
   AdamW opt({"model.norm.weight"}, {w}, {0.9, 0.999, 1e-8, 0.5});

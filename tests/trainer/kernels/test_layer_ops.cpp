@@ -226,8 +226,9 @@ TEST(LayerOps, PlannerCountsOneChunkOfLogits) {
   EXPECT_EQ(full, 2 * 2048 * in.model.vocab_size * (2 + 4 + 4));
   in.loss_chunk_rows = 1024;
   EXPECT_EQ(plan_memory(in).logits, full / 4);
-  EXPECT_LT(plan_memory(in).peak(),
-            plan_memory(MemoryPlanInput{in.model, ParallelMode::kFsdp, 1, 2, 2, 2048, true, 0}).peak());
+  EXPECT_LT(
+      plan_memory(in).peak(),
+      plan_memory(MemoryPlanInput{in.model, ParallelMode::kFsdp, 1, 2, 2, 2048, true, 0}).peak());
   in.loss_chunk_rows = 1 << 20;  // larger than the micro-batch: the whole micro-batch
   EXPECT_EQ(plan_memory(in).logits, full);
 }

@@ -157,7 +157,8 @@ TEST_P(FusedAdamWCpu, SameBitsAsTheBaselineLoop) {
         FusedAdamWArgs a = args_of(ours, step, 3e-3, 0.7f), b = args_of(base, step, 3e-3, 0.7f);
         if (bf16_grad) {
           a.grad_f32 = b.grad_f32 = nullptr;
-          a.grad_bf16 = b.grad_bf16 = reinterpret_cast<const uint16_t*>(g16.data_ptr<at::BFloat16>());
+          a.grad_bf16 = b.grad_bf16 =
+              reinterpret_cast<const uint16_t*>(g16.data_ptr<at::BFloat16>());
         }
         if (!bf16_copy) a.param_bf16 = b.param_bf16 = nullptr;
         fused_adamw_cpu(a);
