@@ -345,6 +345,7 @@ TrainHooks TrainHooks::from_environment() {
     h.exit_after_startup = std::string(v) == "1";
   if (const char* v = std::getenv("ASCLEPIUS_ASYNC_SAVE_DELAY_MS"))
     h.async_write_delay_ms = std::atoi(v);
+  if (const char* v = std::getenv("ASCLEPIUS_FAULT_SAVE")) h.save_fault = v;
   return h;
 }
 
@@ -379,7 +380,8 @@ TrainResult train(const Recipe& r, const TrainOptions& o) {
   if (!r.eval.corpus.empty()) validator = Validator::open(r, model->config(), comm);
 
   // --- resume or start -----------------------------------------------------------------------
-  Checkpointer ckpt(r, model->config(), comm, resuming, o.hooks.async_write_delay_ms);
+  Checkpointer ckpt(r, model->config(), comm, resuming, o.hooks.async_write_delay_ms,
+                    o.hooks.save_fault);
   const int64_t first_step = ckpt.resume(opt, params, total_steps);
   if (first_step > 0) data->start_at(first_step);
   report_startup_memory(ranks.rank, opt);

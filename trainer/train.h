@@ -3,6 +3,7 @@
 #pragma once
 
 #include <set>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -32,6 +33,9 @@ struct TrainHooks {
   bool exit_after_startup = false;
   // ASCLEPIUS_ASYNC_SAVE_DELAY_MS: background checkpoint writes start this much later.
   int async_write_delay_ms = 0;
+  // ASCLEPIUS_FAULT_SAVE="POINT:RANK[:STEP]": that rank is killed at that point of a save
+  // (checkpoint/manifest.h, save_fault_point).
+  std::string save_fault;
   static TrainHooks from_environment();
 };
 

@@ -42,23 +42,8 @@ TEST(RunControl, StopAfterStepActsAsSigtermAtThatStepOnly) {
 
 namespace {
 Recipe small_recipe(const std::string& dir, std::vector<std::string> ov) {
-  ov.push_back("checkpoint.dir=" + dir);
-  return load_recipe_text(R"(model:
-  preset: tiny-gqa
-data:
-  seq_len: 32
-  demo_samples: 64
-train:
-  global_batch_size: 8
-  micro_batch_size: 4
-  max_steps: 6
-  lr: 3.0e-3
-  seed: 7
-  threads: 1
-logging:
-  progress: false
-)",
-                          "test.yaml", ov);
+  ov.insert(ov.begin(), {"train.micro_batch_size=4"});
+  return test::tiny_recipe(dir, std::move(ov));
 }
 }  // namespace
 

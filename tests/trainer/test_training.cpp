@@ -25,24 +25,7 @@ using namespace asc;
 
 namespace {
 Recipe recipe(const std::string& dir, std::vector<std::string> ov) {
-  const char* base = R"(model:
-  preset: tiny-gqa
-data:
-  seq_len: 32
-  demo_samples: 64
-train:
-  global_batch_size: 8
-  micro_batch_size: 8
-  max_steps: 6
-  lr: 3.0e-3
-  warmup_ratio: 0.1
-  seed: 7
-  threads: 1
-logging:
-  progress: false
-)";
-  ov.push_back("checkpoint.dir=" + dir);
-  return load_recipe_text(base, "test.yaml", ov);
+  return test::tiny_recipe(dir, std::move(ov));
 }
 std::vector<nlohmann::json> metrics_of(const std::string& dir) {
   std::vector<nlohmann::json> out;

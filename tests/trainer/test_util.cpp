@@ -2,8 +2,6 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
-#include <fcntl.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -74,6 +72,27 @@ void save_tensors(const std::string& path,
                     keep.back().data_ptr()});
   }
   st::write_safetensors(path, refs);
+}
+
+Recipe tiny_recipe(const std::string& dir, std::vector<std::string> ov) {
+  const char* base = R"(model:
+  preset: tiny-gqa
+data:
+  seq_len: 32
+  demo_samples: 64
+train:
+  global_batch_size: 8
+  micro_batch_size: 8
+  max_steps: 6
+  lr: 3.0e-3
+  warmup_ratio: 0.1
+  seed: 7
+  threads: 1
+logging:
+  progress: false
+)";
+  ov.insert(ov.begin(), "checkpoint.dir=" + dir);  // the caller's overrides come after
+  return load_recipe_text(base, "test.yaml", ov);
 }
 
 }  // namespace asc::test

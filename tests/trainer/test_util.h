@@ -3,10 +3,12 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include <ATen/Tensor.h>
 
 #include "checkpoint/safetensors.h"
+#include "config/recipe.h"
 
 namespace asc::test {
 
@@ -15,6 +17,10 @@ std::string temp_dir(const std::string& name);  // fresh, empty
 int run_oracle(const std::string& script, const std::string& args);
 // Directory with the Hugging Face fixtures (tests/oracle/make_hf_fixtures.py), made on first use.
 const std::string& hf_fixtures();
+// A tiny recipe on the built-in demo stream (preset tiny-gqa, sequence 32, global batch 8 in
+// one micro-batch, 6 steps, one thread, no progress line) with run directory `dir`, then
+// `overrides` ("train.max_steps=3").
+asc::Recipe tiny_recipe(const std::string& dir, std::vector<std::string> overrides = {});
 // A tensor copied out of a safetensors file.
 at::Tensor load_tensor(const asc::st::SafetensorsFile& f, const std::string& name);
 void save_tensors(const std::string& path,

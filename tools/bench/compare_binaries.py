@@ -50,9 +50,12 @@ def main():
     ap.add_argument("--new", required=True)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json")
+    ap.add_argument("--only", help="run only the workloads whose name contains this")
     a = ap.parse_args()
     out = {"machine": platform.processor() or platform.machine(), "workloads": {}}
     for name, (ranks, overrides) in WORKLOADS.items():
+        if a.only and a.only not in name:
+            continue
         med = {"old": [], "new": []}
         for r in range(a.rounds):
             order = ("old", "new") if r % 2 == 0 else ("new", "old")

@@ -44,13 +44,15 @@ struct Checkpointer::Pending {
 };
 
 Checkpointer::Checkpointer(const Recipe& recipe, const LlamaConfig& config,
-                           comm::Communicator* comm, bool has_checkpoints, int async_write_delay_ms)
+                           comm::Communicator* comm, bool has_checkpoints, int async_write_delay_ms,
+                           std::string fault_spec)
     : recipe_(recipe),
       config_(config),
       comm_(comm),
       rank_(comm ? comm->rank() : 0),
       world_(comm ? comm->size() : 1),
       delay_ms_(async_write_delay_ms),
+      fault_spec_(std::move(fault_spec)),
       run_dir_(recipe.checkpoint.dir),
       resuming_(has_checkpoints) {}
 
@@ -138,6 +140,7 @@ ShardedSave Checkpointer::describe(int64_t step, double loss, const SavedState& 
   s.bf16_params = r.train.dtype == DType::kBf16;
   s.keep_last = r.checkpoint.keep_last;
   s.timeout_s = std::max(r.parallel.timeout_s, 6.0 * 3600);  // writing a large model is slow
+  s.fault_spec = fault_spec_;
   return s;
 }
 
@@ -264,7 +267,8 @@ void check_resume_compatible(const Recipe& r, const std::string& saved_path, boo
   static const std::set<std::string> harmless = {"train.threads",         "train.cache_host_memory",
                                                  "train.max_bad_steps",   "train.optimizer",
                                                  "train.loss_chunk_rows", "train.device"};
-  // A key the saved recipe lacks (added by a later version) counts as its default.
+  // A key the saved recipe lacks (added by a later version) counts as its default. So a new key
+  // that changes what is trained must default to what earlier versions did.
   const YAML::Node defaults = YAML::Load(recipe_to_yaml(Recipe{}));
   for (const std::string& key : recipe_keys()) {
     const std::string a = value(now, key), b = value(saved, key);

@@ -29,12 +29,13 @@ namespace asc {
 
 class Checkpointer {
  public:
-  // comm: the host communicator (null: one process). async_write_delay_ms: a test hook that holds
-  // background writes back, so training has certainly changed the state before it is written.
+  // comm: the host communicator (null: one process). Test hooks: async_write_delay_ms holds
+  // background writes back, so training has certainly changed the state before it is written;
+  // fault_spec kills this process at a point of a save (save_fault_point, checkpoint/manifest.h).
   // has_checkpoints: run_has_checkpoints(checkpoint.dir), decided once before the model was
   // built (its parameters were filled from the initial weights only when it is false).
   Checkpointer(const Recipe& recipe, const LlamaConfig& config, comm::Communicator* comm,
-               bool has_checkpoints, int async_write_delay_ms = 0);
+               bool has_checkpoints, int async_write_delay_ms = 0, std::string fault_spec = {});
   ~Checkpointer();
   Checkpointer(const Checkpointer&) = delete;
   Checkpointer& operator=(const Checkpointer&) = delete;
@@ -79,6 +80,7 @@ class Checkpointer {
   comm::Communicator* comm_;
   int rank_ = 0, world_ = 1;
   int delay_ms_ = 0;
+  std::string fault_spec_;
   std::string run_dir_;
   bool resuming_ = false;
   std::string recipe_text_;           // the run's recipe.yaml, read once by rank 0

@@ -243,10 +243,8 @@ bool read_sharded_manifest(const std::string& dir, ShardedManifest* out) {
   return true;
 }
 
-void save_fault_point(const char* point, int rank, int64_t step) {
-  const char* spec = std::getenv("ASCLEPIUS_FAULT_SAVE");
-  if (!spec) return;
-  const std::string s = spec;
+void save_fault_point(const std::string& s, const char* point, int rank, int64_t step) {
+  if (s.empty()) return;
   const auto c1 = s.find(':');
   if (c1 == std::string::npos || s.substr(0, c1) != point) return;
   const auto c2 = s.find(':', c1 + 1);

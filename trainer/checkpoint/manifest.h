@@ -71,9 +71,10 @@ void write_sharded_manifest(const std::string& dir, const ShardedManifest& m,
 // True and filled when dir/manifest.pb is a format-2 manifest.
 bool read_sharded_manifest(const std::string& dir, ShardedManifest* m);
 
-// Test hook: ASCLEPIUS_FAULT_SAVE=POINT:RANK[:STEP] kills this process (SIGKILL) when the save
-// of STEP (any step when omitted) reaches POINT on RANK. Points: shard, report, manifest,
-// rename, latest, done.
-void save_fault_point(const char* point, int rank, int64_t step);
+// Test hook: `spec` = "POINT:RANK[:STEP]" (from ASCLEPIUS_FAULT_SAVE, read once by the CLI into
+// TrainHooks, passed in ShardedSave::fault_spec) kills this process (SIGKILL) when the save of
+// STEP (any step when omitted) reaches POINT on RANK. Points: shard, report, manifest, rename,
+// latest, done. Empty: nothing.
+void save_fault_point(const std::string& spec, const char* point, int rank, int64_t step);
 
 }  // namespace asc

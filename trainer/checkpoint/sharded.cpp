@@ -132,7 +132,7 @@ void begin_sharded_checkpoint(const ShardedSave& s, comm::Communicator* comm) {
 
 ShardReportInfo write_shard(const ShardedSave& s, const std::vector<StateSlice>& mine, int rank,
                             int world) {
-  save_fault_point("shard", rank, s.step);
+  save_fault_point(s.fault_spec, "shard", rank, s.step);
   ShardReportInfo report;
   try {
     report = write_shard_file(s, mine, paths_of(s).tmp, rank, world);
@@ -158,7 +158,7 @@ void commit_sharded_checkpoint(const ShardedSave& s, const ShardReportInfo& repo
   const fs::path &run = p.run, &dir = p.dir, &tmp = p.tmp;
   const std::string &name = p.name, &what = p.what;
   std::string error;
-  save_fault_point("report", rank, s.step);
+  save_fault_point(s.fault_spec, "report", rank, s.step);
   const auto reports = comm::all_gather_strings(comm, serialize_report(report), s.timeout_s);
   std::string failed;
   std::vector<ShardReportInfo> parsed;
@@ -181,7 +181,7 @@ void commit_sharded_checkpoint(const ShardedSave& s, const ShardReportInfo& repo
       write_file_atomic((tmp / "generation_config.json").string(), gen.dump(2) + "\n");
       write_file_atomic((tmp / "trainer_state.json").string(), s.state_json);
       if (!s.recipe_yaml.empty()) write_file_atomic((tmp / "recipe.yaml").string(), s.recipe_yaml);
-      save_fault_point("manifest", rank, s.step);
+      save_fault_point(s.fault_spec, "manifest", rank, s.step);
       ShardedManifest m;
       m.info = s.info;
       m.info.step = s.step;
@@ -204,11 +204,11 @@ void commit_sharded_checkpoint(const ShardedSave& s, const ShardReportInfo& repo
       std::vector<std::string> kinds = {"master", "exp_avg", "exp_avg_sq"};
       if (s.bf16_params) kinds.push_back("param");
       write_sharded_manifest(tmp.string(), m, kinds);
-      save_fault_point("rename", rank, s.step);
+      save_fault_point(s.fault_spec, "rename", rank, s.step);
       fs::remove_all(dir);
       fs::rename(tmp, dir);
       fsync_dir(s.run_dir);
-      save_fault_point("latest", rank, s.step);
+      save_fault_point(s.fault_spec, "latest", rank, s.step);
       write_file_atomic((run / "latest").string(), name + "\n");
       if (s.keep_last > 0) {
         const std::vector<std::string> dirs = step_dirs_newest_first(s.run_dir);
@@ -219,7 +219,7 @@ void commit_sharded_checkpoint(const ShardedSave& s, const ShardReportInfo& repo
       error = e.what();
     }
   }
-  save_fault_point("done", rank, s.step);
+  save_fault_point(s.fault_spec, "done", rank, s.step);
   comm::agree_on_error(comm, what, error, s.timeout_s);
 }
 

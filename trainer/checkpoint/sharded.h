@@ -56,6 +56,7 @@ struct ShardedSave {
   bool bf16_params = false;  // also store the bf16 compute copy (kind "param")
   int64_t keep_last = 0;
   double timeout_s = 6 * 3600;  // for the exchanges (a large model takes long to write)
+  std::string fault_spec;       // test hook (save_fault_point, checkpoint/manifest.h); "" = none
 };
 
 // Collective over `comm` (null: one process). `mine`: this rank's slices; across ranks they must
