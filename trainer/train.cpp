@@ -1,49 +1,37 @@
 // train.cpp — build model, optimizer, data and run directory; loop (step, log, save); finish.
 #include "train.h"
 
-#include <atomic>
+#include <sys/resource.h>  // getrusage: the start-up memory report
+
 #include <chrono>
-#include <cctype>
-#include <csignal>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <filesystem>
 #include <map>
 #include <optional>
-#include <set>
-#include <thread>
 #include <sstream>
 
-#include <sys/resource.h>
+#include <ATen/Parallel.h>         // train.threads
+#include <c10/core/DeviceGuard.h>  // our kernels launch on the current device
+#include <torch/cuda.h>            // train.device: the GPUs visible
 
-#include <ATen/Parallel.h>
-#include <c10/core/DeviceGuard.h>
-#include <torch/autograd.h>
-#include <torch/cuda.h>
-#include <torch/utils.h>
-#include <nlohmann/json.hpp>
-#include <yaml-cpp/yaml.h>
-
-#include "checkpoint/checkpointer.h"
-#include "checkpoint/hf_io.h"
-#include "checkpoint/sharded.h"
+#include "checkpoint/checkpointer.h"  // resume, save, async commit
+#include "checkpoint/hf_io.h"         // init_from's weights, Hugging Face names
 #include "common/error.h"
-#include "common/fs.h"
-#include "common/host_memory.h"
-#include "common/stop_signal.h"
-#include "kernels/cuda_device.h"
-#include "kernels/fused_adamw.h"
+#include "common/host_memory.h"   // train.cache_host_memory
+#include "common/stop_signal.h"   // SIGINT/SIGTERM/SIGUSR1 -> a graceful stop
+#include "eval/validator.h"       // eval.corpus: held-out loss during training
+#include "kernels/cuda_device.h"  // the GPU's peak (MFU) and memory peak
+#include "kernels/fused_adamw.h"  // whether the CUDA kernels are built
 #include "kernels/layer_kernels.h"
-#include "metrics/metrics.h"
+#include "metrics/metrics.h"  // metrics.jsonl, progress line, TensorBoard
 #include "model/llama.h"
-#include "optim/adamw.h"
-#include "optim/flat_adamw.h"
-#include "parallel/engine.h"
-#include "parallel/unit_function.h"
-#include "optim/schedule.h"
-#include "eval/validator.h"
-#include "run_control.h"
+#include "optim/adamw.h"             // train.optimizer: reference
+#include "optim/flat_adamw.h"        // train.optimizer: fused (parallel.mode none)
+#include "optim/schedule.h"          // the learning-rate schedule
+#include "parallel/engine.h"         // parallel.mode ddp | zero2 | fsdp
+#include "parallel/unit_function.h"  // activation checkpointing without the engine
+#include "run_control.h"             // stop agreement, non-finite steps
 
 namespace asc {
 
