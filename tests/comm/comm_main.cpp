@@ -33,6 +33,37 @@ void expect(bool ok, const std::string& what) {
 at::Tensor rank_data(int r, int64_t n, at::ScalarType t, at::Device d) {
   return (at::arange(n, at::kDouble) + r * 1000.0).to(t).to(d);
 }
+// The object collectives (comm/objects.h), over the host communicator of rank R of W.
+void check_object_collectives(Communicator* h, int R, int W) {
+  expect(
+      broadcast_string(h, R == W - 1 ? "from the last rank" : "?", W - 1) == "from the last rank",
+      "broadcast_string");
+  expect(broadcast_string(h, R == 0 ? "" : "junk").empty(), "broadcast_string of nothing");
+  const auto all = all_gather_strings(h, std::string(size_t(R) * 3, 'x') + std::to_string(R), 5);
+  expect(int(all.size()) == W, "all_gather_strings: one per rank");
+  for (int r = 0; r < W && r < int(all.size()); ++r)
+    expect(all[size_t(r)] == std::string(size_t(r) * 3, 'x') + std::to_string(r),
+           "all_gather_strings rank " + std::to_string(r));
+  agree_on_error(h, "nothing", "");  // no error anywhere: returns on every rank
+  try {
+    agree_on_error(h, "the save", R == W - 1 ? "disk full" : "");
+    expect(false, "agree_on_error: no throw");
+  } catch (const std::exception& e) {
+    expect(std::string(e.what()).find("the save failed: rank " + std::to_string(W - 1) +
+                                      ": disk full") != std::string::npos &&
+               std::string(e.what()).find("rank 0:") == std::string::npos,
+           std::string("agree_on_error message: ") + e.what());
+  }
+  expect(on_root(h, [] { return std::string("root's answer"); }) == "root's answer",
+         "on_root result");
+  try {
+    on_root(h, []() -> std::string { throw asc::Error("root could not read it"); });
+    expect(false, "on_root: no throw");
+  } catch (const std::exception& e) {
+    expect(std::string(e.what()).find("root could not read it") != std::string::npos,
+           std::string("on_root error: ") + e.what());
+  }
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -92,38 +123,7 @@ int main(int argc, char** argv) {
     c->all_gather(hg, h)->wait();
     for (int r = 0; r < W; ++r)
       expect(at::equal(hg.slice(0, r * 17, (r + 1) * 17), h), "bf16 gather");
-    if (!cuda) {  // the object collectives (comm/objects.h), over the host communicator
-      Communicator* h = c.get();
-      expect(broadcast_string(h, R == W - 1 ? "from the last rank" : "?", W - 1) ==
-                 "from the last rank",
-             "broadcast_string");
-      expect(broadcast_string(h, R == 0 ? "" : "junk").empty(), "broadcast_string of nothing");
-      const auto all =
-          all_gather_strings(h, std::string(size_t(R) * 3, 'x') + std::to_string(R), 5);
-      expect(int(all.size()) == W, "all_gather_strings: one per rank");
-      for (int r = 0; r < W && r < int(all.size()); ++r)
-        expect(all[size_t(r)] == std::string(size_t(r) * 3, 'x') + std::to_string(r),
-               "all_gather_strings rank " + std::to_string(r));
-      agree_on_error(h, "nothing", "");  // no error anywhere: returns on every rank
-      try {
-        agree_on_error(h, "the save", R == W - 1 ? "disk full" : "");
-        expect(false, "agree_on_error: no throw");
-      } catch (const std::exception& e) {
-        expect(std::string(e.what()).find("the save failed: rank " + std::to_string(W - 1) +
-                                          ": disk full") != std::string::npos &&
-                   std::string(e.what()).find("rank 0:") == std::string::npos,
-               std::string("agree_on_error message: ") + e.what());
-      }
-      expect(on_root(h, [] { return std::string("root's answer"); }) == "root's answer",
-             "on_root result");
-      try {
-        on_root(h, []() -> std::string { throw asc::Error("root could not read it"); });
-        expect(false, "on_root: no throw");
-      } catch (const std::exception& e) {
-        expect(std::string(e.what()).find("root could not read it") != std::string::npos,
-               std::string("on_root error: ") + e.what());
-      }
-    }
+    if (!cuda) check_object_collectives(c.get(), R, W);
     c->barrier();
     std::printf("rank %d of %d (%s): %lld collectives, %d failures\n", R, W, c->backend().c_str(),
                 (long long)c->sequence(), failures);

@@ -44,12 +44,11 @@ class Checkpointer {
   // Whether the run directory holds checkpoints (also one killed between renaming its first
   // step directory and writing `latest`). Known before the model is built: a resumed run's
   // parameters come from the checkpoint, not from the initial weights.
-  bool has_checkpoints() const { return resuming_; }
   static bool run_has_checkpoints(const std::string& run_dir);
-  // Resuming (has_checkpoints()): agrees on the checkpoint, checks the recipe against the run's,
-  // trims the metrics and loads `opt`'s state (the optimizer's) from it. Returns the step to
-  // continue from (0 when there is nothing to resume). Fails alike on every rank. total_steps: for
-  // the log line.
+  // Resuming (has_checkpoints at construction): agrees on the checkpoint, checks the recipe against
+  // the run's, trims the metrics and loads `opt`'s state (the optimizer's) from it. Returns the
+  // step to continue from (0 when there is nothing to resume). Fails alike on every rank.
+  // total_steps: for the log line.
   int64_t resume(SavedState& opt, const NamedTensors& params, int64_t total_steps);
   // After resume(): rank 0 creates the run directory (a fresh start writes its recipe.yaml and
   // drops stale metrics). `first_step`: what resume() returned.

@@ -9,34 +9,36 @@
 
 namespace asc {
 
-namespace {
-struct Sequence {
+EvalBatch read_eval_batch(const Corpus& corpus,
+                          const std::vector<std::pair<int64_t, int64_t>>& ranges, size_t begin,
+                          size_t end) {
+  const CorpusInfo& info = corpus.info();
+  const bool instruct = info.stage == "instruct";
+  int64_t T = begin < end ? 0 : 2;
+  for (size_t i = begin; i < end; ++i) T = std::max(T, ranges[i].second - ranges[i].first);
+  const int64_t B = std::max<int64_t>(1, int64_t(end) - int64_t(begin));
+  EvalBatch out{torch::full({B, T}, info.pad_id, torch::kInt64),
+                torch::full({B, T}, -100, torch::kInt64)};
+  auto ia = out.ids_BT.accessor<int64_t, 2>();
+  auto la = out.labels_BT.accessor<int64_t, 2>();
   std::vector<int32_t> ids;
-  std::vector<uint8_t> target;  // empty = every token
-};
-
-// Pads a batch with the corpus's pad id; labels -100 on padding and non-targets.
-void run_batch(LlamaForCausalLM& model, const std::vector<Sequence>& batch, int64_t pad_id,
-               PerplexityResult& r) {
-  int64_t T = 0;
-  for (const auto& s : batch) T = std::max<int64_t>(T, int64_t(s.ids.size()));
-  const int64_t B = int64_t(batch.size());
-  auto ids = torch::full({B, T}, pad_id, torch::kInt64);
-  auto labels = torch::full({B, T}, -100, torch::kInt64);
-  auto ia = ids.accessor<int64_t, 2>();
-  auto la = labels.accessor<int64_t, 2>();
-  for (int64_t b = 0; b < B; ++b)
-    for (size_t t = 0; t < batch[b].ids.size(); ++t) {
-      ia[b][t] = batch[b].ids[t];
-      if (batch[b].target.empty() || batch[b].target[t]) la[b][t] = batch[b].ids[t];
+  std::vector<uint8_t> mask;
+  for (size_t i = begin; i < end; ++i) {
+    const auto [b, e] = ranges[i];
+    const int64_t row = int64_t(i - begin);
+    ids.resize(size_t(e - b));
+    corpus.read_tokens(b, e - b, ids.data());
+    if (instruct) {
+      mask.resize(size_t(e - b));
+      corpus.read_loss_mask(b, e - b, mask.data());
     }
-  const auto dev = model->model->embed_tokens->weight.device();
-  auto logits = model->forward(ids.to(dev));
-  r.loss_sum += causal_lm_loss_sum(logits, labels.to(dev)).item<double>();
-  r.tokens += count_targets(labels);
-  r.sequences += B;
+    for (int64_t t = 0; t < e - b; ++t) {
+      ia[row][t] = ids[size_t(t)];
+      if (!instruct || mask[size_t(t)]) la[row][t] = ids[size_t(t)];
+    }
+  }
+  return out;
 }
-}  // namespace
 
 std::vector<std::pair<int64_t, int64_t>> eval_sequences(const Corpus& corpus, int64_t seq,
                                                         int64_t max_sequences) {
@@ -68,27 +70,18 @@ PerplexityResult corpus_perplexity(LlamaForCausalLM& model, const Corpus& corpus
   ASC_CHECK(o.batch_size >= 1, "--batch-size must be at least 1");
   const int64_t seq = std::min(o.seq_len, c.max_position_embeddings);
   ASC_CHECK(seq >= 2, "--seq-len must be at least 2");
-  const bool instruct = info.stage == "instruct";
 
   // Sequences in corpus order, read lazily batch by batch.
   const auto ranges = eval_sequences(corpus, seq, o.max_sequences);
-
+  const auto dev = model->model->embed_tokens->weight.device();
   PerplexityResult r;
-  std::vector<Sequence> batch;
-  for (size_t i = 0; i < ranges.size(); ++i) {
-    const auto [b, e] = ranges[i];
-    Sequence s;
-    s.ids.resize(size_t(e - b));
-    corpus.read_tokens(b, e - b, s.ids.data());
-    if (instruct) {
-      s.target.resize(size_t(e - b));
-      corpus.read_loss_mask(b, e - b, s.target.data());
-    }
-    batch.push_back(std::move(s));
-    if (int64_t(batch.size()) == o.batch_size || i + 1 == ranges.size()) {
-      run_batch(model, batch, info.pad_id, r);
-      batch.clear();
-    }
+  for (size_t i = 0; i < ranges.size(); i += size_t(o.batch_size)) {
+    const EvalBatch b =
+        read_eval_batch(corpus, ranges, i, std::min(ranges.size(), i + size_t(o.batch_size)));
+    auto logits = model->forward(b.ids_BT.to(dev));
+    r.loss_sum += causal_lm_loss_sum(logits, b.labels_BT.to(dev)).item<double>();
+    r.tokens += count_targets(b.labels_BT);
+    r.sequences += b.ids_BT.size(0);
   }
   return r;
 }

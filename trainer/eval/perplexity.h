@@ -34,6 +34,16 @@ struct PerplexityOptions {
 std::vector<std::pair<int64_t, int64_t>> eval_sequences(const Corpus& corpus, int64_t seq_len,
                                                         int64_t max_sequences);
 
+// Sequences [begin, end) of `ranges` as one batch, padded with the corpus's pad id: labels are
+// the ids, -100 on padding and, in instruct corpora, outside the loss mask. An empty range gives
+// one padding row with no target (a forward that only keeps ranks in step).
+struct EvalBatch {
+  torch::Tensor ids_BT, labels_BT;  // int64
+};
+EvalBatch read_eval_batch(const Corpus& corpus,
+                          const std::vector<std::pair<int64_t, int64_t>>& ranges, size_t begin,
+                          size_t end);
+
 PerplexityResult corpus_perplexity(LlamaForCausalLM& model, const Corpus& corpus,
                                    const PerplexityOptions& o);
 

@@ -76,39 +76,17 @@ bool Validator::due(int64_t step, int64_t total_steps) const {
 Validator::Result Validator::run(LlamaForCausalLM& model, Optimizer& opt,
                                  comm::Communicator* comm) {
   torch::NoGradGuard no_grad;
-  const CorpusInfo& info = corpus_->info();
   const at::Device dev = model->head_weight().device();
   double loss_sum = 0;
   int64_t tokens = 0;
   const int64_t passes = (per_rank_max_ + micro_batch_ - 1) / micro_batch_;
   for (int64_t p = 0; p < passes; ++p) {
-    const int64_t b0 = p * micro_batch_;
-    const int64_t b1 = std::min<int64_t>(b0 + micro_batch_, int64_t(mine_.size()));
     // Past the end of this rank's share: one padding row with no target (the others' passes
     // still need this rank's part of each fsdp gather).
-    int64_t T = 2;
-    for (int64_t i = b0; i < b1; ++i)
-      T = std::max(T, mine_[size_t(i)].second - mine_[size_t(i)].first);
-    const int64_t B = std::max<int64_t>(1, b1 - b0);
-    at::Tensor ids = at::full({B, T}, info.pad_id, at::kLong);
-    at::Tensor labels = at::full({B, T}, -100, at::kLong);
-    std::vector<int32_t> buf;
-    std::vector<uint8_t> mask;
-    for (int64_t i = b0; i < b1; ++i) {
-      const auto [s, e] = mine_[size_t(i)];
-      buf.resize(size_t(e - s));
-      corpus_->read_tokens(s, e - s, buf.data());
-      if (info.stage == "instruct") {
-        mask.resize(size_t(e - s));
-        corpus_->read_loss_mask(s, e - s, mask.data());
-      }
-      auto ia = ids.accessor<int64_t, 2>();
-      auto la = labels.accessor<int64_t, 2>();
-      for (int64_t t = 0; t < e - s; ++t) {
-        ia[i - b0][t] = buf[size_t(t)];
-        if (info.stage != "instruct" || mask[size_t(t)]) la[i - b0][t] = buf[size_t(t)];
-      }
-    }
+    const size_t b0 = std::min(size_t(p * micro_batch_), mine_.size());
+    const size_t b1 = std::min(b0 + size_t(micro_batch_), mine_.size());
+    const EvalBatch batch = read_eval_batch(*corpus_, mine_, b0, b1);
+    at::Tensor ids = batch.ids_BT, labels = batch.labels_BT;
     tokens += count_targets(labels);
     ids = ids.to(dev), labels = labels.to(dev);
     opt.begin_forward_only();
