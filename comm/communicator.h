@@ -1,6 +1,8 @@
 // communicator.h — collectives between the data-parallel ranks of one job.
 //
-// One interface, two backends chosen by where the tensors live (make_communicator):
+// One interface, three backends: a job of one process (make_self_communicator), else chosen by
+// where the tensors live (make_communicator):
+//   self (self_backend.cpp) world size 1 without MPI: reductions are the identity, gathers copies;
 //   MPI  (mpi_backend.cpp)  CPU tensors, OpenMPI non-blocking collectives;
 //   NCCL (nccl_backend.cpp) CUDA tensors, on a dedicated stream ordered against the caller's
 //        stream with events; the NCCL communicator is created from a unique id broadcast over MPI.
@@ -76,6 +78,8 @@ class Communicator {
   virtual int64_t sequence() const = 0;
 };
 
+// A world of this process alone (rank 0 of 1), on any device; no MPI.
+std::unique_ptr<Communicator> make_self_communicator();
 // The world of this process's launch (MPI_Init_thread when needed). timeout_s > 0.
 std::unique_ptr<Communicator> make_mpi_communicator(double timeout_s);
 // NCCL over the same world; the GPU is the local rank's (local_rank() modulo the device count).

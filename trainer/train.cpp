@@ -26,12 +26,10 @@
 #include "kernels/layer_kernels.h"
 #include "metrics/metrics.h"  // metrics.jsonl, progress line, TensorBoard
 #include "model/llama.h"
-#include "optim/adamw.h"             // train.optimizer: reference
-#include "optim/flat_adamw.h"        // train.optimizer: fused (parallel.mode none)
-#include "optim/schedule.h"          // the learning-rate schedule
-#include "parallel/engine.h"         // parallel.mode ddp | zero2 | fsdp
-#include "parallel/unit_function.h"  // activation checkpointing without the engine
-#include "run_control.h"             // stop agreement, non-finite steps
+#include "optim/flat_adamw.h"  // the optimizer (train.optimizer: fused | reference)
+#include "optim/schedule.h"    // the learning-rate schedule
+#include "parallel/engine.h"   // parallel.mode none | ddp | zero2 | fsdp
+#include "run_control.h"       // stop agreement, non-finite steps
 
 namespace asc {
 
@@ -127,54 +125,27 @@ LlamaForCausalLM initial_model(const Recipe& r) {
 
 namespace {
 
-// The optimizer takes the fp32 model and casts it to the compute dtype itself: the parallel
-// engine (any parallel.mode but none) and the fused optimizer re-home the parameters into flat
-// buffers (fp32 master + bf16 copy), the reference one keeps fp32 masters taken before the cast.
-std::unique_ptr<Optimizer> make_optimizer(const Recipe& r, LlamaForCausalLM& model,
-                                          comm::Communicator* comm, const ParamSource& initial) {
-  const AdamWOptions o{r.train.beta1, r.train.beta2, r.train.eps, r.train.weight_decay};
-  const bool bf16 = r.train.dtype == DType::kBf16;
-  if (comm)
-    return std::make_unique<ParallelEngine>(model, *comm, r.parallel.mode,
-                                            *r.parallel.activation_checkpointing, o,
-                                            bf16 ? at::kBFloat16 : at::kFloat, initial);
-  NamedTensors named = hf_named_tensors(model);
-  if (r.train.optimizer == OptimizerKind::kFused)
-    return std::make_unique<FlatAdamW>(named, o, bf16 ? at::kBFloat16 : at::kFloat);
-  std::vector<std::string> names;
-  std::vector<at::Tensor> master;
-  for (auto& [n, p] : named) {
-    names.push_back(n);
-    if (bf16) master.push_back(p.detach().clone());
-  }
-  if (bf16) model->to(torch::kBFloat16);
-  std::vector<at::Tensor> params;
-  for (auto& p : model->named_parameters()) params.push_back(p.value());
-  return std::make_unique<AdamW>(names, params, o, std::move(master));
-}
-
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace
 
-BatchLoss accumulate_gradients(LlamaForCausalLM& model, Optimizer& opt, const GlobalBatch& batch,
-                               comm::Communicator* comm, bool inject_nan, int64_t loss_chunk_rows) {
+BatchLoss accumulate_gradients(LlamaForCausalLM& model, ParallelEngine& engine,
+                               const GlobalBatch& batch, comm::Communicator& comm, bool inject_nan,
+                               int64_t loss_chunk_rows) {
   BatchLoss out;
   for (const auto& m : batch)
     out.targets += count_targets(m.labels_BT), out.tokens += m.input_ids_BT.numel();
   int64_t micro = int64_t(batch.size());
-  if (comm) {
-    at::Tensor counts = at::tensor({out.targets, out.tokens}, at::kLong);
-    at::Tensor most = at::tensor({micro, -micro}, at::kLong);  // max, and -min
-    comm->all_reduce(counts)->wait();
-    comm->all_reduce(most, {comm::ReduceOp::kMax})->wait();
-    out.targets = counts[0].item<int64_t>(), out.tokens = counts[1].item<int64_t>();
-    micro = most[0].item<int64_t>();
-    // Decided on agreed values, so every rank fails alike instead of one leaving the others.
-    ASC_CHECK(most[1].item<int64_t>() < 0, "a rank received no micro-batch for this step");
-  }
+  at::Tensor counts = at::tensor({out.targets, out.tokens}, at::kLong);
+  at::Tensor most = at::tensor({micro, -micro}, at::kLong);  // max, and -min
+  comm.all_reduce(counts)->wait();
+  comm.all_reduce(most, {comm::ReduceOp::kMax})->wait();
+  out.targets = counts[0].item<int64_t>(), out.tokens = counts[1].item<int64_t>();
+  micro = most[0].item<int64_t>();
+  // Decided on agreed values, so every rank fails alike instead of one leaving the others.
+  ASC_CHECK(most[1].item<int64_t>() < 0, "a rank received no micro-batch for this step");
   ASC_CHECK(out.targets > 0, "a global batch without target tokens (all labels -100)");
   ASC_CHECK(!batch.empty(), "no micro-batch for this step");
   for (int64_t i = 0; i < micro; ++i) {
@@ -190,90 +161,85 @@ BatchLoss accumulate_gradients(LlamaForCausalLM& model, Optimizer& opt, const Gl
     }
     const at::Device dev = model->head_weight().device();
     ids = ids.to(dev), labels = labels.to(dev);
-    opt.begin_micro_batch(last);
+    engine.begin_micro_batch(last);
     at::Tensor loss = (loss_chunk_rows > 0 ? model->loss_sum(ids, labels, packing, loss_chunk_rows)
                                            : causal_lm_loss_sum(model(ids, packing), labels)) /
                       double(out.targets);
     if (inject_nan && i == 0) loss = loss * std::nan("");
     loss.backward();
-    opt.accumulate_grads(last);
+    engine.accumulate_grads(last);
     out.loss += loss.item<double>();
   }
-  if (comm) {
-    at::Tensor l = at::full({1}, out.loss, at::kDouble);
-    comm->all_reduce(l)->wait();
-    out.loss = l.item<double>();
-  }
-  return out;
+  at::Tensor l = at::full({1}, out.loss, at::kDouble);
+  comm.all_reduce(l)->wait();
+  return out.loss = l.item<double>(), out;
 }
 
 namespace {
 
-// The ranks of the job: `host` (MPI) carries the trainer's own small exchanges and, on the CPU,
-// the engine's collectives; with train.device cuda the engine's go through `device` (NCCL, on
-// its own stream). Every parallel mode runs over a communicator, also at world size 1.
+// The ranks of the job: `host` carries the trainer's own small exchanges and, on the CPU, the
+// engine's collectives; with train.device cuda the engine's go through `device` (NCCL, on its own
+// stream). parallel.mode none is a job of one process: `host` is the self communicator (no MPI)
+// and carries the engine's collectives on any device.
 struct Ranks {
   std::unique_ptr<comm::Communicator> host, device;
   int rank = 0, world = 1;
-  comm::Communicator* engine() const { return device ? device.get() : host.get(); }
+  comm::Communicator& engine() const { return device ? *device : *host; }
 };
 
 Ranks join_ranks(const Recipe& r, const at::Device& device) {
   Ranks out;
-  if (r.parallel.mode == ParallelMode::kNone) return out;
+  if (r.parallel.mode == ParallelMode::kNone) {
+    out.host = comm::make_self_communicator();
+    return out;
+  }
   out.host = comm::make_mpi_communicator(r.parallel.timeout_s);
   out.rank = out.host->rank(), out.world = out.host->size();
   if (device.is_cuda()) out.device = comm::make_nccl_communicator(r.parallel.timeout_s);
   return out;
 }
 
-// The model and the optimizer that steps it. In a parallel mode the parameters get storage in
-// the engine, each rank only for what it owns (ddp: everything), filled from the initial weights
-// or, when resuming, left for the checkpoint to fill.
+// The model, the engine that wraps it and the optimizer that steps the engine's buffers. The
+// parameters get storage in the engine, each rank only for what it owns (none, ddp:
+// everything), filled from the initial weights or, when resuming, left for the checkpoint.
 struct Trainee {
   LlamaForCausalLM model{nullptr};
-  std::unique_ptr<Optimizer> opt;
-  std::unique_ptr<CheckpointOnly>
-      checkpointing;  // parallel.mode none with activation checkpointing
+  std::unique_ptr<ParallelEngine> engine;
+  std::unique_ptr<FlatAdamW> opt;
+  std::unique_ptr<TrainingState> state;  // what the checkpoint saves of the two
 };
 
 Trainee build_trainee(const Recipe& r, const Ranks& ranks, const at::Device& device,
                       bool resuming) {
   Trainee t;
   torch::manual_seed(uint64_t(r.train.seed));
-  if (ranks.host) {
-    std::string from;
-    const LlamaConfig c = initial_config(r, &from);
-    {
-      DeferParameterStorage defer(device);
-      t.model = LlamaForCausalLM(c);
-    }
-    const ParamSource zeros = [](const std::string&, int64_t b, int64_t e, float* out) {
-      std::fill(out, out + (e - b), 0.0f);
-    };
-    t.opt =
-        make_optimizer(r, t.model, ranks.engine(), resuming ? zeros : initial_weights(r, c, from));
-    return t;
+  std::string from;
+  const LlamaConfig c = initial_config(r, &from);
+  {
+    DeferParameterStorage defer(device);
+    t.model = LlamaForCausalLM(c);
   }
-  t.model = initial_model(r);
-  t.model->to(device);
-  t.opt = make_optimizer(r, t.model, nullptr, {});
-  if (*r.parallel.activation_checkpointing) {
-    t.checkpointing = std::make_unique<CheckpointOnly>();
-    t.model->model->set_layer_runner(make_unit_runner(t.checkpointing.get()));
-  }
+  const ParamSource zeros = [](const std::string&, int64_t b, int64_t e, float* out) {
+    std::fill(out, out + (e - b), 0.0f);
+  };
+  t.engine = std::make_unique<ParallelEngine>(
+      t.model, ranks.engine(), r.parallel.mode, *r.parallel.activation_checkpointing,
+      r.train.dtype == DType::kBf16 ? at::kBFloat16 : at::kFloat,
+      resuming ? zeros : initial_weights(r, c, from));
+  t.opt = std::make_unique<FlatAdamW>(
+      AdamWOptions{r.train.beta1, r.train.beta2, r.train.eps, r.train.weight_decay},
+      r.train.optimizer);
+  t.state = std::make_unique<TrainingState>(*t.engine, *t.opt);
   return t;
 }
 
 // What start-up cost this rank: its peak resident memory (getrusage) beside the model state the
 // engine keeps.
-void report_startup_memory(int rank, const Optimizer& opt) {
+void report_startup_memory(int rank, const ParallelEngine& engine) {
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
-  const auto* engine = dynamic_cast<const ParallelEngine*>(&opt);
   fmt::print(stderr, "rank {}: start-up peak resident memory {} MiB (model state kept: {} MiB)\n",
-             rank, ru.ru_maxrss / 1024,
-             engine ? engine->model_state_bytes().total() >> 20 : int64_t(-1));
+             rank, ru.ru_maxrss / 1024, engine.model_state_bytes().total() >> 20);
 }
 
 // One line of metrics per step (rank 0): loss, lr, norm, throughput, MFU, device memory.
@@ -349,12 +315,13 @@ TrainResult train(const Recipe& r, const TrainOptions& o) {
   const at::Device device = training_device(r);
   const c10::DeviceGuard device_guard(device);  // our kernels launch on the current device
   const Ranks ranks = join_ranks(r, device);
-  comm::Communicator* comm = ranks.host.get();
+  comm::Communicator& comm = *ranks.host;
   // Decided once: a resumed run's parameters come from its checkpoint, not the initial weights.
   const bool resuming = Checkpointer::run_has_checkpoints(r.checkpoint.dir);
   Trainee trainee = build_trainee(r, ranks, device, resuming);
   LlamaForCausalLM& model = trainee.model;
-  Optimizer& opt = *trainee.opt;
+  ParallelEngine& engine = *trainee.engine;
+  TrainingState& state = *trainee.state;
   const NamedTensors params = hf_named_tensors(model);
 
   // --- data and schedule ---------------------------------------------------------------------
@@ -365,18 +332,18 @@ TrainResult train(const Recipe& r, const TrainOptions& o) {
   const LrSchedule sched{r.train.lr_schedule, r.train.lr,
                          warmup_steps_from_ratio(total_steps, r.train.warmup_ratio), total_steps};
   std::unique_ptr<Validator> validator;  // eval.corpus, checked before anything is written
-  if (!r.eval.corpus.empty()) validator = Validator::open(r, model->config(), comm);
+  if (!r.eval.corpus.empty()) validator = Validator::open(r, model->config(), &comm);
 
   // --- resume or start -----------------------------------------------------------------------
-  Checkpointer ckpt(r, model->config(), comm, resuming, o.hooks.async_write_delay_ms,
+  Checkpointer ckpt(r, model->config(), &comm, resuming, o.hooks.async_write_delay_ms,
                     o.hooks.save_fault);
-  const int64_t first_step = ckpt.resume(opt, params, total_steps);
+  const int64_t first_step = ckpt.resume(state, params, total_steps);
   if (first_step > 0) data->start_at(first_step);
-  report_startup_memory(ranks.rank, opt);
+  report_startup_memory(ranks.rank, engine);
   TrainResult result;
   result.run_dir = ckpt.run_dir(), result.rank = ranks.rank, result.steps = first_step;
   if (o.hooks.exit_after_startup) {
-    if (comm) comm->barrier();
+    comm.barrier();
     return result;
   }
   ckpt.begin_run(first_step);
@@ -385,8 +352,8 @@ TrainResult train(const Recipe& r, const TrainOptions& o) {
     metrics =
         std::make_unique<MetricsLogger>(ckpt.run_dir(), r.logging.tensorboard, r.logging.progress);
   if (first_step >= total_steps) return result;  // already complete: nothing to do or save
-  if (r.checkpoint.async && r.checkpoint.every_steps > 0) ckpt.prepare_async(opt, params);
-  RunControl control(comm, r.train.max_bad_steps, o.stop_after_step);
+  if (r.checkpoint.async && r.checkpoint.every_steps > 0) ckpt.prepare_async(state, params);
+  RunControl control(&comm, r.train.max_bad_steps, o.stop_after_step);
   StepLog step_log(r, model->config(), device, ranks.world, total_steps);
 
   // --- the loop ------------------------------------------------------------------------------
@@ -397,17 +364,18 @@ TrainResult train(const Recipe& r, const TrainOptions& o) {
     double data_wait_s = 0;
     const GlobalBatch batch = prefetch.next(k, &data_wait_s);
     const BatchLoss loss =
-        accumulate_gradients(model, opt, batch, comm, o.hooks.nan_at.count({step, ranks.rank}) > 0,
-                             r.train.loss_chunk_rows);
+        accumulate_gradients(model, engine, batch, comm,
+                             o.hooks.nan_at.count({step, ranks.rank}) > 0, r.train.loss_chunk_rows);
     const double lr = sched.lr_at(k);
     // Not finite (on any rank: the loss and the norm are global): nothing is updated anywhere.
-    const double gnorm =
-        std::isfinite(loss.loss) ? opt.clip_and_step(lr, r.train.max_grad_norm) : std::nan("");
-    opt.zero_grad();
+    const double gnorm = std::isfinite(loss.loss)
+                             ? engine.step(*trainee.opt, lr, r.train.max_grad_norm)
+                             : std::nan("");
+    engine.zero_grad();
     control.account(step, loss.loss, gnorm);
     const double step_s = now_s() - t0;
     std::optional<Validator::Result> eval;
-    if (validator && validator->due(step, total_steps)) eval = validator->run(model, opt, comm);
+    if (validator && validator->due(step, total_steps)) eval = validator->run(model, engine, &comm);
     step_log.log(metrics.get(), step, loss, lr, gnorm, step_s, data_wait_s,
                  eval ? &*eval : nullptr);
     result.losses.push_back(loss.loss);
@@ -417,12 +385,12 @@ TrainResult train(const Recipe& r, const TrainOptions& o) {
     ckpt.commit_if_written(agreed.all_written);
     if ((result.stopped_by_signal = agreed.stop_signal) != 0) break;  // saved below
     if (r.checkpoint.every_steps > 0 && step % r.checkpoint.every_steps == 0 && step < total_steps)
-      ckpt.save(step, loss.loss, opt, params, r.checkpoint.async);
+      ckpt.save(step, loss.loss, state, params, r.checkpoint.async);
   }
   if (metrics) metrics->finish();
   result.skipped_steps = control.skipped_steps();
   if (r.checkpoint.at_end || result.stopped_by_signal)
-    ckpt.save(result.steps, result.losses.empty() ? 0.0 : result.losses.back(), opt, params,
+    ckpt.save(result.steps, result.losses.empty() ? 0.0 : result.losses.back(), state, params,
               /*async=*/false);
   else
     ckpt.finish();  // an async save still in flight is committed

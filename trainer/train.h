@@ -11,7 +11,7 @@
 #include "comm/communicator.h"
 #include "config/recipe.h"
 #include "model/llama.h"
-#include "optim/optimizer.h"
+#include "parallel/engine.h"
 
 namespace asc {
 
@@ -54,7 +54,7 @@ LlamaForCausalLM initial_model(const Recipe& recipe);
 
 // One global batch's gradients, micro-batch by micro-batch: each micro-batch's loss is its *sum*
 // of token losses divided by the number of target tokens in the whole global batch (summed over
-// all ranks when `comm` is given), so the summed gradient is that of the global batch's
+// all ranks of `comm`), so the summed gradient is that of the global batch's
 // token-mean loss whatever the split over ranks and micro-batches or the padding/packing (not a
 // mean of per-micro-batch means). Ranks with fewer micro-batches (packing) run empty ones so
 // every rank takes part in every collective.
@@ -66,8 +66,8 @@ struct BatchLoss {
 // inject_nan: fault injection for tests — this rank's first micro-batch loss becomes NaN.
 // loss_chunk_rows > 0: the LM head's cross-entropy in chunks of that many rows
 // (LlamaForCausalLMImpl::loss_sum), never the full logits.
-BatchLoss accumulate_gradients(LlamaForCausalLM& model, Optimizer& opt, const GlobalBatch& batch,
-                               comm::Communicator* comm = nullptr, bool inject_nan = false,
-                               int64_t loss_chunk_rows = 0);
+BatchLoss accumulate_gradients(LlamaForCausalLM& model, ParallelEngine& engine,
+                               const GlobalBatch& batch, comm::Communicator& comm,
+                               bool inject_nan = false, int64_t loss_chunk_rows = 0);
 
 }  // namespace asc

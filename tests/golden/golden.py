@@ -18,7 +18,12 @@ gradient norm 9e-8 in the fp32 runs, 4e-4 in the bf16 runs. Bounds (RTOL): fp32 
 noise), bf16 2e-3 (5x). What a real change does (same measurement): weight decay 0.1 -> 0 moves
 the fp32 runs by 7e-4, max_grad_norm 0.5 -> 0.6 by 1.3e-3, one more warm-up step by 3e-2. So the
 fp32 runs catch all three; the bf16 runs only the larger ones (their rounding noise is close to a
-small change's effect). On the recording machine, --exact checks bit-identity.
+small change's effect). On the recording machine, --exact checks bit-identity of the losses;
+the gradient norms may differ by NORM_EXACT_RTOL: since one-process runs go through the parallel
+engine (issue 17, part two), the fused step sums the squared gradient in double over the engine's
+layout (the root unit first) instead of model order, which moved the logged norms of the
+none-fp32 and none-bf16-fused-ac runs by at most 2.1e-14 (measured); the clip factor, applied in
+fp32, and every loss stayed bit-identical.
 """
 import argparse
 import datetime
@@ -53,6 +58,8 @@ RUNS = {
 }
 # Relative tolerance per dtype for the cross-CPU check (see the module's comment).
 RTOL = {"fp32": 1e-5, "bf16": 2e-3}
+# --exact: what a gradient norm may differ by (a double sum in another order; see above).
+NORM_EXACT_RTOL = 1e-13
 
 
 def run(binary, name, ranks, overrides, tmp, common=True):
@@ -120,6 +127,8 @@ def main():
     ap.add_argument("--exact", action="store_true")
     ap.add_argument("--override", action="append", default=[],
                     help="check: extra recipe overrides for every run (to see that a change fails)")
+    ap.add_argument("--only", action="append", default=[],
+                    help="check: just these runs (by name; repeatable)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if a.action == "resume-old":
@@ -139,6 +148,8 @@ def main():
         doc = json.load(open(a.file))
         bad = 0
         for name, want in doc["runs"].items():
+            if a.only and name not in a.only:
+                continue
             got = run(a.binary, name, want["ranks"], want["overrides"] + a.override, tmp)
             rtol = 0.0 if a.exact else RTOL["bf16" if "train.dtype=bf16" in want["overrides"]
                                              else "fp32"]
@@ -151,7 +162,8 @@ def main():
                 for step, (x, y) in enumerate(zip(got[key], want[key]), 1):
                     rel = abs(x - y) / abs(y) if y else abs(x)
                     worst = max(worst, rel)
-                    if (a.exact and x != y) or rel > rtol:
+                    exact_bound = NORM_EXACT_RTOL if key == "grad_norms" else 0.0
+                    if (a.exact and rel > exact_bound) or (not a.exact and rel > rtol):
                         print(f"FAIL {name}: step {step} {key[:-1]} {x!r}, golden {y!r} "
                               f"(relative {rel:.3g}, bound {rtol:g})")
                         bad += 1

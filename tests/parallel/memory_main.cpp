@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
   const int64_t before = heap_in_use();
   int64_t measured = 0, self_report = 0;
   {
-    ParallelEngine engine(model, *comm, parse_parallel_mode(mode), true, {},
+    ParallelEngine engine(model, *comm, parse_parallel_mode(mode), true,
                           bf16 ? at::kBFloat16 : at::kFloat);
     measured = heap_in_use() - before + model_bytes;  // the model's fp32 storage was released
     self_report = engine.model_state_bytes().total();

@@ -18,7 +18,6 @@
 #include "config/recipe.h"
 #include "optim/schedule.h"
 #include "test_util.h"
-#include "optim/adamw.h"
 #include "train.h"
 
 using namespace asc;
@@ -85,11 +84,11 @@ TEST(Training, AccumulationNormalisesByTheGlobalTargetCount) {
   LlamaConfig c = llama_preset("tiny");
   LlamaForCausalLM model(c);
   model->init_weights();
+  test::LocalTrainer opt(model, false);
   auto names_params = hf_named_tensors(model);
   std::vector<std::string> names;
   std::vector<at::Tensor> params;
   for (auto& [n, p] : names_params) names.push_back(n), params.push_back(p);
-  AdamW opt(names, params, {});
   at::Tensor ids = at::randint(0, c.vocab_size, {8, 16}, at::kLong);
   at::Tensor labels = ids.clone();
   for (int64_t b = 0; b < 8; ++b)
@@ -102,9 +101,9 @@ TEST(Training, AccumulationNormalisesByTheGlobalTargetCount) {
     m.labels_BT = labels.slice(0, 2 * a, 2 * a + 2);
     micro.push_back(std::move(m));
   }
-  const double loss_acc = accumulate_gradients(model, opt, micro).loss;
+  const double loss_acc = opt.accumulate(micro).loss;
   std::vector<at::Tensor> g_acc;
-  for (size_t i = 0; i < params.size(); ++i) g_acc.push_back(opt.grad(i).clone());
+  for (size_t i = 0; i < params.size(); ++i) g_acc.push_back(params[i].grad().clone());
   opt.zero_grad();
 
   at::Tensor full = causal_lm_loss_sum(model(ids), labels) / double(count_targets(labels));
@@ -151,11 +150,11 @@ TEST(Training, PackedAndPaddedBatchesGiveTheSameLossAndGradients) {
   torch::manual_seed(4);
   LlamaForCausalLM model(llama_preset("tiny-gqa"));
   model->init_weights();
+  test::LocalTrainer opt(model, false);
   auto named = hf_named_tensors(model);
   std::vector<std::string> names;
   std::vector<at::Tensor> params;
   for (auto& [n, t] : named) names.push_back(n), params.push_back(t);
-  AdamW opt(names, params, {});
   std::mt19937 rng(5);
   std::vector<Example> ex;
   for (int k = 0; k < 6; ++k) {
@@ -189,15 +188,15 @@ TEST(Training, PackedAndPaddedBatchesGiveTheSameLossAndGradients) {
   m.packing->segment_ids_BT = tensor(pr.segments, pr.rows, pr.len);
   packed.push_back(std::move(m));
 
-  auto l1 = accumulate_gradients(model, opt, padded);
+  auto l1 = opt.accumulate(padded);
   std::vector<at::Tensor> g1;
-  for (size_t i = 0; i < params.size(); ++i) g1.push_back(opt.grad(i).clone());
+  for (size_t i = 0; i < params.size(); ++i) g1.push_back(params[i].grad().clone());
   opt.zero_grad();
-  auto l2 = accumulate_gradients(model, opt, packed);
+  auto l2 = opt.accumulate(packed);
   EXPECT_EQ(l1.targets, l2.targets);
   EXPECT_NEAR(l1.loss, l2.loss, 1e-5);
   for (size_t i = 0; i < params.size(); ++i)
-    EXPECT_TRUE(at::allclose(g1[i], opt.grad(i), 1e-4, 1e-6)) << names[i];
+    EXPECT_TRUE(at::allclose(g1[i], params[i].grad(), 1e-4, 1e-6)) << names[i];
 }
 
 TEST(Training, RefusesARunDirectoryThatHoldsCheckpoints) {

@@ -95,4 +95,20 @@ logging:
   return load_recipe_text(base, "test.yaml", ov);
 }
 
+LocalTrainer::LocalTrainer(LlamaForCausalLM& m, bool bf16, AdamWOptions o, OptimizerKind kind,
+                           bool activation_checkpointing)
+    : model(m),
+      comm(comm::make_self_communicator()),
+      engine(std::make_unique<ParallelEngine>(model, *comm, ParallelMode::kNone,
+                                              activation_checkpointing,
+                                              bf16 ? at::kBFloat16 : at::kFloat)),
+      opt(o, kind),
+      saved(*engine, opt) {}
+
+OptimizerState LocalTrainer::state() const {
+  OptimizerState s = engine->full_state();
+  s.step = opt.steps();
+  return s;
+}
+
 }  // namespace asc::test

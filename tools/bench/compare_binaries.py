@@ -4,7 +4,9 @@ issue 17) did not. Reports median seconds per step of each side and the ratio ne
 
 Usage: compare_binaries.py --old OLD_BIN --new NEW_BIN [--rounds 3] [--json out.json]
 Workloads (the PERFORMANCE.md step benchmarks' shapes): one process, preset small, sequence 512,
-batch 4, fp32, 2 threads; and 2 ranks under mpirun in fsdp, sequence 256, batch 8, 1 thread each.
+batch 4, fp32, 2 threads (and the same in bf16 with 2 micro-batches, where the one-process path
+accumulates gradients in fp32); and 2 ranks under mpirun in fsdp, sequence 256, batch 8, 1 thread
+each.
 The first 2 steps of each launch are dropped; the median of the rest is used.
 """
 import argparse
@@ -22,6 +24,10 @@ WORKLOADS = {
         "model.preset=small", "data.seq_len=512", "data.demo_samples=64",
         "train.global_batch_size=4", "train.micro_batch_size=4", "train.max_steps=8",
         "train.threads=2"]),
+    "one process bf16 (small, seq 512, batch 4 in 2 micro-batches, 2 threads)": (1, [
+        "model.preset=small", "data.seq_len=512", "data.demo_samples=64",
+        "train.global_batch_size=4", "train.micro_batch_size=2", "train.max_steps=8",
+        "train.threads=2", "train.dtype=bf16"]),
     "2 ranks fsdp (small, seq 256, batch 8, 1 thread each)": (2, [
         "model.preset=small", "data.seq_len=256", "data.demo_samples=128",
         "train.global_batch_size=8", "train.micro_batch_size=4", "train.max_steps=10",

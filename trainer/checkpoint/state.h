@@ -1,6 +1,7 @@
 // state.h — what a training checkpoint holds, independent of who produced it, and the interface
-// the Checkpointer (checkpoint/checkpointer.h) saves and restores through. The optimizers
-// (optim/optimizer.h) implement it, so optim/ depends on checkpoint/ and never the other way.
+// the Checkpointer (checkpoint/checkpointer.h) saves and restores through. The trainer's
+// TrainingState (parallel/engine.h: engine buffers and optimizer steps) implements it, so
+// checkpoint/ depends on neither.
 #pragma once
 
 #include <cstdint>
@@ -31,7 +32,7 @@ struct StateSlice {
   at::Tensor master, exp_avg, exp_avg_sq;
 };
 
-// Something whose state a checkpoint saves and restores (the optimizer, with the master weights).
+// Something whose state a checkpoint saves and restores (master weights, moments, step count).
 class SavedState {
  public:
   virtual ~SavedState() = default;

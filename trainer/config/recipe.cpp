@@ -415,11 +415,6 @@ void validate(Recipe& r, int64_t world_size) {
   r.world_size = world_size;
   if (!r.parallel.activation_checkpointing)
     r.parallel.activation_checkpointing = r.parallel.mode == ParallelMode::kFsdp;
-  if (r.parallel.mode != ParallelMode::kNone && r.train.optimizer != OptimizerKind::kFused)
-    ASC_FAIL(
-        "{}: parallel.mode {} runs the fused optimizer over its shards; train.optimizer: "
-        "reference is for one process (parallel.mode: none)",
-        r.where("train.optimizer"), name(r.parallel.mode));
   if (r.eval.every_steps > 0 && r.eval.corpus.empty())
     ASC_FAIL_HINT("set eval.corpus to a held-out corpus.h5, or eval.every_steps: 0",
                   "{}: eval.every_steps is {} but eval.corpus is not set",

@@ -47,8 +47,9 @@ struct Recipe {
     double weight_decay = 0.0;
     double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
     double max_grad_norm = 1.0;  // <= 0 disables clipping
-    // fused: flat buffers, one fused pass per step (optim/flat_adamw.h); reference: per-tensor
-    // libtorch ops (optim/adamw.h). Same results within fp32 rounding, same checkpoint layout.
+    // How the optimizer steps the engine's flat buffers (optim/flat_adamw.h), in any parallel
+    // mode: fused, one pass of our kernel; reference, libtorch ops one parameter at a time. Same
+    // results within fp32 rounding, same checkpoint layout.
     OptimizerKind optimizer = OptimizerKind::kFused;
     // Steps whose loss or gradient is NaN/Inf are skipped on every rank together (weights and
     // optimizer state unchanged); more than this many in a row stop the run.

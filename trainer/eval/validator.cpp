@@ -73,7 +73,7 @@ bool Validator::due(int64_t step, int64_t total_steps) const {
   return step == total_steps || (every_steps_ > 0 && step % every_steps_ == 0);
 }
 
-Validator::Result Validator::run(LlamaForCausalLM& model, Optimizer& opt,
+Validator::Result Validator::run(LlamaForCausalLM& model, ParallelEngine& engine,
                                  comm::Communicator* comm) {
   torch::NoGradGuard no_grad;
   const at::Device dev = model->head_weight().device();
@@ -89,11 +89,11 @@ Validator::Result Validator::run(LlamaForCausalLM& model, Optimizer& opt,
     at::Tensor ids = batch.ids_BT, labels = batch.labels_BT;
     tokens += count_targets(labels);
     ids = ids.to(dev), labels = labels.to(dev);
-    opt.begin_forward_only();
+    engine.begin_forward_only();
     const at::Tensor sum = loss_chunk_rows_ > 0
                                ? model->loss_sum(ids, labels, nullptr, loss_chunk_rows_)
                                : causal_lm_loss_sum(model(ids), labels);
-    opt.end_forward_only();
+    engine.end_forward_only();
     loss_sum += sum.item<double>();
   }
   Result out;

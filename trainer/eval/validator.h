@@ -21,7 +21,7 @@
 #include "config/recipe.h"
 #include "data/corpus.h"
 #include "model/llama.h"
-#include "optim/optimizer.h"
+#include "parallel/engine.h"
 
 namespace asc {
 
@@ -47,7 +47,7 @@ class Validator {
   // Whether to validate after (1-based) `step` of `total_steps`.
   bool due(int64_t step, int64_t total_steps) const;
   // Scores the held-out sequences with the model as it is now (no gradients; weights untouched).
-  Result run(LlamaForCausalLM& model, Optimizer& opt, comm::Communicator* comm);
+  Result run(LlamaForCausalLM& model, ParallelEngine& engine, comm::Communicator* comm);
 
  private:
   std::unique_ptr<Corpus> corpus_;

@@ -1,5 +1,6 @@
 #include "optim/flat_adamw.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include <ATen/ATen.h>
@@ -7,150 +8,126 @@
 
 #include "common/error.h"
 #include "kernels/cuda_device.h"
-#include "kernels/fused_adamw.h"
 
 namespace asc {
 
-FlatAdamW::FlatAdamW(NamedTensors params, AdamWOptions opt, at::ScalarType compute_dtype)
-    : params_(std::move(params)), opt_(opt), compute_dtype_(compute_dtype) {
-  ASC_CHECK(!params_.empty(), "FlatAdamW: no parameters");
-  ASC_CHECK(compute_dtype == at::kFloat || compute_dtype == at::kBFloat16,
-            "FlatAdamW: compute dtype must be fp32 or bf16");
-  torch::NoGradGuard no_grad;
-  const at::Device device = params_[0].second.device();
-  int64_t total = 0;
-  for (const auto& [name, p] : params_) {
-    ASC_CHECK(p.device() == device, "FlatAdamW: parameter {} is on {}, the first on {}", name,
-              p.device().str(), device.str());
-    ASC_CHECK(p.scalar_type() == at::kFloat,
-              "FlatAdamW: parameter {} is {}; build the optimizer before casting the model", name,
-              c10::toString(p.scalar_type()));
-    offsets_.push_back(total);
-    total += p.numel();
-    decay_.push_back(gets_weight_decay(name));
+bool gets_weight_decay(const std::string& param_name) {
+  return param_name.find("norm") == std::string::npos &&
+         param_name.find("bias") == std::string::npos;
+}
+
+double clip_factor(double grad_norm, double max_norm) {
+  if (max_norm <= 0) return 1.0;
+  return std::min(1.0, max_norm / (grad_norm + 1e-6));
+}
+
+namespace {
+
+void check(const FlatBuffers& b) {
+  const int64_t n = b.numel();
+  for (const at::Tensor* t : {&b.exp_avg, &b.exp_avg_sq, &b.grad}) {
+    ASC_CHECK(t->numel() == n && t->scalar_type() == at::kFloat && t->is_contiguous(),
+              "flat AdamW: the buffers must be contiguous fp32 of {} elements", n);
   }
-  const auto f32 = at::TensorOptions().dtype(at::kFloat).device(device);
-  master_ = at::empty({total}, f32);
-  for (size_t i = 0; i < params_.size(); ++i) view_of(master_, i).copy_(params_[i].second);
-  m_ = at::zeros({total}, f32);
-  v_ = at::zeros({total}, f32);
-  if (compute_dtype == at::kBFloat16) compute_ = master_.to(at::kBFloat16);
-  const at::Tensor& home = compute_.defined() ? compute_ : master_;
-  grad_ = at::zeros({total}, home.options());
-  // Re-home each parameter: its data and its gradient become views of the flat buffers, so the
-  // model computes from them and autograd accumulates into grad_ in place.
-  for (size_t i = 0; i < params_.size(); ++i) {
-    at::Tensor& p = params_[i].second;
-    p.set_data(view_of(home, i));
-    p.mutable_grad() = view_of(grad_, i);
-  }
-  if (kernels::kernels_run_on(device)) norm_sq_ = at::zeros({1}, f32);
+  ASC_CHECK(
+      !b.compute.defined() || (b.compute.numel() == n && b.compute.scalar_type() == at::kBFloat16),
+      "flat AdamW: the compute copy must be bf16 of {} elements", n);
+  ASC_CHECK(b.segment_param.size() == b.segments.size(),
+            "flat AdamW: {} segments but {} parameter indices", b.segments.size(),
+            b.segment_param.size());
 }
 
-at::Tensor FlatAdamW::view_of(const at::Tensor& flat, size_t i) const {
-  const at::Tensor& p = params_[i].second;
-  return flat.narrow(0, offsets_[i], p.numel()).view(p.sizes());
-}
+}  // namespace
 
-void FlatAdamW::accumulate_grads(bool last) {
-  if (!compute_.defined()) return;  // fp32: autograd already accumulates in grad_
-  if (last && !acc_holds_) return;  // one micro-batch: the step reads the bf16 grads
+FlatAdamW::FlatAdamW(AdamWOptions opt, OptimizerKind kind) : opt_(opt), kind_(kind) {}
+
+double FlatAdamW::clip_and_step(FlatBuffers& b, double lr, double max_grad_norm) {
+  check(b);
   torch::NoGradGuard no_grad;
-  if (!acc_.defined()) acc_ = at::zeros(master_.sizes(), master_.options());
-  if (acc_holds_)
-    acc_.add_(grad_);  // fp32 += bf16, in fp32
-  else
-    acc_.copy_(grad_);
-  acc_holds_ = true;
-  grad_.zero_();
+  return kind_ == OptimizerKind::kFused ? fused_step(b, lr, max_grad_norm)
+                                        : reference_step(b, lr, max_grad_norm);
 }
 
-double FlatAdamW::clip_and_step(double lr, double max_grad_norm) {
-  ++step_;  // undone below when the norm is not finite (the update is then skipped)
+double FlatAdamW::fused_step(FlatBuffers& b, double lr, double max_grad_norm) {
   kernels::FusedAdamWArgs a;
-  a.master = master_.data_ptr<float>();
-  a.exp_avg = m_.data_ptr<float>();
-  a.exp_avg_sq = v_.data_ptr<float>();
-  if (acc_holds_)
-    a.grad_f32 = acc_.data_ptr<float>();
-  else if (compute_.defined())
-    a.grad_bf16 = reinterpret_cast<const uint16_t*>(grad_.data_ptr<at::BFloat16>());
-  else
-    a.grad_f32 = grad_.data_ptr<float>();
-  if (compute_.defined())
-    a.param_bf16 = reinterpret_cast<uint16_t*>(compute_.data_ptr<at::BFloat16>());
-  a.numel = master_.numel();
-  for (size_t i = 0; i < params_.size(); ++i)
-    a.segments.push_back({offsets_[i], params_[i].second.numel(), bool(decay_[i])});
+  a.master = b.master.data_ptr<float>();
+  a.exp_avg = b.exp_avg.data_ptr<float>();
+  a.exp_avg_sq = b.exp_avg_sq.data_ptr<float>();
+  a.grad_f32 = b.grad.data_ptr<float>();
+  if (b.compute.defined())
+    a.param_bf16 = reinterpret_cast<uint16_t*>(b.compute.data_ptr<at::BFloat16>());
+  a.numel = b.numel();
+  a.segments = b.segments;
   a.lr = lr, a.beta1 = opt_.beta1, a.beta2 = opt_.beta2, a.eps = opt_.eps;
-  a.weight_decay = opt_.weight_decay, a.step = step_;
-  if (kernels::kernels_run_on(master_.device())) {
-    // Norm, clip factor and update stay on the device (one stream, no host sync); the norm is
-    // read back afterwards, for the log only.
-    void* stream = kernels::current_cuda_stream(master_.device());
-    kernels::grad_sq_norm_cuda(a, norm_sq_.data_ptr<float>(), stream);
-    // The kernel leaves everything unchanged when the norm is not finite.
-    kernels::fused_adamw_cuda(a, norm_sq_.data_ptr<float>(), float(max_grad_norm), stream);
-    const double norm = std::sqrt(double(norm_sq_.item<float>()));
-    if (!std::isfinite(norm)) --step_;
+  a.weight_decay = opt_.weight_decay, a.step = step_ + 1;
+  if (kernels::kernels_run_on(b.master.device())) {
+    // On the device: the squared norm summed over ranks stays there; the host reads it (one
+    // sync) to skip a non-finite step on every rank alike; the clip factor and the update read
+    // it on the device.
+    void* stream = kernels::current_cuda_stream(b.master.device());
+    at::Tensor sq = at::zeros({1}, b.master.options());
+    kernels::grad_sq_norm_cuda(a, sq.data_ptr<float>(), stream);
+    if (b.sum_over_ranks) b.sum_over_ranks(sq);
+    const double norm = std::sqrt(double(sq.item<float>()));
+    if (!std::isfinite(norm)) return norm;
+    ++step_;
+    kernels::fused_adamw_cuda(a, sq.data_ptr<float>(), float(max_grad_norm), stream);
     return norm;
   }
-  const double norm = std::sqrt(kernels::grad_sq_norm_cpu(a));
-  if (!std::isfinite(norm)) {
-    --step_;
-    return norm;
+  double sq = kernels::grad_sq_norm_cpu(a);
+  if (b.sum_over_ranks) {
+    at::Tensor t = at::full({1}, sq, at::kDouble);
+    b.sum_over_ranks(t);
+    sq = t.item<double>();
   }
+  const double norm = std::sqrt(sq);
+  if (!std::isfinite(norm)) return norm;
+  ++step_;
   a.grad_scale = float(clip_factor(norm, max_grad_norm));
   kernels::fused_adamw_cpu(a);
   return norm;
 }
 
-void FlatAdamW::zero_grad() {
-  grad_.zero_();
-  acc_holds_ = false;
-}
-
-OptimizerState FlatAdamW::state() const {
-  OptimizerState s;
-  s.step = step_;
-  for (size_t i = 0; i < params_.size(); ++i) {
-    s.master.emplace_back(params_[i].first, view_of(master_, i));
-    s.exp_avg.emplace_back(params_[i].first, view_of(m_, i));
-    s.exp_avg_sq.emplace_back(params_[i].first, view_of(v_, i));
+double FlatAdamW::reference_step(FlatBuffers& b, double lr, double max_grad_norm) {
+  // The parameters' parts, in model order (the norm's summation order).
+  std::vector<size_t> parts;
+  for (size_t s = 0; s < b.segments.size(); ++s)
+    if (b.segment_param[s] >= 0) parts.push_back(s);
+  std::stable_sort(parts.begin(), parts.end(),
+                   [&](size_t x, size_t y) { return b.segment_param[x] < b.segment_param[y]; });
+  auto view = [&](const at::Tensor& flat, size_t s) {
+    return flat.narrow(0, b.segments[s].offset, b.segments[s].numel);
+  };
+  double norm = 0;
+  if (!parts.empty()) {
+    std::vector<at::Tensor> norms;
+    for (size_t s : parts) norms.push_back(view(b.grad, s).norm(2));
+    norm = at::stack(norms).norm(2).item<double>();
   }
-  return s;
-}
-
-void FlatAdamW::load_state(const OptimizerState& s) {
-  check_state_matches(s, params_);
-  torch::NoGradGuard no_grad;
-  for (size_t i = 0; i < params_.size(); ++i) {
-    view_of(master_, i).copy_(s.master[i].second);
-    view_of(m_, i).copy_(s.exp_avg[i].second);
-    view_of(v_, i).copy_(s.exp_avg_sq[i].second);
+  if (b.sum_over_ranks) {
+    at::Tensor t = at::full({1}, norm * norm, b.master.options().dtype(at::kDouble));
+    b.sum_over_ranks(t);
+    norm = std::sqrt(t.item<double>());
   }
-  if (compute_.defined()) compute_.copy_(master_);  // round to nearest even, as .to(bf16)
-  step_ = s.step;
-  zero_grad();
-}
-
-void FlatAdamW::load_state_from(const CheckpointReader& r, const NamedTensors&) {
-  torch::NoGradGuard no_grad;
-  for (size_t i = 0; i < params_.size(); ++i) {
-    const auto& [name, p] = params_[i];
-    r.check_shape(name, p);
-    for (const auto& [kind, buf] :
-         {std::pair{"master", &master_}, {"exp_avg", &m_}, {"exp_avg_sq", &v_}}) {
-      at::Tensor dst = view_of(*buf, i);
-      // The reader fills host memory: a device buffer goes through a host copy.
-      at::Tensor host = dst.is_cpu() ? dst : at::empty({dst.numel()}, at::kFloat);
-      r.read(name, kind, 0, host.numel(), host.data_ptr<float>());
-      if (!host.is_same(dst)) dst.copy_(host.view(dst.sizes()));
-    }
+  if (!std::isfinite(norm)) return norm;
+  ++step_;
+  const double grad_scale = clip_factor(norm, max_grad_norm);
+  const double bc1 = 1.0 - std::pow(opt_.beta1, double(step_));
+  const double bc2 = 1.0 - std::pow(opt_.beta2, double(step_));
+  const double step_size = lr / bc1;
+  const double bc2_sqrt = std::sqrt(bc2);
+  for (size_t s : parts) {
+    at::Tensor g = view(b.grad, s);
+    if (grad_scale != 1.0) g = g * grad_scale;
+    at::Tensor w = view(b.master, s), m = view(b.exp_avg, s), v = view(b.exp_avg_sq, s);
+    if (b.segments[s].decay && opt_.weight_decay != 0) w.mul_(1.0 - lr * opt_.weight_decay);
+    m.lerp_(g, 1.0 - opt_.beta1);  // torch's AdamW uses lerp for the first moment
+    v.mul_(opt_.beta2).addcmul_(g, g, 1.0 - opt_.beta2);
+    at::Tensor denom = (v.sqrt() / bc2_sqrt).add_(opt_.eps);
+    w.addcdiv_(m, denom, -step_size);
+    if (b.compute.defined()) view(b.compute, s).copy_(w);  // round into the bf16 copy
   }
-  if (compute_.defined()) compute_.copy_(master_);
-  step_ = r.optimizer_step();
-  zero_grad();
+  return norm;
 }
 
 }  // namespace asc

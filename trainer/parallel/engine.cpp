@@ -6,6 +6,7 @@
 #include <torch/autograd.h>
 
 #include "checkpoint/hf_io.h"
+#include "checkpoint/sharded.h"  // CheckpointReader
 #include "common/error.h"
 #include "kernels/cuda_device.h"
 #include "kernels/fused_adamw.h"
@@ -40,18 +41,18 @@ void alloc_storage(const at::Tensor& t) {
 }  // namespace
 
 ParallelEngine::ParallelEngine(LlamaForCausalLM& model, comm::Communicator& comm, ParallelMode mode,
-                               bool activation_checkpointing, AdamWOptions opt,
-                               at::ScalarType compute_dtype, const ParamSource& initial)
-    : model_(model), comm_(comm), mode_(mode), opt_(opt), dtype_(compute_dtype) {
-  ASC_CHECK(mode != ParallelMode::kNone,
-            "parallel engine: mode none (expected ddp, zero2 or fsdp)");
+                               bool activation_checkpointing, at::ScalarType compute_dtype,
+                               const ParamSource& initial)
+    : model_(model), comm_(comm), mode_(mode), dtype_(compute_dtype) {
+  ASC_CHECK(mode != ParallelMode::kNone || comm.size() == 1,
+            "parallel.mode none is one process, but the communicator has {} ranks", comm.size());
   ASC_CHECK(dtype_ == at::kFloat || dtype_ == at::kBFloat16,
             "parallel engine: compute dtype must be fp32 or bf16");
   checkpointing = activation_checkpointing;
   torch::NoGradGuard no_grad;
   params_ = hf_named_tensors(model_);
   const at::Device device = params_[0].second.device();
-  ASC_CHECK(device.is_cpu() || comm_.backend() == "nccl",
+  ASC_CHECK(device.is_cpu() || comm_.backend() == "nccl" || comm_.backend() == "self",
             "parallel.mode {}: the model is on {} but the communicator is {} (CUDA tensors need "
             "the NCCL backend)",
             name(mode), device.str(), comm_.backend());
@@ -85,10 +86,11 @@ ParallelEngine::ParallelEngine(LlamaForCausalLM& model, comm::Communicator& comm
   const auto cdt = at::TensorOptions().dtype(dtype_).device(device);
   // The sources fill host memory: on a device, each owned range goes through a host buffer of
   // its own size (one parameter's slice at a time), never the whole shard.
-  master_ = at::zeros({flat}, f32);
+  FlatBuffers& b = owned_;
+  b.master = at::zeros({flat}, f32);
   for (const Unit& u : units_) {
     for_owned(u, params_, [&](size_t k, int64_t in_param, int64_t in_own, int64_t len) {
-      at::Tensor dst = master_.narrow(0, u.flat + in_own, len);
+      at::Tensor dst = b.master.narrow(0, u.flat + in_own, len);
       if (initial) {
         at::Tensor host = dst.is_cpu() ? dst : at::empty({len}, at::kFloat);
         initial(params_[k].first, in_param, in_param + len, host.data_ptr<float>());
@@ -99,25 +101,30 @@ ParallelEngine::ParallelEngine(LlamaForCausalLM& model, comm::Communicator& comm
     });
     // The fused step's segments over the owned buffers: parameter parts, then any padding.
     int64_t covered = 0;
-    for_owned(u, params_, [&](size_t k, int64_t, int64_t, int64_t len) {
-      segments_.push_back({len, gets_weight_decay(params_[k].first)});
+    for_owned(u, params_, [&](size_t k, int64_t, int64_t in_own, int64_t len) {
+      b.segments.push_back({u.flat + in_own, len, gets_weight_decay(params_[k].first)});
+      b.segment_param.push_back(int64_t(k));
       covered += len;
     });
-    if (covered < u.shard) segments_.push_back({u.shard - covered, false});
+    if (covered < u.shard) {
+      b.segments.push_back({u.flat + covered, u.shard - covered, false});
+      b.segment_param.push_back(-1);
+    }
   }
-  m_ = at::zeros({flat}, f32);
-  v_ = at::zeros({flat}, f32);
-  gacc_ = at::zeros({flat}, f32);
-  if (dtype_ == at::kBFloat16) compute_ = master_.to(at::kBFloat16);
+  b.exp_avg = at::zeros({flat}, f32);
+  b.exp_avg_sq = at::zeros({flat}, f32);
+  b.grad = at::zeros({flat}, f32);
+  if (dtype_ == at::kBFloat16) b.compute = b.master.to(at::kBFloat16);
+  if (sharded()) b.sum_over_ranks = [this](at::Tensor& t) { comm_.all_reduce(t)->wait(); };
 
   const int64_t es = at::elementSize(dtype_);
   bytes_.master = flat * 4, bytes_.optimizer = 2 * flat * 4, bytes_.grads = flat * 4;
-  bytes_.params = compute_.defined() ? flat * es : 0;
+  bytes_.params = b.compute.defined() ? flat * es : 0;
   for (size_t i = 0; i < units_.size(); ++i) {
     Unit& u = units_[i];
-    if (mode_ == ParallelMode::kDdp) {
+    if (!sharded()) {
       u.full = owned_compute(u);  // the parameters are the owned (= whole) buffers
-      u.grad = dtype_ == at::kFloat ? owned(gacc_, u) : at::zeros({u.numel}, cdt);
+      u.grad = dtype_ == at::kFloat ? owned(b.grad, u) : at::zeros({u.numel}, cdt);
       if (dtype_ != at::kFloat) bytes_.grads += u.numel * es;
       point_params(u, true);
     } else if (mode_ == ParallelMode::kZero2) {  // replicated parameters: the owned slices gathered
@@ -144,7 +151,7 @@ at::Tensor ParallelEngine::owned(const at::Tensor& flat, const Unit& u) const {
 }
 
 at::Tensor ParallelEngine::owned_compute(const Unit& u) const {
-  return owned(compute_.defined() ? compute_ : master_, u);
+  return owned(owned_.compute.defined() ? owned_.compute : owned_.master, u);
 }
 
 void ParallelEngine::point_params(Unit& u, bool grads) {
@@ -194,8 +201,8 @@ void ParallelEngine::alloc_grad(size_t i) {
 void ParallelEngine::reduce_grads(size_t i) {
   torch::NoGradGuard no_grad;
   Unit& u = units_[i];
-  if (mode_ == ParallelMode::kDdp) {
-    at::Tensor acc = owned(gacc_, u);
+  if (!sharded()) {
+    at::Tensor acc = owned(owned_.grad, u);
     if (dtype_ != at::kFloat) {  // bf16 gradients accumulate in fp32 over micro-batches
       acc.add_(u.grad);
       u.grad.zero_();
@@ -225,7 +232,7 @@ void ParallelEngine::finish(PendingReduce& p) {
   p.work->wait();
   if (!sharded()) return;
   Unit& u = units_[p.unit];
-  owned(gacc_, u).add_(p.shard);
+  owned(owned_.grad, u).add_(p.shard);
   if (mode_ == ParallelMode::kZero2 && dtype_ == at::kFloat)
     u.grad.zero_();  // src was u.grad itself
 }
@@ -287,53 +294,16 @@ void ParallelEngine::accumulate_grads(bool /*last*/) {
   release(0);
 }
 
-double ParallelEngine::clip_and_step(double lr, double max_grad_norm) {
+FlatBuffers& ParallelEngine::owned() {
   drain();
-  torch::NoGradGuard no_grad;
-  kernels::FusedAdamWArgs a;
-  a.master = master_.data_ptr<float>();
-  a.exp_avg = m_.data_ptr<float>();
-  a.exp_avg_sq = v_.data_ptr<float>();
-  a.grad_f32 = gacc_.data_ptr<float>();
-  if (compute_.defined())
-    a.param_bf16 = reinterpret_cast<uint16_t*>(compute_.data_ptr<at::BFloat16>());
-  a.numel = master_.numel();
-  int64_t at = 0;
-  for (const auto& [len, decay] : segments_) {
-    a.segments.push_back({at, len, decay});
-    at += len;
-  }
-  double norm = 0;
-  if (kernels::kernels_run_on(master_.device())) {
-    // On the device: the squared norm of the owned slices, summed over ranks (NCCL); the host
-    // reads it (one sync) to skip a non-finite step on every rank alike; the clip factor and
-    // the update read it on the device.
-    void* stream = kernels::current_cuda_stream(master_.device());
-    at::Tensor sq = at::zeros({1}, master_.options());
-    kernels::grad_sq_norm_cuda(a, sq.data_ptr<float>(), stream);
-    if (sharded()) comm_.all_reduce(sq)->wait();
-    norm = std::sqrt(double(sq.item<float>()));
-    if (!std::isfinite(norm)) return norm;  // skipped on every rank: the norm is global
-    ++step_;
-    a.lr = lr, a.beta1 = opt_.beta1, a.beta2 = opt_.beta2, a.eps = opt_.eps;
-    a.weight_decay = opt_.weight_decay, a.step = step_;
-    kernels::fused_adamw_cuda(a, sq.data_ptr<float>(), float(max_grad_norm), stream);
-  } else {
-    double sq = kernels::grad_sq_norm_cpu(a);
-    if (sharded()) {  // each rank holds its slice: sum the squares over ranks
-      at::Tensor t = at::full({1}, sq, at::kDouble);
-      comm_.all_reduce(t)->wait();
-      sq = t.item<double>();
-    }
-    norm = std::sqrt(sq);
-    if (!std::isfinite(norm)) return norm;  // skipped on every rank: the norm is global
-    ++step_;
-    a.lr = lr, a.beta1 = opt_.beta1, a.beta2 = opt_.beta2, a.eps = opt_.eps;
-    a.weight_decay = opt_.weight_decay, a.step = step_;
-    a.grad_scale = float(clip_factor(norm, max_grad_norm));
-    kernels::fused_adamw_cpu(a);
-  }
+  return owned_;
+}
+
+double ParallelEngine::step(FlatAdamW& opt, double lr, double max_grad_norm) {
+  const double norm = opt.clip_and_step(owned(), lr, max_grad_norm);
+  if (!std::isfinite(norm)) return norm;  // skipped on every rank: the norm is global
   if (mode_ == ParallelMode::kZero2) {  // everyone's updated slices into everyone's full parameters
+    torch::NoGradGuard no_grad;
     std::vector<comm::WorkPtr> works;
     for (Unit& u : units_) {
       at::Tensor mine = u.full.narrow(0, u.own_begin, u.shard);
@@ -348,17 +318,16 @@ double ParallelEngine::clip_and_step(double lr, double max_grad_norm) {
 void ParallelEngine::zero_grad() {
   drain();
   torch::NoGradGuard no_grad;
-  gacc_.zero_();
+  owned_.grad.zero_();
   for (Unit& u : units_)
-    if (u.grad.defined() && !(mode_ == ParallelMode::kDdp && dtype_ == at::kFloat)) u.grad.zero_();
+    if (u.grad.defined() && !(!sharded() && dtype_ == at::kFloat)) u.grad.zero_();
 }
 
-OptimizerState ParallelEngine::state() const {
+OptimizerState ParallelEngine::full_state() const {
   OptimizerState s;
-  s.step = step_;
   std::vector<at::Tensor> parts[3];
   for (auto& p : parts) p.resize(params_.size());
-  const at::Tensor* bufs[3] = {&master_, &m_, &v_};
+  const at::Tensor* bufs[3] = {&owned_.master, &owned_.exp_avg, &owned_.exp_avg_sq};
   for (const Unit& u : units_) {
     for (int b = 0; b < 3; ++b) {
       at::Tensor full = owned(*bufs[b], u);
@@ -381,30 +350,7 @@ OptimizerState ParallelEngine::state() const {
   return s;
 }
 
-void ParallelEngine::load_state(const OptimizerState& s) {
-  check_state_matches(s, params_);
-  torch::NoGradGuard no_grad;
-  for (Unit& u : units_) {
-    for_owned(u, params_, [&](size_t k, int64_t in_param, int64_t in_own, int64_t len) {
-      master_.narrow(0, u.flat + in_own, len)
-          .copy_(s.master[k].second.reshape({-1}).narrow(0, in_param, len));
-      m_.narrow(0, u.flat + in_own, len)
-          .copy_(s.exp_avg[k].second.reshape({-1}).narrow(0, in_param, len));
-      v_.narrow(0, u.flat + in_own, len)
-          .copy_(s.exp_avg_sq[k].second.reshape({-1}).narrow(0, in_param, len));
-    });
-  }
-  if (compute_.defined()) compute_.copy_(master_);
-  if (mode_ == ParallelMode::kZero2)
-    for (Unit& u : units_)
-      for (size_t j = 0; j < u.params.size(); ++j)
-        u.full.narrow(0, u.offsets[j], params_[u.params[j]].second.numel())
-            .copy_(s.master[u.params[j]].second.reshape({-1}));
-  step_ = s.step;
-  zero_grad();
-}
-
-std::vector<StateSlice> ParallelEngine::state_slices(const NamedTensors&) const {
+std::vector<StateSlice> ParallelEngine::state_slices() const {
   std::vector<StateSlice> out;
   const int64_t W = comm_.size(), R = comm_.rank();
   for (const Unit& u : units_) {
@@ -422,27 +368,29 @@ std::vector<StateSlice> ParallelEngine::state_slices(const NamedTensors&) const 
       if (lo >= hi) continue;
       const int64_t pos = u.flat + (lo - u.own_begin);
       out.push_back({name, std::vector<int64_t>(p.sizes().begin(), p.sizes().end()), lo - b, hi - b,
-                     master_.narrow(0, pos, hi - lo), m_.narrow(0, pos, hi - lo),
-                     v_.narrow(0, pos, hi - lo)});
+                     owned_.master.narrow(0, pos, hi - lo), owned_.exp_avg.narrow(0, pos, hi - lo),
+                     owned_.exp_avg_sq.narrow(0, pos, hi - lo)});
     }
   }
   return out;
 }
 
-void ParallelEngine::load_state_from(const CheckpointReader& r, const NamedTensors&) {
+void ParallelEngine::load_state_from(const CheckpointReader& r) {
   torch::NoGradGuard no_grad;
   for (const auto& [name, p] : params_) {
     r.check_shape(name, p);
   }
   // The reader fills host memory: on a device, each owned range goes through a host buffer of
   // its own size (one parameter's slice at a time, not the whole shard).
-  master_.zero_(), m_.zero_(), v_.zero_();  // padding stays zero
+  FlatBuffers& b = owned_;
+  b.master.zero_(), b.exp_avg.zero_(), b.exp_avg_sq.zero_();  // padding stays zero
   for (Unit& u : units_) {
     for_owned(u, params_, [&](size_t k, int64_t in_param, int64_t in_own, int64_t len) {
       const std::string& name = params_[k].first;
       const int64_t pos = u.flat + in_own;
-      for (const auto& [kind, buf] :
-           {std::pair{"master", &master_}, {"exp_avg", &m_}, {"exp_avg_sq", &v_}}) {
+      for (const auto& [kind, buf] : {std::pair{"master", &b.master},
+                                      {"exp_avg", &b.exp_avg},
+                                      {"exp_avg_sq", &b.exp_avg_sq}}) {
         at::Tensor dst = buf->narrow(0, pos, len);
         at::Tensor host = dst.is_cpu() ? dst : at::empty({len}, at::kFloat);
         r.read(name, kind, in_param, in_param + len, host.data_ptr<float>());
@@ -450,7 +398,7 @@ void ParallelEngine::load_state_from(const CheckpointReader& r, const NamedTenso
       }
     });
   }
-  if (compute_.defined()) compute_.copy_(master_);
+  if (b.compute.defined()) b.compute.copy_(b.master);
   if (mode_ == ParallelMode::kZero2)  // replicated parameters: every rank needs all of them
     for (Unit& u : units_)
       for (size_t j = 0; j < u.params.size(); ++j) {
@@ -458,8 +406,12 @@ void ParallelEngine::load_state_from(const CheckpointReader& r, const NamedTenso
         u.full.narrow(0, u.offsets[j], params_[u.params[j]].second.numel())
             .copy_(r.read_full(name, "master").reshape({-1}));
       }
-  step_ = r.optimizer_step();
   zero_grad();
+}
+
+void TrainingState::load_state_from(const CheckpointReader& r, const NamedTensors&) {
+  engine_.load_state_from(r);
+  opt_.set_steps(r.optimizer_step());
 }
 
 }  // namespace asc

@@ -1,10 +1,14 @@
-// engine.h — data parallelism over the communicator (comm/): ddp, zero2 and fsdp.
+// engine.h — the model's parallelism: one process (none), ddp, zero2 and fsdp, over the
+// communicator (comm/). The engine wraps the model and owns its training buffers; the optimizer
+// (optim/flat_adamw.h) only steps the buffers the engine hands it.
 //
 // The model's parameters are grouped in units: unit 0 (the root) holds the embedding, the final
 // norm and the LM head (tied or not); unit 1+i holds decoder layer i. Each unit is one flat
 // buffer, padded to a multiple of the world size W for the sharded modes. Rank r owns slice r of
-// every unit; the fused AdamW kernel (kernels/) runs once per step over all the rank's owned
-// slices, laid end to end.
+// every unit; its owned slices, laid end to end, are the flat buffers it steps (FlatBuffers:
+// fp32 master, moments and summed gradient, the bf16 compute copy).
+//   none   one process (world size 1, the self communicator): as ddp, the reductions are the
+//          identity.
 //   ddp    parameters, gradients and optimizer state replicated; each unit's gradient is
 //          all-reduced as soon as its backward ends (last micro-batch), overlapping the rest.
 //   zero2  parameters replicated; each unit's gradient reduce-scattered into the owned slice as
@@ -15,10 +19,11 @@
 //          before its backward, the next layer's gather prefetched, and freed right after; the
 //          root is gathered for each micro-batch.
 // Gradients are summed (the loss is already divided by the global target count) and reduced in
-// fp32. The global gradient norm sums the owned squares over ranks, so every rank clips alike.
-// CPU tensors over MPI, or (train.device cuda) device tensors over NCCL. The optimizer step's
-// kernel path runs in the CPU tests on the CUDA emulator (emulated.train, tests/emu); the NCCL
-// and device-buffer side has not run on a GPU yet (tests/e2e/kernel_train_test.sh runs it there).
+// fp32; bf16 gradients accumulate over micro-batches in fp32. Activation checkpointing runs
+// through the same per-layer hooks in every mode. CPU tensors over MPI (or self), or
+// (train.device cuda) device tensors over NCCL (or self). The optimizer step's kernel path runs
+// in the CPU tests on the CUDA emulator (emulated.train, tests/emu); the NCCL and device-buffer
+// side has not run on a GPU yet (tests/e2e/kernel_train_test.sh runs it there).
 #pragma once
 
 #include <functional>
@@ -29,7 +34,8 @@
 #include "comm/communicator.h"
 #include "config/choices.h"
 #include "model/llama.h"
-#include "optim/optimizer.h"
+#include "checkpoint/state.h"
+#include "optim/flat_adamw.h"
 #include "parallel/unit_function.h"
 
 namespace asc {
@@ -42,31 +48,46 @@ struct ModelStateBytes {
   int64_t total() const { return params + grads + master + optimizer; }
 };
 
-class ParallelEngine final : public Optimizer, private UnitHooks {
+class ParallelEngine final : private UnitHooks {
  public:
-  // `model`: fp32, mode: ddp | zero2 | fsdp. With `initial`, the model's parameters may have no
-  // storage (DeferParameterStorage, model/llama.h): each rank asks `initial` for the ranges it
-  // owns only (ddp: everything), so no rank of a sharded mode ever holds the whole model.
-  // Without it, the parameters hold the initial values, the same on every rank.
+  // `model`: fp32 (the engine casts it to compute_dtype); mode none needs a communicator of one
+  // rank. With `initial`, the model's parameters may have no storage (DeferParameterStorage,
+  // model/llama.h): each rank asks `initial` for the ranges it owns only (none, ddp:
+  // everything), so no rank of a sharded mode ever holds the whole model. Without it, the
+  // parameters hold the initial values, the same on every rank.
   ParallelEngine(LlamaForCausalLM& model, comm::Communicator& comm, ParallelMode mode,
-                 bool activation_checkpointing, AdamWOptions opt, at::ScalarType compute_dtype,
+                 bool activation_checkpointing, at::ScalarType compute_dtype,
                  const ParamSource& initial = {});
   ~ParallelEngine() override;
+  ParallelEngine(const ParallelEngine&) = delete;
+  ParallelEngine& operator=(const ParallelEngine&) = delete;
 
-  void begin_micro_batch(bool last) override;
-  void begin_forward_only() override;
-  void end_forward_only() override;
-  void accumulate_grads(bool last) override;
-  double clip_and_step(double lr, double max_grad_norm) override;
-  void zero_grad() override;
-  int64_t steps() const override { return step_; }
-  OptimizerState state() const override;  // full tensors on every rank: a collective
-  void load_state(const OptimizerState& s) override;
-  // Sharded modes: the owned slices; ddp: an even split of each unit by rank. No gather.
-  std::vector<StateSlice> state_slices(const NamedTensors& params) const override;
+  // Before each micro-batch's forward (the root is gathered); `last`: no further micro-batch
+  // follows before the step.
+  void begin_micro_batch(bool last);
+  // After each micro-batch's backward: the root's gradient reduced, every reduction finished.
+  void accumulate_grads(bool last);
+  // Around forward passes without backward (validation, under NoGradGuard): gathers what such a
+  // forward needs and frees it after. A collective in fsdp: every rank calls them, with the same
+  // number of forwards between.
+  void begin_forward_only();
+  void end_forward_only();
+  // The step: `opt` clips and updates the owned buffers; zero2 then gathers everyone's updated
+  // slices. Returns the global gradient norm (not finite: nothing changed, on every rank).
+  double step(FlatAdamW& opt, double lr, double max_grad_norm);
+  void zero_grad();
+
+  // The buffers this rank owns and steps (gradient reductions in flight finished first).
+  FlatBuffers& owned();
+  // The training state as full tensors in model order on every rank (a collective in the
+  // sharded modes), step left 0: tests and tools.
+  OptimizerState full_state() const;
+  // For the checkpoint. Sharded modes: the owned slices; none, ddp: an even split of each unit
+  // by rank. No gather.
+  std::vector<StateSlice> state_slices() const;
   // Reads only the owned ranges (zero2 also the full master weights, its parameters being
   // replicated).
-  void load_state_from(const CheckpointReader& r, const NamedTensors& params) override;
+  void load_state_from(const CheckpointReader& r);
 
   ModelStateBytes model_state_bytes() const { return bytes_; }
   int64_t all_gathers() const { return gathers_; }  // parameter all-gathers issued (fsdp)
@@ -96,7 +117,7 @@ class ParallelEngine final : public Optimizer, private UnitHooks {
   void before_backward(int64_t layer) override;
   void after_backward(int64_t layer) override;
 
-  bool sharded() const { return mode_ != ParallelMode::kDdp; }
+  bool sharded() const { return mode_ == ParallelMode::kZero2 || mode_ == ParallelMode::kFsdp; }
   at::Tensor owned(const at::Tensor& flat, const Unit& u) const;
   at::Tensor owned_compute(const Unit& u) const;
   void point_params(Unit& u, bool grads);
@@ -112,23 +133,30 @@ class ParallelEngine final : public Optimizer, private UnitHooks {
   LlamaForCausalLM model_;
   comm::Communicator& comm_;
   ParallelMode mode_;
-  AdamWOptions opt_;
   at::ScalarType dtype_;
   NamedTensors params_;  // HF order
   std::vector<Unit> units_;
-  at::Tensor master_, m_, v_, gacc_;  // fp32 owned slices of every unit, end to end
-  at::Tensor compute_;                // bf16 owned slices (undefined in fp32: master_ is it)
-  std::vector<std::pair<int64_t, bool>> segments_;  // (length, decay) over the owned buffers
+  FlatBuffers owned_;  // every unit's owned slice, end to end
   std::vector<PendingReduce> pending_;
   bool last_micro_ = true;
-  int64_t step_ = 0, gathers_ = 0;
+  int64_t gathers_ = 0;
   ModelStateBytes bytes_;
 };
 
-// The activation-checkpointing runner for one process without an engine (parallel.mode none).
-class CheckpointOnly final : public UnitHooks {
+// What a checkpoint saves of a run (checkpoint/state.h): the engine's owned buffers and the
+// optimizer's step count.
+class TrainingState final : public SavedState {
  public:
-  CheckpointOnly() { checkpointing = true; }
+  TrainingState(ParallelEngine& engine, FlatAdamW& opt) : engine_(engine), opt_(opt) {}
+  int64_t steps() const override { return opt_.steps(); }
+  std::vector<StateSlice> state_slices(const NamedTensors&) const override {
+    return engine_.state_slices();
+  }
+  void load_state_from(const CheckpointReader& r, const NamedTensors&) override;
+
+ private:
+  ParallelEngine& engine_;
+  FlatAdamW& opt_;
 };
 
 }  // namespace asc

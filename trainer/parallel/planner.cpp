@@ -43,15 +43,10 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
   p.num_parameters = numel_sum;
   p.master = flat * 4;
   p.optimizer = 2 * flat * 4;
-  p.grads = flat * 4;               // the fp32 gradient accumulator (owned)
-  p.params = bf16 ? flat * es : 0;  // fp32: the parameters are the master weights
-  if (in.mode == ParallelMode::kDdp && bf16)
-    p.grads += numel_sum * es;  // the bf16 gradients autograd fills
+  p.grads = flat * 4;                               // the fp32 gradient accumulator (owned)
+  p.params = bf16 ? flat * es : 0;                  // fp32: the parameters are the master weights
+  if (!sharded && bf16) p.grads += numel_sum * es;  // none, ddp: the bf16 gradients autograd fills
   if (in.mode == ParallelMode::kZero2) p.params += padded_sum * es, p.grads += padded_sum * es;
-  if (in.mode ==
-      ParallelMode::kNone) {  // the flat optimizer of one process: the same as ddp at W = 1
-    p.grads = numel_sum * (bf16 ? es : 4);
-  }
   if (in.mode == ParallelMode::kFsdp) {
     const auto units = unit_sizes(c);
     const int64_t root = (units[0] + W - 1) / W * W;
@@ -78,13 +73,11 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
   p.logits = logit_rows * c.vocab_size * (es + 4 + 4);
   const int64_t init_chunk = int64_t(4) << 20;  // one 2^20-element fp32 chunk
   if (!in.on_device) {
-    p.host_at_load =
-        (in.mode == ParallelMode::kNone ? numel_sum * 4 : init_chunk) + p.model_state();
+    p.host_at_load = init_chunk + p.model_state();
     p.host_at_save = p.model_state() + p.master + p.optimizer;
   } else {
     const int64_t share = sharded ? largest / W : largest;
-    p.host_at_load =
-        in.mode == ParallelMode::kNone ? numel_sum * 4 : std::max(init_chunk, share * 4);
+    p.host_at_load = std::max(init_chunk, share * 4);
     p.host_at_save = p.master + p.optimizer;
   }
   return p;
@@ -116,14 +109,10 @@ std::string format_plan(const MemoryPlanInput& in, const MemoryPlan& p, double g
   row("peak as configured", p.peak());
   s += "per rank, host:\n";
   if (in.on_device) {
-    row(in.mode == ParallelMode::kNone ? "at load (fp32 model, then moved to the device)"
-                                       : "at load (one owned range staged at a time)",
-        p.host_at_load);
+    row("at load (one owned range staged at a time)", p.host_at_load);
     row("at an async save (own shard staged)", p.host_at_save, "model state on the device");
   } else {
-    row(in.mode == ParallelMode::kNone ? "at load (fp32 model, then the optimizer's copy)"
-                                       : "at load (own shards filled directly)",
-        p.host_at_load);
+    row("at load (own shards filled directly)", p.host_at_load);
     row("at an async save (own shard staged)", p.host_at_save);
   }
   if (gpu_memory_gb > 0) {

@@ -1,8 +1,9 @@
-// The trainer's fused optimizer (optim/flat_adamw.h) against the reference (optim/adamw.h) on a
-// real model: same training trajectory in fp32 and bf16, with micro-batch accumulation, weight
-// decay and clipping; parameters and gradients really live in the flat buffers; the checkpoint
-// state moves between the two implementations (both directions) through the files; and, where a
-// GPU is present, the CUDA path against the CPU path.
+// The trainer's optimizer (optim/flat_adamw.h) over the engine's buffers in one process, as
+// train() runs parallel.mode none: the fused step against the reference step (libtorch ops per
+// parameter) on a real model, same training trajectory in fp32 and bf16, with micro-batch
+// accumulation, weight decay and clipping; parameters and gradients really live in the flat
+// buffers; the checkpoint state moves between the two implementations (both directions) through
+// the files; and, where a GPU is present, the CUDA path against the CPU path.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -10,10 +11,10 @@
 #include <ATen/ATen.h>
 
 #include "checkpoint/hf_io.h"
+#include "checkpoint/sharded.h"
 #include "kernel_device.h"
 #include "kernels/fused_adamw.h"
 #include "model/llama.h"
-#include "optim/adamw.h"
 #include "optim/flat_adamw.h"
 #include "test_util.h"
 #include "train.h"
@@ -32,19 +33,10 @@ LlamaForCausalLM tiny_model(uint64_t seed, at::Device device = at::kCPU) {
   return model;
 }
 
-std::unique_ptr<Optimizer> make(const std::string& kind, LlamaForCausalLM& model, bool bf16) {
-  NamedTensors named = hf_named_tensors(model);
-  if (kind == "fused")
-    return std::make_unique<FlatAdamW>(named, kOpt, bf16 ? at::kBFloat16 : at::kFloat);
-  std::vector<std::string> names;
-  std::vector<at::Tensor> params, master;
-  for (auto& [n, p] : named) {
-    names.push_back(n);
-    if (bf16) master.push_back(p.detach().clone());
-  }
-  if (bf16) model->to(torch::kBFloat16);
-  for (auto& [n, p] : hf_named_tensors(model)) params.push_back(p);
-  return std::make_unique<AdamW>(names, params, kOpt, std::move(master));
+std::unique_ptr<test::LocalTrainer> make(const std::string& kind, LlamaForCausalLM& model,
+                                         bool bf16) {
+  return std::make_unique<test::LocalTrainer>(
+      model, bf16, kOpt, kind == "fused" ? OptimizerKind::kFused : OptimizerKind::kReference);
 }
 
 // Two micro-batches of 2 sequences; labels with a masked prefix so the target counts differ.
@@ -61,11 +53,11 @@ GlobalBatch batch_for_step(int64_t step, int64_t vocab, at::Device device = at::
   return b;
 }
 
-std::vector<double> run_steps(LlamaForCausalLM& model, Optimizer& opt, int64_t from, int64_t to,
-                              at::Device device = at::kCPU) {
+std::vector<double> run_steps(LlamaForCausalLM& model, test::LocalTrainer& opt, int64_t from,
+                              int64_t to, at::Device device = at::kCPU) {
   std::vector<double> norms;
   for (int64_t s = from; s < to; ++s) {
-    accumulate_gradients(model, opt, batch_for_step(s, model->config().vocab_size, device));
+    opt.accumulate(batch_for_step(s, model->config().vocab_size, device));
     norms.push_back(opt.clip_and_step(1e-3 * (1 + s % 3), 0.5));  // clipping is active
     opt.zero_grad();
   }
@@ -88,11 +80,12 @@ double max_rel_diff(const OptimizerState& a, const OptimizerState& b) {
 
 TEST(FlatAdamW, ParametersAndGradientsLiveInTheFlatBuffers) {
   LlamaForCausalLM model = tiny_model(1);
-  FlatAdamW opt(hf_named_tensors(model), kOpt, at::kFloat);
-  const auto* base = opt.flat_master().data_ptr<float>();
-  const auto* gbase = opt.flat_grad().data_ptr<float>();
-  const int64_t n = opt.flat_master().numel();
-  accumulate_gradients(model, opt, batch_for_step(0, model->config().vocab_size));
+  test::LocalTrainer opt(model, false, kOpt);
+  const FlatBuffers& flat = opt.engine->owned();
+  const auto* base = flat.master.data_ptr<float>();
+  const auto* gbase = flat.grad.data_ptr<float>();
+  const int64_t n = flat.numel();
+  opt.accumulate(batch_for_step(0, model->config().vocab_size));
   int64_t covered = 0;
   for (auto& [name, p] : hf_named_tensors(model)) {
     const float* d = p.data_ptr<float>();
@@ -102,17 +95,17 @@ TEST(FlatAdamW, ParametersAndGradientsLiveInTheFlatBuffers) {
     covered += p.numel();
   }
   EXPECT_EQ(covered, n);
-  EXPECT_GT(opt.flat_grad().abs().sum().item<double>(), 0.0);  // autograd wrote into the buffer
+  EXPECT_GT(flat.grad.abs().sum().item<double>(), 0.0);  // autograd wrote into the buffer
 }
 
-// Both optimizers are fed the same gradients each step: each micro-batch's gradient is
-// computed once (on the fused optimizer's model, by autograd::grad) and added into both models'
-// .grad() as backward would. No model feedback can then amplify rounding, so what differs is the
-// arithmetic alone: the fused loop's m*b1 + (1-b1)*g against torch's lerp, the global norm
-// summed in double against a norm of fp32 norms, the division order. Measured 2026-12-03 on an
-// AVX-512 Xeon, natively and with ATen, oneDNN, MKL and the loop forced to AVX2: the state
-// differs by 2e-7 after 10 steps and 3-4.5e-7 after 60, in fp32 and bf16 — flat, not growing
-// (the moments forget old differences). The bound, 2e-6, leaves 4-5x; weight decay wrongly
+// Both optimizers are fed the same gradients each step: the global batch's gradient is computed
+// once (on the fused optimizer's model, micro-batch by micro-batch through its engine) and
+// copied into the reference's gradient buffer. No model feedback can then amplify rounding, so
+// what differs is the arithmetic alone: the fused loop's m*b1 + (1-b1)*g against torch's lerp,
+// the global norm summed in double against a norm of fp32 norms, the division order. Measured
+// 2026-12-03 on an AVX-512 Xeon, natively and with ATen, oneDNN, MKL and the loop forced to AVX2:
+// the state differs by 2e-7 after 10 steps and 3-4.5e-7 after 60, in fp32 and bf16 — flat, not
+// growing (the moments forget old differences). The bound, 2e-6, leaves 4-5x; weight decay wrongly
 // applied to the norm weights fails it at the first step (checked, fp32 and bf16).
 class FlatVsReference : public ::testing::TestWithParam<bool> {};
 
@@ -123,30 +116,8 @@ TEST_P(FlatVsReference, SameUpdatesFromTheSameGradients) {
   auto fused = make("fused", m1, bf16), ref = make("reference", m2, bf16);
   double worst = 0;
   for (int64_t s = 0; s < kSteps; ++s) {
-    const GlobalBatch batch = batch_for_step(s, m1->config().vocab_size);
-    int64_t targets = 0;
-    for (const auto& m : batch) targets += count_targets(m.labels_BT);
-    for (size_t k = 0; k < batch.size(); ++k) {
-      const bool last = k + 1 == batch.size();
-      std::vector<at::Tensor> p1, p2;
-      for (auto& [n, p] : hf_named_tensors(m1)) p1.push_back(p);
-      for (auto& [n, p] : hf_named_tensors(m2)) p2.push_back(p);
-      const at::Tensor loss =
-          causal_lm_loss_sum(m1(batch[k].input_ids_BT), batch[k].labels_BT) / double(targets);
-      const auto grads = torch::autograd::grad({loss}, p1);
-      for (auto [opt, params] : {std::pair{fused.get(), &p1}, {ref.get(), &p2}}) {
-        opt->begin_micro_batch(last);
-        for (size_t i = 0; i < grads.size(); ++i) {
-          at::Tensor& p = (*params)[i];
-          ASSERT_EQ(p.scalar_type(), grads[i].scalar_type()) << i;
-          if (p.grad().defined())
-            p.mutable_grad().add_(grads[i]);
-          else
-            p.mutable_grad() = grads[i].clone();
-        }
-        opt->accumulate_grads(last);
-      }
-    }
+    fused->accumulate(batch_for_step(s, m1->config().vocab_size));
+    ref->engine->owned().grad.copy_(fused->engine->owned().grad);
     const double lr = 1e-3 * (1 + s % 3);
     const double n1 = fused->clip_and_step(lr, 0.5), n2 = ref->clip_and_step(lr, 0.5);
     ASSERT_NEAR(n1, n2, 1e-6 * n2) << "gradient norm, step " << s;
@@ -158,8 +129,8 @@ TEST_P(FlatVsReference, SameUpdatesFromTheSameGradients) {
   }
   std::fprintf(stderr, "%s: max relative state difference over %lld steps %.3g\n",
                bf16 ? "bf16" : "fp32", (long long)kSteps, worst);
-  EXPECT_EQ(fused->steps(), kSteps);
-  EXPECT_EQ(ref->steps(), kSteps);
+  EXPECT_EQ(fused->opt.steps(), kSteps);
+  EXPECT_EQ(ref->opt.steps(), kSteps);
   // The model's compute copy is the master rounded to the compute dtype.
   const OptimizerState st = fused->state();
   auto params = hf_named_tensors(m1);
@@ -224,9 +195,10 @@ TEST(FlatAdamW, CheckpointStateMovesBetweenImplementations) {
         save_step_checkpoint(run, 6, a->config(), opt_a->state(), "{}\n");
       } else {
         ShardedSave sv;
-        sv.run_dir = run, sv.step = 6, sv.optimizer_step = opt_a->steps(), sv.config = a->config();
+        sv.run_dir = run, sv.step = 6, sv.optimizer_step = opt_a->opt.steps();
+        sv.config = a->config();
         sv.state_json = "{}\n";
-        save_sharded_checkpoint(sv, opt_a->state_slices(hf_named_tensors(a)), nullptr);
+        save_sharded_checkpoint(sv, opt_a->saved.state_slices(hf_named_tensors(a)), nullptr);
       }
 
       LlamaForCausalLM b = tiny_model(123);  // different weights: all must come from the files
@@ -234,30 +206,38 @@ TEST(FlatAdamW, CheckpointStateMovesBetweenImplementations) {
       CheckpointReader reader(resolve_model_dir(run));
       EXPECT_EQ(reader.format(), format);
       EXPECT_EQ(reader.optimizer_step(), 6);
-      opt_b->load_state_from(reader, hf_named_tensors(b));
+      opt_b->saved.load_state_from(reader, hf_named_tensors(b));
       EXPECT_LT(max_rel_diff(opt_b->state(), opt_a->state()), 1e-12) << "load is exact";
       run_steps(b, *opt_b, 6, 12);
-      EXPECT_EQ(opt_b->steps(), 12);
+      EXPECT_EQ(opt_b->opt.steps(), 12);
       const double d = max_rel_diff(opt_b->state(), straight->state());
       std::fprintf(stderr, "%s -> %s: max relative difference %.3g\n", first, second, d);
       EXPECT_LT(d, 1e-5) << first << " -> " << second;
     }
 }
 
+// A checkpoint of another architecture is refused naming the first tensor that does not fit.
 TEST(FlatAdamW, LoadStateRejectsAMismatchedModel) {
   LlamaForCausalLM a = tiny_model(1);
-  FlatAdamW opt(hf_named_tensors(a), kOpt, at::kFloat);
-  OptimizerState s = opt.state();
-  s.exp_avg[3].second = at::zeros({7});
+  test::LocalTrainer opt_a(a, false, kOpt);
+  const std::string run = test::temp_dir("opt_state_mismatch");
+  ShardedSave sv;
+  sv.run_dir = run, sv.step = 1, sv.optimizer_step = 1, sv.config = a->config();
+  sv.state_json = "{}\n";
+  save_sharded_checkpoint(sv, opt_a.saved.state_slices(hf_named_tensors(a)), nullptr);
+  torch::manual_seed(2);
+  LlamaForCausalLM b(llama_preset("tiny-gqa"));  // fewer key/value heads: k_proj is smaller
+  b->init_weights();
+  test::LocalTrainer opt_b(b, false, kOpt);
+  CheckpointReader reader(resolve_model_dir(run));
   try {
-    opt.load_state(s);
+    opt_b.saved.load_state_from(reader, hf_named_tensors(b));
     FAIL() << "no error";
   } catch (const std::exception& e) {
-    EXPECT_NE(std::string(e.what()).find(s.exp_avg[3].first), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("model.layers.0.self_attn.k_proj.weight"),
+              std::string::npos)
+        << e.what();
   }
-  s = opt.state();
-  s.master.pop_back();
-  EXPECT_THROW(opt.load_state(s), std::exception);
 }
 
 // The CUDA path (norm, clip and update on the device, the fused layer kernels) against the CPU
@@ -273,14 +253,14 @@ TEST(FlatAdamW, CudaTrainingStepsMatchCpu) {
   for (bool bf16 : {false, true}) {
     test::ReferencePath cpu_path;
     LlamaForCausalLM cpu = tiny_model(21);
-    FlatAdamW oc(hf_named_tensors(cpu), kOpt, bf16 ? at::kBFloat16 : at::kFloat);
+    test::LocalTrainer oc(cpu, bf16, kOpt);
     norms[bf16] = run_steps(cpu, oc, 0, 5);
     reference[bf16] = oc.state();
   }
   const double bf16_error = max_rel_diff(reference[true], reference[false]);
   for (bool bf16 : {false, true}) {
     LlamaForCausalLM gpu = tiny_model(21, dev);
-    FlatAdamW og(hf_named_tensors(gpu), kOpt, bf16 ? at::kBFloat16 : at::kFloat);
+    test::LocalTrainer og(gpu, bf16, kOpt);
     const auto ng = run_steps(gpu, og, 0, 5, dev);
     const auto& nc = norms[bf16];
     for (size_t i = 0; i < nc.size(); ++i) EXPECT_NEAR(ng[i], nc[i], (bf16 ? 2e-2 : 1e-4) * nc[i]);
