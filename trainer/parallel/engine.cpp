@@ -139,7 +139,12 @@ ParallelEngine::ParallelEngine(LlamaForCausalLM& model, comm::Communicator& comm
       release(i);
     }
   }
-  model_->model->set_layer_runner(make_unit_runner(this));
+  // The per-layer hooks: fsdp's gathers, the reductions overlapping the backward, activation
+  // checkpointing. One process without checkpointing needs none of them, and the plain layer
+  // calls are faster (measured: the unit function's inner backward per layer cost 12% of a step
+  // of the `small` preset on the CPU); its units are then reduced after the backward.
+  layer_hooks_ = mode_ != ParallelMode::kNone || checkpointing;
+  if (layer_hooks_) model_->model->set_layer_runner(make_unit_runner(this));
 }
 
 ParallelEngine::~ParallelEngine() {
@@ -204,7 +209,11 @@ void ParallelEngine::reduce_grads(size_t i) {
   if (!sharded()) {
     at::Tensor acc = owned(owned_.grad, u);
     if (dtype_ != at::kFloat) {  // bf16 gradients accumulate in fp32 over micro-batches
-      acc.add_(u.grad);
+      if (u.acc_fresh)
+        acc.copy_(u.grad);  // the step's first: no zeroing pass needed
+      else
+        acc.add_(u.grad);
+      u.acc_fresh = false;
       u.grad.zero_();
     }
     if (last_micro_) pending_.push_back({comm_.all_reduce(acc), i, acc, {}});
@@ -289,6 +298,8 @@ void ParallelEngine::end_forward_only() {
 }
 
 void ParallelEngine::accumulate_grads(bool /*last*/) {
+  if (!layer_hooks_)
+    for (size_t i = 1; i < units_.size(); ++i) reduce_grads(i);
   reduce_grads(0);
   drain();
   release(0);
@@ -318,9 +329,15 @@ double ParallelEngine::step(FlatAdamW& opt, double lr, double max_grad_norm) {
 void ParallelEngine::zero_grad() {
   drain();
   torch::NoGradGuard no_grad;
+  if (!sharded() && dtype_ != at::kFloat) {
+    // bf16 none/ddp: each unit's bf16 gradient was zeroed when added into the fp32 accumulator,
+    // which the next step's first micro-batch overwrites.
+    for (Unit& u : units_) u.acc_fresh = true;
+    return;
+  }
   owned_.grad.zero_();
   for (Unit& u : units_)
-    if (u.grad.defined() && !(!sharded() && dtype_ == at::kFloat)) u.grad.zero_();
+    if (u.grad.defined() && sharded()) u.grad.zero_();
 }
 
 OptimizerState ParallelEngine::full_state() const {

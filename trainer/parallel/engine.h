@@ -104,6 +104,7 @@ class ParallelEngine final : private UnitHooks {
     at::Tensor grad;                     // compute dtype [padded]; the parameters' .grad view it
     comm::WorkPtr gather;                // a prefetch in flight (fsdp)
     bool gathered = true;
+    bool acc_fresh = true;  // bf16 none/ddp: the accumulator holds nothing of this step yet
   };
   struct PendingReduce {
     comm::WorkPtr work;
@@ -139,6 +140,7 @@ class ParallelEngine final : private UnitHooks {
   FlatBuffers owned_;  // every unit's owned slice, end to end
   std::vector<PendingReduce> pending_;
   bool last_micro_ = true;
+  bool layer_hooks_ = true;  // the layers run through the unit function (make_unit_runner)
   int64_t gathers_ = 0;
   ModelStateBytes bytes_;
 };
