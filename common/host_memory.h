@@ -13,4 +13,7 @@ namespace asc {
 // Returns false when the C library refused a setting (the run goes on with defaults).
 bool cache_host_memory();
 
+// The machine's physical memory in bytes (sysconf), or 0 when the system does not say.
+long long physical_memory_bytes();
+
 }  // namespace asc

@@ -114,10 +114,24 @@ void csv_field(void* s, size_t n, void* p) {
 
 void csv_header(CsvState* st) {
   st->header = std::move(st->fields);
-  for (size_t i = 0; i < st->header.size(); ++i) st->col.emplace(st->header[i], i);
+  std::map<std::string, size_t> twice;  // a name given to more than one column: its second
+  for (size_t i = 0; i < st->header.size(); ++i)
+    if (!st->col.emplace(st->header[i], i).second) twice.emplace(st->header[i], i);
   st->eff = *st->opts;
   apply_fallbacks(
       *st->opts, [&](const std::string& c) { return st->col.count(c) > 0; }, &st->eff);
+  // A column we read must be unambiguous (pandas would rename the second "note.1").
+  for (const char* logical : kLogical) {
+    auto it = twice.find(column_for(st->eff, logical));
+    if (it != twice.end() && st->error.empty())
+      st->error = fmt::format("header names two columns '{}' (columns {} and {})", it->first,
+                              st->col.at(it->first) + 1, it->second + 1);
+  }
+  // An explicit mapping names a column that must exist.
+  for (const auto& [logical, column] : st->opts->columns)
+    if (!st->col.count(column) && st->error.empty())
+      st->error = fmt::format("--column {}={}: the header has no column '{}' (columns: {})",
+                              logical, column, column, fmt::join(st->header, ", "));
   for (const char* need : {"note", "question", "answer"}) {
     if (std::string(need) != "note" && !st->opts->require_qa) continue;
     if (!st->col.count(column_for(st->eff, need)) && st->error.empty())
@@ -190,10 +204,17 @@ std::vector<NoteRecord> parse_csv(const std::string& data, const std::string& na
 }
 
 // ---- JSON Lines / JSON array ----------------------------------------------------------------
-std::string json_text(const nlohmann::json& v) {
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_null()) return "";
-  return v.dump();  // numbers (ids) as written
+// A field's text: a string (or null: empty); an id may also be an integer, as written. Anything
+// else (an object, an array, a boolean, a float) is a bad record, never text to train on.
+bool json_text(const nlohmann::json& v, const std::string& logical, std::string* out,
+               std::string* why) {
+  if (v.is_string()) return *out = v.get<std::string>(), true;
+  if (v.is_null()) return out->clear(), true;
+  if (logical == "id" && (v.is_number_integer() || v.is_number_unsigned()))
+    return *out = v.dump(), true;
+  *why = fmt::format("field '{}' is a JSON {}; expected a string{}", logical, v.type_name(),
+                     logical == "id" ? " or an integer" : "");
+  return false;
 }
 
 void add_json(Sink& sink, const nlohmann::json& obj, const std::string& where, int64_t record,
@@ -210,8 +231,9 @@ void add_json(Sink& sink, const nlohmann::json& obj, const std::string& where, i
         return sink.bad(where, "missing column '" + column_for(eff, need) + "'");
   std::map<std::string, std::string> vals;
   for (const char* logical : kLogical) {
-    std::string c = column_for(eff, logical);
-    if (obj.contains(c)) vals[logical] = json_text(obj[c]);
+    std::string c = column_for(eff, logical), why;
+    if (obj.contains(c) && !json_text(obj[c], logical, &vals[logical], &why))
+      return sink.bad(where, why);
   }
   sink.add(where, record, [&](const std::string& logical) -> const std::string* {
     auto it = vals.find(logical);
@@ -296,6 +318,10 @@ bool valid_utf8(const std::string& s) {
 std::vector<NoteRecord> parse_note_records(const std::string& data, const std::string& format,
                                            const std::string& name, const IngestOptions& opts,
                                            IngestReport* report) {
+  for (const auto& [logical, column] : opts.columns)
+    if (std::find(std::begin(kLogical), std::end(kLogical), logical) == std::end(kLogical))
+      ASC_FAIL_HINT("map one of: id, note, question, answer, task",
+                    "--column {}={}: unknown logical column '{}'", logical, column, logical);
   if (format == "csv") return parse_csv(data, name, opts, report);
   if (format == "jsonl") return parse_jsonl(data, name, opts, report);
   if (format == "json") return parse_json_array(data, name, opts, report);

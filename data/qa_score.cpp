@@ -237,9 +237,13 @@ std::vector<std::string> rouge_tokens(const std::string& s) {
   return out;
 }
 
-double rouge_l(const std::string& pred, const std::string& ref) {
-  const auto p = rouge_tokens(pred);
-  const auto r = rouge_tokens(ref);
+double rouge_l(const std::string& pred, const std::string& ref, bool* truncated) {
+  auto p = rouge_tokens(pred);
+  auto r = rouge_tokens(ref);
+  const bool cut = p.size() > kRougeMaxTokens || r.size() > kRougeMaxTokens;
+  if (truncated) *truncated = cut;
+  if (p.size() > kRougeMaxTokens) p.resize(kRougeMaxTokens);
+  if (r.size() > kRougeMaxTokens) r.resize(kRougeMaxTokens);
   if (p.empty() || r.empty()) return 0.0;
   // LCS length, one row of the table at a time (row i: ref[0..i), column j: pred[0..j)).
   std::vector<int64_t> prev(p.size() + 1, 0), row(p.size() + 1, 0);
@@ -313,7 +317,10 @@ QaScores score_answers(const std::string& data, const std::string& name,
       out.bad_lines.push_back({line, problem});
       return true;
     }
-    const double em = exact_match(pred, ref), f1 = token_f1(pred, ref), rl = rouge_l(pred, ref);
+    bool cut = false;
+    const double em = exact_match(pred, ref), f1 = token_f1(pred, ref),
+                 rl = rouge_l(pred, ref, &cut);
+    out.rouge_truncated += cut;
     all.add(em, f1, rl);
     tasks[task].add(em, f1, rl);
     return true;

@@ -38,8 +38,11 @@ double token_f1(const std::string& pred, const std::string& ref);
 // rouge_score's tokens: lower-case, every character outside [a-z0-9] becomes a separator.
 std::vector<std::string> rouge_tokens(const std::string& s);
 // ROUGE-L F-measure of the longest common token subsequence: P = lcs/|pred|, R = lcs/|ref|,
-// F = 2PR/(P+R); 0.0 when either side has no tokens or nothing is in common.
-double rouge_l(const std::string& pred, const std::string& ref);
+// F = 2PR/(P+R); 0.0 when either side has no tokens or nothing is in common. The LCS is
+// quadratic, so each side is scored on its first kRougeMaxTokens tokens (the paper's answers are
+// at most 400 new tokens); *truncated (when given) says whether a side was cut.
+constexpr size_t kRougeMaxTokens = 10000;
+double rouge_l(const std::string& pred, const std::string& ref, bool* truncated = nullptr);
 
 // Means over a group of answers, as fractions in [0, 1] (0 when n == 0).
 struct QaMeans {
@@ -57,6 +60,7 @@ struct QaScores {
   QaMeans overall;
   std::map<std::string, QaMeans> per_task;  // by task name; "(none)" for lines without one
   std::vector<QaBadLine> bad_lines;
+  int64_t rouge_truncated = 0;  // answers whose ROUGE-L saw only the first kRougeMaxTokens
 };
 
 // The field holding the predictions of JSON Lines text `data` (named `name` in errors):

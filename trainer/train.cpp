@@ -29,6 +29,7 @@
 #include "optim/flat_adamw.h"  // the optimizer (train.optimizer: fused | reference)
 #include "optim/schedule.h"    // the learning-rate schedule
 #include "parallel/engine.h"   // parallel.mode none | ddp | zero2 | fsdp
+#include "parallel/planner.h"  // the memory plan, checked before anything is allocated
 #include "run_control.h"       // stop agreement, non-finite steps
 
 namespace asc {
@@ -215,6 +216,8 @@ Trainee build_trainee(const Recipe& r, const Ranks& ranks, const at::Device& dev
   torch::manual_seed(uint64_t(r.train.seed));
   std::string from;
   const LlamaConfig c = initial_config(r, &from);
+  // A run its own memory plan says cannot fit stops here, before allocating, with the numbers.
+  check_plan_fits_host(r, plan_input(r, c, ranks.world), comm::local_size());
   {
     DeferParameterStorage defer(device);
     t.model = LlamaForCausalLM(c);

@@ -112,3 +112,50 @@ TEST(Ingest, Utf8Validation) {
   EXPECT_FALSE(valid_utf8("\xf4\x90\x80\x80"));  // > U+10FFFF
   EXPECT_FALSE(valid_utf8("\xe2\x82"));          // truncated
 }
+
+// Issue 23, silent acceptance: what the file or the mapping does not say clearly is refused.
+TEST(Ingest, AColumnWeReadMayNotBeNamedTwice) {
+  EXPECT_THAT(err("note,note\nfirst,second\n", "csv"),
+              HasSubstr("header names two columns 'note' (columns 1 and 2)"));
+  // A duplicate among the columns we do not read is harmless.
+  auto r = parse_note_records("note,x,x\nthe note,1,2\n", "csv", "f.csv", {});
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].note, "the note");
+}
+
+TEST(Ingest, ColumnMappingsMustNameKnownColumnsThatExist) {
+  IngestOptions unknown;
+  unknown.columns["foo"] = "bar";
+  EXPECT_THAT(err("note\nx\n", "csv", unknown), HasSubstr("--column foo=bar: unknown logical"));
+  EXPECT_THAT(err("{\"note\":\"x\"}\n", "jsonl", unknown), HasSubstr("unknown logical column"));
+  IngestOptions missing;
+  missing.columns["task"] = "kind";
+  EXPECT_THAT(err("note,task\nx,t\n", "csv", missing),
+              HasSubstr("--column task=kind: the header has no column 'kind'"));
+}
+
+TEST(Ingest, JsonFieldsMustBeStrings) {
+  EXPECT_THAT(err("{\"note\":{\"a\":1}}\n", "jsonl"),
+              HasSubstr("line 1: field 'note' is a JSON object; expected a string"));
+  IngestOptions qa;
+  qa.require_qa = true;
+  EXPECT_THAT(err("{\"note\":\"n\",\"question\":true,\"answer\":\"a\"}\n", "jsonl", qa),
+              HasSubstr("field 'question' is a JSON boolean"));
+  EXPECT_THAT(err("[{\"note\":\"n\",\"question\":\"q\",\"answer\":1.5e300}]", "json", qa),
+              HasSubstr("record 1: field 'answer' is a JSON number"));
+  EXPECT_THAT(err("{\"note\":\"n\",\"id\":[1]}\n", "jsonl"),
+              HasSubstr("expected a string or an integer"));
+  // Ids may be integers, written as they are; null is an empty field.
+  auto r = parse_note_records("{\"note\":\"n\",\"id\":42,\"task\":null}\n", "jsonl", "f", {});
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].id, "42");
+  EXPECT_EQ(r[0].task, "");
+}
+
+// A note nested 100,000 levels deep (it used to be stringified, recursively: a stack overflow)
+// is one bad record.
+TEST(Ingest, DeeplyNestedJsonIsABadRecordNotACrash) {
+  const int depth = 100000;
+  const std::string deep = "{\"note\":" + std::string(depth, '[') + std::string(depth, ']') + "}\n";
+  EXPECT_THAT(err(deep, "jsonl"), HasSubstr("field 'note' is a JSON array"));
+}

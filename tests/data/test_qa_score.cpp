@@ -204,3 +204,24 @@ TEST(QaScore, MissingFileNamesIt) {
     EXPECT_THAT(e.message(), HasSubstr("/nonexistent/answers.jsonl"));
   }
 }
+
+// Issue 23: the LCS is quadratic, so a 10 MB answer would run for minutes; each side is scored
+// on its first kRougeMaxTokens tokens, and the caller is told.
+TEST(QaScore, RougeLOfHugeAnswersIsBoundedAndSaysSo) {
+  std::string huge;
+  for (int i = 0; i < 2000000; ++i) huge += "word ";
+  bool cut = false;
+  EXPECT_DOUBLE_EQ(rouge_l(huge, huge, &cut), 1.0);  // the first 10,000 tokens of each agree
+  EXPECT_TRUE(cut);
+  EXPECT_NEAR(rouge_l("word x", huge, &cut), 2.0 * 0.5 * (1.0 / 10000) / (0.5 + 1.0 / 10000),
+              1e-12);
+  EXPECT_TRUE(cut);
+  EXPECT_DOUBLE_EQ(rouge_l("a b c", "a c", &cut), 0.8);
+  EXPECT_FALSE(cut);
+  const QaScores s =
+      score_answers(nlohmann::json({{"answer", "a"}, {"m_answer", huge}}).dump() + "\n" +
+                        nlohmann::json({{"answer", "a"}, {"m_answer", "a"}}).dump() + "\n",
+                    "f.jsonl");
+  EXPECT_EQ(s.rouge_truncated, 1);
+  EXPECT_EQ(s.overall.n, 2);
+}

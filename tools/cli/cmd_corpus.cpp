@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "cli/commands.h"
+#include "cli/output_path.h"
 #include "common/error.h"
 #include "data/corpus.h"
 #include "data/tokenizer.h"
@@ -38,6 +39,9 @@ void add_corpus(CLI::App& app) {
   b->add_option("--column", *columns, "Column mapping LOGICAL=NAME, e.g. note=patient");
   b->add_flag("--skip-bad", o->ingest.skip_bad, "Skip (and count) bad records instead of stopping");
   b->callback([=] {
+    std::vector<std::string> inputs = o->inputs;
+    inputs.push_back(o->tokenizer);
+    check_output_file("--out", o->out, inputs);
     for (const auto& c : *columns) {
       auto eq = c.find('=');
       if (eq == std::string::npos || eq == 0 || eq + 1 == c.size())

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/output_path.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "data/qa_score.h"
@@ -25,9 +26,14 @@ struct EvalQaArgs {
 };
 
 void run_eval_qa(const EvalQaArgs& a) {
+  if (!a.json_out.empty()) check_output_file("--json", a.json_out, {a.answers});
   const QaScores s = score_answers_file(a.answers, a.model_name);
   std::cout << fmt::format("{}: predictions from '{}'\n", a.answers, s.prediction_field)
             << format_qa_table(s);
+  if (s.rouge_truncated > 0)
+    std::cerr << fmt::format(
+        "warning: {} answer(s) longer than {} tokens: ROUGE-L scored their first {} tokens\n",
+        s.rouge_truncated, kRougeMaxTokens, kRougeMaxTokens);
   if (!a.json_out.empty()) write_file_atomic(a.json_out, qa_scores_json(s));
   if (s.bad_lines.empty()) return;
   std::string lines;
@@ -61,6 +67,7 @@ struct EvalPplArgs {
 };
 
 void run_eval_ppl(const EvalPplArgs& a) {
+  if (!a.json_out.empty()) check_output_file("--json", a.json_out, {a.corpus, a.model});
   std::string dir;
   auto model =
       load_model_for_inference(a.model, a.dtype == "bf16" ? at::kBFloat16 : at::kFloat, &dir);
@@ -90,7 +97,8 @@ void add_eval_ppl(CLI::App* eval) {
   cmd->add_option("--corpus", a->corpus, "Corpus built by `asclepius corpus build`")
       ->required()
       ->check(CLI::ExistingFile);
-  cmd->add_option("--seq-len", a->opts.seq_len, "Window length for pretrain corpora")
+  cmd->add_option("--seq-len", a->opts.seq_len,
+                  "Window length for pretrain corpora (default: the model's context)")
       ->check(CLI::Range(int64_t(2), int64_t(1) << 20));
   cmd->add_option("--batch-size", a->opts.batch_size, "Sequences per forward pass")
       ->check(CLI::PositiveNumber);

@@ -1,7 +1,9 @@
 // cmd_export.cpp — `asclepius export RUN_OR_CHECKPOINT --out DIR`: a Hugging Face directory.
 // One process builds the model and writes it; under mpirun every rank writes its share of every
 // tensor straight into the final files (checkpoint/export.h), byte-identical, with no gather.
+#include <filesystem>
 #include <iostream>
+#include <regex>
 
 #include <cstdint>
 
@@ -10,7 +12,9 @@
 #include "checkpoint/export.h"
 #include "checkpoint/hf_io.h"
 #include "comm/communicator.h"
+#include "comm/objects.h"
 #include "cli/commands.h"
+#include "cli/output_path.h"
 #include "common/error.h"
 
 namespace asc::cli {
@@ -45,6 +49,26 @@ uint64_t parse_size(const std::string& s) {
     ASC_FAIL("--max-shard-size '{}' must be positive and finite", s);
   return uint64_t(v * mult);
 }
+
+// The files an export of ours writes (so --force removes an earlier export's, shards included).
+bool export_file(const std::string& name) {
+  static const std::regex shard(R"(model-\d{5}-of-\d{5}\.safetensors)");
+  return name == "config.json" || name == "generation_config.json" || name == "model.safetensors" ||
+         name == "model.safetensors.index.json" || std::regex_match(name, shard);
+}
+
+// An existing, non-empty --out is refused, or with --force cleared of an earlier export's files
+// (only those; a stale shard of a larger export would otherwise sit beside the new ones).
+void clear_earlier_export(const std::string& out, bool force) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_directory(out, ec) || fs::is_empty(out, ec)) return;
+  if (!force)
+    ASC_FAIL_HINT("choose a new or empty directory, or pass --force to replace an earlier export",
+                  "--out {}: is not empty", out);
+  for (const auto& e : fs::directory_iterator(out))
+    if (e.is_regular_file() && export_file(e.path().filename().string())) fs::remove(e.path());
+}
 }  // namespace
 
 void add_export(CLI::App& app) {
@@ -52,6 +76,7 @@ void add_export(CLI::App& app) {
       "export", "Write a run's newest checkpoint (or a checkpoint) as a Hugging Face directory");
   struct Opts {
     std::string src, out, dtype = "bf16", shard = "5GB";
+    bool force = false;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("source", o->src, "Run directory, step checkpoint or Hugging Face directory")
@@ -61,12 +86,22 @@ void add_export(CLI::App& app) {
   cmd->add_option("--dtype", o->dtype, "Stored dtype")
       ->check(CLI::IsMember({"bf16", "fp16", "fp32"}));
   cmd->add_option("--max-shard-size", o->shard, "Largest shard (e.g. 5GB, 200MB)");
+  cmd->add_flag("--force", o->force,
+                "Replace an earlier export in --out (its files are removed first)");
   cmd->callback([=] {
     const at::ScalarType dtype = o->dtype == "bf16"   ? at::kBFloat16
                                  : o->dtype == "fp16" ? at::kHalf
                                                       : at::kFloat;
+    check_output_dir("--out", o->out, {o->src});
     if (comm::launched_world_size() > 1) {  // every rank writes its share in place: no gather
       auto comm = comm::make_mpi_communicator(/*timeout_s=*/6 * 3600.0);
+      std::string error;
+      if (comm->rank() == 0) try {
+          clear_earlier_export(o->out, o->force);
+        } catch (const std::exception& e) {
+          error = e.what();
+        }
+      comm::agree_on_error(comm.get(), "preparing --out", error);  // before any rank writes
       const ExportStats st = export_hf_parallel(o->src, o->out, dtype, parse_size(o->shard), *comm);
       fmt::print(stderr, "rank {}: read {} bytes, wrote {} bytes\n", comm->rank(), st.bytes_read,
                  st.bytes_written);
@@ -75,6 +110,7 @@ void add_export(CLI::App& app) {
                   << comm->size() << " ranks)\n";
       return;
     }
+    clear_earlier_export(o->out, o->force);
     const std::string dir = resolve_model_dir(o->src);
     LlamaForCausalLM model(read_hf_config(dir));
     load_hf_weights(dir, model);

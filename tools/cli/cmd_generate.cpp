@@ -12,8 +12,10 @@
 #include <torch/torch.h>
 
 #include "cli/commands.h"
+#include "cli/output_path.h"
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/host_memory.h"
 #include "data/corpus.h"
 #include "data/ingest.h"
 #include "generate/answer.h"
@@ -67,6 +69,7 @@ class Answerer {
   }
 
   std::vector<Generated> answer(const std::vector<std::vector<int32_t>>& prompts) {
+    check_fits(prompts);
     const auto t0 = std::chrono::steady_clock::now();
     auto out = generate(model_, prompts, gen_);
     stats.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -79,6 +82,28 @@ class Answerer {
   Stats stats;
 
  private:
+  // The decoding state grows with beams x prompts x (prompt + new tokens) x layers: checked
+  // against the machine's memory before anything is allocated, so a wide beam stops with the
+  // numbers instead of being killed by the kernel (or failing deep inside libtorch).
+  void check_fits(const std::vector<std::vector<int32_t>>& prompts) const {
+    const LlamaConfig& c = model_->config();
+    size_t longest = 0;
+    for (const auto& p : prompts) longest = std::max(longest, p.size());
+    const double rows = double(prompts.size()) * double(gen_.num_beams);
+    const double es = o_.dtype == "bf16" ? 2 : 4;
+    const double cache = rows * 2.0 * double(c.num_hidden_layers) * double(c.num_key_value_heads) *
+                         double(c.head_dim()) * double(int64_t(longest) + gen_.max_new_tokens) * es;
+    const double logits = rows * double(c.vocab_size) * 4.0 * 3;  // logits, log-probs, scores
+    const long long host = physical_memory_bytes();
+    if (host <= 0 || cache + logits <= 0.8 * double(host)) return;
+    ASC_FAIL_HINT("use fewer --num-beams, a smaller --batch-size or fewer --max-new-tokens",
+                  "--num-beams {} over {} prompt(s) of up to {} tokens + {} new needs about "
+                  "{:.1f} GiB (key/value cache {:.1f}, scores {:.1f}); this machine has {:.1f} GiB",
+                  gen_.num_beams, prompts.size(), longest, gen_.max_new_tokens,
+                  (cache + logits) / double(1 << 30), cache / double(1 << 30),
+                  logits / double(1 << 30), double(host) / double(1 << 30));
+  }
+
   const Opts& o_;
   Tokenizer tok_;
   LlamaForCausalLM model_{nullptr};
@@ -259,6 +284,12 @@ void add_generate(CLI::App& app) {
       ASC_FAIL_HINT("see asclepius generate --help",
                     "generate needs --note and --question, --input and --output, or "
                     "--interactive");
+    if (!o->output.empty()) {
+      check_output_file("--output", o->output, {o->input, o->model, o->tokenizer});
+      check_output_file("--output", o->output + ".partial", {o->input});
+    }
+    if (!o->stats_json.empty())
+      check_output_file("--stats-json", o->stats_json, {o->input, o->note_file, o->model});
     if (o->threads > 0) torch::set_num_threads(int(o->threads));
     Answerer a(*o);
     if (!o->note_file.empty())

@@ -20,24 +20,19 @@ void add_plan(CLI::App& app) {
   auto gpu_gb = std::make_shared<double>(0);
   cmd->add_option("recipe", *recipe, "Recipe YAML file")->required()->check(CLI::ExistingFile);
   cmd->add_option("overrides", *overrides, "Dotted overrides, e.g. train.micro_batch_size=2");
-  cmd->add_option("--world-size", *world, "Data-parallel ranks")->check(CLI::PositiveNumber);
+  cmd->add_option("--world-size", *world, "Data-parallel ranks")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20));
   cmd->add_option("--gpu-memory-gb", *gpu_gb, "Memory per device (GiB) to check the plan against")
       ->check(CLI::NonNegativeNumber);
   cmd->callback([=] {
     Recipe r = load_recipe(*recipe, *overrides, *world);
-    MemoryPlanInput in;
     // The preset when the recipe names one (with init_from it is the architecture the weights
     // must have); else the architecture in init_from's config.json.
-    in.model = r.preset_model_config() ? *r.preset_model_config()
-                                       : read_hf_config(resolve_model_dir(r.model.init_from));
-    in.mode = r.parallel.mode;
-    in.world_size = *world;
-    in.compute_bytes = r.train.dtype == DType::kBf16 ? 2 : 4;
-    in.micro_batch = r.train.micro_batch_size;
-    in.seq_len = r.data.seq_len;
-    in.activation_checkpointing = *r.parallel.activation_checkpointing;
-    in.loss_chunk_rows = r.train.loss_chunk_rows;
-    in.on_device = r.train.device == DeviceKind::kCuda;
+    const MemoryPlanInput in =
+        plan_input(r,
+                   r.preset_model_config() ? *r.preset_model_config()
+                                           : read_hf_config(resolve_model_dir(r.model.init_from)),
+                   *world);
     std::cout << format_plan(in, plan_memory(in), *gpu_gb);
   });
 }

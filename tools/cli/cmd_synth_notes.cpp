@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "cli/commands.h"
+#include "cli/output_path.h"
 #include "data/synth_notes.h"
 
 namespace asc::cli {
@@ -29,6 +30,7 @@ void add_synth_notes(CLI::App& app) {
       ->check(CLI::Range(int64_t(2), int64_t(1000000)));
   cmd->add_option("--out", o->out, "Output directory (train.csv, heldout.csv)")->required();
   cmd->callback([=] {
+    check_output_dir("--out", o->out, {});
     auto ex = synthesize_notes({o->count, uint64_t(o->seed), o->qpn});
     auto s = write_synth_splits(ex, o->out, o->heldout_every);
     std::cout << "wrote " << s.train_rows << " rows to " << o->out << "/train.csv and "

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "cli/commands.h"
+#include "cli/output_path.h"
 #include "common/fs.h"
 #include "data/ingest.h"
 #include "data/tokenizer.h"
@@ -28,6 +29,7 @@ void add_tokenizer(CLI::App& app) {
   tr->add_option("--vocab-size", o->vocab, "Vocabulary size")->check(CLI::Range(300, 1000000));
   tr->add_option("--out", o->out, "Output tok.model")->required();
   tr->callback([=] {
+    check_output_file("--out", o->out, o->inputs);
     std::vector<std::string> texts;
     std::set<std::string> seen;
     for (const auto& in : o->inputs) {

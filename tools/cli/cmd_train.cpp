@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "cli/output_path.h"
 #include "comm/communicator.h"
 #include "checkpoint/hf_io.h"
 #include "common/stop_signal.h"
@@ -56,10 +57,14 @@ void add_train(CLI::App& app) {
       std::exit(128 + res.stopped_by_signal);
     }
     if (res.rank != 0) return;
+    if (res.losses.empty()) {  // resumed at its last step: nothing ran, no loss to report
+      std::cout << "nothing to train: the run is complete at step " << res.steps
+                << "; run directory " << res.run_dir << "\n";
+      return;
+    }
     std::cout << "trained " << res.steps << " steps";
     if (res.skipped_steps) std::cout << " (" << res.skipped_steps << " skipped: not finite)";
-    std::cout << "; final loss " << (res.losses.empty() ? 0.0 : res.losses.back())
-              << "; run directory " << res.run_dir << "\n";
+    std::cout << "; final loss " << res.losses.back() << "; run directory " << res.run_dir << "\n";
   });
 }
 
@@ -73,6 +78,7 @@ void add_init(CLI::App& app) {
   cmd->add_option("overrides", *overrides, "Dotted overrides, as for train");
   cmd->add_option("--out", *out, "Output directory")->required();
   cmd->callback([=] {
+    check_output_dir("--out", *out, {*recipe});
     Recipe r = load_recipe(*recipe, *overrides, 1);
     LlamaForCausalLM model = initial_model(r);
     save_hf_dir(*out, model->config(), hf_named_tensors(model), at::kFloat);

@@ -2,6 +2,7 @@
 #include "checkpoint/sharded.h"
 
 #include <filesystem>
+#include <regex>
 #include <map>
 #include <set>
 
@@ -340,6 +341,14 @@ std::string resolve_model_dir(const std::string& path) {
   if (fs::exists(p / "latest")) {
     std::string name = read_file((p / "latest").string());
     while (!name.empty() && std::isspace(static_cast<unsigned char>(name.back()))) name.pop_back();
+    // One rule for every command: `latest` names a step directory inside its run, by name
+    // (never a path that leaves the run).
+    static const std::regex step_name(R"(step-\d{7,})");
+    if (!std::regex_match(name, step_name))
+      ASC_FAIL_HINT(
+          "point `latest` at one of the run's step directories, or give the step "
+          "directory itself",
+          "{}: 'latest' names '{}', which is not a step directory of this run", path, name);
     const fs::path step = p / name;
     if (!fs::exists(step / "config.json"))
       ASC_FAIL("{}: 'latest' names {}, which holds no checkpoint", path, step.string());

@@ -122,6 +122,13 @@ class Schema {
     size_t dot = path.rfind('.');
     std::string parent = dot == std::string::npos ? "" : path.substr(0, dot);
     std::vector<std::string> siblings = children(parent);
+    if (parent.empty()) {  // the top level holds the sections (model, data, train, ...)
+      for (const auto& f : fields_) {
+        const std::string section = f.path.substr(0, f.path.find('.'));
+        if (std::find(siblings.begin(), siblings.end(), section) == siblings.end())
+          siblings.push_back(section);
+      }
+    }
     std::string near = closest_match(path, siblings);
     if (near.empty()) {
       std::vector<std::string> all;
@@ -360,7 +367,9 @@ void apply_override(const std::string& text, const Schema& schema) {
   }
   YAML::Node v;
   try {
-    v = YAML::Load(value);
+    // An override is a value, not a YAML document: a '#' is part of it, never a comment
+    // ("checkpoint.dir=/x/exp #2" names that directory). Such a value is taken as a string.
+    v = value.find('#') == std::string::npos ? YAML::Load(value) : YAML::Node(value);
   } catch (const YAML::Exception& e) {
     ASC_FAIL("{}: {}: cannot parse value: {}", where, path, e.msg);
   }
@@ -521,9 +530,15 @@ Recipe load_recipe(const std::string& path, const std::vector<std::string>& over
                    int64_t world_size) {
   std::ifstream in(path, std::ios::binary);
   if (!in) ASC_FAIL_HINT("check the path", "cannot open recipe {}", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return load_recipe_text(ss.str(), path, overrides, world_size);
+  // A recipe is a few kilobytes: reading stops past the limit (a device such as /dev/zero, or a
+  // wrong file, would otherwise be read until memory runs out).
+  std::string text(kMaxRecipeBytes + 1, '\0');
+  in.read(text.data(), std::streamsize(text.size()));
+  text.resize(size_t(in.gcount()));
+  if (text.size() > kMaxRecipeBytes)
+    ASC_FAIL_HINT("point at the recipe's YAML file",
+                  "recipe {}: larger than {} bytes; not a recipe", path, kMaxRecipeBytes);
+  return load_recipe_text(text, path, overrides, world_size);
 }
 
 std::string recipe_to_yaml(const Recipe& r) {

@@ -113,8 +113,11 @@ struct Recipe {
   std::string where(const std::string& path) const;  // origin or "<recipe default>"
 };
 
-// Loads file, applies overrides ("a.b=value", value parsed as YAML), validates for world_size
-// data-parallel ranks. Throws asc::Error with file:line and key path.
+// The largest recipe file load_recipe reads (a recipe is a few kilobytes).
+constexpr size_t kMaxRecipeBytes = size_t(1) << 20;
+// Loads file, applies overrides ("a.b=value", value parsed as YAML unless it holds a '#': then
+// the string itself), validates for world_size data-parallel ranks. Throws asc::Error with
+// file:line and key path.
 Recipe load_recipe(const std::string& path, const std::vector<std::string>& overrides = {},
                    int64_t world_size = 1);
 // Same from YAML text (used by tests and fuzzers); `name` stands in for the file name.

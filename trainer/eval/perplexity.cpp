@@ -68,7 +68,11 @@ PerplexityResult corpus_perplexity(LlamaForCausalLM& model, const Corpus& corpus
                   "corpus {} was tokenised with {} pieces but the model's vocabulary has {}",
                   corpus.path(), info.vocab_size, c.vocab_size);
   ASC_CHECK(o.batch_size >= 1, "--batch-size must be at least 1");
-  const int64_t seq = std::min(o.seq_len, c.max_position_embeddings);
+  const int64_t seq = o.seq_len > 0 ? o.seq_len : c.max_position_embeddings;
+  if (seq > c.max_position_embeddings)
+    ASC_FAIL_HINT(
+        fmt::format("use --seq-len {} or less (or leave it out)", c.max_position_embeddings),
+        "--seq-len {} exceeds the model's context ({} positions)", seq, c.max_position_embeddings);
   ASC_CHECK(seq >= 2, "--seq-len must be at least 2");
 
   // Sequences in corpus order, read lazily batch by batch.

@@ -23,7 +23,7 @@ struct PerplexityResult {
 };
 
 struct PerplexityOptions {
-  int64_t seq_len = 2048;  // capped at the model's context
+  int64_t seq_len = 0;  // 0: the model's context; more than the context is an error
   int64_t batch_size = 8;
   int64_t max_sequences = 0;  // 0 = all
 };

@@ -14,6 +14,11 @@ LlamaForCausalLM load_model_for_inference(const std::string& path, c10::ScalarTy
   const std::string dir = resolve_model_dir(path);
   LlamaForCausalLM model(read_hf_config(dir));
   load_hf_weights(dir, model);
+  // A model with NaN or Inf weights answers garbage: refused, naming the first such tensor.
+  for (const auto& [name, p] : hf_named_tensors(model))
+    if (!at::isfinite(p).all().item<bool>())
+      ASC_FAIL_HINT("use an earlier checkpoint of the run (ckpt inspect lists them)",
+                    "{}: weight {} holds NaN or Inf values", dir, name);
   model->to(dtype);
   model->eval();
   for (auto& p : model->parameters()) p.set_requires_grad(false);

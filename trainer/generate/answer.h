@@ -16,6 +16,7 @@
 namespace asc {
 
 // Weights in `dtype`, eval mode, no gradients. `resolved_dir` receives the directory read.
+// Refuses weights that are not all finite.
 LlamaForCausalLM load_model_for_inference(const std::string& path, c10::ScalarType dtype,
                                           std::string* resolved_dir = nullptr);
 

@@ -4,6 +4,10 @@
 
 #include <fmt/format.h>
 
+#include "common/error.h"
+#include "common/host_memory.h"
+#include "config/recipe.h"
+
 namespace asc {
 namespace {
 
@@ -25,6 +29,36 @@ double gib(int64_t b) {
 
 int64_t MemoryPlan::peak() const {
   return model_state() + gathered_peak + logits + std::max(activations_ckpt, int64_t(0));
+}
+
+MemoryPlanInput plan_input(const Recipe& r, const LlamaConfig& model, int64_t world_size) {
+  MemoryPlanInput in;
+  in.model = model;
+  in.mode = r.parallel.mode;
+  in.world_size = world_size;
+  in.compute_bytes = r.train.dtype == DType::kBf16 ? 2 : 4;
+  in.micro_batch = r.train.micro_batch_size;
+  in.seq_len = r.data.seq_len;
+  in.activation_checkpointing = r.parallel.activation_checkpointing.value_or(false);
+  in.loss_chunk_rows = r.train.loss_chunk_rows;
+  in.on_device = r.train.device == DeviceKind::kCuda;
+  return in;
+}
+
+void check_plan_fits_host(const Recipe& r, const MemoryPlanInput& in, int64_t ranks_on_node) {
+  if (in.on_device) return;
+  const long long host = physical_memory_bytes();
+  if (host <= 0) return;
+  const int64_t ranks = std::max<int64_t>(1, ranks_on_node);
+  const MemoryPlan p = plan_memory(in);
+  if (p.peak() <= host / ranks) return;
+  ASC_FAIL_HINT(
+      "see `asclepius plan` for the breakdown; shorten data.seq_len or train.micro_batch_size, "
+      "turn on parallel.activation_checkpointing or train.loss_chunk_rows, or use more nodes",
+      "{}: this run needs about {:.1f} GiB per rank (model state {:.1f}, activations {:.1f}, "
+      "logits {:.1f}) but the node has {:.1f} GiB for each of its {} rank(s)",
+      r.source, gib(p.peak()), gib(p.model_state()), gib(p.activations_ckpt), gib(p.logits),
+      gib(host) / double(ranks), ranks);
 }
 
 MemoryPlan plan_memory(const MemoryPlanInput& in) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "common/error.h"
 #include "config/recipe.h"
@@ -209,4 +210,43 @@ TEST(Recipe, SuggestionPrefersTheNearestOfEqualPrefixMatches) {
 
 TEST(Recipe, MissingFileIsAnError) {
   EXPECT_THROW(asc::load_recipe("/nonexistent/recipe.yaml"), asc::Error);
+}
+
+// Issue 23: an override is a value, not a YAML document, so a '#' in it is kept.
+TEST(Recipe, AHashInAnOverrideIsPartOfTheValue) {
+  auto r = load_recipe_text(kBase, "r.yaml", {"checkpoint.dir=/x/exp #2"});
+  EXPECT_EQ(r.checkpoint.dir, "/x/exp #2");
+  EXPECT_THAT(error_of(kBase, {"train.lr=1e-4 # smaller"}),
+              HasSubstr("train.lr: expected a number, got '1e-4 # smaller'"));
+}
+
+// A recipe is read up to a size limit: a device or a wrong file stops with one error instead of
+// being read until memory runs out.
+TEST(Recipe, FilesPastTheSizeLimitAreRefused) {
+  const auto path = std::filesystem::temp_directory_path() / "asc_test_big_recipe.yaml";
+  {
+    std::ofstream out(path);
+    out << kBase << "# " << std::string(asc::kMaxRecipeBytes, 'x') << "\n";
+  }
+  try {
+    asc::load_recipe(path.string());
+    FAIL() << "no error";
+  } catch (const asc::Error& e) {
+    EXPECT_THAT(e.message(), HasSubstr("larger than 1048576 bytes; not a recipe"));
+  }
+  std::filesystem::remove(path);
+  try {
+    asc::load_recipe("/dev/zero");
+    FAIL() << "no error";
+  } catch (const asc::Error& e) {
+    EXPECT_THAT(e.message(), HasSubstr("recipe /dev/zero: larger than"));
+  }
+}
+
+// An unknown top-level section lists the sections (it printed an empty "valid here" list).
+TEST(Recipe, AnUnknownSectionListsTheSections) {
+  const std::string e = error_of(std::string(kBase) + "zzzzzzzz:\n  a: 1\n");
+  EXPECT_THAT(e, HasSubstr("zzzzzzzz: unknown key (valid here: "));
+  EXPECT_THAT(e, HasSubstr("model"));
+  EXPECT_THAT(e, HasSubstr("checkpoint"));
 }

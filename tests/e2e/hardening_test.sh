@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# No command destroys its own inputs or a checkpoint (issue 23's data-loss class): every command
+# that writes refuses an output that is one of its inputs, a special file (FIFO, device, symlink,
+# or a directory where a file goes), a path inside a training checkpoint, or a run directory; an
+# export into a non-empty directory needs --force, which removes the earlier export's files
+# (stale shards included) and nothing else. Each refusal is one line, exit 1, the target intact.
+# Also: resuming a finished run says so instead of reporting a loss of 0; a training run or a
+# beam search that cannot fit in memory stops before it starts, with the numbers.
+# Bad input named, never swallowed: eval ppl past the model's context, a model with NaN weights,
+# a `latest` that leaves its run, plan --world-size 0.
+# Usage: hardening_test.sh ASCLEPIUS SOURCE_DIR PYTHON
+set -uo pipefail
+bin=$1 src=$2 py=$3
+source "$(dirname "$0")/lib.sh"
+unchanged() { [[ "$(sha256sum <"$1")" == "$2" ]]; }
+
+"$bin" synth-notes --count 40 --seed 1 --out "$tmp/notes" >/dev/null
+"$bin" tokenizer train --input "$tmp/notes/train.csv" --vocab-size 400 --out "$tmp/tok.model" >/dev/null
+csv=$tmp/notes/train.csv tok=$tmp/tok.model
+csv_sum=$(sha256sum <"$csv") tok_sum=$(sha256sum <"$tok")
+
+# --- an output that is an input ----------------------------------------------------------
+expect_error "corpus build: --out is the input" "is also an input of this command" \
+  "$bin" corpus build --input "$csv" --tokenizer "$tok" --out "$csv"
+check "the CSV is intact" unchanged "$csv" "$csv_sum"
+expect_error "corpus build: --out is the tokenizer" "is also an input of this command" \
+  "$bin" corpus build --input "$csv" --tokenizer "$tok" --out "$tok"
+check "the tokenizer is intact" unchanged "$tok" "$tok_sum"
+ln "$csv" "$tmp/hardlink.csv"
+expect_error "corpus build: --out is a hard link to the input" "is also an input" \
+  "$bin" corpus build --input "$csv" --tokenizer "$tok" --out "$tmp/hardlink.csv"
+expect_error "tokenizer train: --out is the input" "is also an input of this command" \
+  "$bin" tokenizer train --input "$csv" --vocab-size 400 --out "$csv"
+check "the CSV is still intact" unchanged "$csv" "$csv_sum"
+
+# --- special files -----------------------------------------------------------------------
+mkfifo "$tmp/fifo"
+expect_error "corpus build into a FIFO" "is a FIFO; refusing to replace it" \
+  "$bin" corpus build --input "$csv" --tokenizer "$tok" --out "$tmp/fifo"
+check "the FIFO is still a FIFO" test -p "$tmp/fifo"
+touch "$tmp/target"; ln -s "$tmp/target" "$tmp/link"
+expect_error "tokenizer train onto a symlink" "is a symbolic link" \
+  "$bin" tokenizer train --input "$csv" --vocab-size 400 --out "$tmp/link"
+check "the symlink is still a symlink" test -L "$tmp/link"
+mkdir "$tmp/adir"
+expect_error "a file output that is a directory" "is a directory; refusing to replace it" \
+  "$bin" corpus build --input "$csv" --tokenizer "$tok" --out "$tmp/adir"
+if [[ $(id -u) == 0 ]]; then  # a character device of our own (a /dev/null twin), never /dev's
+  mknod "$tmp/null" c 1 3
+  expect_error "tokenizer train onto a device" "is a character device" \
+    "$bin" tokenizer train --input "$csv" --vocab-size 400 --out "$tmp/null"
+  check "the device is still a device" test -c "$tmp/null"
+fi
+expect_error "synth-notes into a file" "is a regular file, not a directory" \
+  "$bin" synth-notes --count 5 --out "$tmp/target"
+
+# --- checkpoints and run directories ------------------------------------------------------
+# A run of 6 steps stopped after step 4 (a rehearsed preemption), resumed below.
+"$bin" train "$src/recipes/demo/tiny.yaml" train.max_steps=6 checkpoint.every_steps=2 \
+  checkpoint.dir="$tmp/run" logging.progress=false --stop-after-step 4 >/dev/null 2>&1
+check "a short run" test -f "$tmp/run/step-0000004/manifest.pb"
+cfg_sum=$(sha256sum <"$tmp/run/step-0000002/config.json")
+expect_error "export into its own step checkpoint" "lies inside the training checkpoint" \
+  "$bin" export "$tmp/run" --out "$tmp/run/step-0000002"
+check "that checkpoint's config.json is intact" unchanged "$tmp/run/step-0000002/config.json" "$cfg_sum"
+expect_error "export into the run directory" "is a training run directory" \
+  "$bin" export "$tmp/run" --out "$tmp/run"
+expect_error "init into a checkpoint" "lies inside the training checkpoint" \
+  "$bin" init "$src/recipes/demo/tiny.yaml" --out "$tmp/run/step-0000004/init"
+expect_error "generate --output inside a checkpoint" "lies inside the training checkpoint" \
+  "$bin" generate --model "$tmp/run" --tokenizer "$tok" --input "$csv" \
+  --output "$tmp/run/step-0000004/answers.jsonl"
+expect_error "generate --output is the input" "is also an input of this command" \
+  "$bin" generate --model "$tmp/run" --tokenizer "$tok" --input "$csv" --output "$csv"
+check "the CSV is intact after generate" unchanged "$csv" "$csv_sum"
+check "resuming the run still works" "$bin" train "$src/recipes/demo/tiny.yaml" train.max_steps=6 \
+  checkpoint.every_steps=2 checkpoint.dir="$tmp/run" checkpoint.resume=auto logging.progress=false
+
+# --- a finished run ------------------------------------------------------------------------
+"$bin" train "$src/recipes/demo/tiny.yaml" train.max_steps=6 checkpoint.every_steps=2 \
+  checkpoint.dir="$tmp/run" checkpoint.resume=auto logging.progress=false >"$tmp/again.out" 2>/dev/null
+check "a finished run says so" grep -q "nothing to train: the run is complete at step 6" "$tmp/again.out"
+check "and reports no loss of 0" not grep -q "final loss 0$\|final loss 0;" "$tmp/again.out"
+
+# --- export into a non-empty directory ----------------------------------------------------
+"$bin" export "$tmp/run/step-0000002" --out "$tmp/hf" --dtype fp32 --max-shard-size 20KB >/dev/null
+check "a sharded export" test -f "$tmp/hf/model.safetensors.index.json"
+nshards=$(ls "$tmp/hf"/model-*-of-*.safetensors | wc -l)
+echo "keep me" >"$tmp/hf/NOTES.txt"
+expect_error "export into a non-empty directory" "is not empty" \
+  "$bin" export "$tmp/run" --out "$tmp/hf"
+check "the earlier export is intact" test "$(ls "$tmp/hf"/model-*-of-*.safetensors | wc -l)" -eq "$nshards"
+"$bin" export "$tmp/run" --out "$tmp/hf" --force >/dev/null
+check "--force replaces it: one file, no stale shard, no index" bash -c \
+  "[[ -f $tmp/hf/model.safetensors && ! -e $tmp/hf/model.safetensors.index.json ]] && ! ls $tmp/hf/model-*-of-*.safetensors 2>/dev/null"
+check "--force keeps what is not the export's" grep -qx "keep me" "$tmp/hf/NOTES.txt"
+check "the new export loads in transformers" "$py" "$src/tests/oracle/check_hf_dir.py" "$tmp/hf" \
+  "$tmp/run/step-0000006" bfloat16
+
+# --- runs that cannot fit stop before they start, with the numbers --------------------------
+# Under a 16 GB address-space cap, so that a regression fails here instead of exhausting memory.
+capped() { bash -c 'ulimit -v 16000000; exec "$@"' capped "$@"; }
+expect_error "train: a run the plan says cannot fit" "this run needs about" \
+  capped "$bin" train "$src/recipes/demo/tiny.yaml" model.max_position_embeddings=2000000 \
+  data.seq_len=2000000 checkpoint.dir="$tmp/huge"
+check "and it wrote nothing" test ! -e "$tmp/huge/step-0000001"
+"$bin" init "$src/recipes/demo/tiny.yaml" model.vocab_size=400 model.max_position_embeddings=1024 \
+  --out "$tmp/m" >/dev/null
+"$py" -c "import csv,sys; r=next(csv.DictReader(open(sys.argv[1]))); open(sys.argv[2],'w').write(r['note'])" \
+  "$csv" "$tmp/note.txt"
+expect_error "generate: a beam too wide for this machine" "needs about" \
+  capped "$bin" generate --model "$tmp/m" --tokenizer "$tok" --note "$tmp/note.txt" --question "Why?" \
+  --num-beams 100000 --max-new-tokens 8
+check "a sane beam still runs" "$bin" generate --model "$tmp/m" --tokenizer "$tok" \
+  --note "$tmp/note.txt" --question "Why?" --num-beams 5 --max-new-tokens 4
+
+# --- bad input is named, never swallowed ----------------------------------------------------
+"$bin" corpus build --input "$csv" --tokenizer "$tok" --out "$tmp/held.h5" >/dev/null
+expect_error "eval ppl: --seq-len past the model's context" "--seq-len 4096 exceeds the model's context (1024 positions)" \
+  "$bin" eval ppl --model "$tmp/m" --corpus "$tmp/held.h5" --seq-len 4096
+check "eval ppl without --seq-len uses the context" "$bin" eval ppl --model "$tmp/m" --corpus "$tmp/held.h5"
+cp -r "$tmp/m" "$tmp/nan"
+"$py" -c "
+import sys, numpy as np
+from safetensors.numpy import load_file, save_file
+p = sys.argv[1] + '/model.safetensors'
+t = load_file(p)
+t['model.layers.1.mlp.up_proj.weight'][0, 0] = np.nan
+save_file(t, p, metadata={'format': 'pt'})" "$tmp/nan"
+expect_error "generate: a model with NaN weights" "weight model.layers.1.mlp.up_proj.weight holds NaN or Inf" \
+  "$bin" generate --model "$tmp/nan" --tokenizer "$tok" --note "$tmp/note.txt" --question "Why?"
+cp -r "$tmp/run" "$tmp/run-bad"
+echo "../run" >"$tmp/run-bad/latest"
+expect_error "export: a latest that leaves its run" "'latest' names '../run', which is not a step directory" \
+  "$bin" export "$tmp/run-bad" --out "$tmp/hf-bad"
+"$bin" plan "$src/recipes/demo/tiny.yaml" --world-size 0 >"$tmp/plan0.out" 2>&1
+check "plan --world-size 0: a readable range, exit status not 0" \
+  bash -c "(( $? != 0 )) && grep -q -- '--world-size: Value 0 not in range 1 to 1048576' $tmp/plan0.out"
+
+echo "$passes passed, $fails failed"
+exit $((fails > 0))

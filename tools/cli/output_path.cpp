@@ -1,0 +1,106 @@
+#include "cli/output_path.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <regex>
+
+#include "common/error.h"
+
+namespace asc {
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* kind_of(const struct stat& st) {
+  if (S_ISREG(st.st_mode)) return "a regular file";
+  if (S_ISDIR(st.st_mode)) return "a directory";
+  if (S_ISLNK(st.st_mode)) return "a symbolic link";
+  if (S_ISCHR(st.st_mode)) return "a character device";
+  if (S_ISBLK(st.st_mode)) return "a block device";
+  if (S_ISFIFO(st.st_mode)) return "a FIFO";
+  if (S_ISSOCK(st.st_mode)) return "a socket";
+  return "not a regular file";
+}
+
+bool is_step_name(const std::string& name) {
+  static const std::regex step(R"(step-\d{7,}(\.partial)?)");
+  return std::regex_match(name, step);
+}
+
+// The nearest existing directory at or above `p` (absolute, normalised), and its ancestors.
+void check_not_in_checkpoint(const std::string& option, const std::string& out) {
+  std::error_code ec;
+  fs::path p = fs::weakly_canonical(fs::absolute(out, ec), ec);
+  for (fs::path d = p; !d.empty(); d = d.parent_path()) {
+    if (fs::is_directory(d, ec) && is_step_checkpoint_dir(d.string()))
+      ASC_FAIL_HINT("write it somewhere outside the run's checkpoints",
+                    "{} {}: lies inside the training checkpoint {}; writing there would damage it",
+                    option, out, d.string());
+    if (d == d.parent_path()) break;
+  }
+}
+
+void check_not_an_input(const std::string& option, const std::string& out,
+                        const std::vector<std::string>& inputs, bool out_is_dir) {
+  std::error_code ec;
+  for (const std::string& in : inputs) {
+    if (in.empty() || !fs::exists(in, ec)) continue;
+    if (fs::exists(out, ec) && fs::equivalent(out, in, ec))
+      ASC_FAIL_HINT("choose another output path",
+                    "{} {}: is also an input of this command ({}); writing it would destroy it",
+                    option, out, in);
+    if (out_is_dir && fs::exists(out, ec)) {
+      const fs::path o = fs::weakly_canonical(out, ec), i = fs::weakly_canonical(in, ec);
+      const auto rel = i.lexically_relative(o);
+      if (!rel.empty() && *rel.begin() != "..")
+        ASC_FAIL_HINT("choose another output directory",
+                      "{} {}: holds the input {} of this command", option, out, in);
+    }
+  }
+}
+
+}  // namespace
+
+bool is_step_checkpoint_dir(const std::string& dir) {
+  std::error_code ec;
+  const fs::path d(dir);
+  return fs::exists(d / "manifest.pb", ec) || fs::exists(d / "trainer_state.json", ec);
+}
+
+bool is_run_dir(const std::string& dir) {
+  std::error_code ec;
+  if (fs::exists(fs::symlink_status(fs::path(dir) / "latest", ec))) return true;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    if (it->is_directory(ec) && is_step_name(it->path().filename().string())) return true;
+  return false;
+}
+
+void check_output_file(const std::string& option, const std::string& out,
+                       const std::vector<std::string>& inputs) {
+  ASC_CHECK(!out.empty(), "{}: an empty path", option);
+  struct stat st {};
+  if (::lstat(out.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+    ASC_FAIL_HINT("give the path of a regular file (or a new one)",
+                  "{} {}: is {}; refusing to replace it", option, out, kind_of(st));
+  check_not_an_input(option, out, inputs, false);
+  check_not_in_checkpoint(option, out);
+}
+
+void check_output_dir(const std::string& option, const std::string& out,
+                      const std::vector<std::string>& inputs) {
+  ASC_CHECK(!out.empty(), "{}: an empty path", option);
+  struct stat st {};
+  if (::lstat(out.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode))
+      ASC_FAIL_HINT("give the path of a directory (or a new one)", "{} {}: is {}, not a directory",
+                    option, out, kind_of(st));
+    if (is_run_dir(out))
+      ASC_FAIL_HINT("write it somewhere outside the run directory",
+                    "{} {}: is a training run directory (it holds checkpoints)", option, out);
+  }
+  check_not_an_input(option, out, inputs, true);
+  check_not_in_checkpoint(option, out);
+}
+
+}  // namespace asc
