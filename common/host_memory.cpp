@@ -1,7 +1,10 @@
 #include "common/host_memory.h"
 
 #include <malloc.h>
+#include <sys/resource.h>
 #include <unistd.h>
+
+#include <fstream>
 
 namespace asc {
 
@@ -12,9 +15,27 @@ bool cache_host_memory() {
   return ok;
 }
 
-long long physical_memory_bytes() {
+namespace {
+// A number from the first line of `path`, or 0 ("max", absent, unreadable).
+long long limit_in(const char* path) {
+  std::ifstream in(path);
+  long long v = 0;
+  return in >> v && v > 0 ? v : 0;
+}
+}  // namespace
+
+long long usable_memory_bytes() {
+  long long best = 0;
+  auto take = [&](long long v) {
+    if (v > 0 && (best == 0 || v < best)) best = v;
+  };
   const long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
-  return pages > 0 && size > 0 ? (long long)pages * size : 0;
+  if (pages > 0 && size > 0) take((long long)pages * size);
+  struct rlimit as {};
+  if (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY) take((long long)as.rlim_cur);
+  take(limit_in("/sys/fs/cgroup/memory.max"));
+  take(limit_in("/sys/fs/cgroup/memory/memory.limit_in_bytes"));
+  return best;
 }
 
 }  // namespace asc

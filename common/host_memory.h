@@ -13,7 +13,9 @@ namespace asc {
 // Returns false when the C library refused a setting (the run goes on with defaults).
 bool cache_host_memory();
 
-// The machine's physical memory in bytes (sysconf), or 0 when the system does not say.
-long long physical_memory_bytes();
+// The memory this process may use, in bytes: the least of the machine's physical memory, the
+// address-space limit (ulimit -v) and the cgroup's limit (memory.max, v2; memory.limit_in_bytes,
+// v1); 0 when none is known.
+long long usable_memory_bytes();
 
 }  // namespace asc

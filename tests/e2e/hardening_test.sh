@@ -90,6 +90,10 @@ echo "keep me" >"$tmp/hf/NOTES.txt"
 expect_error "export into a non-empty directory" "is not empty" \
   "$bin" export "$tmp/run" --out "$tmp/hf"
 check "the earlier export is intact" test "$(ls "$tmp/hf"/model-*-of-*.safetensors | wc -l)" -eq "$nshards"
+expect_error "export --force of a bad source deletes nothing" "neither a run directory" \
+  "$bin" export "$tmp/notes" --out "$tmp/hf" --force
+check "the earlier export survived the bad --force" \
+  test "$(ls "$tmp/hf"/model-*-of-*.safetensors | wc -l)" -eq "$nshards"
 "$bin" export "$tmp/run" --out "$tmp/hf" --force >/dev/null
 check "--force replaces it: one file, no stale shard, no index" bash -c \
   "[[ -f $tmp/hf/model.safetensors && ! -e $tmp/hf/model.safetensors.index.json ]] && ! ls $tmp/hf/model-*-of-*.safetensors 2>/dev/null"
@@ -97,13 +101,22 @@ check "--force keeps what is not the export's" grep -qx "keep me" "$tmp/hf/NOTES
 check "the new export loads in transformers" "$py" "$src/tests/oracle/check_hf_dir.py" "$tmp/hf" \
   "$tmp/run/step-0000006" bfloat16
 
+# --- what the rule must not refuse -----------------------------------------------------------
+mkdir -p "$tmp/scratch/out" && ln -s "$tmp/scratch/out" "$tmp/out-link"
+check "export into a symlink to a directory (a cluster's scratch link)" \
+  "$bin" export "$tmp/run" --out "$tmp/out-link"
+check "and the link is still a link to the export" test -L "$tmp/out-link" -a -f "$tmp/scratch/out/config.json"
+mkdir -p "$tmp/hf-trainer-out" && echo '{}' >"$tmp/hf-trainer-out/trainer_state.json"
+printf '{"answer": "a", "m_answer": "a"}\n' >"$tmp/answers.jsonl"
+check "a Hugging Face Trainer output directory is no checkpoint of ours" \
+  "$bin" eval qa --answers "$tmp/answers.jsonl" --json "$tmp/hf-trainer-out/qa.json"
+
 # --- runs that cannot fit stop before they start, with the numbers --------------------------
 # Under a 16 GB address-space cap, so that a regression fails here instead of exhausting memory.
 capped() { bash -c 'ulimit -v 16000000; exec "$@"' capped "$@"; }
 expect_error "train: a run the plan says cannot fit" "this run needs about" \
   capped "$bin" train "$src/recipes/demo/tiny.yaml" model.max_position_embeddings=2000000 \
   data.seq_len=2000000 checkpoint.dir="$tmp/huge"
-check "and it wrote nothing" test ! -e "$tmp/huge/step-0000001"
 "$bin" init "$src/recipes/demo/tiny.yaml" model.vocab_size=400 model.max_position_embeddings=1024 \
   --out "$tmp/m" >/dev/null
 "$py" -c "import csv,sys; r=next(csv.DictReader(open(sys.argv[1]))); open(sys.argv[2],'w').write(r['note'])" \

@@ -21,8 +21,8 @@ int64_t kernel_launches();
 
 // While alive, CPU tensors take the plain CPU path (the reference the kernels are compared with):
 // a no-op for test_trainer, where CPU tensors never take the kernels; in the emulated build it
-// turns the emulated kernels off. An object that chose its path when built (FlatAdamW) must be
-// used under the same setting.
+// turns the emulated kernels off. FlatAdamW picks its path at each step, so a step taken under
+// this guard takes the CPU path.
 class ReferencePath {
  public:
   ReferencePath();

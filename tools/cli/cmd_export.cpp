@@ -97,6 +97,7 @@ void add_export(CLI::App& app) {
       auto comm = comm::make_mpi_communicator(/*timeout_s=*/6 * 3600.0);
       std::string error;
       if (comm->rank() == 0) try {
+          read_hf_config(resolve_model_dir(o->src));  // a bad source deletes nothing
           clear_earlier_export(o->out, o->force);
         } catch (const std::exception& e) {
           error = e.what();
@@ -110,10 +111,11 @@ void add_export(CLI::App& app) {
                   << comm->size() << " ranks)\n";
       return;
     }
-    clear_earlier_export(o->out, o->force);
+    // The source is read whole before anything in --out is removed: a bad source deletes nothing.
     const std::string dir = resolve_model_dir(o->src);
     LlamaForCausalLM model(read_hf_config(dir));
     load_hf_weights(dir, model);
+    clear_earlier_export(o->out, o->force);
     save_hf_dir(o->out, model->config(), hf_named_tensors(model), dtype, parse_size(o->shard));
     std::cout << "exported " << dir << " -> " << o->out << " (" << o->dtype << ")\n";
   });

@@ -94,7 +94,7 @@ class Answerer {
     const double cache = rows * 2.0 * double(c.num_hidden_layers) * double(c.num_key_value_heads) *
                          double(c.head_dim()) * double(int64_t(longest) + gen_.max_new_tokens) * es;
     const double logits = rows * double(c.vocab_size) * 4.0 * 3;  // logits, log-probs, scores
-    const long long host = physical_memory_bytes();
+    const long long host = usable_memory_bytes();
     if (host <= 0 || cache + logits <= 0.8 * double(host)) return;
     ASC_FAIL_HINT("use fewer --num-beams, a smaller --batch-size or fewer --max-new-tokens",
                   "--num-beams {} over {} prompt(s) of up to {} tokens + {} new needs about "

@@ -65,7 +65,12 @@ void check_not_an_input(const std::string& option, const std::string& out,
 bool is_step_checkpoint_dir(const std::string& dir) {
   std::error_code ec;
   const fs::path d(dir);
-  return fs::exists(d / "manifest.pb", ec) || fs::exists(d / "trainer_state.json", ec);
+  if (fs::exists(d / "manifest.pb", ec)) return true;  // format 2
+  // Format 1 holds trainer_state.json in a step-NNNNNNN directory; a Hugging Face Trainer output
+  // directory also holds one at its top, and is no checkpoint of ours.
+  fs::path name = d.lexically_normal();
+  if (name.filename().empty()) name = name.parent_path();  // "run/step-0000002/"
+  return fs::exists(d / "trainer_state.json", ec) && is_step_name(name.filename().string());
 }
 
 bool is_run_dir(const std::string& dir) {
@@ -91,7 +96,9 @@ void check_output_dir(const std::string& option, const std::string& out,
                       const std::vector<std::string>& inputs) {
   ASC_CHECK(!out.empty(), "{}: an empty path", option);
   struct stat st {};
-  if (::lstat(out.c_str(), &st) == 0) {
+  // A symbolic link to a directory is that directory (a common layout on clusters: out ->
+  // /scratch/...); writing into it does not replace the link.
+  if (::stat(out.c_str(), &st) == 0 || ::lstat(out.c_str(), &st) == 0) {
     if (!S_ISDIR(st.st_mode))
       ASC_FAIL_HINT("give the path of a directory (or a new one)", "{} {}: is {}, not a directory",
                     option, out, kind_of(st));

@@ -252,7 +252,7 @@ void save_step_checkpoint(const std::string& run_dir, int64_t step, const LlamaC
   const fs::path dir = fs::path(run_dir) / step_dir_name(step);
   const fs::path tmp = fs::path(run_dir) / (step_dir_name(step) + ".partial");
   // Never delete what `latest` names: between the delete and the rename it would be torn.
-  if (fs::exists(fs::path(run_dir) / "latest") && resolve_model_dir(run_dir) == dir.string())
+  if (read_latest(run_dir) == dir.filename().string())
     ASC_FAIL("{}: refusing to overwrite {}, which 'latest' names", run_dir, dir.string());
   fs::remove_all(tmp);
   save_hf_dir(tmp.string(), config, opt_state.master, at::kFloat);
@@ -335,12 +335,19 @@ OptimizerState load_optimizer_state(const std::string& step_dir, const NamedTens
   return s;
 }
 
+std::string read_latest(const std::string& run_dir) {
+  const fs::path latest = fs::path(run_dir) / "latest";
+  if (!fs::exists(latest)) return "";
+  std::string name = read_file(latest.string());
+  while (!name.empty() && std::isspace(static_cast<unsigned char>(name.back()))) name.pop_back();
+  return name;
+}
+
 std::string resolve_model_dir(const std::string& path) {
   const fs::path p(path);
   if (fs::exists(p / "config.json")) return path;
   if (fs::exists(p / "latest")) {
-    std::string name = read_file((p / "latest").string());
-    while (!name.empty() && std::isspace(static_cast<unsigned char>(name.back()))) name.pop_back();
+    const std::string name = read_latest(path);
     // One rule for every command: `latest` names a step directory inside its run, by name
     // (never a path that leaves the run).
     static const std::regex step_name(R"(step-\d{7,})");

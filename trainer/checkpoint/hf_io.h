@@ -82,5 +82,7 @@ OptimizerState load_optimizer_state(const std::string& step_dir, const NamedTens
 // A run directory (follows `latest`), a step directory, or a Hugging Face directory -> the
 // directory holding config.json and the weights.
 std::string resolve_model_dir(const std::string& path);
+// What `latest` in run_dir holds (trimmed), or "" when there is no `latest`. No checks.
+std::string read_latest(const std::string& run_dir);
 
 }  // namespace asc

@@ -118,7 +118,7 @@ void begin_sharded_checkpoint(const ShardedSave& s, comm::Communicator* comm) {
   if (rank == 0) {
     try {
       fs::create_directories(p.run);
-      if (fs::exists(p.run / "latest") && resolve_model_dir(s.run_dir) == p.dir.string())
+      if (read_latest(s.run_dir) == p.dir.filename().string())
         ASC_FAIL("refusing to overwrite {}, which 'latest' names", p.dir.string());
       for (const auto& e : fs::directory_iterator(p.run))
         if (e.is_directory() && e.path().extension() == ".partial") fs::remove_all(e.path());

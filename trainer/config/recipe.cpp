@@ -270,6 +270,7 @@ class Schema {
     add("train.threads", t.threads, non_negative<int64_t>());
     add("train.loss_chunk_rows", t.loss_chunk_rows, non_negative<int64_t>());
     add<bool>("train.cache_host_memory", t.cache_host_memory);
+    add<bool>("train.check_memory", t.check_memory);
 
     add_choice("parallel.mode", r_.parallel.mode);
     add<bool>("parallel.activation_checkpointing", r_.parallel.activation_checkpointing);
@@ -369,7 +370,12 @@ void apply_override(const std::string& text, const Schema& schema) {
   try {
     // An override is a value, not a YAML document: a '#' is part of it, never a comment
     // ("checkpoint.dir=/x/exp #2" names that directory). Such a value is taken as a string.
-    v = value.find('#') == std::string::npos ? YAML::Load(value) : YAML::Node(value);
+    // One level of matching quotes around it is the shell-style quoting of the whole value.
+    std::string literal = value;
+    if (literal.size() >= 2 && (literal[0] == '"' || literal[0] == '\'') &&
+        literal.back() == literal[0])
+      literal = literal.substr(1, literal.size() - 2);
+    v = value.find('#') == std::string::npos ? YAML::Load(value) : YAML::Node(literal);
   } catch (const YAML::Exception& e) {
     ASC_FAIL("{}: {}: cannot parse value: {}", where, path, e.msg);
   }

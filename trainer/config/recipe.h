@@ -64,6 +64,9 @@ struct Recipe {
     // the full [tokens, vocab] fp32 logits never exist (kernels/layer_ops.h); 0: all at once.
     int64_t loss_chunk_rows = 0;
     bool cache_host_memory = true;  // reuse freed host memory (common/host_memory.h)
+    // Stop a CPU run before it starts when its memory plan exceeds what the node allows each rank
+    // (parallel/planner.h); false skips the check where the estimate is known to be wrong.
+    bool check_memory = true;
   } train;
   struct Parallel {
     ParallelMode mode = ParallelMode::kNone;  // none | ddp | zero2 | fsdp

@@ -10,8 +10,9 @@
 // compute copy written from the fp32 master in the same pass. train.optimizer picks how:
 //   fused      one pass of our kernel (kernels/fused_adamw.h) over all segments: the CPU loop, or
 //              one CUDA launch with the norm and clip factor kept on the device;
-//   reference  libtorch ops one parameter at a time, the readable oracle (norm of per-parameter
-//              fp32 norms, torch's lerp for the first moment).
+//   reference  libtorch ops one parameter at a time, the readable oracle (norm of the fp32 norms
+//              of this rank's parameter parts, in model order, summed in squares over ranks;
+//              torch's lerp for the first moment).
 #pragma once
 
 #include <cstdint>

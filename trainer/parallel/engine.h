@@ -65,7 +65,9 @@ class ParallelEngine final : private UnitHooks {
   // Before each micro-batch's forward (the root is gathered); `last`: no further micro-batch
   // follows before the step.
   void begin_micro_batch(bool last);
-  // After each micro-batch's backward: the root's gradient reduced, every reduction finished.
+  // After each micro-batch's backward: the root's gradient reduced (one process without
+  // activation checkpointing: every unit's, its layers having run without hooks), every
+  // reduction finished.
   void accumulate_grads(bool last);
   // Around forward passes without backward (validation, under NoGradGuard): gathers what such a
   // forward needs and frees it after. A collective in fsdp: every rank calls them, with the same

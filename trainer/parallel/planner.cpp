@@ -46,15 +46,16 @@ MemoryPlanInput plan_input(const Recipe& r, const LlamaConfig& model, int64_t wo
 }
 
 void check_plan_fits_host(const Recipe& r, const MemoryPlanInput& in, int64_t ranks_on_node) {
-  if (in.on_device) return;
-  const long long host = physical_memory_bytes();
+  if (in.on_device || !r.train.check_memory) return;
+  const long long host = usable_memory_bytes();
   if (host <= 0) return;
   const int64_t ranks = std::max<int64_t>(1, ranks_on_node);
   const MemoryPlan p = plan_memory(in);
   if (p.peak() <= host / ranks) return;
   ASC_FAIL_HINT(
       "see `asclepius plan` for the breakdown; shorten data.seq_len or train.micro_batch_size, "
-      "turn on parallel.activation_checkpointing or train.loss_chunk_rows, or use more nodes",
+      "turn on parallel.activation_checkpointing or train.loss_chunk_rows, use more nodes, or "
+      "set train.check_memory: false if the estimate is wrong for you",
       "{}: this run needs about {:.1f} GiB per rank (model state {:.1f}, activations {:.1f}, "
       "logits {:.1f}) but the node has {:.1f} GiB for each of its {} rank(s)",
       r.source, gib(p.peak()), gib(p.model_state()), gib(p.activations_ckpt), gib(p.logits),

@@ -56,8 +56,9 @@ MemoryPlan plan_memory(const MemoryPlanInput& in);
 // What a recipe runs on `world_size` ranks with the architecture `model` (its preset, or
 // init_from's config.json).
 MemoryPlanInput plan_input(const Recipe& r, const LlamaConfig& model, int64_t world_size);
-// A CPU run whose plan needs more host memory per rank than this node has for each of its
-// ranks stops before it starts, with the plan's numbers (a device run is checked by the device).
+// A CPU run whose plan needs more host memory per rank than this node lets each of its ranks use
+// (usable_memory_bytes) stops before it starts, with the plan's numbers, unless
+// train.check_memory is false (the plan is an estimate). A device run is checked by the device.
 void check_plan_fits_host(const Recipe& r, const MemoryPlanInput& in, int64_t ranks_on_node);
 // A human-readable table (GiB) with a verdict against gpu_memory_gb (<= 0: not checked).
 std::string format_plan(const MemoryPlanInput& in, const MemoryPlan& p, double gpu_memory_gb);

@@ -216,6 +216,8 @@ TEST(Recipe, MissingFileIsAnError) {
 TEST(Recipe, AHashInAnOverrideIsPartOfTheValue) {
   auto r = load_recipe_text(kBase, "r.yaml", {"checkpoint.dir=/x/exp #2"});
   EXPECT_EQ(r.checkpoint.dir, "/x/exp #2");
+  EXPECT_EQ(load_recipe_text(kBase, "r.yaml", {"checkpoint.dir=\"/x/exp #3\""}).checkpoint.dir,
+            "/x/exp #3");
   EXPECT_THAT(error_of(kBase, {"train.lr=1e-4 # smaller"}),
               HasSubstr("train.lr: expected a number, got '1e-4 # smaller'"));
 }
