@@ -28,7 +28,7 @@ bool is_step_name(const std::string& name) {
   return std::regex_match(name, step);
 }
 
-// The nearest existing directory at or above `p` (absolute, normalised), and its ancestors.
+// Refuses `out` when it, or any directory above it (absolute, normalised), is a step checkpoint.
 void check_not_in_checkpoint(const std::string& option, const std::string& out) {
   std::error_code ec;
   fs::path p = fs::weakly_canonical(fs::absolute(out, ec), ec);
