@@ -167,8 +167,10 @@ def main():
                         print(f"FAIL {name}: step {step} {key[:-1]} {x!r}, golden {y!r} "
                               f"(relative {rel:.3g}, bound {rtol:g})")
                         bad += 1
+            bound = (f"exact; norms within {NORM_EXACT_RTOL:g}" if a.exact
+                     else f"bound {rtol:g}")
             print(f"{'ok  ' if not bad else '    '}{name}: worst relative difference {worst:.3g}"
-                  f" (bound {rtol:g}{', exact' if a.exact else ''})")
+                  f" ({bound})")
         print(f"golden file: {a.file} (recorded {doc['recorded']} on {doc['cpu']})")
         return 1 if bad else 0
 

@@ -3,7 +3,6 @@
 // tensor straight into the final files (checkpoint/export.h), byte-identical, with no gather.
 #include <filesystem>
 #include <iostream>
-#include <regex>
 
 #include <cstdint>
 
@@ -50,13 +49,6 @@ uint64_t parse_size(const std::string& s) {
   return uint64_t(v * mult);
 }
 
-// The files an export of ours writes (so --force removes an earlier export's, shards included).
-bool export_file(const std::string& name) {
-  static const std::regex shard(R"(model-\d{5}-of-\d{5}\.safetensors)");
-  return name == "config.json" || name == "generation_config.json" || name == "model.safetensors" ||
-         name == "model.safetensors.index.json" || std::regex_match(name, shard);
-}
-
 // An existing, non-empty --out is refused, or with --force cleared of an earlier export's files
 // (only those; a stale shard of a larger export would otherwise sit beside the new ones).
 void clear_earlier_export(const std::string& out, bool force) {
@@ -67,7 +59,8 @@ void clear_earlier_export(const std::string& out, bool force) {
     ASC_FAIL_HINT("choose a new or empty directory, or pass --force to replace an earlier export",
                   "--out {}: is not empty", out);
   for (const auto& e : fs::directory_iterator(out))
-    if (e.is_regular_file() && export_file(e.path().filename().string())) fs::remove(e.path());
+    if (e.is_regular_file() && is_hf_export_file(e.path().filename().string()))
+      fs::remove(e.path());
 }
 }  // namespace
 

@@ -3,8 +3,8 @@
 #include <sys/stat.h>
 
 #include <filesystem>
-#include <regex>
 
+#include "checkpoint/checkpointer.h"
 #include "common/error.h"
 
 namespace asc {
@@ -21,11 +21,6 @@ const char* kind_of(const struct stat& st) {
   if (S_ISFIFO(st.st_mode)) return "a FIFO";
   if (S_ISSOCK(st.st_mode)) return "a socket";
   return "not a regular file";
-}
-
-bool is_step_name(const std::string& name) {
-  static const std::regex step(R"(step-\d{7,}(\.partial)?)");
-  return std::regex_match(name, step);
 }
 
 // Refuses `out` when it, or any directory above it (absolute, normalised), is a step checkpoint.
@@ -70,15 +65,11 @@ bool is_step_checkpoint_dir(const std::string& dir) {
   // directory also holds one at its top, and is no checkpoint of ours.
   fs::path name = d.lexically_normal();
   if (name.filename().empty()) name = name.parent_path();  // "run/step-0000002/"
-  return fs::exists(d / "trainer_state.json", ec) && is_step_name(name.filename().string());
+  return fs::exists(d / "trainer_state.json", ec) && is_step_dir_name(name.filename().string());
 }
 
 bool is_run_dir(const std::string& dir) {
-  std::error_code ec;
-  if (fs::exists(fs::symlink_status(fs::path(dir) / "latest", ec))) return true;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
-    if (it->is_directory(ec) && is_step_name(it->path().filename().string())) return true;
-  return false;
+  return Checkpointer::run_has_checkpoints(dir);  // the rule train uses to refuse a fresh start
 }
 
 void check_output_file(const std::string& option, const std::string& out,

@@ -246,6 +246,12 @@ std::string step_dir_name(int64_t step) {
   return fmt::format("step-{:07d}", step);
 }
 
+bool is_hf_export_file(const std::string& name) {
+  static const std::regex shard(R"(model-\d{5}-of-\d{5}\.safetensors)");
+  return name == "config.json" || name == "generation_config.json" || name == "model.safetensors" ||
+         name == "model.safetensors.index.json" || std::regex_match(name, shard);
+}
+
 void save_step_checkpoint(const std::string& run_dir, int64_t step, const LlamaConfig& config,
                           const OptimizerState& opt_state, const std::string& state_json,
                           const CheckpointInfo& info, int64_t keep_last) {
@@ -350,8 +356,7 @@ std::string resolve_model_dir(const std::string& path) {
     const std::string name = read_latest(path);
     // One rule for every command: `latest` names a step directory inside its run, by name
     // (never a path that leaves the run).
-    static const std::regex step_name(R"(step-\d{7,})");
-    if (!std::regex_match(name, step_name))
+    if (!is_step_dir_name(name))
       ASC_FAIL_HINT(
           "point `latest` at one of the run's step directories, or give the step "
           "directory itself",

@@ -66,6 +66,9 @@ void save_hf_dir(const std::string& out_dir, LlamaConfig config, const NamedTens
 // RUN/latest names the newest one and is replaced atomically only after the step directory is
 // complete. The layout is the optimizer-independent OptimizerState (checkpoint/state.h).
 std::string step_dir_name(int64_t step);
+// Whether `name` is a file save_hf_dir or export_hf_parallel writes (config.json,
+// generation_config.json, model.safetensors, model-NNNNN-of-NNNNN.safetensors and its index).
+bool is_hf_export_file(const std::string& name);
 // The manifest (checkpoint/manifest.h, sizes and XXH64 of every file) is written last, before
 // the directory is renamed into place; then `latest` advances; then, with keep_last > 0, older
 // step directories beyond the newest keep_last are removed (never the one `latest` names).

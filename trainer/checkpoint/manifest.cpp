@@ -114,14 +114,17 @@ std::string manifest_json(const std::string& dir) {
   return out;
 }
 
+bool is_step_dir_name(const std::string& name) {
+  return name.size() >= 12 && name.rfind("step-", 0) == 0 &&
+         name.find_first_not_of("0123456789", 5) == std::string::npos;
+}
+
 std::vector<std::string> step_dirs_newest_first(const std::string& run_dir) {
   std::vector<std::string> out;
   if (!fs::is_directory(run_dir)) return out;
   for (const auto& e : fs::directory_iterator(run_dir)) {
     const std::string n = e.path().filename().string();
-    if (e.is_directory() && n.size() >= 12 && n.rfind("step-", 0) == 0 &&
-        n.find_first_not_of("0123456789", 5) == std::string::npos)
-      out.push_back(e.path().string());
+    if (e.is_directory() && is_step_dir_name(n)) out.push_back(e.path().string());
   }
   // By step number (step-10000000 has 8 digits and sorts after step-9999999).
   auto step_of = [](const std::string& p) {

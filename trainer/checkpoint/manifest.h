@@ -30,6 +30,8 @@ std::string verify_checkpoint(const std::string& dir);
 std::string manifest_json(const std::string& dir);
 // The step directories of a run, newest first.
 std::vector<std::string> step_dirs_newest_first(const std::string& run_dir);
+// Whether `name` names a step directory: "step-" and at least 7 digits (step_dir_name).
+bool is_step_dir_name(const std::string& name);
 
 // ---- format 2 (checkpoint/sharded.h): the manifest's slice table, as plain structs ---------
 struct FileInfo {
