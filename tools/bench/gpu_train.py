@@ -9,7 +9,8 @@ the HF Trainer's bf16 mode), gradient checkpointing, torch.optim.AdamW(fused=Tru
 batch and sequence; tokens/s and torch.cuda.max_memory_allocated().
 
 Usage: gpu_train.py --bin build-gpu/bin/asclepius [--layers 32] [--seq 2048] [--batch 1]
-                    [--steps 8] [--warmup 3] [--json out.json]
+                    [--accum 1] [--steps 8] [--warmup 3] [--json out.json]
+(--batch: sequences per micro-batch; --accum: micro-batches per optimizer step, both sides.)
 """
 import argparse
 import json
@@ -27,8 +28,8 @@ ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIR
 
 def overrides(a, run_dir):
     return ["model.preset=llama2-7b", f"model.num_hidden_layers={a.layers}",
-            f"data.seq_len={a.seq}", "data.corpus=demo", f"data.demo_samples={a.batch * (a.steps + 2)}",
-            f"train.global_batch_size={a.batch}", f"train.micro_batch_size={a.batch}",
+            f"data.seq_len={a.seq}", "data.corpus=demo", f"data.demo_samples={a.batch * a.accum * (a.steps + 2)}",
+            f"train.global_batch_size={a.batch * a.accum}", f"train.micro_batch_size={a.batch}",
             f"train.max_steps={a.steps}", "train.dtype=bf16", "train.device=cuda",
             f"train.loss_chunk_rows={min(a.seq, 2048)}", "train.lr=2e-5", "train.warmup_ratio=0",
             "parallel.mode=fsdp", "parallel.activation_checkpointing=true",
@@ -71,7 +72,8 @@ def peer(a):
                       max_position_embeddings=4096, rms_norm_eps=1e-5, attn_implementation="sdpa")
     torch.manual_seed(0)
     torch.cuda.reset_peak_memory_stats()
-    model = LlamaForCausalLM(cfg).cuda()
+    with torch.device("cuda"):  # initialised on the GPU: a 7B model made on the host takes minutes
+        model = LlamaForCausalLM(cfg)
     model.gradient_checkpointing_enable()
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=2e-5, fused=True)
@@ -80,16 +82,17 @@ def peer(a):
     for _ in range(a.steps):
         torch.cuda.synchronize()
         t = time.perf_counter()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
+        for _ in range(a.accum):
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = model(input_ids=ids, labels=ids).loss / a.accum
+            loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
     steady = times[a.warmup:] or times
-    return {"tokens_per_s": a.batch * a.seq / statistics.median(steady),
+    return {"tokens_per_s": a.batch * a.accum * a.seq / statistics.median(steady),
             "peak_bytes": torch.cuda.max_memory_allocated()}
 
 
@@ -99,12 +102,13 @@ def main():
     ap.add_argument("--layers", type=int, default=32)
     ap.add_argument("--seq", type=int, default=2048)
     ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--accum", type=int, default=1, help="micro-batches per step")
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--skip-peer", action="store_true")
     ap.add_argument("--json")
     a = ap.parse_args()
-    out = {"layers": a.layers, "seq": a.seq, "batch": a.batch, "ours": ours(a)}
+    out = {"layers": a.layers, "seq": a.seq, "batch": a.batch, "accum": a.accum, "ours": ours(a)}
     if not a.skip_peer:
         try:
             out["peer"] = peer(a)
