@@ -24,7 +24,8 @@
 #include "kernels/cuda_device.h"  // the GPU's peak (MFU) and memory peak
 #include "kernels/fused_adamw.h"  // whether the CUDA kernels are built
 #include "kernels/layer_kernels.h"
-#include "metrics/metrics.h"  // metrics.jsonl, progress line, TensorBoard
+#include "metrics/metrics.h"   // metrics.jsonl, progress line, TensorBoard
+#include "metrics/profiler.h"  // logging.profile_*: a Chrome trace of chosen steps
 #include "model/llama.h"
 #include "optim/flat_adamw.h"  // the optimizer (train.optimizer: fused | reference)
 #include "optim/schedule.h"    // the learning-rate schedule
@@ -358,11 +359,15 @@ TrainResult train(const Recipe& r, const TrainOptions& o) {
   if (r.checkpoint.async && r.checkpoint.every_steps > 0) ckpt.prepare_async(state, params);
   RunControl control(&comm, r.train.max_bad_steps, o.stop_after_step);
   StepLog step_log(r, model->config(), device, ranks.world, total_steps);
+  StepProfiler profiler(r.logging.profile_start_step, r.logging.profile_steps,
+                        fmt::format("{}/profile/trace-rank{}.json", ckpt.run_dir(), ranks.rank),
+                        device.is_cuda());
 
   // --- the loop ------------------------------------------------------------------------------
   Prefetcher prefetch(*data, first_step, total_steps);
   for (int64_t k = first_step; k < total_steps; ++k) {
     const int64_t step = k + 1;
+    profiler.before_step(step);
     const double t0 = now_s();
     double data_wait_s = 0;
     const GlobalBatch batch = prefetch.next(k, &data_wait_s);
@@ -377,6 +382,7 @@ TrainResult train(const Recipe& r, const TrainOptions& o) {
     engine.zero_grad();
     control.account(step, loss.loss, gnorm);
     const double step_s = now_s() - t0;
+    profiler.after_step(step);
     std::optional<Validator::Result> eval;
     if (validator && validator->due(step, total_steps)) eval = validator->run(model, engine, &comm);
     step_log.log(metrics.get(), step, loss, lr, gnorm, step_s, data_wait_s,

@@ -9,7 +9,7 @@ the HF Trainer's bf16 mode), gradient checkpointing, torch.optim.AdamW(fused=Tru
 batch and sequence; tokens/s and torch.cuda.max_memory_allocated().
 
 Usage: gpu_train.py --bin build-gpu/bin/asclepius [--layers 32] [--seq 2048] [--batch 1]
-                    [--accum 1] [--steps 8] [--warmup 3] [--json out.json]
+                    [--accum 1] [--steps 8] [--warmup 3] [--json out.json] [--profile DIR]
 (--batch: sequences per micro-batch; --accum: micro-batches per optimizer step, both sides.)
 """
 import argparse
@@ -48,15 +48,21 @@ def ours(a):
     if m:
         predicted = float(m.group(1)) * 2**30
     t0 = time.time()
+    # --profile: one more step, the last, under the profiler (left out of the figures)
+    steps = a.steps + (1 if a.profile else 0)
+    prof = [f"train.max_steps={steps}", f"logging.profile_start_step={steps}"] if a.profile else []
     p = subprocess.run(["mpirun", "-np", "1", a.bin, "train", recipe, *overrides(a, run_dir),
-                        "checkpoint.resume=never"], capture_output=True, text=True, env=ENV)
+                        *prof, "checkpoint.resume=never"], capture_output=True, text=True, env=ENV)
     metrics = os.path.join(run_dir, "metrics.jsonl")
     rows = [json.loads(l) for l in open(metrics)] if os.path.exists(metrics) else []
+    trace = os.path.join(run_dir, "profile", "trace-rank0.json")
+    if a.profile and os.path.exists(trace):
+        shutil.move(trace, os.path.join(a.profile, "ours_trace.json"))
     shutil.rmtree(run_dir, ignore_errors=True)
-    if len(rows) < a.steps:  # a failure after the last step still leaves every step's figures
-        raise SystemExit(f"asclepius train failed (exit {p.returncode}, {len(rows)} of {a.steps} "
+    if len(rows) < steps:  # a failure after the last step still leaves every step's figures
+        raise SystemExit(f"asclepius train failed (exit {p.returncode}, {len(rows)} of {steps} "
                          f"steps):\n{p.stderr[-3000:]}")
-    steady = rows[a.warmup:] or rows
+    steady = rows[a.warmup:a.steps] or rows
     return {"tokens_per_s": statistics.median(r["tokens_per_s"] for r in steady),
             "mfu": statistics.median(r.get("mfu", -1) for r in steady),
             "peak_bytes": max(r.get("device_peak_bytes", -1) for r in rows),
@@ -79,9 +85,8 @@ def peer(a):
     opt = torch.optim.AdamW(model.parameters(), lr=2e-5, fused=True)
     ids = torch.randint(0, 256, (a.batch, a.seq), device="cuda")
     times = []
-    for _ in range(a.steps):
-        torch.cuda.synchronize()
-        t = time.perf_counter()
+
+    def step():
         for _ in range(a.accum):
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 loss = model(input_ids=ids, labels=ids).loss / a.accum
@@ -89,8 +94,19 @@ def peer(a):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
+
+    for _ in range(a.steps):
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        step()
         torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
+    if a.profile:  # one more step under torch.profiler, left out of the figures
+        acts = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+        with torch.profiler.profile(activities=acts) as prof:
+            step()
+            torch.cuda.synchronize()
+        prof.export_chrome_trace(os.path.join(a.profile, "peer_trace.json"))
     steady = times[a.warmup:] or times
     return {"tokens_per_s": a.batch * a.accum * a.seq / statistics.median(steady),
             "peak_bytes": torch.cuda.max_memory_allocated()}
@@ -106,6 +122,9 @@ def main():
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--skip-peer", action="store_true")
+    ap.add_argument("--profile", metavar="DIR",
+                    help="profile one extra step of each side: DIR/{ours,peer}_trace.json and "
+                         "their summaries (tools/bench/trace_summary.py) in the JSON")
     ap.add_argument("--json")
     a = ap.parse_args()
     out = {"layers": a.layers, "seq": a.seq, "batch": a.batch, "accum": a.accum, "ours": ours(a)}
@@ -115,6 +134,14 @@ def main():
             out["speedup"] = out["ours"]["tokens_per_s"] / out["peer"]["tokens_per_s"]
         except Exception as e:  # e.g. out of memory: reported, not hidden
             out["peer"] = {"error": repr(e)[:500]}
+    if a.profile:
+        import trace_summary
+        out["profile"] = {}
+        for side in ("ours", "peer"):
+            t = os.path.join(a.profile, f"{side}_trace.json")
+            if os.path.exists(t):
+                out["profile"][side] = trace_summary.summarize(t, top=8)
+                trace_summary.print_summary(out["profile"][side], label=f"{side}: ")
     o = out["ours"]
     if o["plan_peak_bytes"] and o["peak_bytes"] > 0:
         out["plan_error"] = o["plan_peak_bytes"] / o["peak_bytes"] - 1

@@ -292,6 +292,8 @@ class Schema {
     add<bool>("logging.tensorboard", r_.logging.tensorboard);
     add<bool>("logging.progress", r_.logging.progress);
     add("logging.peak_tflops", r_.logging.peak_tflops, non_negative<double>());
+    add("logging.profile_start_step", r_.logging.profile_start_step, non_negative<int64_t>());
+    add("logging.profile_steps", r_.logging.profile_steps, positive<int64_t>());
   }
 
   Recipe& r_;

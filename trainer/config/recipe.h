@@ -101,6 +101,10 @@ struct Recipe {
     bool progress = true;      // live progress line on rank 0
     double peak_tflops = 0.0;  // for MFU, one device's (MFU = tflops of all ranks / (peak x
                                // ranks)); 0 = 989 on CUDA (H100/H200 dense bf16), none on CPU
+    // > 0: libtorch's profiler (CPU ops and CUDA kernels) records steps profile_start_step ..
+    // profile_start_step + profile_steps - 1 into <run>/profile/trace-rank<R>.json (Chrome trace)
+    int64_t profile_start_step = 0;
+    int64_t profile_steps = 1;
   } logging;
 
   // Where each key was set: "file.yaml:12" or "command line (train.lr=1e-4)". Defaults absent.

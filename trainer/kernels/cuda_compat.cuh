@@ -14,10 +14,12 @@
 #endif
 #define ASC_LAUNCH(grid, block, stream, ...) \
   ::asc::emu::launcher((grid), (block), (stream), __VA_ARGS__)
+#define ASC_UNROLL
 #else
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #define ASC_LAUNCH(grid, block, stream, ...) __VA_ARGS__<<<(grid), (block), 0, (stream)>>>
+#define ASC_UNROLL _Pragma("unroll")  // a loop over a register array: unrolled, kept in registers
 #endif
 
 #include <cstdio>

@@ -40,4 +40,8 @@ int64_t cuda_peak_allocated_bytes(int index) {
   return stats.allocated_bytes[size_t(StatType::AGGREGATE)].peak;
 }
 
+void cuda_synchronize() {
+  c10::cuda::device_synchronize();
+}
+
 }  // namespace asc::kernels

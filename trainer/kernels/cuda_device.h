@@ -1,7 +1,7 @@
 // cuda_device.h — what the trainer needs from the CUDA runtime through libtorch: the current
 // stream (our kernels launch on it, so they are ordered with libtorch's work and the NCCL
-// backend's events), the device's dense bf16 peak (for MFU) and its memory peak. cuda_device.cpp
-// when libtorch has CUDA, cuda_device_stub.cpp otherwise; chosen by linking.
+// backend's events), the device's dense bf16 peak (for MFU), its memory peak and a device-wide
+// wait. cuda_device.cpp when libtorch has CUDA, cuda_device_stub.cpp otherwise; chosen by linking.
 #pragma once
 
 #include <cstdint>
@@ -21,5 +21,7 @@ void* current_cuda_stream(const c10::Device& device);
 double cuda_peak_bf16_tflops(int index);
 // The most memory libtorch's caching allocator has had allocated on the device (bytes), or -1.
 int64_t cuda_peak_allocated_bytes(int index);
+// Waits for all work queued on the current CUDA device (a no-op without CUDA).
+void cuda_synchronize();
 
 }  // namespace asc::kernels

@@ -16,7 +16,7 @@ namespace asc::kernels {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kDwBlocks = 256;  // RMSNorm backward: fixed grid, so the dw reduction order is fixed
+constexpr int kDwBlocks = 512;  // RMSNorm backward: fixed grid, so the dw reduction order is fixed
 
 void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess)
@@ -123,34 +123,90 @@ __global__ void rmsnorm_fwd(const T* __restrict__ x, const T* __restrict__ w, T*
   }
 }
 
-template <class T, int P>
+// Each block takes rows blockIdx.x, blockIdx.x + gridDim.x, ... and leaves its dw partial sums
+// in its slot of `partial` (summed by sum_partials in block order: a fixed reduction order).
+// M > 0: the row fits the block (dim <= M x blockDim x P): each thread keeps its M packs of w,
+// of the row's dy and x, and of the dw partial sums in registers, so a row is read once and the
+// partial sums are written once at the end. M = 0: any dim; the partial sums stay in the slot.
+// Both orders of summation are the same, so both give the same bits.
+template <class T, int P, int M>
 __global__ void rmsnorm_bwd(const T* __restrict__ dy, const T* __restrict__ x,
                             const T* __restrict__ w, const float* __restrict__ rstd,
                             T* __restrict__ dx, float* __restrict__ partial, int64_t rows,
                             int64_t dim) {
   const int64_t packs = dim / P;
   float* mine = partial + int64_t(blockIdx.x) * dim;  // this block's dw partial sums
-  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) mine[j] = 0.f;
-  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
-    const T* dyr = dy + row * dim;
-    const T* xr = x + row * dim;
-    const float r = rstd[row];
-    float dot = 0.f;
-    for (int64_t j = threadIdx.x; j < packs; j += blockDim.x) {
-      const Pack<T, P> gv = load<T, P>(dyr, j), wv = load<T, P>(w, j), xv = load<T, P>(xr, j);
-      for (int k = 0; k < P; ++k) dot += to_f(gv.v[k]) * to_f(wv.v[k]) * to_f(xv.v[k]) * r;
-    }
-    const float mean = block_sum(dot) / float(dim);
-    T* dxr = dx + row * dim;
-    for (int64_t j = threadIdx.x; j < packs; j += blockDim.x) {
-      const Pack<T, P> gv = load<T, P>(dyr, j), wv = load<T, P>(w, j), xv = load<T, P>(xr, j);
-      Pack<T, P> out;
-      for (int k = 0; k < P; ++k) {
-        const float n = to_f(xv.v[k]) * r, g = to_f(gv.v[k]);
-        out.v[k] = from_f<T>(r * (g * to_f(wv.v[k]) - n * mean));
-        mine[j * P + k] += g * round_to<T>(n);
+  if constexpr (M == 0) {
+    for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) mine[j] = 0.f;
+    for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+      const T* dyr = dy + row * dim;
+      const T* xr = x + row * dim;
+      const float r = rstd[row];
+      float dot = 0.f;
+      for (int64_t j = threadIdx.x; j < packs; j += blockDim.x) {
+        const Pack<T, P> gv = load<T, P>(dyr, j), wv = load<T, P>(w, j), xv = load<T, P>(xr, j);
+        for (int k = 0; k < P; ++k) dot += to_f(gv.v[k]) * to_f(wv.v[k]) * to_f(xv.v[k]) * r;
       }
-      store<T, P>(dxr, j, out);
+      const float mean = block_sum(dot) / float(dim);
+      T* dxr = dx + row * dim;
+      for (int64_t j = threadIdx.x; j < packs; j += blockDim.x) {
+        const Pack<T, P> gv = load<T, P>(dyr, j), wv = load<T, P>(w, j), xv = load<T, P>(xr, j);
+        Pack<T, P> out;
+        for (int k = 0; k < P; ++k) {
+          const float n = to_f(xv.v[k]) * r, g = to_f(gv.v[k]);
+          out.v[k] = from_f<T>(r * (g * to_f(wv.v[k]) - n * mean));
+          mine[j * P + k] += g * round_to<T>(n);
+        }
+        store<T, P>(dxr, j, out);
+      }
+    }
+  } else {
+    Pack<T, P> wv[M], gv[M], xv[M];
+    float acc[M][P];
+    ASC_UNROLL
+    for (int m = 0; m < M; ++m) {
+      const int64_t j = threadIdx.x + int64_t(m) * blockDim.x;
+      if (j < packs) wv[m] = load<T, P>(w, j);
+      ASC_UNROLL
+      for (int k = 0; k < P; ++k) acc[m][k] = 0.f;
+    }
+    for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+      const T* dyr = dy + row * dim;
+      const T* xr = x + row * dim;
+      const float r = rstd[row];
+      float dot = 0.f;
+      ASC_UNROLL
+      for (int m = 0; m < M; ++m) {
+        const int64_t j = threadIdx.x + int64_t(m) * blockDim.x;
+        if (j < packs) {
+          gv[m] = load<T, P>(dyr, j), xv[m] = load<T, P>(xr, j);
+          ASC_UNROLL
+          for (int k = 0; k < P; ++k)
+            dot += to_f(gv[m].v[k]) * to_f(wv[m].v[k]) * to_f(xv[m].v[k]) * r;
+        }
+      }
+      const float mean = block_sum(dot) / float(dim);
+      T* dxr = dx + row * dim;
+      ASC_UNROLL
+      for (int m = 0; m < M; ++m) {
+        const int64_t j = threadIdx.x + int64_t(m) * blockDim.x;
+        if (j < packs) {
+          Pack<T, P> out;
+          ASC_UNROLL
+          for (int k = 0; k < P; ++k) {
+            const float n = to_f(xv[m].v[k]) * r, g = to_f(gv[m].v[k]);
+            out.v[k] = from_f<T>(r * (g * to_f(wv[m].v[k]) - n * mean));
+            acc[m][k] += g * round_to<T>(n);
+          }
+          store<T, P>(dxr, j, out);
+        }
+      }
+    }
+    ASC_UNROLL
+    for (int m = 0; m < M; ++m) {
+      const int64_t j = threadIdx.x + int64_t(m) * blockDim.x;
+      if (j < packs)
+        for (int k = 0; k < P; ++k) mine[j * P + k] = acc[m][k];
     }
   }
 }
@@ -301,6 +357,28 @@ void rmsnorm_forward_cuda(const void* x, const void* w, void* y, float* rstd_out
   check(cudaGetLastError(), "rmsnorm forward");
 }
 
+namespace {
+// rmsnorm_bwd with the fewest packs per thread (M) that hold a row, or M = 0 past 4.
+template <class T, int P>
+void rmsnorm_bwd_launch(const void* dy, const void* x, const void* w, const float* rstd, void* dx,
+                        float* workspace, int64_t rows, int64_t dim, cudaStream_t st) {
+  const int64_t per_thread = (dim / P + kThreads - 1) / kThreads;
+  auto go = [&](auto kernel) {
+    ASC_LAUNCH(kDwBlocks, kThreads, st, kernel)(static_cast<const T*>(dy), static_cast<const T*>(x),
+                                                static_cast<const T*>(w), rstd, static_cast<T*>(dx),
+                                                workspace, rows, dim);
+  };
+  if (per_thread <= 1)
+    go(rmsnorm_bwd<T, P, 1>);
+  else if (per_thread <= 2)
+    go(rmsnorm_bwd<T, P, 2>);
+  else if (per_thread <= 4)
+    go(rmsnorm_bwd<T, P, 4>);
+  else
+    go(rmsnorm_bwd<T, P, 0>);
+}
+}  // namespace
+
 int64_t rmsnorm_backward_workspace(int64_t dim) {
   return int64_t(kDwBlocks) * dim;
 }
@@ -310,10 +388,9 @@ void rmsnorm_backward_cuda(const void* dy, const void* x, const void* w, const f
                            int dtype, void* stream) {
   if (dim == 0) return;
   auto st = static_cast<cudaStream_t>(stream);
-  ASC_DISPATCH(
-      dtype, ASC_PACKED(packable(dim, sizeof(T), {dy, x, w, dx}), kDwBlocks, st, rmsnorm_bwd,
-                        static_cast<const T*>(dy), static_cast<const T*>(x),
-                        static_cast<const T*>(w), rstd, static_cast<T*>(dx), workspace, rows, dim));
+  ASC_DISPATCH(dtype, if (packable(dim, sizeof(T), {dy, x, w, dx})) rmsnorm_bwd_launch<T, int(16 / sizeof(T))>(
+                          dy, x, w, rstd, dx, workspace, rows, dim, st);
+               else rmsnorm_bwd_launch<T, 1>(dy, x, w, rstd, dx, workspace, rows, dim, st));
   ASC_LAUNCH(unsigned((dim + kThreads - 1) / kThreads), kThreads, st, sum_partials)
   (workspace, dw_f32, dim, kDwBlocks);
   check(cudaGetLastError(), "rmsnorm backward");
