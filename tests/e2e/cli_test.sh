@@ -133,6 +133,23 @@ check "SIGTERM saves the last finished step" grep -qx "$(printf 'step-%07d' "$st
 check "SIGTERM says where" grep -q "stopped by SIGTERM after step $steps; checkpoint saved" "$tmp/sig.err"
 check "SIGTERM checkpoint exports" "$bin" export "$tmp/sig" --out "$tmp/sig_hf"
 
+# logging.profile_*: a Chrome trace of exactly the chosen steps, which trace_summary.py reads.
+"$bin" train "$src/recipes/demo/tiny.yaml" checkpoint.dir="$tmp/prof" train.max_steps=4 \
+  logging.progress=false logging.profile_start_step=2 logging.profile_steps=2 >/dev/null 2>"$tmp/prof.err"
+check "profile: saved and said where" grep -q "profile of steps 2..3 saved to $tmp/prof/profile/trace-rank0.json" "$tmp/prof.err"
+check "profile: the trace holds libtorch's operators of the steps" "$py" -c "
+import json, sys
+ev = json.load(open('$tmp/prof/profile/trace-rank0.json'))['traceEvents']
+ops = [e for e in ev if e.get('cat') == 'cpu_op']
+sys.exit(not (len(ops) > 100 and any(e['name'] == 'aten::mm' for e in ops)))"
+check "profile: trace_summary reads a CPU trace (no device events)" \
+  bash -c "'$py' '$src/tools/bench/trace_summary.py' '$tmp/prof/profile/trace-rank0.json' | grep -q 'no device events'"
+"$bin" train "$src/recipes/demo/tiny.yaml" checkpoint.dir="$tmp/noprof" train.max_steps=2 \
+  logging.progress=false >/dev/null 2>&1
+check "profile: none unless asked for" test ! -e "$tmp/noprof/profile"
+expect_error "profile: zero steps" "logging.profile_steps" \
+  "$bin" train "$src/recipes/demo/tiny.yaml" logging.profile_start_step=1 logging.profile_steps=0
+
 # The memory planner on the paper's model sizes (and the arithmetic it checks like a launch).
 cat >"$tmp/plan.yaml" <<'YAML'
 model:
