@@ -146,6 +146,69 @@ cp -r "$tmp/run" "$tmp/run-bad"
 echo "../run" >"$tmp/run-bad/latest"
 expect_error "export: a latest that leaves its run" "'latest' names '../run', which is not a step directory" \
   "$bin" export "$tmp/run-bad" --out "$tmp/hf-bad"
+# --- damaged run directories: resuming falls back to the newest intact checkpoint ---------
+# Each copy of the run (steps 2 and 4 saved) is damaged at step 4; resuming must take step 2,
+# say why, and finish; every command that reads the damaged step names the problem.
+resume() {  # RUN_DIR: continues the run to step 6
+  "$bin" train "$src/recipes/demo/tiny.yaml" train.max_steps=6 checkpoint.every_steps=2 \
+    checkpoint.dir="$1" logging.progress=false checkpoint.resume=auto >"$1.log" 2>&1
+}
+damaged() {  # NAME SETUP: a copy of the base run, SETUP run inside it
+  rm -rf "$tmp/$1" && cp -r "$tmp/base" "$tmp/$1" && (cd "$tmp/$1" && eval "$2")
+}
+"$bin" train "$src/recipes/demo/tiny.yaml" train.max_steps=6 checkpoint.every_steps=2 \
+  checkpoint.dir="$tmp/base" logging.progress=false --stop-after-step 4 >/dev/null 2>&1
+damaged loop 'rm latest && ln -s latest latest'
+resume "$tmp/loop"
+check "a latest that is a symlink loop: resumed from the newest intact step" \
+  grep -q "at step 4 of 6" "$tmp/loop.log"
+check "a latest that is a symlink loop: the run finished" test -f "$tmp/loop/step-0000006/manifest.pb"
+damaged loop2 'rm latest && ln -s latest latest'
+expect_error "export: a latest that is a symlink loop" "'latest' is empty or unreadable" \
+  "$bin" export "$tmp/loop2" --out "$tmp/hf-loop"
+damaged copied 'rm -rf step-0000004 && cp -r step-0000002 step-0000004'
+resume "$tmp/copied"
+check "a step directory holding another step's checkpoint is skipped, named" \
+  grep -q "skipping checkpoint $tmp/copied/step-0000004: .*holds the checkpoint of step 2" "$tmp/copied.log"
+check "... and the run resumes at step 2 and saves step 4 anew" \
+  bash -c "grep -q 'at step 2 of 6' $tmp/copied.log && grep -q '\"step\": *4' $tmp/copied/step-0000004/trainer_state.json"
+# format_version is field 1 of the manifest, written first: bytes 08 02 -> 08 63 (99).
+damaged newer "$py -c \"import sys; p='step-0000004/manifest.pb'; b=open(p,'rb').read(); assert b[:2]==b'\\x08\\x02'; open(p,'wb').write(b'\\x08\\x63'+b[2:])\""
+expect_error "ckpt inspect: a manifest of a newer format" "format_version 99; this build reads 1 to 2" \
+  "$bin" ckpt inspect "$tmp/newer/step-0000004"
+expect_error "export: a manifest of a newer format" "format_version 99; this build reads 1 to 2" \
+  "$bin" export "$tmp/newer/step-0000004" --out "$tmp/hf-newer"
+resume "$tmp/newer"
+check "a manifest of a newer format is skipped on resume, named" \
+  bash -c "grep -q 'format_version 99' $tmp/newer.log && grep -q 'at step 2 of 6' $tmp/newer.log"
+check "ckpt inspect checks the tensors against config.json" \
+  bash -c "'$bin' ckpt inspect '$tmp/run' 2>&1 >/dev/null | grep -q 'the tensors match config.json'"
+# checkpoint.keep_last with an old checkpoint that cannot be removed: a warning, and the run goes on.
+damaged keep ''
+if [[ $(id -u) == 0 ]]; then lock() { chattr "$1" "$tmp/keep/step-0000002/config.json"; }
+else lock() { if [[ $1 == +i ]]; then chmod 555 "$tmp/keep/step-0000002"; else chmod 755 "$tmp/keep/step-0000002"; fi; }
+fi
+if lock +i 2>/dev/null; then
+  "$bin" train "$src/recipes/demo/tiny.yaml" train.max_steps=6 checkpoint.every_steps=2 \
+    checkpoint.dir="$tmp/keep" logging.progress=false checkpoint.resume=auto checkpoint.keep_last=1 \
+    >"$tmp/keep.log" 2>&1
+  rc=$?
+  lock -i
+  check "keep_last: an undeletable old checkpoint is a warning, the run finishes" \
+    bash -c "(( $rc == 0 )) && grep -q 'keep_last: cannot remove $tmp/keep/step-0000002' $tmp/keep.log && test -f $tmp/keep/step-0000006/manifest.pb"
+else
+  echo "note: cannot make a directory undeletable here (chattr/chmod); keep_last check not run"
+fi
+printf 'model:\n  preset: tiny\ntrain:\n  l\0r: 1\n' >"$tmp/nul.yaml"
+expect_error "a recipe with a NUL byte: its line" "nul.yaml:4: a NUL byte" "$bin" train "$tmp/nul.yaml"
+printf 'model:\n  preset: tiny\n\001x: 1\n' >"$tmp/ctl.yaml"
+expect_error "a recipe key with a control character" "ctl.yaml:3: a key under 'the top level' contains the control character 0x01" \
+  "$bin" train "$tmp/ctl.yaml"
+cp -r "$tmp/m" "$tmp/heads0"
+"$py" -c "import json,sys; p=sys.argv[1]+'/config.json'; c=json.load(open(p)); c['num_attention_heads']=0; json.dump(c,open(p,'w'))" "$tmp/heads0"
+expect_error "config.json with zero heads: a range error" "num_attention_heads = 0 is out of range" \
+  "$bin" generate --model "$tmp/heads0" --tokenizer "$tok" --note "$tmp/note.txt" --question "Why?"
+
 "$bin" plan "$src/recipes/demo/tiny.yaml" --world-size 0 >"$tmp/plan0.out" 2>&1
 check "plan --world-size 0: a readable range, exit status not 0" \
   bash -c "(( $? != 0 )) && grep -q -- '--world-size: Value 0 not in range 1 to 1048576' $tmp/plan0.out"

@@ -1,5 +1,5 @@
 // `asclepius ckpt inspect RUN_OR_STEP_DIR`: a checkpoint's manifest as JSON, and whether its
-// files match it.
+// files match it and hold what its config.json implies (the loaders' own checks).
 #include <iostream>
 #include <memory>
 
@@ -24,7 +24,10 @@ void add_ckpt(CLI::App& app) {
     std::cout << manifest_json(step);
     const std::string problem = verify_checkpoint(step);
     if (!problem.empty()) ASC_FAIL("{}", problem);
-    std::cerr << step << ": every file matches the manifest\n";
+    // What train and export check when they read it: config.json, every tensor it implies at
+    // its shape, and the slice table (each tensor tiled, every slice inside its file).
+    WeightReader check(step, read_hf_config(step));
+    std::cerr << step << ": every file matches the manifest; the tensors match config.json\n";
   });
 }
 

@@ -57,7 +57,7 @@ Checkpointer::Checkpointer(const Recipe& recipe, const LlamaConfig& config,
       resuming_(has_checkpoints) {}
 
 bool Checkpointer::run_has_checkpoints(const std::string& run_dir) {
-  return fs::exists(run_dir + "/latest") || !step_dirs_newest_first(run_dir).empty();
+  return has_latest(run_dir) || !step_dirs_newest_first(run_dir).empty();
 }
 
 Checkpointer::~Checkpointer() = default;
@@ -65,10 +65,8 @@ Checkpointer::~Checkpointer() = default;
 int64_t Checkpointer::resume(SavedState& opt, const NamedTensors& params, int64_t total_steps) {
   if (!resuming_) return 0;
   const Recipe& r = recipe_;
-  std::string latest =
-      fs::exists(run_dir_ + "/latest") ? read_file(run_dir_ + "/latest") : std::string("(none)");
-  while (!latest.empty() && std::isspace(static_cast<unsigned char>(latest.back())))
-    latest.pop_back();
+  std::string latest = read_latest(run_dir_);  // what it names, if anything: the message only
+  if (latest.empty()) latest = "(none)";
   if (r.checkpoint.resume != ResumePolicy::kAuto)
     ASC_FAIL_HINT("continue it with checkpoint.resume=auto, or choose a new checkpoint.dir",
                   "{}: run directory {} already holds checkpoints (latest: {})",

@@ -120,6 +120,7 @@ NamedTensors hf_named_tensors(LlamaForCausalLM& model) {
 }
 
 WeightReader::WeightReader(const std::string& dir, const LlamaConfig& config) : dir_(dir) {
+  require_known_manifest_format(dir);  // not mistaken for a Hugging Face directory
   const auto want = llama_parameter_shapes(config);
   std::set<std::string> names;
   for (const auto& [name, shape] : want) names.insert(name);
@@ -271,10 +272,22 @@ void save_step_checkpoint(const std::string& run_dir, int64_t step, const LlamaC
   fs::rename(tmp, dir);
   fsync_dir(run_dir);
   write_file_atomic((fs::path(run_dir) / "latest").string(), step_dir_name(step) + "\n");
-  if (keep_last > 0) {
-    const std::vector<std::string> dirs = step_dirs_newest_first(run_dir);
-    for (size_t i = size_t(keep_last); i < dirs.size(); ++i)
-      if (dirs[i] != dir.string()) fs::remove_all(dirs[i]);
+  remove_old_checkpoints(run_dir, keep_last, dir.string());
+}
+
+void remove_old_checkpoints(const std::string& run_dir, int64_t keep_last,
+                            const std::string& saved) {
+  if (keep_last <= 0) return;
+  const std::vector<std::string> dirs = step_dirs_newest_first(run_dir);
+  for (size_t i = size_t(keep_last); i < dirs.size(); ++i) {
+    if (dirs[i] == saved) continue;
+    std::error_code ec;
+    fs::remove_all(dirs[i], ec);
+    if (ec)
+      fmt::print(stderr,
+                 "warning: checkpoint.keep_last: cannot remove {}: {} (kept; tried again at the "
+                 "next save)\n",
+                 dirs[i], ec.message());
   }
 }
 
@@ -341,10 +354,21 @@ OptimizerState load_optimizer_state(const std::string& step_dir, const NamedTens
   return s;
 }
 
+bool has_latest(const std::string& run_dir) {
+  std::error_code ec;  // a symlink loop or a dangling link is there too (and names nothing)
+  return fs::symlink_status(fs::path(run_dir) / "latest", ec).type() != fs::file_type::not_found;
+}
+
 std::string read_latest(const std::string& run_dir) {
   const fs::path latest = fs::path(run_dir) / "latest";
-  if (!fs::exists(latest)) return "";
-  std::string name = read_file(latest.string());
+  std::error_code ec;
+  if (!fs::is_regular_file(latest, ec)) return "";  // absent, a directory, a link loop
+  std::string name;
+  try {
+    name = read_file(latest.string());
+  } catch (const std::exception&) {  // unreadable: it names nothing
+    return "";
+  }
   while (!name.empty() && std::isspace(static_cast<unsigned char>(name.back()))) name.pop_back();
   return name;
 }
@@ -352,8 +376,13 @@ std::string read_latest(const std::string& run_dir) {
 std::string resolve_model_dir(const std::string& path) {
   const fs::path p(path);
   if (fs::exists(p / "config.json")) return path;
-  if (fs::exists(p / "latest")) {
+  if (has_latest(path)) {
     const std::string name = read_latest(path);
+    if (name.empty())
+      ASC_FAIL_HINT(
+          "point `latest` at one of the run's step directories, or give the step "
+          "directory itself",
+          "{}: 'latest' is empty or unreadable (a symlink loop?)", path);
     // One rule for every command: `latest` names a step directory inside its run, by name
     // (never a path that leaves the run).
     if (!is_step_dir_name(name))

@@ -75,6 +75,11 @@ bool is_hf_export_file(const std::string& name);
 void save_step_checkpoint(const std::string& run_dir, int64_t step, const LlamaConfig& config,
                           const OptimizerState& opt_state, const std::string& state_json,
                           const CheckpointInfo& info = {}, int64_t keep_last = 0);
+// checkpoint.keep_last: removes all but the newest keep_last step directories (0: keeps all),
+// never `saved`. Called once `latest` names the new save, so a directory that cannot be removed
+// is a warning, not a failed save: the run goes on.
+void remove_old_checkpoints(const std::string& run_dir, int64_t keep_last,
+                            const std::string& saved);
 // For resuming: the newest step directory of the run whose files match its manifest. Damaged
 // or incomplete ones are skipped with a warning naming the file; fails when none is complete.
 std::string newest_complete_checkpoint(const std::string& run_dir);
@@ -85,7 +90,10 @@ OptimizerState load_optimizer_state(const std::string& step_dir, const NamedTens
 // A run directory (follows `latest`), a step directory, or a Hugging Face directory -> the
 // directory holding config.json and the weights.
 std::string resolve_model_dir(const std::string& path);
-// What `latest` in run_dir holds (trimmed), or "" when there is no `latest`. No checks.
+// What `latest` in run_dir holds (trimmed), or "" when there is no readable `latest` (absent,
+// a directory, a symlink loop). Never throws; no other checks.
 std::string read_latest(const std::string& run_dir);
+// Whether run_dir has a `latest` entry in any form (a dangling or looping link included).
+bool has_latest(const std::string& run_dir);
 
 }  // namespace asc

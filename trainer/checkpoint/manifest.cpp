@@ -85,8 +85,21 @@ std::string verify_checkpoint(const std::string& dir) {
   if (!fs::exists(fs::path(dir) / kManifestFile))
     return fmt::format("{}: no {} (an incomplete or pre-manifest checkpoint)", dir, kManifestFile);
   if (!read_manifest(dir, &m)) return fmt::format("{}/{}: unreadable", dir, kManifestFile);
+  if (m.format_version() < 1 || m.format_version() > kManifestFormatMax)
+    return fmt::format(
+        "{}/{}: format_version {}; this build reads 1 to {} (written by a newer "
+        "asclepius?)",
+        dir, kManifestFile, m.format_version(), kManifestFormatMax);
+  // A step directory holds its own step: a copied or renamed one would be resumed at another
+  // step and then block the save of its own.
+  const std::string name = fs::path(dir).filename().string();
+  if (is_step_dir_name(name) && m.step() != std::stoll(name.substr(5)))
+    return fmt::format("{}: holds the checkpoint of step {} (copied or renamed?)", dir, m.step());
   if (m.files_size() == 0) return fmt::format("{}/{}: lists no files", dir, kManifestFile);
   for (const auto& f : m.files()) {
+    if (!is_plain_file_name(f.name()))
+      return fmt::format("{}/{}: lists '{}', which is not a file of the step directory", dir,
+                         kManifestFile, f.name());
     const fs::path p = fs::path(dir) / f.name();
     std::error_code ec;
     const auto size = fs::file_size(p, ec);
@@ -114,6 +127,24 @@ std::string manifest_json(const std::string& dir) {
   return out;
 }
 
+uint32_t manifest_format_version(const std::string& dir) {
+  asclepius::checkpoint::Manifest m;
+  return read_manifest(dir, &m) ? m.format_version() : 0;
+}
+
+void require_known_manifest_format(const std::string& dir) {
+  const uint32_t version = manifest_format_version(dir);
+  if (version > kManifestFormatMax)
+    ASC_FAIL_HINT("read it with the asclepius that wrote it",
+                  "{}/{}: format_version {}; this build reads 1 to {}", dir, kManifestFile, version,
+                  kManifestFormatMax);
+}
+
+bool is_plain_file_name(const std::string& name) {
+  return !name.empty() && name != "." && name != ".." && name.find('/') == std::string::npos &&
+         name.find('\0') == std::string::npos;
+}
+
 bool is_step_dir_name(const std::string& name) {
   return name.size() >= 12 && name.rfind("step-", 0) == 0 &&
          name.find_first_not_of("0123456789", 5) == std::string::npos;
@@ -124,7 +155,8 @@ std::vector<std::string> step_dirs_newest_first(const std::string& run_dir) {
   if (!fs::is_directory(run_dir)) return out;
   for (const auto& e : fs::directory_iterator(run_dir)) {
     const std::string n = e.path().filename().string();
-    if (e.is_directory() && is_step_dir_name(n)) out.push_back(e.path().string());
+    std::error_code ec;  // an entry that cannot be stat'ed (a link loop) is no step directory
+    if (is_step_dir_name(n) && e.is_directory(ec)) out.push_back(e.path().string());
   }
   // By step number (step-10000000 has 8 digits and sorts after step-9999999).
   auto step_of = [](const std::string& p) {

@@ -16,6 +16,7 @@ struct CheckpointInfo {
 };
 
 constexpr const char* kManifestFile = "manifest.pb";
+constexpr uint32_t kManifestFormatMax = 2;  // the newest manifest format this build reads
 
 std::string xxh64_hex(const std::string& bytes);
 std::string xxh64_file(const std::string& path);  // streams the file
@@ -23,15 +24,22 @@ std::string xxh64_file(const std::string& path);  // streams the file
 std::string xxh64_hex_pieces(const std::vector<std::pair<const void*, size_t>>& pieces);
 // Hashes every regular file in `dir` (but the manifest) and writes dir/manifest.pb atomically.
 void write_manifest(const std::string& dir, const CheckpointInfo& info);
-// "" when `dir` holds a manifest and every file it lists with that size and hash; otherwise the
-// first problem, naming the file.
+// "" when `dir` holds a manifest of a format this build reads, of the step its name says, and
+// every file it lists (plain names inside `dir`) with that size and hash; otherwise the first
+// problem, naming the file. Resuming skips a checkpoint with a problem to an older one.
 std::string verify_checkpoint(const std::string& dir);
+// The format_version of dir's manifest; 0 when it has none (or an unreadable one).
+uint32_t manifest_format_version(const std::string& dir);
+// Throws naming the version when dir's manifest is of a format newer than this build reads.
+void require_known_manifest_format(const std::string& dir);
 // The manifest as JSON (asclepius ckpt inspect).
 std::string manifest_json(const std::string& dir);
 // The step directories of a run, newest first.
 std::vector<std::string> step_dirs_newest_first(const std::string& run_dir);
 // Whether `name` names a step directory: "step-" and at least 7 digits (step_dir_name).
 bool is_step_dir_name(const std::string& name);
+// Whether `name` is a file name that stays in its directory (no '/', not "." or "..").
+bool is_plain_file_name(const std::string& name);
 
 // ---- format 2 (checkpoint/sharded.h): the manifest's slice table, as plain structs ---------
 struct FileInfo {

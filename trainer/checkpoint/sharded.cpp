@@ -9,6 +9,8 @@
 #include <cstring>
 #include <filesystem>
 #include <future>
+#include <limits>
+#include <map>
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
@@ -210,11 +212,7 @@ void commit_sharded_checkpoint(const ShardedSave& s, const ShardReportInfo& repo
       fsync_dir(s.run_dir);
       save_fault_point(s.fault_spec, "latest", rank, s.step);
       write_file_atomic((run / "latest").string(), name + "\n");
-      if (s.keep_last > 0) {
-        const std::vector<std::string> dirs = step_dirs_newest_first(s.run_dir);
-        for (size_t i = size_t(s.keep_last); i < dirs.size(); ++i)
-          if (dirs[i] != dir.string()) fs::remove_all(dirs[i]);
-      }
+      remove_old_checkpoints(s.run_dir, s.keep_last, dir.string());
     } catch (const std::exception& e) {
       error = e.what();
     }
@@ -229,6 +227,7 @@ bool is_sharded_checkpoint(const std::string& dir) {
 }
 
 CheckpointReader::CheckpointReader(const std::string& step_dir) : dir_(step_dir) {
+  require_known_manifest_format(step_dir);
   ShardedManifest m;
   if (read_sharded_manifest(step_dir, &m)) {
     format_ = 2;
@@ -237,8 +236,8 @@ CheckpointReader::CheckpointReader(const std::string& step_dir) : dir_(step_dir)
       Tensor& x = tensors_[t.name];
       x.shape = t.shape;
       for (const auto& s : t.slices) {
-        ASC_CHECK(s.file.find('/') == std::string::npos && s.file.find("..") == std::string::npos,
-                  "{}/{}: slice file '{}' leaves the directory", step_dir, kManifestFile, s.file);
+        ASC_CHECK(is_plain_file_name(s.file), "{}/{}: slice file '{}' leaves the directory",
+                  step_dir, kManifestFile, s.file);
         x.by_kind[s.kind].push_back({s.file, s.dtype, s.begin, s.end, s.offset});
       }
     }
@@ -275,6 +274,47 @@ CheckpointReader::CheckpointReader(const std::string& step_dir) : dir_(step_dir)
     for (auto& [kind, v] : t.by_kind)
       std::sort(v.begin(), v.end(),
                 [](const Slice& a, const Slice& b) { return a.begin < b.begin; });
+  check_slices();
+}
+
+// Each kind of each tensor is tiled by its slices: [0, numel) in order, no gap, no overlap, every
+// slice a known dtype and inside its file. (Reads then never go past a file or leave a hole.)
+void CheckpointReader::check_slices() const {
+  std::map<std::string, uint64_t> sizes;
+  auto size_of = [&](const std::string& file) {
+    auto it = sizes.find(file);
+    if (it != sizes.end()) return it->second;
+    std::error_code ec;
+    const uint64_t n = fs::file_size(fs::path(dir_) / file, ec);
+    if (ec) ASC_FAIL("{}/{}: missing or unreadable ({})", dir_, file, ec.message());
+    return sizes[file] = n;
+  };
+  for (const auto& [name, t] : tensors_) {
+    int64_t numel = 1;
+    for (const int64_t d : t.shape) {
+      if (d < 0 || (d > 0 && numel > std::numeric_limits<int64_t>::max() / d))
+        ASC_FAIL("{}: '{}' has shape [{}]", dir_, name, fmt::join(t.shape, ", "));
+      numel *= d;
+    }
+    for (const auto& [kind, v] : t.by_kind) {
+      int64_t at = 0;
+      for (const Slice& s : v) {
+        if (s.begin != at || s.end < s.begin)
+          ASC_FAIL("{}: {} of '{}' has {} at element {}", dir_, kind, name,
+                   s.begin < at ? "overlapping slices" : "a gap", std::min(s.begin, at));
+        const uint64_t es = s.dtype == "BF16" ? 2 : s.dtype == "F32" ? 4 : 0;
+        if (es == 0)
+          ASC_FAIL("{}: {} of '{}' stored as {} (expected F32 or BF16)", dir_, kind, name, s.dtype);
+        const uint64_t bytes = uint64_t(s.end - s.begin) * es, size = size_of(s.file);
+        if (s.offset > size || bytes > size - s.offset)
+          ASC_FAIL("{}/{}: {} of '{}' (bytes {} + {}) lies past the end of the file ({} bytes)",
+                   dir_, s.file, kind, name, s.offset, bytes, size);
+        at = s.end;
+      }
+      if (at != numel)
+        ASC_FAIL("{}: {} of '{}' covers {} of its {} elements", dir_, kind, name, at, numel);
+    }
+  }
 }
 
 CheckpointReader::~CheckpointReader() {

@@ -107,6 +107,7 @@ class CheckpointReader {
     std::map<std::string, std::vector<Slice>> by_kind;  // sorted by begin
   };
   int fd(const std::string& file) const;
+  void check_slices() const;
   std::string dir_;
   int format_ = 0;
   int64_t optimizer_step_ = 0;

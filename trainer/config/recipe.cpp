@@ -1,5 +1,7 @@
 #include "config/recipe.h"
 
+#include <algorithm>
+
 #include <cstdint>
 
 #include <cmath>
@@ -338,6 +340,14 @@ void apply_map(const YAML::Node& node, const std::string& prefix, const std::str
     const YAML::Node v = it->second;
     std::string where = mark_of(file, k.Mark());
     if (!k.IsScalar()) ASC_FAIL("{}: keys under '{}' must be plain names", where, prefix);
+    // A control character (a NUL) in a key would cut or garble every message that names it.
+    for (const char c : k.Scalar())
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+        ASC_FAIL(
+            "{}: a key under '{}' contains the control character 0x{:02x}: keys are plain "
+            "names",
+            where, prefix.empty() ? "the top level" : prefix,
+            unsigned(static_cast<unsigned char>(c)));
     std::string path = prefix.empty() ? k.Scalar() : prefix + "." + k.Scalar();
     if (k.Scalar().find('.') != std::string::npos)
       ASC_FAIL_HINT("nest the keys; dotted keys are for command-line overrides",
@@ -508,6 +518,10 @@ Recipe load_recipe_text(const std::string& text, const std::string& name,
   Recipe r;
   r.source = name;
   Schema schema(r);
+  // A NUL byte is no YAML text (the parser turns it into another character): name its line.
+  if (const size_t nul = text.find('\0'); nul != std::string::npos)
+    ASC_FAIL("{}:{}: a NUL byte; a recipe is text", name,
+             1 + std::count(text.begin(), text.begin() + std::ptrdiff_t(nul), '\n'));
   YAML::Node root;
   try {
     root = YAML::Load(text);

@@ -134,6 +134,7 @@ LlamaConfig llama_preset(const std::string& name) {
 
 LlamaConfig llama_config_from_hf_json(const nlohmann::json& j, const std::string& where) {
   LlamaConfig c;
+  std::optional<int64_t> head_dim;
   try {
     c.model_type = j.value("model_type", std::string("llama"));
     if (c.model_type != "llama" && c.model_type != "mistral")
@@ -186,14 +187,14 @@ LlamaConfig llama_config_from_hf_json(const nlohmann::json& j, const std::string
       ASC_FAIL("{}: attention_bias / mlp_bias are not supported (LLaMA has no biases)", where);
     if (j.contains("hidden_act") && j["hidden_act"] != "silu")
       ASC_FAIL("{}: hidden_act {} is not supported (only silu)", where, j["hidden_act"].dump());
-    if (j.contains("head_dim") && j["head_dim"].is_number_integer() &&
-        j["head_dim"].get<int64_t>() != c.hidden_size / std::max<int64_t>(1, c.num_attention_heads))
-      ASC_FAIL("{}: head_dim {} != hidden_size/num_attention_heads is not supported", where,
-               j["head_dim"].get<int64_t>());
+    head_dim = opt_int("head_dim");
   } catch (const nlohmann::json::exception& e) {
     ASC_FAIL("{}: malformed config: {}", where, e.what());
   }
-  c.validate(where);
+  c.validate(where);  // ranges first: a head count of 0 is out of range, not a head_dim mismatch
+  if (head_dim && *head_dim != c.head_dim())
+    ASC_FAIL("{}: head_dim {} != hidden_size/num_attention_heads ({}) is not supported", where,
+             *head_dim, c.head_dim());
   return c;
 }
 

@@ -8,10 +8,13 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include <ATen/ATen.h>
 
 #include "checkpoint/checkpointer.h"
+#include "checkpoint/manifest.h"
+#include "checkpoint/manifest_edit.h"
 #include "checkpoint/hf_io.h"
 #include "checkpoint/sharded.h"
 #include "common/error.h"
@@ -101,4 +104,53 @@ TEST(Checkpointer, AResumeThatChangesWhatIsTrainedIsRefused) {
   }
   // Logging may change (the run was written without TensorBoard).
   EXPECT_EQ(train(recipe(run, {"checkpoint.resume=auto", "logging.tensorboard=true"})).steps, 8);
+}
+
+// Crafted manifests (issue 23): each is refused by the reader every command uses (train's
+// resume, export, ckpt inspect) or by the manifest check resuming runs first, naming what is
+// wrong; resuming then skips to an older checkpoint. None makes a reader hash or read a file
+// outside the step directory.
+TEST(Checkpointer, CraftedManifestsAreRefusedNamingTheProblem) {
+  const std::string run = test::temp_dir("ckpt_crafted");
+  train(recipe(run, {"train.max_steps=4", "checkpoint.every_steps=2"}));
+  const std::string good = run + "/" + step_dir_name(4);
+  const std::string manifest_path = good + "/" + kManifestFile;
+  const std::string original = read_file(manifest_path);
+  auto reader_error = [&] {
+    try {
+      CheckpointReader r(good);
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  // Expected in the reader's error and in verify_checkpoint's problem ("": not checked there).
+  const std::map<std::string, std::pair<std::string, std::string>> expect = {
+      {"slice-file-outside", {"slice file '../x' leaves the directory", ""}},
+      {"file-outside", {"", "lists '../../../../etc/passwd', which is not a file of the step"}},
+      {"gap", {"has a gap at element 0", ""}},
+      {"overlap", {"has overlapping slices", ""}},
+      {"past-end", {"lies past the end of the file", ""}},
+      {"dtype", {"stored as F64 (expected F32 or BF16)", ""}},
+      {"shape", {"of its", ""}},
+      {"format-99", {"format_version 99; this build reads 1 to 2", "format_version 99"}},
+      {"other-step", {"", "holds the checkpoint of step 3"}},
+  };
+  ASSERT_EQ(expect.size(), test::manifest_edits().size());
+  for (const std::string& edit : test::manifest_edits()) {
+    write_file_atomic(manifest_path, original);
+    test::edit_manifest(good, edit);
+    const auto& [in_reader, in_verify] = expect.at(edit);
+    const std::string err = reader_error(), problem = verify_checkpoint(good);
+    if (!in_reader.empty())
+      EXPECT_NE(err.find(in_reader), std::string::npos) << edit << ": " << err;
+    if (!in_verify.empty()) {
+      EXPECT_NE(problem.find(in_verify), std::string::npos) << edit << ": " << problem;
+      EXPECT_EQ(newest_complete_checkpoint(run), run + "/" + step_dir_name(2)) << edit;
+    }
+    EXPECT_TRUE(!err.empty() || !problem.empty()) << edit << " was accepted";
+  }
+  write_file_atomic(manifest_path, original);
+  EXPECT_EQ(reader_error(), "");
+  EXPECT_EQ(verify_checkpoint(good), "");
 }
