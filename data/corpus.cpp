@@ -441,6 +441,20 @@ void Corpus::read_loss_mask(int64_t begin, int64_t count, uint8_t* out) const {
   read_range(mask_, begin, count, H5T_NATIVE_UINT8, out, info_.num_tokens, path_, "loss_mask");
 }
 
+void Corpus::verify() const {
+  check_token_ids(info_.vocab_size);
+  if (mask_ < 0) return;
+  std::vector<uint8_t> buf(1 << 16);
+  for (int64_t b = 0; b < info_.num_tokens; b += int64_t(buf.size())) {
+    const int64_t n = std::min<int64_t>(int64_t(buf.size()), info_.num_tokens - b);
+    read_loss_mask(b, n, buf.data());
+    for (int64_t i = 0; i < n; ++i)
+      if (buf[size_t(i)] > 1)
+        ASC_FAIL("{}: loss_mask {} at position {} is neither 0 nor 1", path_, int(buf[size_t(i)]),
+                 b + i);
+  }
+}
+
 void Corpus::check_token_ids(int64_t vocab_size) const {
   std::vector<int32_t> buf(1 << 16);
   for (int64_t b = 0; b < info_.num_tokens; b += int64_t(buf.size())) {

@@ -70,6 +70,9 @@ class Corpus {
   int64_t num_windows(int64_t seq_len) const { return info_.num_tokens / seq_len; }
   // Every token read once: each id in [0, vocab_size); throws naming the first bad position.
   void check_token_ids(int64_t vocab_size) const;
+  // Everything a reader may read, read once: every chunk's checksum, token ids within the
+  // corpus's vocabulary, loss-mask values 0 or 1 (corpus inspect; train checks the ids too).
+  void verify() const;
 
  private:
   std::string path_;

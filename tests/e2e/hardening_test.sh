@@ -146,6 +146,29 @@ cp -r "$tmp/run" "$tmp/run-bad"
 echo "../run" >"$tmp/run-bad/latest"
 expect_error "export: a latest that leaves its run" "'latest' names '../run', which is not a step directory" \
   "$bin" export "$tmp/run-bad" --out "$tmp/hf-bad"
+# --- corpus inspect verifies what train verifies: a flipped byte in any chunk is refused -----
+# 250 notes: more tokens than one 65,536-token chunk, so the flips land past what a sample reads.
+"$bin" synth-notes --count 250 --seed 2 --out "$tmp/many" >/dev/null
+"$bin" corpus build --input "$tmp/many/train.csv" --tokenizer "$tok" --out "$tmp/big.h5" >/dev/null
+check "corpus inspect: an intact corpus of several chunks" \
+  bash -c "'$bin' corpus inspect '$tmp/big.h5' | grep -q 'verified: every chunk'"
+for k in 0 1 2 3; do
+  cp "$tmp/big.h5" "$tmp/flip$k.h5"
+  "$py" -c "
+import h5py, random, sys
+p, k = sys.argv[1], int(sys.argv[2])
+with h5py.File(p, 'r') as f:
+    ds = f['tokens']
+    n = ds.id.get_num_chunks()
+    assert n > 1, n
+    info = ds.id.get_chunk_info(n - 1 - k % 2)  # the last chunks, never the first
+off = info.byte_offset + random.Random(k).randrange(info.size)
+with open(p, 'r+b') as f:
+    f.seek(off); b = f.read(1); f.seek(off); f.write(bytes([b[0] ^ 0x5a]))" "$tmp/flip$k.h5" "$k"
+  expect_error "corpus inspect: a flipped byte in a later chunk ($k)" "checksum mismatch" \
+    "$bin" corpus inspect "$tmp/flip$k.h5"
+done
+
 # --- damaged run directories: resuming falls back to the newest intact checkpoint ---------
 # Each copy of the run (steps 2 and 4 saved) is damaged at step 4; resuming must take step 2,
 # say why, and finish; every command that reads the damaged step names the problem.

@@ -63,12 +63,14 @@ void add_corpus(CLI::App& app) {
 
   auto path = std::make_shared<std::string>();
   auto tok_path = std::make_shared<std::string>();
-  auto* in = cmd->add_subcommand("inspect", "Print a corpus's attributes, counts and a sample");
+  auto* in = cmd->add_subcommand(
+      "inspect", "Verify a corpus (every checksum and id) and print its attributes and a sample");
   in->add_option("corpus", *path, "corpus.h5")->required()->check(CLI::ExistingFile);
   in->add_option("--tokenizer", *tok_path, "tokenizer.model, to decode a sample")
       ->check(CLI::ExistingFile);
   in->callback([=] {
     Corpus c(*path);
+    c.verify();  // what train would refuse, inspect refuses (exit 1 naming the range)
     const auto& i = c.info();
     std::vector<int64_t> len;
     for (size_t d = 0; d + 1 < c.doc_offsets().size(); ++d)
@@ -80,10 +82,11 @@ void add_corpus(CLI::App& app) {
         "{}\n  schema_version {}\n  stage {}\n  tokenizer_xxh64 {}\n  vocab_size {}\n  special "
         "ids: "
         "bos {} eos {} pad {} unk {}\n  documents {}\n  tokens {}\n  truncated {}\n  document "
-        "length: min {} median {} mean {:.1f} max {}\n  sources {}\n",
+        "length: min {} median {} mean {:.1f} max {}\n  sources {}\n  verified: every "
+        "chunk's checksum, token ids below vocab_size{}\n",
         *path, i.schema_version, i.stage, i.tokenizer_checksum, i.vocab_size, i.bos_id, i.eos_id,
         i.pad_id, i.unk_id, i.num_docs, i.num_tokens, i.truncated, len.front(), len[len.size() / 2],
-        mean, len.back(), i.sources);
+        mean, len.back(), i.sources, i.stage == "instruct" ? ", loss-mask values" : "");
     const int64_t n = std::min<int64_t>(c.doc_offsets()[1], 256);
     std::vector<int32_t> ids(static_cast<size_t>(n));
     c.read_tokens(0, n, ids.data());
