@@ -19,6 +19,7 @@
 #include "checkpoint/hf_io.h"         // init_from's weights, Hugging Face names
 #include "common/error.h"
 #include "common/host_memory.h"   // train.cache_host_memory
+#include "data/corpus.h"          // the corpus's tokenizer, recorded in the model
 #include "common/stop_signal.h"   // SIGINT/SIGTERM/SIGUSR1 -> a graceful stop
 #include "eval/validator.h"       // eval.corpus: held-out loss during training
 #include "kernels/cuda_device.h"  // the GPU's peak (MFU) and memory peak
@@ -63,6 +64,14 @@ LlamaConfig initial_config(const Recipe& r, std::string* from) {
   if (r.data.seq_len > config.max_position_embeddings)
     ASC_FAIL("{}: data.seq_len ({}) exceeds max_position_embeddings ({}) of the model",
              r.where("data.seq_len"), r.data.seq_len, config.max_position_embeddings);
+  // The model learns the corpus's tokenizer: its config.json records it, and a model already
+  // trained with another one (same vocabulary size or not) is refused.
+  if (r.data.corpus != "demo") {
+    const std::string tok = Corpus(r.data.corpus).info().tokenizer_checksum;
+    check_same_tokenizer(config, *from + "/config.json", tok,
+                         r.where("data.corpus") + ": corpus " + r.data.corpus);
+    config.tokenizer_xxh64 = tok;
+  }
   return config;
 }
 

@@ -146,6 +146,27 @@ cp -r "$tmp/run" "$tmp/run-bad"
 echo "../run" >"$tmp/run-bad/latest"
 expect_error "export: a latest that leaves its run" "'latest' names '../run', which is not a step directory" \
   "$bin" export "$tmp/run-bad" --out "$tmp/hf-bad"
+# --- the tokenizer travels with the model: every pairing is checked ---------------------------
+# A model trained on a corpus records its tokenizer; another tokenizer of the same size (trained
+# on other notes), or a corpus built with it, is refused by generate, eval ppl and train.
+"$bin" train "$src/recipes/demo/tiny.yaml" model.vocab_size=400 data.corpus="$tmp/held.h5" \
+  data.tokenizer="$tok" train.max_steps=2 checkpoint.dir="$tmp/tokrun" logging.progress=false >/dev/null 2>&1
+tok_xxh=$("$bin" corpus inspect "$tmp/held.h5" | sed -n 's/.*tokenizer_xxh64 //p')
+check "the model's config.json records the corpus's tokenizer" \
+  grep -q "\"asclepius_tokenizer_xxh64\": *\"$tok_xxh\"" "$tmp/tokrun/step-0000002/config.json"
+"$bin" synth-notes --count 40 --seed 9 --out "$tmp/other" >/dev/null
+"$bin" tokenizer train --input "$tmp/other/train.csv" --vocab-size 400 --out "$tmp/other.model" >/dev/null
+"$bin" corpus build --input "$tmp/other/train.csv" --tokenizer "$tmp/other.model" --out "$tmp/other.h5" >/dev/null
+expect_error "generate: another tokenizer of the same size" "but the model ($tmp/tokrun/step-0000002) was trained with tokenizer $tok_xxh" \
+  "$bin" generate --model "$tmp/tokrun" --tokenizer "$tmp/other.model" --note "$tmp/note.txt" --question "Why?"
+check "generate: the model's own tokenizer" "$bin" generate --model "$tmp/tokrun" --tokenizer "$tok" \
+  --note "$tmp/note.txt" --question "Why?" --max-new-tokens 2
+expect_error "eval ppl: a corpus built with another tokenizer" "was trained with tokenizer $tok_xxh" \
+  "$bin" eval ppl --model "$tmp/tokrun" --corpus "$tmp/other.h5"
+expect_error "train: init_from a model of another tokenizer" "was trained with tokenizer $tok_xxh" \
+  "$bin" train "$src/recipes/demo/tiny.yaml" model.preset= model.init_from="$tmp/tokrun" \
+  data.corpus="$tmp/other.h5" train.max_steps=1 checkpoint.dir="$tmp/tokrun2"
+
 # --- corpus inspect verifies what train verifies: a flipped byte in any chunk is refused -----
 # 250 notes: more tokens than one 65,536-token chunk, so the flips land past what a sample reads.
 "$bin" synth-notes --count 250 --seed 2 --out "$tmp/many" >/dev/null

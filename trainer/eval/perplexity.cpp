@@ -63,6 +63,7 @@ PerplexityResult corpus_perplexity(LlamaForCausalLM& model, const Corpus& corpus
   torch::NoGradGuard no_grad;
   const LlamaConfig& c = model->config();
   const CorpusInfo& info = corpus.info();
+  check_same_tokenizer(c, "its config.json", info.tokenizer_checksum, "corpus " + corpus.path());
   if (info.vocab_size > c.vocab_size)
     ASC_FAIL_HINT("evaluate with a corpus built by the model's tokenizer",
                   "corpus {} was tokenised with {} pieces but the model's vocabulary has {}",

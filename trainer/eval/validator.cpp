@@ -26,6 +26,8 @@ Validator::Validator(const Recipe& r, const LlamaConfig& model, int rank, int wo
                     r.where("eval.corpus"), r.eval.corpus, info.tokenizer_checksum,
                     r.data.tokenizer, tok.checksum());
   }
+  check_same_tokenizer(model, "this run", info.tokenizer_checksum,
+                       r.where("eval.corpus") + ": corpus " + r.eval.corpus);
   if (info.vocab_size > model.vocab_size)
     ASC_FAIL("{}: {} was built with a {}-token vocabulary but the model has {}",
              r.where("eval.corpus"), r.eval.corpus, info.vocab_size, model.vocab_size);

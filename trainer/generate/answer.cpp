@@ -28,6 +28,7 @@ LlamaForCausalLM load_model_for_inference(const std::string& path, c10::ScalarTy
 
 void check_tokenizer_matches(const Tokenizer& tok, const LlamaConfig& c,
                              const std::string& model_dir) {
+  check_same_tokenizer(c, model_dir, tok.checksum(), "tokenizer " + tok.path());
   const std::string hint =
       "use the tokenizer the model was trained with (the recipe's data.tokenizer)";
   if (tok.vocab_size() > c.vocab_size)

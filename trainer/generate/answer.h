@@ -20,7 +20,8 @@ namespace asc {
 LlamaForCausalLM load_model_for_inference(const std::string& path, c10::ScalarType dtype,
                                           std::string* resolved_dir = nullptr);
 
-// Throws naming both files when the tokenizer cannot have produced the model's inputs: more
+// Throws naming both files when the tokenizer cannot have produced the model's inputs: another
+// tokenizer than the one the model records (config.json asclepius_tokenizer_xxh64), more
 // pieces than the model's vocabulary, or other BOS/EOS ids.
 void check_tokenizer_matches(const Tokenizer& tok, const LlamaConfig& c,
                              const std::string& model_dir);

@@ -178,6 +178,8 @@ LlamaConfig llama_config_from_hf_json(const nlohmann::json& j, const std::string
     c.pad_token_id = opt_int("pad_token_id");
     c.sliding_window = opt_int("sliding_window");
     // Newer transformers write "dtype", older "torch_dtype"; read both.
+    if (j.contains("asclepius_tokenizer_xxh64") && j["asclepius_tokenizer_xxh64"].is_string())
+      c.tokenizer_xxh64 = j["asclepius_tokenizer_xxh64"].get<std::string>();
     for (const char* k : {"dtype", "torch_dtype"})
       if (j.contains(k) && j[k].is_string()) c.torch_dtype = j[k].get<std::string>();
     if (j.contains("rope_scaling") && !j["rope_scaling"].is_null())
@@ -198,6 +200,16 @@ LlamaConfig llama_config_from_hf_json(const nlohmann::json& j, const std::string
   return c;
 }
 
+void check_same_tokenizer(const LlamaConfig& model, const std::string& model_where,
+                          const std::string& tokenizer_xxh64, const std::string& what) {
+  if (model.tokenizer_xxh64.empty() || tokenizer_xxh64.empty() ||
+      model.tokenizer_xxh64 == tokenizer_xxh64)
+    return;
+  ASC_FAIL_HINT("use the tokenizer the model was trained with, and corpora built with it",
+                "{} has tokenizer {} but the model ({}) was trained with tokenizer {}", what,
+                tokenizer_xxh64, model_where, model.tokenizer_xxh64);
+}
+
 nlohmann::json llama_config_to_hf_json(const LlamaConfig& c) {
   const bool mistral = c.model_type == "mistral";
   nlohmann::json j;
@@ -214,6 +226,7 @@ nlohmann::json llama_config_to_hf_json(const LlamaConfig& c) {
   j["rms_norm_eps"] = c.rms_norm_eps;
   j["rope_theta"] = c.rope_theta;
   j["rope_scaling"] = nullptr;
+  if (!c.tokenizer_xxh64.empty()) j["asclepius_tokenizer_xxh64"] = c.tokenizer_xxh64;
   j["tie_word_embeddings"] = c.tie_word_embeddings;
   j["hidden_act"] = "silu";
   j["initializer_range"] = 0.02;

@@ -34,6 +34,10 @@ struct LlamaConfig {
   // Mistral v0.1 attends within a 4096-token window; unset (null) = full causal attention.
   std::optional<int64_t> sliding_window;
   std::string torch_dtype = "float32";  // dtype written to / read from config.json
+  // XXH64 of the tokenizer the model was trained with (config.json "asclepius_tokenizer_xxh64";
+  // "" = not recorded, e.g. a Hugging Face base model): every command that pairs the model with
+  // a tokenizer or a corpus checks it.
+  std::string tokenizer_xxh64;
 
   int64_t head_dim() const { return hidden_size / num_attention_heads; }
   // Parameters of the whole model (embedding and head included; the head once when tied).
@@ -51,6 +55,11 @@ struct LlamaConfig {
     validate([&](const char*) { return where; });
   }
 };
+
+// Throws when the model records a tokenizer and `tokenizer_xxh64` (of a tokenizer, or the one
+// a corpus was built with: `what`) is another. Nothing to check when either is unknown ("").
+void check_same_tokenizer(const LlamaConfig& model, const std::string& model_where,
+                          const std::string& tokenizer_xxh64, const std::string& what);
 
 // Every parameter's Hugging Face name and shape, in the model's order (named_parameters()):
 // what a checkpoint or export of this architecture holds, known without building the model.
