@@ -343,7 +343,9 @@ std::string qa_scores_json(const QaScores& s) {
   j["bad_lines"] = nlohmann::json::array();
   for (const auto& b : s.bad_lines)
     j["bad_lines"].push_back({{"line", b.line}, {"problem", b.problem}});
-  return j.dump(2) + "\n";
+  // A problem quotes nlohmann's parse error, whose "last read" may hold the line's invalid UTF-8
+  // bytes: replaced with U+FFFD, since dump() would throw json type_error 316 (issue 23).
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 std::string format_qa_table(const QaScores& s) {

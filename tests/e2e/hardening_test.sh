@@ -253,6 +253,11 @@ cp -r "$tmp/m" "$tmp/heads0"
 expect_error "config.json with zero heads: a range error" "num_attention_heads = 0 is out of range" \
   "$bin" generate --model "$tmp/heads0" --tokenizer "$tok" --note "$tmp/note.txt" --question "Why?"
 
+cp -r "$tmp/m" "$tmp/deep"
+"$py" -c "import json,sys; p=sys.argv[1]+'/config.json'; c=open(p).read().rstrip().rstrip('}'); open(p,'w').write(c+', \"rope_scaling\": '+'['*100000+']'*100000+'}')" "$tmp/deep"
+expect_error "config.json nested 100,000 levels deep: refused, no stack overflow" "JSON nested deeper than 512 levels" \
+  "$bin" generate --model "$tmp/deep" --tokenizer "$tok" --note "$tmp/note.txt" --question "Why?"
+
 "$bin" plan "$src/recipes/demo/tiny.yaml" --world-size 0 >"$tmp/plan0.out" 2>&1
 check "plan --world-size 0: a readable range, exit status not 0" \
   bash -c "(( $? != 0 )) && grep -q -- '--world-size: Value 0 not in range 1 to 1048576' $tmp/plan0.out"

@@ -13,6 +13,7 @@
 #include "checkpoint/safetensors.h"
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/json_limits.h"
 
 namespace fs = std::filesystem;
 
@@ -106,7 +107,9 @@ LlamaConfig read_hf_config(const std::string& dir) {
   if (!fs::exists(path)) ASC_FAIL("{}: not a Hugging Face model directory (no config.json)", dir);
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(read_file(path));
+    // Depth-bounded: llama_config_from_hf_json dumps values into its errors and nlohmann's dump
+    // recurses per level (a rope_scaling 100,000 levels deep overflowed the stack; issue 23).
+    j = parse_json_bounded(read_file(path), path);
   } catch (const nlohmann::json::exception& e) {
     ASC_FAIL("{}: malformed JSON: {}", path, e.what());
   }
