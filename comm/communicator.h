@@ -10,14 +10,17 @@
 // collective has a sequence number (the same on every rank) and a deadline: a rank that does not
 // arrive within the timeout makes each waiting rank print ONE line naming the collective, its
 // sequence number and the ranks that have not arrived, and exit non-zero (see kCommExitCode) —
-// never a silent hang. A stop signal that arrives while a rank waits (mpirun tearing the job
-// down after another rank died, or a graceful stop) is reported at once in one line naming the
-// collective; the wait goes on (a graceful stop must still finish the step and save).
+// never a silent hang. The deadline counts time without progress: a peer seen arriving at the
+// collectives it was behind on (or a barrier's own progress probe) restarts it. A stop signal that
+// arrives while a rank waits (mpirun tearing the job down after another rank died, or a graceful
+// stop) is reported at once in one line naming the collective; the wait goes on (a graceful stop
+// must still finish the step and save).
 //
 // Ranks must issue the same collectives in the same order, from one thread.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -43,6 +46,10 @@ struct BroadcastOptions {
 };
 struct BarrierOptions {
   double timeout_s = 0;  // > 0: this barrier's own deadline (e.g. while rank 0 writes a checkpoint)
+  // Optional: a value that changes while the ranks still to arrive are seen working (the sizes
+  // and times of the files a checkpoint's ranks write). Each change restarts the deadline: the
+  // barrier fails after timeout_s without progress, however long the work takes.
+  std::function<int64_t()> progress;
 };
 
 class Work {

@@ -311,7 +311,7 @@ class MpiCommunicator final : public Communicator {
     const int64_t seq = begin();
     MPI_Request r;
     mpi_check(MPI_Ibarrier(coll_, &r), "MPI_Ibarrier");
-    wait_request(&r, "barrier", seq, 0, o.timeout_s > 0 ? o.timeout_s : timeout_);
+    wait_request(&r, "barrier", seq, 0, o.timeout_s > 0 ? o.timeout_s : timeout_, o.progress);
   }
 
   // Polls a communication-thread task until done, under the same deadline policy.
@@ -337,8 +337,9 @@ class MpiCommunicator final : public Communicator {
 
   // Polls `req` until done; the Deadline ends the process on a timeout or a signal.
   void wait_request(MPI_Request* req, const char* op, int64_t seq, int64_t bytes,
-                    double timeout_s = 0) {
-    Deadline deadline(board_, op, seq, bytes, timeout_s > 0 ? timeout_s : timeout_);
+                    double timeout_s = 0, std::function<int64_t()> progress = {}) {
+    Deadline deadline(board_, op, seq, bytes, timeout_s > 0 ? timeout_s : timeout_,
+                      std::move(progress));
     for (;;) {
       int done = 0;
       mpi_check(MPI_Test(req, &done, MPI_STATUS_IGNORE), "MPI_Test");

@@ -51,6 +51,10 @@ void mpi_init_once() {
           level, int(MPI_THREAD_MULTIPLE));
     return;
   }
+  // A rank waiting in a blocking collective (the communication thread's all-reduce) polls; on a
+  // shared or oversubscribed node that poll would starve the ranks it waits for. OpenMPI then
+  // yields the core between polls (as mpirun --oversubscribe sets); a user's own value stays.
+  ::setenv("OMPI_MCA_mpi_yield_when_idle", "1", /*overwrite=*/0);
   int provided = 0;
   // The data sampler's channel runs on the prefetch thread while collectives run on the main one.
   mpi_check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided), "MPI_Init_thread");
@@ -131,9 +135,30 @@ std::string ArrivalBoard::missing_text(int64_t seq) const {
   return fmt::format("; ranks that did not arrive: {}", fmt::join(missing, ", "));
 }
 
+int64_t ArrivalBoard::arrivals() const {
+  int64_t n = 0;
+  for (int p = 0; p < size_; ++p)
+    if (p != rank_) n += arrived_[size_t(p)];
+  return n;
+}
+
 Deadline::Deadline(const ArrivalBoard& board, const char* op, int64_t seq, int64_t bytes,
-                   double timeout_s)
-    : board_(board), op_(op), seq_(seq), bytes_(bytes), timeout_(timeout_s), start_(now_s()) {}
+                   double timeout_s, std::function<int64_t()> progress)
+    : board_(board),
+      op_(op),
+      seq_(seq),
+      bytes_(bytes),
+      timeout_(timeout_s),
+      begin_(now_s()),
+      start_(begin_),
+      progress_(std::move(progress)),
+      arrivals_(board.arrivals()) {
+  if (progress_) last_progress_ = progress_(), next_probe_ = begin_ + probe_interval();
+}
+
+double Deadline::probe_interval() const {
+  return std::clamp(timeout_ / 4, 1.0, 10.0);
+}
 
 void Deadline::check() {
   const double t = now_s();
@@ -152,10 +177,21 @@ void Deadline::check() {
                  signal_name(stop_signal()), t - start_, board_.missing_text(seq_).c_str());
     std::fflush(stderr);
   }
+  // Progress restarts the deadline: a peer arriving at a collective it was behind on, or the
+  // caller's probe changing (a checkpoint's files growing while a rank writes).
+  if (const int64_t a = board_.arrivals(); a != arrivals_) arrivals_ = a, start_ = t;
+  if (progress_ && t >= next_probe_) {
+    next_probe_ = t + probe_interval();
+    if (const int64_t v = progress_(); v != last_progress_) last_progress_ = v, start_ = t;
+  }
   if (t - start_ > timeout_)
     comm_fatal(board_.rank(), board_.size(),
-               fmt::format("{} #{} ({} bytes) timed out after {:.0f} s (parallel.timeout_s){}", op_,
-                           seq_, bytes_, timeout_, board_.missing_text(seq_)));
+               fmt::format("{} #{} ({} bytes) timed out after {:.0f} s (parallel.timeout_s){}{}",
+                           op_, seq_, bytes_, timeout_, board_.missing_text(seq_),
+                           start_ > begin_ ? fmt::format(" (no progress for {:.0f} s of {:.0f} s "
+                                                         "waited)",
+                                                         t - start_, t - begin_)
+                                           : std::string()));
   if (++spins_ > 2000) std::this_thread::sleep_for(std::chrono::microseconds(200));
 }
 

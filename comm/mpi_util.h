@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,6 +31,8 @@ class ArrivalBoard {
   std::string missing_text(int64_t seq) const;
   int rank() const { return rank_; }
   int size() const { return size_; }
+  // Collectives the peers have announced, summed: grows while any peer makes progress.
+  int64_t arrivals() const;
 
  private:
   struct Notice {
@@ -46,14 +49,21 @@ class ArrivalBoard {
 // stop signal during a wait is reported at once (one line per process) but does not end it.
 class Deadline {
  public:
-  Deadline(const ArrivalBoard& board, const char* op, int64_t seq, int64_t bytes, double timeout_s);
+  // timeout_s without progress: peers arriving (the board's count) or, when given, a change of
+  // progress() (probed every few seconds) restart it.
+  Deadline(const ArrivalBoard& board, const char* op, int64_t seq, int64_t bytes, double timeout_s,
+           std::function<int64_t()> progress = {});
   void check();  // between polls
  private:
+  double probe_interval() const;
   const ArrivalBoard& board_;
   const char* op_;
   int64_t seq_, bytes_;
-  double timeout_, start_, signal_at_ = -1;
+  double timeout_, begin_, start_, signal_at_ = -1;
   int spins_ = 0;
+  std::function<int64_t()> progress_;
+  int64_t arrivals_ = 0, last_progress_ = 0;
+  double next_probe_ = 0;
 };
 
 }  // namespace asc::comm

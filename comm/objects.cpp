@@ -21,9 +21,10 @@ std::string broadcast_string(Communicator* comm, const std::string& s, int root)
 }
 
 std::vector<std::string> all_gather_strings(Communicator* comm, const std::string& mine,
-                                            double timeout_s) {
+                                            double timeout_s,
+                                            const std::function<int64_t()>& progress) {
   if (!comm) return {mine};
-  if (timeout_s > 0) comm->barrier({timeout_s});
+  if (timeout_s > 0) comm->barrier({timeout_s, progress});
   const int W = comm->size();
   at::Tensor len = at::full({1}, int64_t(mine.size()), at::kLong);
   at::Tensor lens = at::empty({W}, at::kLong);
@@ -41,8 +42,8 @@ std::vector<std::string> all_gather_strings(Communicator* comm, const std::strin
 }
 
 void agree_on_error(Communicator* comm, const std::string& what, const std::string& error,
-                    double timeout_s) {
-  const auto errors = all_gather_strings(comm, error, timeout_s);
+                    double timeout_s, const std::function<int64_t()>& progress) {
+  const auto errors = all_gather_strings(comm, error, timeout_s, progress);
   std::string all;
   for (size_t r = 0; r < errors.size(); ++r)
     if (!errors[r].empty())

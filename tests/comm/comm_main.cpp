@@ -3,6 +3,7 @@
 //                                  (on the host) the object collectives of comm/objects.h
 //   comm_main skip R TIMEOUT       rank R never enters the 3rd all_reduce; the others must fail
 //   comm_main loop TIMEOUT PIDDIR  all_reduce forever (writes PIDDIR/rank<r>.pid) until killed
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -141,6 +142,49 @@ int main(int argc, char** argv) {
       c->all_reduce(t)->wait();
     }
     std::printf("rank %d: finished, which must not happen\n", c->rank());
+    return 0;
+  }
+  if (mode == "progress") {
+    // A barrier with a progress probe (BarrierOptions::progress): the last rank arrives after
+    // SECONDS, touching FILE every 0.3 s until then (a slow writer); the others' probe reads the
+    // file's modification time. With the probe they wait (exit 0); without it ("off") they time
+    // out after TIMEOUT seconds, as before.
+    const double timeout = std::atof(argv[2]), late = std::atof(argv[3]);
+    const std::string file = argv[4];
+    const bool probe = argc <= 5 || std::string(argv[5]) != "off";
+    auto c = make_mpi_communicator(timeout);
+    asc::install_stop_signals();
+    const int W = c->size();
+    if (c->rank() == W - 1) {
+      for (double t = 0; t < late; t += 0.3) {
+        std::ofstream(file, std::ios::app) << "x";
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      }
+    }
+    BarrierOptions o{timeout, {}};
+    if (probe)
+      o.progress = [&] {
+        struct stat st {};
+        return ::stat(file.c_str(), &st) == 0 ? int64_t(st.st_mtim.tv_nsec) + st.st_size : 0;
+      };
+    c->barrier(o);
+    std::printf("rank %d: waited for the slow rank\n", c->rank());
+    return 0;
+  }
+  if (mode == "contend") {
+    // Rank 1 computes (a fixed amount of arithmetic) while rank 0 already waits in a large
+    // all-reduce (the communication thread's blocking MPI_Allreduce). Run on one core, the
+    // compute time says whether the waiting rank's polling starves the one it waits for.
+    auto c = make_mpi_communicator(600);
+    at::Tensor t = at::ones({1 << 20});  // 4 MiB: the communication thread's path
+    if (c->rank() == 1) {
+      const auto t0 = std::chrono::steady_clock::now();
+      volatile double x = 0;
+      for (int64_t i = 0; i < std::atoll(argv[2]); ++i) x = x + 1e-9 * double(i % 7);
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::printf("rank 1: compute took %.2f s\n", s);
+    }
+    c->all_reduce(t)->wait();
     return 0;
   }
   if (mode == "loop") {

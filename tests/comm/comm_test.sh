@@ -31,6 +31,17 @@ for r in 0 1; do
 done
 check "skip: nothing finished" "! grep -q 'must not happen' $tmp/skip.out"
 
+# A barrier's progress probe (used by checkpoint saves): rank 1 arrives after 7 s while its file
+# changes; with a 2 s timeout rank 0 waits it out with the probe and times out without it.
+rm -f "$tmp/progress.file"
+timeout 60 mpirun -np 2 "$bin" progress 2 7 "$tmp/progress.file" >"$tmp/progress.out" 2>&1
+check "progress: a slow rank seen working is waited for" \
+  "[[ $? == 0 ]] && [[ \$(grep -c 'waited for the slow rank' $tmp/progress.out) == 2 ]]"
+rm -f "$tmp/progress.file"
+timeout 60 mpirun -np 2 "$bin" progress 2 7 "$tmp/progress.file" off >"$tmp/noprogress.out" 2>&1
+check "progress: without the probe the same wait times out naming rank 1" \
+  "grep -q 'rank 0 of 2: barrier #1 (0 bytes) timed out after 2 s (parallel.timeout_s); ranks that did not arrive: 1' $tmp/noprogress.out"
+
 # SIGSTOP and SIGKILL of rank 1 while both ranks loop over all_reduce.
 for sig in STOP KILL; do
   rm -f "$tmp"/rank*.pid

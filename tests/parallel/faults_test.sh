@@ -72,6 +72,24 @@ for sig in KILL STOP; do
   check "SIG$sig of rank 1 mid-training: rank 0 names the collective" \
     "grep -qE 'rank 0 of 2: [a-z_]+ #[0-9]+ \\([0-9]+ bytes\\) (timed out|interrupted)' $tmp/$sig.log"
 done
+# A rank stopped (SIGSTOP) in the middle of a checkpoint save, before writing its shard (issue 23:
+# the commit waited up to 6 hours): the save's waits follow the files the ranks write, so the
+# silent rank is named within parallel.timeout_s of the files going still.
+start=$(date +%s)
+ASCLEPIUS_FAULT_SAVE=stop:shard:1:3 timeout 120 mpirun -np 2 -x ASCLEPIUS_FAULT_SAVE "$bin" train \
+  "$recipe" "${common[@]}" parallel.mode=fsdp train.max_steps=6 parallel.timeout_s=4 \
+  checkpoint.every_steps=3 checkpoint.async=false checkpoint.dir="$tmp/savestop" \
+  >"$tmp/savestop.log" 2>&1
+rc=$?
+took=$(($(date +%s) - start))
+pkill -KILL -f "checkpoint.dir=$tmp/savestop" 2>/dev/null
+tail -4 "$tmp/savestop.log"
+check "SIGSTOP of rank 1 in a save: it stopped there" \
+  "grep -q 'fault injection: rank 1 stopped at save point .shard. of step 3' $tmp/savestop.log"
+check "SIGSTOP of rank 1 in a save: non-zero exit ($rc) in ${took}s, not hours" \
+  "[[ $rc != 0 && $rc != 124 && $took -lt 60 ]]"
+check "SIGSTOP of rank 1 in a save: rank 0 names the rank that did not arrive" \
+  "grep -qE 'rank 0 of 2: barrier #[0-9]+ \\(0 bytes\\) timed out after 4 s \\(parallel.timeout_s\\); ranks that did not arrive: 1' $tmp/savestop.log"
 # A graceful stop (Slurm's --signal=USR1@T) delivered to one rank only: every rank stops after
 # the same step, the checkpoint is saved and `latest` names it.
 timeout 120 mpirun -np 2 "$bin" train "$recipe" "${common[@]}" parallel.mode=fsdp \

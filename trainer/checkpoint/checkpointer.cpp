@@ -137,7 +137,7 @@ ShardedSave Checkpointer::describe(int64_t step, double loss, const SavedState& 
   s.data_seed = uint64_t(r.train.seed);
   s.bf16_params = r.train.dtype == DType::kBf16;
   s.keep_last = r.checkpoint.keep_last;
-  s.timeout_s = std::max(r.parallel.timeout_s, 6.0 * 3600);  // writing a large model is slow
+  s.timeout_s = r.parallel.timeout_s;  // without progress: a long write is waited for
   s.fault_spec = fault_spec_;
   return s;
 }
@@ -202,19 +202,18 @@ bool Checkpointer::writing() const {
 }
 
 void Checkpointer::commit_if_written(bool all_ranks_written) {
-  if (pending_ && all_ranks_written) commit_pending(true);
+  if (pending_ && all_ranks_written) commit_pending();
 }
 
 void Checkpointer::finish() {
-  commit_pending(false);
+  commit_pending();
 }
 
-// all_ranks_written: every rank's write is known to be done (agreed this step), so the commit's
-// exchanges wait only parallel.timeout_s; otherwise (next save, stop, end) as long as a write.
-void Checkpointer::commit_pending(bool all_ranks_written) {
+// Waits for this rank's write, then commits with the others (who may still be writing: the
+// commit waits while their files change, commit_sharded_checkpoint).
+void Checkpointer::commit_pending() {
   if (!pending_) return;
   pending_->writer.join();
-  if (all_ranks_written) pending_->s.timeout_s = recipe_.parallel.timeout_s;
   commit_sharded_checkpoint(pending_->s, pending_->report, comm_);
   if (rank_ == 0)
     fmt::print(stderr, "saved {}/{} in the background ({:.3f} s from the save to the commit)\n",

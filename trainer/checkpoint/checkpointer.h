@@ -72,7 +72,7 @@ class Checkpointer {
   struct Pending;
   ShardedSave describe(int64_t step, double loss, const SavedState& opt) const;
   void allocate_staging(const std::vector<StateSlice>& mine);
-  void commit_pending(bool all_ranks_written);
+  void commit_pending();
 
   const Recipe& recipe_;
   LlamaConfig config_;

@@ -280,15 +280,18 @@ bool read_sharded_manifest(const std::string& dir, ShardedManifest* out) {
 
 void save_fault_point(const std::string& s, const char* point, int rank, int64_t step) {
   if (s.empty()) return;
-  const auto c1 = s.find(':');
-  if (c1 == std::string::npos || s.substr(0, c1) != point) return;
-  const auto c2 = s.find(':', c1 + 1);
-  if (std::atoi(s.substr(c1 + 1, c2 - c1 - 1).c_str()) != rank) return;
-  if (c2 != std::string::npos && std::atoll(s.substr(c2 + 1).c_str()) != step) return;
-  fmt::print(stderr, "fault injection: rank {} killed at save point '{}' of step {}\n", rank, point,
-             step);
+  // "stop:" first: the rank stops (SIGSTOP, a hung or suspended process) instead of dying.
+  const bool stop = s.rfind("stop:", 0) == 0;
+  const std::string spec = stop ? s.substr(5) : s;
+  const auto c1 = spec.find(':');
+  if (c1 == std::string::npos || spec.substr(0, c1) != point) return;
+  const auto c2 = spec.find(':', c1 + 1);
+  if (std::atoi(spec.substr(c1 + 1, c2 - c1 - 1).c_str()) != rank) return;
+  if (c2 != std::string::npos && std::atoll(spec.substr(c2 + 1).c_str()) != step) return;
+  fmt::print(stderr, "fault injection: rank {} {} at save point '{}' of step {}\n", rank,
+             stop ? "stopped" : "killed", point, step);
   std::fflush(stderr);
-  ::raise(SIGKILL);
+  ::raise(stop ? SIGSTOP : SIGKILL);
 }
 
 }  // namespace asc

@@ -83,8 +83,8 @@ bool read_sharded_manifest(const std::string& dir, ShardedManifest* m);
 
 // Test hook: `spec` = "POINT:RANK[:STEP]" (from ASCLEPIUS_FAULT_SAVE, read once by the CLI into
 // TrainHooks, passed in ShardedSave::fault_spec) kills this process (SIGKILL) when the save of
-// STEP (any step when omitted) reaches POINT on RANK. Points: shard, report, manifest, rename,
-// latest, done. Empty: nothing.
+// STEP (any step when omitted) reaches POINT on RANK; "stop:POINT:RANK[:STEP]" stops it
+// (SIGSTOP) instead. Points: shard, report, manifest, rename, latest, done. Empty: nothing.
 void save_fault_point(const std::string& spec, const char* point, int rank, int64_t step);
 
 }  // namespace asc

@@ -102,6 +102,26 @@ struct SavePaths {
   fs::path run, dir, tmp;
   std::string name, what;
 };
+// What the ranks of a save are seen doing: the number, sizes and modification times of the files
+// under the run's step directories (finished and .partial). Shared by every rank's view of a
+// shared file system; errors (a file removed while listed) are skipped.
+int64_t step_dirs_activity(const fs::path& run) {
+  uint64_t h = 0;
+  std::error_code ec;
+  for (fs::directory_iterator d(run, ec), end; !ec && d != end; d.increment(ec)) {
+    if (d->path().filename().string().rfind("step-", 0) != 0) continue;
+    std::error_code e2;
+    for (fs::recursive_directory_iterator f(d->path(), e2), fend; !e2 && f != fend;
+         f.increment(e2)) {
+      std::error_code e3;
+      const uint64_t size = f->is_regular_file(e3) ? f->file_size(e3) : 0;
+      const auto mtime = f->last_write_time(e3).time_since_epoch().count();
+      h = h * 1000003u + size * 31u + uint64_t(mtime) + 1;
+    }
+  }
+  return int64_t(h);
+}
+
 SavePaths paths_of(const ShardedSave& s) {
   SavePaths p;
   p.run = fs::path(s.run_dir);
@@ -129,7 +149,8 @@ void begin_sharded_checkpoint(const ShardedSave& s, comm::Communicator* comm) {
       error = e.what();
     }
   }
-  comm::agree_on_error(comm, p.what, error, s.timeout_s);
+  comm::agree_on_error(comm, p.what, error, s.timeout_s,
+                       [run = p.run] { return step_dirs_activity(run); });
 }
 
 ShardReportInfo write_shard(const ShardedSave& s, const std::vector<StateSlice>& mine, int rank,
@@ -161,7 +182,9 @@ void commit_sharded_checkpoint(const ShardedSave& s, const ShardReportInfo& repo
   const std::string &name = p.name, &what = p.what;
   std::string error;
   save_fault_point(s.fault_spec, "report", rank, s.step);
-  const auto reports = comm::all_gather_strings(comm, serialize_report(report), s.timeout_s);
+  const auto progress = [run] { return step_dirs_activity(run); };
+  const auto reports =
+      comm::all_gather_strings(comm, serialize_report(report), s.timeout_s, progress);
   std::string failed;
   std::vector<ShardReportInfo> parsed;
   for (size_t r = 0; r < reports.size(); ++r) {
@@ -218,7 +241,7 @@ void commit_sharded_checkpoint(const ShardedSave& s, const ShardReportInfo& repo
     }
   }
   save_fault_point(s.fault_spec, "done", rank, s.step);
-  comm::agree_on_error(comm, what, error, s.timeout_s);
+  comm::agree_on_error(comm, what, error, s.timeout_s, progress);
 }
 
 bool is_sharded_checkpoint(const std::string& dir) {

@@ -55,8 +55,12 @@ struct ShardedSave {
   uint64_t data_seed = 0;
   bool bf16_params = false;  // also store the bf16 compute copy (kind "param")
   int64_t keep_last = 0;
-  double timeout_s = 6 * 3600;  // for the exchanges (a large model takes long to write)
-  std::string fault_spec;       // test hook (save_fault_point, checkpoint/manifest.h); "" = none
+  // The exchanges' deadline, in time without progress: while the files of the run's step
+  // directories change (a rank writing its shard, rank 0 committing, keep_last removing), a
+  // waiting rank waits on, however long a large model takes to write; a rank that stops or hangs
+  // is named after timeout_s without progress (parallel.timeout_s).
+  double timeout_s = 600;
+  std::string fault_spec;  // test hook (save_fault_point, checkpoint/manifest.h); "" = none
 };
 
 // Collective over `comm` (null: one process). `mine`: this rank's slices; across ranks they must
