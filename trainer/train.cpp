@@ -330,7 +330,7 @@ TrainResult train(const Recipe& r, const TrainOptions& o) {
   const Ranks ranks = join_ranks(r, device);
   comm::Communicator& comm = *ranks.host;
   // Decided once: a resumed run's parameters come from its checkpoint, not the initial weights.
-  const bool resuming = Checkpointer::run_has_checkpoints(r.checkpoint.dir);
+  const bool resuming = run_has_checkpoints(r.checkpoint.dir);
   Trainee trainee = build_trainee(r, ranks, device, resuming);
   LlamaForCausalLM& model = trainee.model;
   ParallelEngine& engine = *trainee.engine;

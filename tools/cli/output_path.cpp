@@ -4,7 +4,7 @@
 
 #include <filesystem>
 
-#include "checkpoint/checkpointer.h"
+#include "checkpoint/manifest.h"
 #include "common/error.h"
 
 namespace asc {
@@ -69,7 +69,7 @@ bool is_step_checkpoint_dir(const std::string& dir) {
 }
 
 bool is_run_dir(const std::string& dir) {
-  return Checkpointer::run_has_checkpoints(dir);  // the rule train uses to refuse a fresh start
+  return run_has_checkpoints(dir);  // the rule train uses to refuse a fresh start
 }
 
 void check_output_file(const std::string& option, const std::string& out,

@@ -56,10 +56,6 @@ Checkpointer::Checkpointer(const Recipe& recipe, const LlamaConfig& config,
       run_dir_(recipe.checkpoint.dir),
       resuming_(has_checkpoints) {}
 
-bool Checkpointer::run_has_checkpoints(const std::string& run_dir) {
-  return has_latest(run_dir) || !step_dirs_newest_first(run_dir).empty();
-}
-
 Checkpointer::~Checkpointer() = default;
 
 int64_t Checkpointer::resume(SavedState& opt, const NamedTensors& params, int64_t total_steps) {

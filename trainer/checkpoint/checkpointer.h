@@ -41,10 +41,6 @@ class Checkpointer {
   Checkpointer& operator=(const Checkpointer&) = delete;
 
   const std::string& run_dir() const { return run_dir_; }
-  // Whether the run directory holds checkpoints (also one killed between renaming its first
-  // step directory and writing `latest`). Known before the model is built: a resumed run's
-  // parameters come from the checkpoint, not from the initial weights.
-  static bool run_has_checkpoints(const std::string& run_dir);
   // Resuming (has_checkpoints at construction): agrees on the checkpoint, checks the recipe against
   // the run's, trims the metrics and loads `opt`'s state (the optimizer's) from it. Returns the
   // step to continue from (0 when there is nothing to resume). Fails alike on every rank.

@@ -357,25 +357,6 @@ OptimizerState load_optimizer_state(const std::string& step_dir, const NamedTens
   return s;
 }
 
-bool has_latest(const std::string& run_dir) {
-  std::error_code ec;  // a symlink loop or a dangling link is there too (and names nothing)
-  return fs::symlink_status(fs::path(run_dir) / "latest", ec).type() != fs::file_type::not_found;
-}
-
-std::string read_latest(const std::string& run_dir) {
-  const fs::path latest = fs::path(run_dir) / "latest";
-  std::error_code ec;
-  if (!fs::is_regular_file(latest, ec)) return "";  // absent, a directory, a link loop
-  std::string name;
-  try {
-    name = read_file(latest.string());
-  } catch (const std::exception&) {  // unreadable: it names nothing
-    return "";
-  }
-  while (!name.empty() && std::isspace(static_cast<unsigned char>(name.back()))) name.pop_back();
-  return name;
-}
-
 std::string resolve_model_dir(const std::string& path) {
   const fs::path p(path);
   if (fs::exists(p / "config.json")) return path;

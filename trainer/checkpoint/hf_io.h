@@ -90,10 +90,5 @@ OptimizerState load_optimizer_state(const std::string& step_dir, const NamedTens
 // A run directory (follows `latest`), a step directory, or a Hugging Face directory -> the
 // directory holding config.json and the weights.
 std::string resolve_model_dir(const std::string& path);
-// What `latest` in run_dir holds (trimmed), or "" when there is no readable `latest` (absent,
-// a directory, a symlink loop). Never throws; no other checks.
-std::string read_latest(const std::string& run_dir);
-// Whether run_dir has a `latest` entry in any form (a dangling or looping link included).
-bool has_latest(const std::string& run_dir);
 
 }  // namespace asc

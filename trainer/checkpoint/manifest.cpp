@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <map>
 #include <cstdint>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -143,6 +144,29 @@ void require_known_manifest_format(const std::string& dir) {
 bool is_plain_file_name(const std::string& name) {
   return !name.empty() && name != "." && name != ".." && name.find('/') == std::string::npos &&
          name.find('\0') == std::string::npos;
+}
+
+bool has_latest(const std::string& run_dir) {
+  std::error_code ec;  // a symlink loop or a dangling link is there too (and names nothing)
+  return fs::symlink_status(fs::path(run_dir) / "latest", ec).type() != fs::file_type::not_found;
+}
+
+std::string read_latest(const std::string& run_dir) {
+  const fs::path latest = fs::path(run_dir) / "latest";
+  std::error_code ec;
+  if (!fs::is_regular_file(latest, ec)) return "";  // absent, a directory, a link loop
+  std::string name;
+  try {
+    name = read_file(latest.string());
+  } catch (const std::exception&) {  // unreadable: it names nothing
+    return "";
+  }
+  while (!name.empty() && std::isspace(static_cast<unsigned char>(name.back()))) name.pop_back();
+  return name;
+}
+
+bool run_has_checkpoints(const std::string& run_dir) {
+  return has_latest(run_dir) || !step_dirs_newest_first(run_dir).empty();
 }
 
 bool is_step_dir_name(const std::string& name) {

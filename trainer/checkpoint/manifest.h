@@ -38,6 +38,15 @@ std::string manifest_json(const std::string& dir);
 std::vector<std::string> step_dirs_newest_first(const std::string& run_dir);
 // Whether `name` names a step directory: "step-" and at least 7 digits (step_dir_name).
 bool is_step_dir_name(const std::string& name);
+// What `latest` in run_dir holds (trimmed), or "" when there is no readable `latest` (absent,
+// a directory, a symlink loop). Never throws; no other checks.
+std::string read_latest(const std::string& run_dir);
+// Whether run_dir has a `latest` entry in any form (a dangling or looping link included).
+bool has_latest(const std::string& run_dir);
+// Whether run_dir holds checkpoints of a run (a `latest` or a step directory: also a run killed
+// between renaming its first step directory and writing `latest`): train resumes it (or
+// refuses a fresh start there), and no command writes its outputs into it.
+bool run_has_checkpoints(const std::string& run_dir);
 // Whether `name` is a file name that stays in its directory (no '/', not "." or "..").
 bool is_plain_file_name(const std::string& name);
 
