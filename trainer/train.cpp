@@ -227,7 +227,10 @@ Trainee build_trainee(const Recipe& r, const Ranks& ranks, const at::Device& dev
   std::string from;
   const LlamaConfig c = initial_config(r, &from);
   // A run its own memory plan says cannot fit stops here, before allocating, with the numbers.
-  check_plan_fits_host(r, plan_input(r, c, ranks.world), comm::local_size());
+  const MemoryPlanInput plan = plan_input(r, c, ranks.world);
+  check_plan_fits_host(r, plan, comm::local_size());
+  if (device.is_cuda())
+    check_plan_fits_device(r, plan, kernels::cuda_total_memory_bytes(device.index()));
   {
     DeferParameterStorage defer(device);
     t.model = LlamaForCausalLM(c);

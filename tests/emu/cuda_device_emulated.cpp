@@ -34,6 +34,9 @@ double cuda_peak_bf16_tflops(int) {
 int64_t cuda_peak_allocated_bytes(int) {
   return -1;
 }
+int64_t cuda_total_memory_bytes(int) {
+  return -1;
+}
 void cuda_synchronize() {}  // the emulator's stream is synchronous
 
 }  // namespace kernels

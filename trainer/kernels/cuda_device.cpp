@@ -40,6 +40,12 @@ int64_t cuda_peak_allocated_bytes(int index) {
   return stats.allocated_bytes[size_t(StatType::AGGREGATE)].peak;
 }
 
+int64_t cuda_total_memory_bytes(int index) {
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, index) != cudaSuccess) return -1;
+  return int64_t(prop.totalGlobalMem);
+}
+
 void cuda_synchronize() {
   c10::cuda::device_synchronize();
 }

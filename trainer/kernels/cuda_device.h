@@ -21,6 +21,8 @@ void* current_cuda_stream(const c10::Device& device);
 double cuda_peak_bf16_tflops(int index);
 // The most memory libtorch's caching allocator has had allocated on the device (bytes), or -1.
 int64_t cuda_peak_allocated_bytes(int index);
+// The device's total memory in bytes (-1 without CUDA).
+int64_t cuda_total_memory_bytes(int index);
 // Waits for all work queued on the current CUDA device (a no-op without CUDA).
 void cuda_synchronize();
 

@@ -16,6 +16,10 @@ int64_t cuda_peak_allocated_bytes(int) {
   return -1;
 }
 
+int64_t cuda_total_memory_bytes(int) {
+  return -1;
+}
+
 void cuda_synchronize() {}
 
 }  // namespace asc::kernels

@@ -62,6 +62,21 @@ void check_plan_fits_host(const Recipe& r, const MemoryPlanInput& in, int64_t ra
       gib(host) / double(ranks), ranks);
 }
 
+void check_plan_fits_device(const Recipe& r, const MemoryPlanInput& in, int64_t device_bytes) {
+  if (!in.on_device || !r.train.check_memory || device_bytes <= 0) return;
+  const MemoryPlan p = plan_memory(in);
+  if (p.peak() <= device_bytes) return;
+  ASC_FAIL_HINT(
+      "see `asclepius plan --gpu-memory-gb` for the breakdown; use more GPUs (fsdp shards the "
+      "model state), turn on parallel.activation_checkpointing or train.loss_chunk_rows, shorten "
+      "data.seq_len or train.micro_batch_size, or set train.check_memory: false if the estimate is "
+      "wrong for you",
+      "{}: this run needs about {:.1f} GiB per GPU (model state {:.1f}, activations {:.1f}, "
+      "logits {:.1f}) but the GPU has {:.1f} GiB",
+      r.source, gib(p.peak()), gib(p.model_state()), gib(p.activations_ckpt), gib(p.logits),
+      gib(device_bytes));
+}
+
 MemoryPlan plan_memory(const MemoryPlanInput& in) {
   MemoryPlan p;
   const LlamaConfig& c = in.model;

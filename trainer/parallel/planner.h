@@ -58,8 +58,11 @@ MemoryPlan plan_memory(const MemoryPlanInput& in);
 MemoryPlanInput plan_input(const Recipe& r, const LlamaConfig& model, int64_t world_size);
 // A CPU run whose plan needs more host memory per rank than this node lets each of its ranks use
 // (usable_memory_bytes) stops before it starts, with the plan's numbers, unless
-// train.check_memory is false (the plan is an estimate). A device run is checked by the device.
+// train.check_memory is false (the plan is an estimate).
 void check_plan_fits_host(const Recipe& r, const MemoryPlanInput& in, int64_t ranks_on_node);
+// Likewise for a device run (train.device cuda): its plan's peak against the memory of its GPU
+// (device_bytes; <= 0: unknown, not checked), before anything is allocated there.
+void check_plan_fits_device(const Recipe& r, const MemoryPlanInput& in, int64_t device_bytes);
 // A human-readable table (GiB) with a verdict against gpu_memory_gb (<= 0: not checked).
 std::string format_plan(const MemoryPlanInput& in, const MemoryPlan& p, double gpu_memory_gb);
 

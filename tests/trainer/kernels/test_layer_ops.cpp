@@ -15,6 +15,7 @@
 
 #include "kernel_device.h"
 #include "kernels/layer_ops.h"
+#include "config/recipe.h"
 #include "model/llama.h"
 #include "parallel/planner.h"
 
@@ -304,4 +305,30 @@ TEST(Init, AnyRangeOfAParameterEqualsTheWholeParameter) {
   LlamaForCausalLM m(c);
   m->init_weights_seeded(9);
   EXPECT_TRUE(at::equal(m->model->embed_tokens->weight.reshape({-1}), w));
+}
+
+// A GPU run is checked against its plan before anything is allocated on the device: llama2-7b,
+// fsdp at one rank with checkpointing (the plan: ~118 GiB; measured 118.7 on an H200) fits
+// 141 GiB and not 80; train.check_memory: false or an unknown size skips the check.
+TEST(LayerOps, AGpuRunThatCannotFitStopsBeforeItStarts) {
+  const std::string yaml =
+      "model:\n  preset: llama2-7b\ndata:\n  corpus: demo\n  seq_len: 2048\ntrain:\n"
+      "  device: cuda\n  dtype: bf16\n  global_batch_size: 1\n  micro_batch_size: 1\n"
+      "  loss_chunk_rows: 2048\nparallel:\n  mode: fsdp\n  activation_checkpointing: true\n";
+  const Recipe r = load_recipe_text(yaml, "gpu.yaml", {}, 1);
+  const MemoryPlanInput in = plan_input(r, llama_preset("llama2-7b"), 1);
+  const int64_t GiB = int64_t(1) << 30;
+  EXPECT_NO_THROW(check_plan_fits_device(r, in, 141 * GiB));
+  try {
+    check_plan_fits_device(r, in, 80 * GiB);
+    ADD_FAILURE() << "a 118 GiB plan fitted 80 GiB";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("this run needs about 118."), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("the GPU has 80.0 GiB"), std::string::npos) << e.what();
+  }
+  EXPECT_NO_THROW(check_plan_fits_device(r, in, -1));
+  const Recipe off = load_recipe_text(yaml, "gpu.yaml", {"train.check_memory=false"}, 1);
+  EXPECT_NO_THROW(
+      check_plan_fits_device(off, plan_input(off, llama_preset("llama2-7b"), 1), 80 * GiB));
 }
