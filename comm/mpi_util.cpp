@@ -167,14 +167,14 @@ void Deadline::check() {
   // within about a second). Say so at once, once per process, and keep waiting: the line is
   // then out in the second case and harmless in the first; the deadline still applies.
   static bool told = false;
-  if (stop_signal() != 0 && !told && t - start_ > kSignalGraceS) {
+  if (stop_signal() != 0 && !told && t - begin_ > kSignalGraceS) {
     told = true;
     std::fprintf(stderr,
                  "asclepius: rank %d of %d: %s #%lld (%lld bytes) interrupted by %s while waiting "
                  "%.1f s%s; waiting on (a graceful stop finishes the step; if the launcher is "
                  "ending the job, another rank failed: see its message)\n",
                  board_.rank(), board_.size(), op_, (long long)seq_, (long long)bytes_,
-                 signal_name(stop_signal()), t - start_, board_.missing_text(seq_).c_str());
+                 signal_name(stop_signal()), t - begin_, board_.missing_text(seq_).c_str());
     std::fflush(stderr);
   }
   // Progress restarts the deadline: a peer arriving at a collective it was behind on, or the

@@ -59,7 +59,7 @@ class Deadline {
   const ArrivalBoard& board_;
   const char* op_;
   int64_t seq_, bytes_;
-  double timeout_, begin_, start_, signal_at_ = -1;
+  double timeout_, begin_, start_;  // start_: the last progress seen
   int spins_ = 0;
   std::function<int64_t()> progress_;
   int64_t arrivals_ = 0, last_progress_ = 0;
