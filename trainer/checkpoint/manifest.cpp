@@ -170,7 +170,8 @@ bool run_has_checkpoints(const std::string& run_dir) {
 }
 
 bool is_step_dir_name(const std::string& name) {
-  return name.size() >= 12 && name.rfind("step-", 0) == 0 &&
+  // 7 to 18 digits: any step an int64 holds, so reading the number never overflows.
+  return name.size() >= 12 && name.size() <= 23 && name.rfind("step-", 0) == 0 &&
          name.find_first_not_of("0123456789", 5) == std::string::npos;
 }
 

@@ -36,7 +36,7 @@ void require_known_manifest_format(const std::string& dir);
 std::string manifest_json(const std::string& dir);
 // The step directories of a run, newest first.
 std::vector<std::string> step_dirs_newest_first(const std::string& run_dir);
-// Whether `name` names a step directory: "step-" and at least 7 digits (step_dir_name).
+// Whether `name` names a step directory: "step-" and 7 to 18 digits (step_dir_name).
 bool is_step_dir_name(const std::string& name);
 // What `latest` in run_dir holds (trimmed), or "" when there is no readable `latest` (absent,
 // a directory, a symlink loop). Never throws; no other checks.
