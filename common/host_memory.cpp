@@ -4,7 +4,11 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
+#include <thread>
+
+#include "common/error.h"
 
 namespace asc {
 
@@ -23,6 +27,15 @@ long long limit_in(const char* path) {
   return in >> v && v > 0 ? v : 0;
 }
 }  // namespace
+
+void check_thread_count(long long threads, const char* what) {
+  const long long cores = std::max(1u, std::thread::hardware_concurrency());
+  const long long most = std::max(64LL, 4 * cores);
+  if (threads > most)
+    ASC_FAIL_HINT("use about the number of cores per rank (0: libtorch's default)",
+                  "{} = {} threads on a machine of {} cores (at most {})", what, threads, cores,
+                  most);
+}
 
 long long usable_memory_bytes() {
   long long best = 0;

@@ -18,4 +18,8 @@ bool cache_host_memory();
 // v1); 0 when none is known.
 long long usable_memory_bytes();
 
+// Refuses (asc::Error naming `what`) a thread count far beyond the machine: more than
+// max(64, 4 x its cores). 100,000 threads would exhaust the process table of a shared node.
+void check_thread_count(long long threads, const char* what);
+
 }  // namespace asc

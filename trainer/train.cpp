@@ -323,6 +323,7 @@ TrainResult train(const Recipe& r, const TrainOptions& o) {
   // From the start: a SIGTERM while the model loads stops the run after its first step (with a
   // checkpoint) instead of killing it.
   install_stop_signals();
+  check_thread_count(r.train.threads, "train.threads");
   if (r.train.threads > 0) at::set_num_threads(int(r.train.threads));
   if (r.train.cache_host_memory && !cache_host_memory())
     fmt::print(stderr, "warning: the C library refused the host-memory cache settings\n");

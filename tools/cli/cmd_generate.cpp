@@ -94,13 +94,22 @@ class Answerer {
     const double cache = rows * 2.0 * double(c.num_hidden_layers) * double(c.num_key_value_heads) *
                          double(c.head_dim()) * double(int64_t(longest) + gen_.max_new_tokens) * es;
     const double logits = rows * double(c.vocab_size) * 4.0 * 3;  // logits, log-probs, scores
+    // The prompt pass runs every beam's row at once: one layer's attention scores (heads x T x
+    // T) and MLP and residual activations, in fp32, on top of the cache.
+    const double T = double(longest);
+    const double prefill = rows * T *
+                           (double(c.num_attention_heads) * T + 3.0 * double(c.intermediate_size) +
+                            8.0 * double(c.hidden_size)) *
+                           4.0;
+    const double need = cache + logits + prefill;
     const long long host = usable_memory_bytes();
-    if (host <= 0 || cache + logits <= 0.8 * double(host)) return;
+    if (host <= 0 || need <= 0.8 * double(host)) return;
     ASC_FAIL_HINT("use fewer --num-beams, a smaller --batch-size or fewer --max-new-tokens",
                   "--num-beams {} over {} prompt(s) of up to {} tokens + {} new needs about "
-                  "{:.1f} GiB (key/value cache {:.1f}, scores {:.1f}); this machine has {:.1f} GiB",
+                  "{:.1f} GiB (key/value cache {:.1f}, prompt pass {:.1f}, scores {:.1f}); this "
+                  "machine has {:.1f} GiB",
                   gen_.num_beams, prompts.size(), longest, gen_.max_new_tokens,
-                  (cache + logits) / double(1 << 30), cache / double(1 << 30),
+                  need / double(1 << 30), cache / double(1 << 30), prefill / double(1 << 30),
                   logits / double(1 << 30), double(host) / double(1 << 30));
   }
 
@@ -266,12 +275,13 @@ void add_generate(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--do-sample", o->gen.do_sample, "Sample instead of taking the best token");
   cmd->add_option("--temperature", o->gen.temperature, "Sampling temperature")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1e-4, 1e4));  // below, logits / temperature overflow to inf
   cmd->add_option("--top-k", o->gen.top_k, "Sample among the k most likely tokens (0: all)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--top-p", o->gen.top_p, "Nucleus sampling mass (1: off)")
       ->check(CLI::Range(1e-9, 1.0));
-  cmd->add_option("--length-penalty", o->gen.length_penalty, "Beam score = logprob / len^this");
+  cmd->add_option("--length-penalty", o->gen.length_penalty, "Beam score = logprob / len^this")
+      ->check(CLI::Range(-1e3, 1e3));
   cmd->add_option("--seed", o->gen.seed, "Sampling seed");
   cmd->add_option("--dtype", o->dtype, "Compute dtype")->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_option("--batch-size", o->batch_size, "Prompts decoded together with --input")
@@ -290,6 +300,7 @@ void add_generate(CLI::App& app) {
     }
     if (!o->stats_json.empty())
       check_output_file("--stats-json", o->stats_json, {o->input, o->note_file, o->model});
+    check_thread_count(o->threads, "--threads");
     if (o->threads > 0) torch::set_num_threads(int(o->threads));
     Answerer a(*o);
     if (!o->note_file.empty())

@@ -85,16 +85,16 @@ std::string verify_checkpoint(const std::string& dir) {
   asclepius::checkpoint::Manifest m;
   if (!fs::exists(fs::path(dir) / kManifestFile))
     return fmt::format("{}: no {} (an incomplete or pre-manifest checkpoint)", dir, kManifestFile);
-  if (!read_manifest(dir, &m)) return fmt::format("{}/{}: unreadable", dir, kManifestFile);
-  if (m.format_version() < 1 || m.format_version() > kManifestFormatMax)
+  if (!read_manifest(dir, &m) || m.format_version() == 0)
+    return fmt::format("{}/{}: empty or unreadable", dir, kManifestFile);
+  if (m.format_version() > kManifestFormatMax)
     return fmt::format(
         "{}/{}: format_version {}; this build reads 1 to {} (written by a newer "
         "asclepius?)",
         dir, kManifestFile, m.format_version(), kManifestFormatMax);
   // A step directory holds its own step: a copied or renamed one would be resumed at another
   // step and then block the save of its own.
-  const std::string name = fs::path(dir).filename().string();
-  if (is_step_dir_name(name) && m.step() != std::stoll(name.substr(5)))
+  if (const auto named = step_of_dir_name(dir); named && m.step() != *named)
     return fmt::format("{}: holds the checkpoint of step {} (copied or renamed?)", dir, m.step());
   if (m.files_size() == 0) return fmt::format("{}/{}: lists no files", dir, kManifestFile);
   for (const auto& f : m.files()) {
@@ -133,7 +133,18 @@ uint32_t manifest_format_version(const std::string& dir) {
   return read_manifest(dir, &m) ? m.format_version() : 0;
 }
 
+std::optional<int64_t> step_of_dir_name(const std::string& dir) {
+  fs::path p = fs::path(dir).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();  // "run/step-0000010/"
+  const std::string name = p.filename().string();
+  if (!is_step_dir_name(name)) return std::nullopt;
+  return std::stoll(name.substr(5));
+}
+
 void require_known_manifest_format(const std::string& dir) {
+  if (fs::exists(fs::path(dir) / kManifestFile) && manifest_format_version(dir) == 0)
+    ASC_FAIL_HINT("resume from (or export) an older checkpoint of the run",
+                  "{}/{}: empty or unreadable; the checkpoint is damaged", dir, kManifestFile);
   const uint32_t version = manifest_format_version(dir);
   if (version > kManifestFormatMax)
     ASC_FAIL_HINT("read it with the asclepius that wrote it",

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -30,7 +31,9 @@ void write_manifest(const std::string& dir, const CheckpointInfo& info);
 std::string verify_checkpoint(const std::string& dir);
 // The format_version of dir's manifest; 0 when it has none (or an unreadable one).
 uint32_t manifest_format_version(const std::string& dir);
-// Throws naming the version when dir's manifest is of a format newer than this build reads.
+// The step a directory's name says ("run/step-0000010" -> 10), if it is a step directory.
+std::optional<int64_t> step_of_dir_name(const std::string& dir);
+// Throws when dir's manifest is empty or unreadable, or of a format newer than this build reads.
 void require_known_manifest_format(const std::string& dir);
 // The manifest as JSON (asclepius ckpt inspect).
 std::string manifest_json(const std::string& dir);

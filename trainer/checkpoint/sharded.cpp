@@ -254,6 +254,10 @@ CheckpointReader::CheckpointReader(const std::string& step_dir) : dir_(step_dir)
   ShardedManifest m;
   if (read_sharded_manifest(step_dir, &m)) {
     format_ = 2;
+    if (const auto named = step_of_dir_name(step_dir); named && m.info.step != *named)
+      ASC_FAIL_HINT("read it under its own name, or use the run's other checkpoints",
+                    "{}: holds the checkpoint of step {} (copied or renamed?)", step_dir,
+                    m.info.step);
     optimizer_step_ = m.optimizer_step;
     for (const auto& t : m.tensors) {
       Tensor& x = tensors_[t.name];
