@@ -243,6 +243,39 @@ if lock +i 2>/dev/null; then
 else
   echo "note: cannot make a directory undeletable here (chattr/chmod); keep_last check not run"
 fi
+# --- what the re-sweep found (issue 23): a model's files, another output, a run's own files ----
+tok_sum=$(sha256sum <"$tok")
+expect_error "generate --stats-json onto the tokenizer" "is also an input of this command" \
+  "$bin" generate --model "$tmp/m" --tokenizer "$tok" --note "$tmp/note.txt" --question "Why?" \
+  --max-new-tokens 1 --stats-json "$tok"
+check "the tokenizer is intact" unchanged "$tok" "$tok_sum"
+cfg_m=$(sha256sum <"$tmp/m/config.json")
+expect_error "generate --stats-json onto the model's config.json" "lies inside $tmp/m, an input of this command" \
+  "$bin" generate --model "$tmp/m" --tokenizer "$tok" --note "$tmp/note.txt" --question "Why?" \
+  --max-new-tokens 1 --stats-json "$tmp/m/config.json"
+check "the model's config.json is intact" unchanged "$tmp/m/config.json" "$cfg_m"
+printf '{"id":"1","note":"a note","question":"why?"}\n' >"$tmp/q.jsonl"
+expect_error "generate: --output and --stats-json the same file" "is also another output of this command" \
+  "$bin" generate --model "$tmp/m" --tokenizer "$tok" --input "$tmp/q.jsonl" --output "$tmp/o.jsonl" \
+  --stats-json "$tmp/./o.jsonl" --max-new-tokens 1
+latest_sum=$(sha256sum <"$tmp/base/latest")
+expect_error "corpus build onto a run's latest" "is 'latest' of the training run" \
+  "$bin" corpus build --input "$csv" --tokenizer "$tok" --out "$tmp/base/latest"
+expect_error "tokenizer train onto a run's recipe.yaml" "is 'recipe.yaml' of the training run" \
+  "$bin" tokenizer train --input "$csv" --vocab-size 400 --out "$tmp/base/recipe.yaml"
+expect_error "eval ppl --json onto a run's metrics.jsonl" "is 'metrics.jsonl' of the training run" \
+  "$bin" eval ppl --model "$tmp/m" --corpus "$tmp/held.h5" --json "$tmp/base/metrics.jsonl"
+check "the run's latest is intact" unchanged "$tmp/base/latest" "$latest_sum"
+check "another name in a run directory is free" \
+  "$bin" eval ppl --model "$tmp/m" --corpus "$tmp/held.h5" --json "$tmp/base/ppl.json"
+expect_error "synth-notes over existing notes" "already holds train.csv" \
+  "$bin" synth-notes --count 5 --out "$tmp/notes"
+check "synth-notes --force replaces them" "$bin" synth-notes --count 5 --out "$tmp/notes2" --force
+expect_error "init over an existing model" "is not empty" "$bin" init "$src/recipes/demo/tiny.yaml" --out "$tmp/m"
+check "the model is intact" unchanged "$tmp/m/config.json" "$cfg_m"
+expect_error "train.threads far beyond the cores" "threads on a machine of" \
+  "$bin" train "$src/recipes/demo/tiny.yaml" train.threads=100000 checkpoint.dir="$tmp/thr"
+
 printf 'model:\n  preset: tiny\ntrain:\n  l\0r: 1\n' >"$tmp/nul.yaml"
 expect_error "a recipe with a NUL byte: its line" "nul.yaml:4: a NUL byte" "$bin" train "$tmp/nul.yaml"
 printf 'model:\n  preset: tiny\n\001x: 1\n' >"$tmp/ctl.yaml"

@@ -49,6 +49,8 @@ uint64_t parse_size(const std::string& s) {
   return uint64_t(v * mult);
 }
 
+}  // namespace
+
 // An existing, non-empty --out is refused, or with --force cleared of an earlier export's files
 // (only those; a stale shard of a larger export would otherwise sit beside the new ones).
 void clear_earlier_export(const std::string& out, bool force) {
@@ -62,7 +64,6 @@ void clear_earlier_export(const std::string& out, bool force) {
     if (e.is_regular_file() && is_hf_export_file(e.path().filename().string()))
       fs::remove(e.path());
 }
-}  // namespace
 
 void add_export(CLI::App& app) {
   auto* cmd = app.add_subcommand(

@@ -299,7 +299,9 @@ void add_generate(CLI::App& app) {
       check_output_file("--output", o->output + ".partial", {o->input});
     }
     if (!o->stats_json.empty())
-      check_output_file("--stats-json", o->stats_json, {o->input, o->note_file, o->model});
+      check_output_file("--stats-json", o->stats_json,
+                        {o->input, o->note_file, o->model, o->tokenizer, o->output,
+                         o->output.empty() ? "" : o->output + ".partial"});
     check_thread_count(o->threads, "--threads");
     if (o->threads > 0) torch::set_num_threads(int(o->threads));
     Answerer a(*o);

@@ -76,9 +76,13 @@ void add_init(CLI::App& app) {
   auto overrides = std::make_shared<std::vector<std::string>>();
   cmd->add_option("recipe", *recipe, "Recipe YAML file")->required()->check(CLI::ExistingFile);
   cmd->add_option("overrides", *overrides, "Dotted overrides, as for train");
+  auto force = std::make_shared<bool>(false);
   cmd->add_option("--out", *out, "Output directory")->required();
+  cmd->add_flag("--force", *force,
+                "Replace an earlier model in a non-empty --out (its files only)");
   cmd->callback([=] {
     check_output_dir("--out", *out, {*recipe});
+    clear_earlier_export(*out, *force);
     Recipe r = load_recipe(*recipe, *overrides, 1);
     LlamaForCausalLM model = initial_model(r);
     save_hf_dir(*out, model->config(), hf_named_tensors(model), at::kFloat);

@@ -2,6 +2,8 @@
 // app and runs when selected. Errors are asc::Error, printed once by main().
 #pragma once
 
+#include <string>
+
 #include <CLI/CLI.hpp>
 
 namespace asc::cli {
@@ -16,6 +18,10 @@ void add_plan(CLI::App& app);
 void add_ckpt(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_generate(CLI::App& app);
+
+// export and init: an existing, non-empty output directory is refused, or with `force` cleared
+// of an earlier Hugging Face export's files only (cmd_export.cpp).
+void clear_earlier_export(const std::string& out, bool force);
 void add_verify_resume(CLI::App& app);
 
 }  // namespace asc::cli

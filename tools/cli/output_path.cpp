@@ -41,11 +41,23 @@ void check_not_in_checkpoint(const std::string& option, const std::string& out) 
   // of 16,000 components took 30 s in the sanitizer build (found while fuzzing, fuzz_cli_path).
   std::string top = p.string();
   if (top.size() >= PATH_MAX) top.erase(std::max<size_t>(top.rfind('/', PATH_MAX - 1), 1));
-  for (fs::path d = top; !d.empty(); d = d.parent_path()) {
+  fs::path below;  // the component of the path just under d
+  for (fs::path d = top; !d.empty(); below = d.filename(), d = d.parent_path()) {
     if (fs::is_directory(d, ec) && is_step_checkpoint_dir(d.string()))
       ASC_FAIL_HINT("write it somewhere outside the run's checkpoints",
                     "{} {}: lies inside the training checkpoint {}; writing there would damage it",
                     option, out, d.string());
+    // A run directory's own entries: `latest`, its recipe, metrics, TensorBoard events, profiles
+    // and step directories (partial ones included). Other names in a run directory are free.
+    if (!below.empty() && fs::is_directory(d, ec) && is_run_dir(d.string())) {
+      const std::string c = below.string();
+      if (c == "latest" || c == "recipe.yaml" || c == "metrics.jsonl" || c == "tensorboard" ||
+          c == "profile" || c.rfind("step-", 0) == 0)
+        ASC_FAIL_HINT("write it somewhere else (another name in the run directory will do)",
+                      "{} {}: is {} of the training run {}; writing there would damage the run",
+                      option, out, c.rfind("step-", 0) == 0 ? "a step directory" : "'" + c + "'",
+                      d.string());
+    }
     if (d == d.parent_path()) break;
   }
 }
@@ -54,7 +66,22 @@ void check_not_an_input(const std::string& option, const std::string& out,
                         const std::vector<std::string>& inputs, bool out_is_dir) {
   std::error_code ec;
   for (const std::string& in : inputs) {
-    if (in.empty() || !fs::exists(in, ec)) continue;
+    if (in.empty()) continue;
+    if (!fs::exists(in, ec)) {  // another output of the command, not written yet: same path?
+      if (fs::weakly_canonical(out, ec) == fs::weakly_canonical(in, ec))
+        ASC_FAIL_HINT("give each output its own path",
+                      "{} {}: is also another output of this command ({})", option, out, in);
+      continue;
+    }
+    if (!out_is_dir && fs::is_directory(in, ec)) {  // a model directory: its files are inputs
+      const fs::path o = fs::weakly_canonical(out, ec), i = fs::weakly_canonical(in, ec);
+      const auto rel = o.lexically_relative(i);
+      if (!rel.empty() && *rel.begin() != ".." && *rel.begin() != ".")
+        ASC_FAIL_HINT("choose another output path",
+                      "{} {}: lies inside {}, an input of this command; writing it would damage "
+                      "it",
+                      option, out, in);
+    }
     if (fs::exists(out, ec) && fs::equivalent(out, in, ec))
       ASC_FAIL_HINT("choose another output path",
                     "{} {}: is also an input of this command ({}); writing it would destroy it",
@@ -93,8 +120,8 @@ void check_output_file(const std::string& option, const std::string& out,
   if (::lstat(out.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
     ASC_FAIL_HINT("give the path of a regular file (or a new one)",
                   "{} {}: is {}; refusing to replace it", option, out, kind_of(st));
+  check_not_in_checkpoint(option, out);  // first: the more specific reason
   check_not_an_input(option, out, inputs, false);
-  check_not_in_checkpoint(option, out);
 }
 
 void check_output_dir(const std::string& option, const std::string& out,
