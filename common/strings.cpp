@@ -40,4 +40,21 @@ std::string utf8_prefix(const std::string& s, size_t n) {
   while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
   return s.substr(0, n);
 }
+std::string printable(const std::string& s, size_t n) {
+  std::string out;
+  for (size_t i = 0; i < s.size() && i < n; ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f) {
+      out += char(c);
+    } else {
+      static const char* hex = "0123456789abcdef";
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  if (s.size() > n) out += "...";
+  return out;
+}
+
 }  // namespace asc

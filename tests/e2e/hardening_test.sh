@@ -210,6 +210,10 @@ check "a latest that is a symlink loop: the run finished" test -f "$tmp/loop/ste
 damaged loop2 'rm latest && ln -s latest latest'
 expect_error "export: a latest that is a symlink loop" "'latest' is empty or unreadable" \
   "$bin" export "$tmp/loop2" --out "$tmp/hf-loop"
+damaged latestdir 'rm latest && mkdir latest'
+resume "$tmp/latestdir"
+check "a latest that is a directory: moved aside, resumed from the newest step" \
+  bash -c "grep -q 'latest was a directory; moved to' $tmp/latestdir.log && grep -q 'at step 4 of 6' $tmp/latestdir.log"
 damaged copied 'rm -rf step-0000004 && cp -r step-0000002 step-0000004'
 resume "$tmp/copied"
 check "a step directory holding another step's checkpoint is skipped, named" \
@@ -255,6 +259,9 @@ expect_error "generate --stats-json onto the model's config.json" "lies inside $
   --max-new-tokens 1 --stats-json "$tmp/m/config.json"
 check "the model's config.json is intact" unchanged "$tmp/m/config.json" "$cfg_m"
 printf '{"id":"1","note":"a note","question":"why?"}\n' >"$tmp/q.jsonl"
+: >"$tmp/empty.jsonl"
+expect_error "generate: an --input without records" "holds no records" \
+  "$bin" generate --model "$tmp/m" --tokenizer "$tok" --input "$tmp/empty.jsonl" --output "$tmp/e.jsonl"
 expect_error "generate: --output and --stats-json the same file" "is also another output of this command" \
   "$bin" generate --model "$tmp/m" --tokenizer "$tok" --input "$tmp/q.jsonl" --output "$tmp/o.jsonl" \
   --stats-json "$tmp/./o.jsonl" --max-new-tokens 1

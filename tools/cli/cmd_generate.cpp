@@ -150,6 +150,9 @@ void run_batch(const Opts& o, Answerer& a) {
   }
   IngestReport report;
   auto records = read_note_records(o.input, ingest, &report);
+  if (records.empty() && report.skipped == 0)
+    ASC_FAIL_HINT("give a CSV or JSONL file of notes and questions", "--input {}: holds no records",
+                  o.input);
   std::vector<std::string> bad = report.errors;
   int64_t bad_count = report.skipped;
   const std::string tmp = o.output + ".partial";

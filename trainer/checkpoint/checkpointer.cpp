@@ -9,6 +9,8 @@
 #include <sstream>
 #include <thread>
 
+#include <unistd.h>
+
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -74,8 +76,15 @@ int64_t Checkpointer::resume(SavedState& opt, const NamedTensors& params, int64_
   const std::string step_dir =
       comm::on_root(comm_, [&] { return newest_complete_checkpoint(run_dir_); });
   if (comm_) comm_->barrier();  // every rank has its answer before rank 0 moves `latest`
-  if (rank_ == 0)               // `latest` names the one resumed (it may have named a damaged one)
+  if (rank_ == 0) {             // `latest` names the one resumed (it may have named a damaged one)
+    std::error_code ec;
+    if (fs::is_directory(fs::symlink_status(run_dir_ + "/latest", ec))) {  // damage: kept aside
+      const std::string aside = fmt::format("{}/latest.damaged.{}", run_dir_, ::getpid());
+      fs::rename(run_dir_ + "/latest", aside);
+      fmt::print(stderr, "warning: {}/latest was a directory; moved to {}\n", run_dir_, aside);
+    }
     write_file_atomic(run_dir_ + "/latest", fs::path(step_dir).filename().string() + "\n");
+  }
   int64_t first_step = 0;
   try {
     first_step = nlohmann::json::parse(read_file(step_dir + "/trainer_state.json"))

@@ -13,6 +13,7 @@
 #include "checkpoint/safetensors.h"
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/strings.h"
 #include "common/json_limits.h"
 
 namespace fs = std::filesystem;
@@ -373,7 +374,8 @@ std::string resolve_model_dir(const std::string& path) {
       ASC_FAIL_HINT(
           "point `latest` at one of the run's step directories, or give the step "
           "directory itself",
-          "{}: 'latest' names '{}', which is not a step directory of this run", path, name);
+          "{}: 'latest' names '{}', which is not a step directory of this run", path,
+          printable(name, 64));
     const fs::path step = p / name;
     if (!fs::exists(step / "config.json"))
       ASC_FAIL("{}: 'latest' names {}, which holds no checkpoint", path, step.string());
