@@ -38,6 +38,9 @@ class Sink {
       if (v) dst = *v;
       if (v && !valid_utf8(*v) && problem.empty())
         problem = std::string("invalid UTF-8 in ") + logical;
+      // A NUL is no text (a binary file read as CSV, or a corrupted one); JSON refuses it too.
+      if (v && v->find('\0') != std::string::npos && problem.empty())
+        problem = std::string("a NUL byte in ") + logical;
     }
     if (problem.empty() && trimmed_empty(rec.note)) problem = "empty note";
     if (problem.empty() && o_.require_qa) {
