@@ -74,7 +74,7 @@ TEST(Ingest, BadRecordsNameFileAndPlace) {
   EXPECT_EQ(err("note\n\"a\nb\nc\"\n\"\xff\"\n", "csv"),
             "f.csv: record 2 (line 5): invalid UTF-8 in note");
   EXPECT_THAT(err("note\n\"unterminated\n", "csv"), HasSubstr("f.csv: malformed CSV"));
-  EXPECT_EQ(err(std::string("note,question\nok,q\na\0b,q\n", 24), "csv"),
+  EXPECT_EQ(err(std::string("note,question\nok,q\na\0b,q\n", 25), "csv"),
             "f.csv: record 2 (line 3): a NUL byte in note");
   EXPECT_EQ(err("{\"note\":\"a\"}\n{\"note\": \n", "jsonl").substr(0, 36),
             "f.jsonl: line 2: invalid JSON: [json");
