@@ -8,6 +8,19 @@
 
 namespace {
 
+class Sentences final : public sentencepiece::SentenceIterator {
+ public:
+  explicit Sentences(const std::vector<std::string>& v) : v_(v) {}
+  bool done() const override { return i_ >= v_.size(); }
+  void Next() override { ++i_; }
+  const std::string& value() const override { return v_[i_]; }
+  sentencepiece::util::Status status() const override { return {}; }
+
+ private:
+  const std::vector<std::string>& v_;
+  size_t i_ = 0;
+};
+
 class Backend final : public asc::SpmBackend {
  public:
   std::string load(const std::string& bytes) override {
@@ -33,10 +46,11 @@ class Backend final : public asc::SpmBackend {
     auto s = sp_.Encode(text, pieces);
     return s.ok() ? "" : s.ToString();
   }
-  std::string train(
-      const std::vector<std::pair<std::string, std::string>>& options) const override {
+  std::string train(const std::vector<std::pair<std::string, std::string>>& options,
+                    const std::vector<std::string>& sentences, std::string* model) const override {
     std::unordered_map<std::string, std::string> kwargs(options.begin(), options.end());
-    auto s = sentencepiece::SentencePieceTrainer::Train(kwargs);
+    Sentences it(sentences);
+    auto s = sentencepiece::SentencePieceTrainer::Train(kwargs, &it, model);
     return s.ok() ? "" : s.ToString();
   }
 

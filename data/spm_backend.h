@@ -27,9 +27,12 @@ class SpmBackend {
   virtual std::string id_to_piece(int id) const = 0;
   virtual std::string encode_pieces(const std::string& text,
                                     std::vector<std::string>* pieces) const = 0;
-  // SentencePieceTrainer::Train with named options (no flag string: paths may hold spaces).
-  virtual std::string train(
-      const std::vector<std::pair<std::string, std::string>>& options) const = 0;
+  // SentencePieceTrainer::Train with named options (no flag string), over `sentences` (one per
+  // element) and into `model` (the serialized model): no file names enter the model, so the
+  // same sentences and options give the same bytes.
+  virtual std::string train(const std::vector<std::pair<std::string, std::string>>& options,
+                            const std::vector<std::string>& sentences,
+                            std::string* model) const = 0;
 };
 
 // Loads libasclepius_spm.so (beside the running binary, or $ASCLEPIUS_SPM_LIB) once and returns

@@ -189,28 +189,20 @@ void train_tokenizer(const std::vector<std::string>& texts, const TokenizerTrain
   if (o.vocab_size < 300)
     ASC_FAIL("tokenizer train: --vocab-size {} is too small (byte fallback alone takes 256 + 3)",
              o.vocab_size);
-  // SentencePiece reads sentences one per line from a file.
-  const std::string tmp = out_path + ".input." + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary);
-    for (const auto& t : texts) {
-      size_t start = 0;
-      while (start <= t.size()) {
-        size_t nl = std::min(t.find('\n', start), t.size());
-        if (nl > start) f.write(t.data() + start, std::streamsize(nl - start)), f.put('\n');
-        start = nl + 1;
-      }
+  // Sentences are the texts' non-empty lines, handed over in memory: no temporary file, and no
+  // path in the model (SentencePiece records its input and model prefix in the file).
+  std::vector<std::string> sentences;
+  for (const auto& t : texts) {
+    size_t start = 0;
+    while (start <= t.size()) {
+      const size_t nl = std::min(t.find('\n', start), t.size());
+      if (nl > start) sentences.emplace_back(t, start, nl - start);
+      start = nl + 1;
     }
-    if (!f) ASC_FAIL("cannot write {}", tmp);
   }
-  std::string prefix = out_path;
-  if (prefix.size() > 6 && prefix.compare(prefix.size() - 6, 6, ".model") == 0)
-    prefix.resize(prefix.size() - 6);
   const int threads =
       o.threads > 0 ? o.threads : int(std::max(1u, std::thread::hardware_concurrency()));
   const std::vector<std::pair<std::string, std::string>> args = {
-      {"input", tmp},
-      {"model_prefix", prefix},
       {"vocab_size", std::to_string(o.vocab_size)},
       {"model_type", o.model_type},
       {"character_coverage", "1.0"},
@@ -228,11 +220,10 @@ void train_tokenizer(const std::vector<std::string>& texts, const TokenizerTrain
       {"minloglevel", "2"},
       {"hard_vocab_limit", "false"}};
   std::unique_ptr<SpmBackend> spm(new_spm_backend());
-  const std::string err = spm->train(args);
-  std::filesystem::remove(tmp);
-  std::filesystem::remove(prefix + ".vocab");
+  std::string model;
+  const std::string err = spm->train(args, sentences, &model);
   if (!err.empty()) ASC_FAIL("tokenizer train failed: {}", err);
-  if (prefix + ".model" != out_path) std::filesystem::rename(prefix + ".model", out_path);
+  write_file_atomic(out_path, model);
 }
 
 }  // namespace asc

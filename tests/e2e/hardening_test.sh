@@ -146,6 +146,11 @@ cp -r "$tmp/run" "$tmp/run-bad"
 echo "../run" >"$tmp/run-bad/latest"
 expect_error "export: a latest that leaves its run" "'latest' names '../run', which is not a step directory" \
   "$bin" export "$tmp/run-bad" --out "$tmp/hf-bad"
+# A tokenizer is a function of its input and options: trained again (under another name), it is
+# the same file, so the tokenizer checks below accept a retrained identical tokenizer.
+"$bin" tokenizer train --input "$csv" --vocab-size 400 --out "$tmp/again.model" >/dev/null
+check "tokenizer train is reproducible (no path or PID in the model)" cmp -s "$tok" "$tmp/again.model"
+
 # --- the tokenizer travels with the model: every pairing is checked ---------------------------
 # A model trained on a corpus records its tokenizer; another tokenizer of the same size (trained
 # on other notes), or a corpus built with it, is refused by generate, eval ppl and train.
