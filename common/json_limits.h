@@ -8,7 +8,9 @@
 // recurses over it. Header-only: common/ links no JSON library.
 #pragma once
 
+#include <set>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -29,6 +31,29 @@ inline nlohmann::json parse_json_bounded(const std::string& text, const std::str
     // `depth`: how many arrays/objects are open around the one starting here.
     if ((ev == Event::object_start || ev == Event::array_start) && depth >= max_depth)
       ASC_FAIL("{}: JSON nested deeper than {} levels", where, max_depth);
+    return true;
+  });
+}
+
+// parse_json_bounded that also refuses an object naming a key twice (nlohmann keeps the last
+// one silently: {"note":"one","note":"two"} would train on "two" without a word). The error is
+// "<where>: duplicate key 'K'" ("duplicate key 'K'" when `where` is empty).
+inline nlohmann::json parse_json_strict(const std::string& text, const std::string& where,
+                                        int max_depth = kMaxJsonDepth) {
+  using Event = nlohmann::json::parse_event_t;
+  const std::string at = where.empty() ? "" : where + ": ";
+  std::vector<std::set<std::string>> keys;  // one set per open object
+  return nlohmann::json::parse(text, [&](int depth, Event ev, nlohmann::json& parsed) {
+    if ((ev == Event::object_start || ev == Event::array_start) && depth >= max_depth)
+      ASC_FAIL("{}JSON nested deeper than {} levels", at, max_depth);
+    if (ev == Event::object_start) {
+      keys.emplace_back();
+    } else if (ev == Event::object_end) {
+      if (!keys.empty()) keys.pop_back();
+    } else if (ev == Event::key && !keys.empty() && parsed.is_string() &&
+               !keys.back().insert(parsed.get<std::string>()).second) {
+      ASC_FAIL("{}duplicate key '{}'", at, parsed.get<std::string>());
+    }
     return true;
   });
 }

@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/json_limits.h"
 
 namespace asc {
 namespace {
@@ -260,9 +261,12 @@ std::vector<NoteRecord> parse_jsonl(const std::string& data, const std::string& 
     std::string where = fmt::format("line {}", line);
     nlohmann::json obj;
     try {
-      obj = nlohmann::json::parse(text);
+      obj = parse_json_strict(text, "");
     } catch (const nlohmann::json::exception& e) {
       sink.bad(where, std::string("invalid JSON: ") + e.what());
+      continue;
+    } catch (const Error& e) {  // a duplicate key, or nesting past the bound
+      sink.bad(where, e.message());
       continue;
     }
     add_json(sink, obj, where, record, o);
@@ -274,7 +278,7 @@ std::vector<NoteRecord> parse_json_array(const std::string& data, const std::str
                                          const IngestOptions& o, IngestReport* report) {
   nlohmann::json arr;
   try {
-    arr = nlohmann::json::parse(data);
+    arr = parse_json_strict(data, name);
   } catch (const nlohmann::json::exception& e) {
     ASC_FAIL("{}: invalid JSON: {}", name, e.what());
   }

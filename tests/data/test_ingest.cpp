@@ -79,6 +79,10 @@ TEST(Ingest, BadRecordsNameFileAndPlace) {
   EXPECT_EQ(err("{\"note\":\"a\"}\n{\"note\": \n", "jsonl").substr(0, 36),
             "f.jsonl: line 2: invalid JSON: [json");
   EXPECT_EQ(err("{\"question\":\"a\"}\n", "jsonl"), "f.jsonl: line 1: missing column 'note'");
+  EXPECT_EQ(err("{\"note\":\"one\",\"note\":\"two\"}\n", "jsonl"),
+            "f.jsonl: line 1: duplicate key 'note'");
+  EXPECT_THAT(err("[{\"note\":\"a\",\"id\":\"1\",\"id\":\"2\"}]", "json"),
+              HasSubstr("f.json: duplicate key 'id'"));
   EXPECT_EQ(err("[1]", "json"), "f.json: record 1: not a JSON object");
   EXPECT_EQ(err("{}", "json"), "f.json: expected a JSON array of objects");
   IngestOptions qa;
@@ -155,9 +159,10 @@ TEST(Ingest, JsonFieldsMustBeStrings) {
 }
 
 // A note nested 100,000 levels deep (it used to be stringified, recursively: a stack overflow)
-// is one bad record.
+// is one bad record: refused while parsing, past 512 levels; a shallow array is named as such.
 TEST(Ingest, DeeplyNestedJsonIsABadRecordNotACrash) {
   const int depth = 100000;
   const std::string deep = "{\"note\":" + std::string(depth, '[') + std::string(depth, ']') + "}\n";
-  EXPECT_THAT(err(deep, "jsonl"), HasSubstr("field 'note' is a JSON array"));
+  EXPECT_EQ(err(deep, "jsonl"), "f.jsonl: line 1: JSON nested deeper than 512 levels");
+  EXPECT_THAT(err("{\"note\":[[1]]}\n", "jsonl"), HasSubstr("field 'note' is a JSON array"));
 }
