@@ -17,6 +17,8 @@
 namespace asc::comm {
 
 constexpr int kNoticeTag = 7;
+constexpr int kHeartbeatTag = 8;
+constexpr double kHeartbeatS = 1.0;  // while waiting; silent for 3 of them: named
 // A wait shorter than this is not worth a line when a stop signal arrives during it (mpirun
 // follows its SIGTERM with SIGKILL about a second later, so this must be well under that).
 constexpr double kSignalGraceS = 0.2;
@@ -84,6 +86,7 @@ ArrivalBoard::ArrivalBoard() {
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
   arrived_.assign(size_t(size_), 0);
+  heard_.assign(size_t(size_), 0.0);
 }
 
 ArrivalBoard::~ArrivalBoard() {
@@ -108,7 +111,39 @@ void ArrivalBoard::announce(int64_t seq) {
   drain();
 }
 
+void ArrivalBoard::heartbeat(int64_t seq) {
+  for (int p = 0; p < size_; ++p) {
+    if (p == rank_ || (rank_ != 0 && p != 0) || arrived_[size_t(p)] < seq) continue;
+    Notice n{MPI_REQUEST_NULL, std::make_unique<int64_t>(0)};
+    mpi_check(MPI_Isend(n.value.get(), 1, MPI_INT64_T, p, kHeartbeatTag, comm_, &n.req),
+              "MPI_Isend (heartbeat)");
+    sends_.push_back(std::move(n));
+  }
+}
+
+std::string ArrivalBoard::silent_text(int64_t seq, double since, double now) const {
+  if (now - since < 3 * kHeartbeatS) return "";
+  std::vector<int> silent;
+  for (int p = 0; p < size_; ++p)
+    if (p != rank_ && (rank_ == 0 || p == 0) && arrived_[size_t(p)] >= seq &&
+        now - std::max(heard_[size_t(p)], since) > 3 * kHeartbeatS)
+      silent.push_back(p);
+  if (silent.empty()) return "";
+  return fmt::format("; not heard from while waiting (stopped or hung?): {} {}",
+                     silent.size() == 1 ? "rank" : "ranks", fmt::join(silent, ", "));
+}
+
 void ArrivalBoard::drain() {
+  for (;;) {
+    int flag = 0;
+    MPI_Status st;
+    mpi_check(MPI_Iprobe(MPI_ANY_SOURCE, kHeartbeatTag, comm_, &flag, &st), "MPI_Iprobe");
+    if (!flag) break;
+    int64_t v = 0;
+    mpi_check(MPI_Recv(&v, 1, MPI_INT64_T, st.MPI_SOURCE, kHeartbeatTag, comm_, MPI_STATUS_IGNORE),
+              "MPI_Recv (heartbeat)");
+    heard_[size_t(st.MPI_SOURCE)] = now_s();
+  }
   for (;;) {
     int flag = 0;
     MPI_Status st;
@@ -142,7 +177,7 @@ int64_t ArrivalBoard::arrivals() const {
   return n;
 }
 
-Deadline::Deadline(const ArrivalBoard& board, const char* op, int64_t seq, int64_t bytes,
+Deadline::Deadline(ArrivalBoard& board, const char* op, int64_t seq, int64_t bytes,
                    double timeout_s, std::function<int64_t()> progress)
     : board_(board),
       op_(op),
@@ -154,6 +189,7 @@ Deadline::Deadline(const ArrivalBoard& board, const char* op, int64_t seq, int64
       progress_(std::move(progress)),
       arrivals_(board.arrivals()) {
   if (progress_) last_progress_ = progress_(), next_probe_ = begin_ + probe_interval();
+  next_heartbeat_ = begin_ + kHeartbeatS;
 }
 
 double Deadline::probe_interval() const {
@@ -184,10 +220,12 @@ void Deadline::check() {
     next_probe_ = t + probe_interval();
     if (const int64_t v = progress_(); v != last_progress_) last_progress_ = v, start_ = t;
   }
+  if (t >= next_heartbeat_) next_heartbeat_ = t + kHeartbeatS, board_.heartbeat(seq_);
   if (t - start_ > timeout_)
     comm_fatal(board_.rank(), board_.size(),
-               fmt::format("{} #{} ({} bytes) timed out after {:.0f} s (parallel.timeout_s){}{}",
+               fmt::format("{} #{} ({} bytes) timed out after {:.0f} s (parallel.timeout_s){}{}{}",
                            op_, seq_, bytes_, timeout_, board_.missing_text(seq_),
+                           board_.silent_text(seq_, begin_, t),
                            start_ > begin_ ? fmt::format(" (no progress for {:.0f} s of {:.0f} s "
                                                          "waited)",
                                                          t - start_, t - begin_)

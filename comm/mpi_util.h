@@ -33,6 +33,15 @@ class ArrivalBoard {
   int size() const { return size_; }
   // Collectives the peers have announced, summed: grows while any peer makes progress.
   int64_t arrivals() const;
+  // While waiting in collective `seq`, once a second: a heartbeat to rank 0 (from rank 0: to
+  // every peer), sent only to peers that entered `seq` too (they are waiting, so they drain; a
+  // busy peer gets none), so that a rank stopped or hung inside a collective every rank entered
+  // can be named.
+  void heartbeat(int64_t seq);
+  // "; not heard from while waiting (stopped or hung?): rank 1" for the peers that entered `seq`
+  // and that this rank hears heartbeats from (rank 0: all; others: rank 0), silent since `since`
+  // for a few seconds; "" otherwise.
+  std::string silent_text(int64_t seq, double since, double now) const;
 
  private:
   struct Notice {
@@ -42,6 +51,7 @@ class ArrivalBoard {
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1;
   std::vector<int64_t> arrived_;
+  std::vector<double> heard_;  // when each peer's last heartbeat came
   std::deque<Notice> sends_;
 };
 
@@ -51,19 +61,19 @@ class Deadline {
  public:
   // timeout_s without progress: peers arriving (the board's count) or, when given, a change of
   // progress() (probed every few seconds) restart it.
-  Deadline(const ArrivalBoard& board, const char* op, int64_t seq, int64_t bytes, double timeout_s,
+  Deadline(ArrivalBoard& board, const char* op, int64_t seq, int64_t bytes, double timeout_s,
            std::function<int64_t()> progress = {});
   void check();  // between polls
  private:
   double probe_interval() const;
-  const ArrivalBoard& board_;
+  ArrivalBoard& board_;
   const char* op_;
   int64_t seq_, bytes_;
   double timeout_, begin_, start_;  // start_: the last progress seen
   int spins_ = 0;
   std::function<int64_t()> progress_;
   int64_t arrivals_ = 0, last_progress_ = 0;
-  double next_probe_ = 0;
+  double next_probe_ = 0, next_heartbeat_ = 0;
 };
 
 }  // namespace asc::comm

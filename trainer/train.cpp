@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -66,7 +67,7 @@ LlamaConfig initial_config(const Recipe& r, std::string* from) {
              r.where("data.seq_len"), r.data.seq_len, config.max_position_embeddings);
   // The model learns the corpus's tokenizer: its config.json records it, and a model already
   // trained with another one (same vocabulary size or not) is refused.
-  if (r.data.corpus != "demo") {
+  if (r.data.corpus != "demo" && std::filesystem::exists(r.data.corpus)) {  // (init: not yet)
     const std::string tok = Corpus(r.data.corpus).info().tokenizer_checksum;
     check_same_tokenizer(config, *from + "/config.json", tok,
                          r.where("data.corpus") + ": corpus " + r.data.corpus);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -169,6 +170,21 @@ int main(int argc, char** argv) {
       };
     c->barrier(o);
     std::printf("rank %d: waited for the slow rank\n", c->rank());
+    return 0;
+  }
+  if (mode == "stall") {
+    // Rank 1 enters a large all-reduce, then stops (SIGSTOP) inside it: every rank entered it,
+    // so rank 0 names rank 1 by its missing heartbeats.
+    auto c = make_mpi_communicator(std::atof(argv[2]));
+    at::Tensor t = at::ones({1 << 24});  // 64 MiB: still in transfer when rank 1 stops
+    if (c->rank() == 1) {
+      auto w = c->all_reduce(t);
+      ::raise(SIGSTOP);
+      w->wait();
+    } else {
+      c->all_reduce(t)->wait();
+    }
+    std::printf("rank %d: finished, which must not happen\n", c->rank());
     return 0;
   }
   if (mode == "contend") {

@@ -30,6 +30,8 @@ for r in 0 1; do
     "grep -q 'rank $r of 3: all_reduce #3 (32 bytes) timed out after 3 s (parallel.timeout_s); ranks that did not arrive: 2' $tmp/skip.out"
 done
 check "skip: nothing finished" "! grep -q 'must not happen' $tmp/skip.out"
+check "skip: rank 1, waiting too, is heard (its heartbeats reach rank 0), not named as silent" \
+  "! grep -q 'not heard from' $tmp/skip.out"
 
 # A barrier's progress probe (used by checkpoint saves): rank 1 arrives after 7 s while its file
 # changes; with a 2 s timeout rank 0 waits it out with the probe and times out without it.
@@ -41,6 +43,14 @@ rm -f "$tmp/progress.file"
 timeout 60 mpirun -np 2 "$bin" progress 2 7 "$tmp/progress.file" off >"$tmp/noprogress.out" 2>&1
 check "progress: without the probe the same wait times out naming rank 1" \
   "grep -q 'rank 0 of 2: barrier #1 (0 bytes) timed out after 2 s (parallel.timeout_s); ranks that did not arrive: 1' $tmp/noprogress.out"
+
+# Rank 1 stops (SIGSTOP) inside an all-reduce both ranks entered: rank 0 names it all the same,
+# by its missing heartbeats.
+timeout 60 mpirun -np 2 "$bin" stall 5 >"$tmp/stall.out" 2>&1
+pkill -KILL -f "comm_main stall" 2>/dev/null
+cat "$tmp/stall.out"
+check "stall: rank 0 names the rank stopped inside the transfer" \
+  "grep -qE 'rank 0 of 2: all_reduce #[0-9]+ .*timed out after 5 s .*every rank entered it.*not heard from while waiting \\(stopped or hung\\?\\): rank 1' $tmp/stall.out"
 
 # SIGSTOP and SIGKILL of rank 1 while both ranks loop over all_reduce.
 for sig in STOP KILL; do

@@ -11,6 +11,7 @@ Usage: check_generate.py ASCLEPIUS_BIN WORKDIR
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -18,7 +19,8 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, LlamaTokenizer
 
 bin_, work = sys.argv[1], sys.argv[2]
-os.makedirs(work, exist_ok=True)
+shutil.rmtree(work, ignore_errors=True)  # a fresh directory: synth-notes does not replace notes
+os.makedirs(work)
 run = lambda *a: subprocess.run([bin_, *a], check=True, capture_output=True, text=True)
 
 run("synth-notes", "--count", "6", "--seed", "4", "--questions-per-note", "2", "--out",

@@ -82,9 +82,10 @@ void add_init(CLI::App& app) {
                 "Replace an earlier model in a non-empty --out (its files only)");
   cmd->callback([=] {
     check_output_dir("--out", *out, {*recipe});
-    clear_earlier_export(*out, *force);
     Recipe r = load_recipe(*recipe, *overrides, 1);
-    LlamaForCausalLM model = initial_model(r);
+    check_output_dir("--out", *out, {*recipe, r.model.init_from, r.data.corpus, r.data.tokenizer});
+    LlamaForCausalLM model = initial_model(r);  // read before anything of --out is removed
+    clear_earlier_export(*out, *force);
     save_hf_dir(*out, model->config(), hf_named_tensors(model), at::kFloat);
     std::cout << "wrote the initial model of " << *recipe << " to " << *out << "\n";
   });

@@ -49,14 +49,14 @@ void check_not_in_checkpoint(const std::string& option, const std::string& out) 
                     option, out, d.string());
     // A run directory's own entries: `latest`, its recipe, metrics, TensorBoard events, profiles
     // and step directories (partial ones included). Other names in a run directory are free.
-    if (!below.empty() && fs::is_directory(d, ec) && is_run_dir(d.string())) {
-      const std::string c = below.string();
-      if (c == "latest" || c == "recipe.yaml" || c == "metrics.jsonl" || c == "tensorboard" ||
-          c == "profile" || c.rfind("step-", 0) == 0)
-        ASC_FAIL_HINT("write it somewhere else (another name in the run directory will do)",
-                      "{} {}: is {} of the training run {}; writing there would damage the run",
-                      option, out, c.rfind("step-", 0) == 0 ? "a step directory" : "'" + c + "'",
-                      d.string());
+    const std::string c = below.string();
+    const bool run_entry = c == "latest" || c == "recipe.yaml" || c == "metrics.jsonl" ||
+                           c == "tensorboard" || c == "profile" || c.rfind("step-", 0) == 0;
+    if (run_entry && fs::is_directory(d, ec) && is_run_dir(d.string())) {
+      ASC_FAIL_HINT("write it somewhere else (another name in the run directory will do)",
+                    "{} {}: is {} of the training run {}; writing there would damage the run",
+                    option, out, c.rfind("step-", 0) == 0 ? "a step directory" : "'" + c + "'",
+                    d.string());
     }
     if (d == d.parent_path()) break;
   }
@@ -68,12 +68,16 @@ void check_not_an_input(const std::string& option, const std::string& out,
   for (const std::string& in : inputs) {
     if (in.empty()) continue;
     if (!fs::exists(in, ec)) {  // another output of the command, not written yet: same path?
-      if (fs::weakly_canonical(out, ec) == fs::weakly_canonical(in, ec))
+      std::error_code e1, e2;
+      const fs::path a = fs::weakly_canonical(out, e1), b = fs::weakly_canonical(in, e2);
+      if (!e1 && !e2 && a == b)
         ASC_FAIL_HINT("give each output its own path",
                       "{} {}: is also another output of this command ({})", option, out, in);
       continue;
     }
-    if (!out_is_dir && fs::is_directory(in, ec)) {  // a model directory: its files are inputs
+    // A model directory: its files are inputs. (A run directory given as the model is guarded by
+    // the run rule instead: its own entries and step directories; other names there are free.)
+    if (!out_is_dir && fs::is_directory(in, ec) && !is_run_dir(in)) {
       const fs::path o = fs::weakly_canonical(out, ec), i = fs::weakly_canonical(in, ec);
       const auto rel = o.lexically_relative(i);
       if (!rel.empty() && *rel.begin() != ".." && *rel.begin() != ".")

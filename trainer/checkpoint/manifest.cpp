@@ -188,11 +188,12 @@ bool is_step_dir_name(const std::string& name) {
 
 std::vector<std::string> step_dirs_newest_first(const std::string& run_dir) {
   std::vector<std::string> out;
-  if (!fs::is_directory(run_dir)) return out;
-  for (const auto& e : fs::directory_iterator(run_dir)) {
-    const std::string n = e.path().filename().string();
-    std::error_code ec;  // an entry that cannot be stat'ed (a link loop) is no step directory
-    if (is_step_dir_name(n) && e.is_directory(ec)) out.push_back(e.path().string());
+  std::error_code ec;  // a directory that cannot be listed holds no step directory we can read
+  if (!fs::is_directory(run_dir, ec)) return out;
+  for (fs::directory_iterator it(run_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string n = it->path().filename().string();
+    std::error_code e2;  // an entry that cannot be stat'ed (a link loop) is no step directory
+    if (is_step_dir_name(n) && it->is_directory(e2)) out.push_back(it->path().string());
   }
   // By step number (step-10000000 has 8 digits and sorts after step-9999999).
   auto step_of = [](const std::string& p) {

@@ -102,17 +102,25 @@ struct SavePaths {
   fs::path run, dir, tmp;
   std::string name, what;
 };
-// What the ranks of a save are seen doing: the number, sizes and modification times of the files
-// under the run's step directories (finished and .partial). Shared by every rank's view of a
-// shared file system; errors (a file removed while listed) are skipped.
-int64_t step_dirs_activity(const fs::path& run) {
+// What the ranks of a save are seen doing, through the shared file system: the sizes and
+// modification times of this save's files (step_name and its .partial) and the names in the
+// run's other step directories (keep_last removing one). Errors (a file removed while listed)
+// are skipped. Probed every few seconds while a rank waits (comm::Deadline).
+int64_t step_dirs_activity(const fs::path& run, const std::string& step_name) {
   uint64_t h = 0;
+  auto mix = [&h](const std::string& s) {
+    for (const char c : s) h = h * 131u + uint64_t(c);
+  };
   std::error_code ec;
   for (fs::directory_iterator d(run, ec), end; !ec && d != end; d.increment(ec)) {
-    if (d->path().filename().string().rfind("step-", 0) != 0) continue;
+    const std::string name = d->path().filename().string();
+    if (name.rfind("step-", 0) != 0) continue;
+    mix(name);
+    const bool ours = name == step_name || name == step_name + ".partial";
     std::error_code e2;
-    for (fs::recursive_directory_iterator f(d->path(), e2), fend; !e2 && f != fend;
-         f.increment(e2)) {
+    for (fs::directory_iterator f(d->path(), e2), fend; !e2 && f != fend; f.increment(e2)) {
+      mix(f->path().filename().string());
+      if (!ours) continue;
       std::error_code e3;
       const uint64_t size = f->is_regular_file(e3) ? f->file_size(e3) : 0;
       const auto mtime = f->last_write_time(e3).time_since_epoch().count();
@@ -150,7 +158,7 @@ void begin_sharded_checkpoint(const ShardedSave& s, comm::Communicator* comm) {
     }
   }
   comm::agree_on_error(comm, p.what, error, s.timeout_s,
-                       [run = p.run] { return step_dirs_activity(run); });
+                       [run = p.run, name = p.name] { return step_dirs_activity(run, name); });
 }
 
 ShardReportInfo write_shard(const ShardedSave& s, const std::vector<StateSlice>& mine, int rank,
@@ -182,7 +190,7 @@ void commit_sharded_checkpoint(const ShardedSave& s, const ShardReportInfo& repo
   const std::string &name = p.name, &what = p.what;
   std::string error;
   save_fault_point(s.fault_spec, "report", rank, s.step);
-  const auto progress = [run] { return step_dirs_activity(run); };
+  const auto progress = [run, name] { return step_dirs_activity(run, name); };
   const auto reports =
       comm::all_gather_strings(comm, serialize_report(report), s.timeout_s, progress);
   std::string failed;
@@ -332,7 +340,8 @@ void CheckpointReader::check_slices() const {
         const uint64_t es = s.dtype == "BF16" ? 2 : s.dtype == "F32" ? 4 : 0;
         if (es == 0)
           ASC_FAIL("{}: {} of '{}' stored as {} (expected F32 or BF16)", dir_, kind, name, s.dtype);
-        const uint64_t bytes = uint64_t(s.end - s.begin) * es, size = size_of(s.file);
+        const uint64_t n = uint64_t(s.end - s.begin), size = size_of(s.file);
+        const uint64_t bytes = n <= size / es ? n * es : UINT64_MAX;  // no wrap-around
         if (s.offset > size || bytes > size - s.offset)
           ASC_FAIL("{}/{}: {} of '{}' (bytes {} + {}) lies past the end of the file ({} bytes)",
                    dir_, s.file, kind, name, s.offset, bytes, size);

@@ -41,7 +41,13 @@ void StepProfiler::before_step(int64_t step) {
 }
 
 void StepProfiler::after_step(int64_t step) {
-  if (on_ && step == last_) stop();
+  if (!on_ || step != last_) return;
+  try {
+    stop();
+  } catch (const std::exception& e) {  // a trace that cannot be saved does not stop the run
+    fmt::print(stderr, "warning: the profile of steps {}..{} was not saved: {}\n", first_, last_,
+               e.what());
+  }
 }
 
 void StepProfiler::stop() {
