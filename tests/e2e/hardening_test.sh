@@ -264,6 +264,9 @@ expect_error "generate --stats-json onto the model's config.json" "lies inside $
   --max-new-tokens 1 --stats-json "$tmp/m/config.json"
 check "the model's config.json is intact" unchanged "$tmp/m/config.json" "$cfg_m"
 printf '{"id":"1","note":"a note","question":"why?"}\n' >"$tmp/q.jsonl"
+expect_error "generate: a NaN --length-penalty" "--length-penalty: nan is not a number" \
+  "$bin" generate --model "$tmp/m" --tokenizer "$tok" --note "$tmp/note.txt" --question "Why?" \
+  --length-penalty nan
 : >"$tmp/empty.jsonl"
 expect_error "generate: an --input without records" "holds no records" \
   "$bin" generate --model "$tmp/m" --tokenizer "$tok" --input "$tmp/empty.jsonl" --output "$tmp/e.jsonl"

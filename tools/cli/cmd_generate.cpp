@@ -2,6 +2,7 @@
 // the exact Asclepius prompt, one at a time (--note/--question), for a whole JSONL/CSV file in
 // batches (--input/--output), or interactively (--interactive).
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -305,6 +306,12 @@ void add_generate(CLI::App& app) {
       check_output_file("--stats-json", o->stats_json,
                         {o->input, o->note_file, o->model, o->tokenizer, o->output,
                          o->output.empty() ? "" : o->output + ".partial"});
+    // CLI11's ranges let NaN through (every comparison with it is false).
+    for (const auto& [name, v] :
+         {std::pair<const char*, double>{"--temperature", o->gen.temperature},
+          {"--top-p", o->gen.top_p},
+          {"--length-penalty", o->gen.length_penalty}})
+      if (!std::isfinite(v)) ASC_FAIL("{}: {} is not a number", name, v);
     check_thread_count(o->threads, "--threads");
     if (o->threads > 0) torch::set_num_threads(int(o->threads));
     Answerer a(*o);
