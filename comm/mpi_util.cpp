@@ -100,25 +100,23 @@ ArrivalBoard::~ArrivalBoard() {
   MPI_Comm_free(&comm_);
 }
 
+void ArrivalBoard::send(int peer, int64_t value, int tag) {
+  Notice n{MPI_REQUEST_NULL, std::make_unique<int64_t>(value)};
+  mpi_check(MPI_Isend(n.value.get(), 1, MPI_INT64_T, peer, tag, comm_, &n.req),
+            tag == kNoticeTag ? "MPI_Isend (arrival notice)" : "MPI_Isend (heartbeat)");
+  sends_.push_back(std::move(n));
+}
+
 void ArrivalBoard::announce(int64_t seq) {
-  for (int p = 0; p < size_; ++p) {
-    if (p == rank_) continue;
-    Notice n{MPI_REQUEST_NULL, std::make_unique<int64_t>(seq)};
-    mpi_check(MPI_Isend(n.value.get(), 1, MPI_INT64_T, p, kNoticeTag, comm_, &n.req),
-              "MPI_Isend (arrival notice)");
-    sends_.push_back(std::move(n));
-  }
+  for (int p = 0; p < size_; ++p)
+    if (p != rank_) send(p, seq, kNoticeTag);
   drain();
 }
 
 void ArrivalBoard::heartbeat(int64_t seq) {
-  for (int p = 0; p < size_; ++p) {
-    if (p == rank_ || (rank_ != 0 && p != 0) || arrived_[size_t(p)] < seq) continue;
-    Notice n{MPI_REQUEST_NULL, std::make_unique<int64_t>(0)};
-    mpi_check(MPI_Isend(n.value.get(), 1, MPI_INT64_T, p, kHeartbeatTag, comm_, &n.req),
-              "MPI_Isend (heartbeat)");
-    sends_.push_back(std::move(n));
-  }
+  for (int p = 0; p < size_; ++p)
+    if (p != rank_ && (rank_ == 0 || p == 0) && arrived_[size_t(p)] >= seq)
+      send(p, 0, kHeartbeatTag);
 }
 
 std::string ArrivalBoard::silent_text(int64_t seq, double since, double now) const {
@@ -134,26 +132,21 @@ std::string ArrivalBoard::silent_text(int64_t seq, double since, double now) con
 }
 
 void ArrivalBoard::drain() {
-  for (;;) {
-    int flag = 0;
-    MPI_Status st;
-    mpi_check(MPI_Iprobe(MPI_ANY_SOURCE, kHeartbeatTag, comm_, &flag, &st), "MPI_Iprobe");
-    if (!flag) break;
-    int64_t v = 0;
-    mpi_check(MPI_Recv(&v, 1, MPI_INT64_T, st.MPI_SOURCE, kHeartbeatTag, comm_, MPI_STATUS_IGNORE),
-              "MPI_Recv (heartbeat)");
-    heard_[size_t(st.MPI_SOURCE)] = now_s();
-  }
-  for (;;) {
-    int flag = 0;
-    MPI_Status st;
-    mpi_check(MPI_Iprobe(MPI_ANY_SOURCE, kNoticeTag, comm_, &flag, &st), "MPI_Iprobe");
-    if (!flag) break;
-    int64_t v = 0;
-    mpi_check(MPI_Recv(&v, 1, MPI_INT64_T, st.MPI_SOURCE, kNoticeTag, comm_, MPI_STATUS_IGNORE),
-              "MPI_Recv (arrival notice)");
-    arrived_[size_t(st.MPI_SOURCE)] = std::max(arrived_[size_t(st.MPI_SOURCE)], v);
-  }
+  // Every message of `tag` waiting, as (source, value).
+  auto receive = [this](int tag, const auto& on) {
+    for (;;) {
+      int flag = 0;
+      MPI_Status st;
+      mpi_check(MPI_Iprobe(MPI_ANY_SOURCE, tag, comm_, &flag, &st), "MPI_Iprobe");
+      if (!flag) return;
+      int64_t v = 0;
+      mpi_check(MPI_Recv(&v, 1, MPI_INT64_T, st.MPI_SOURCE, tag, comm_, MPI_STATUS_IGNORE),
+                "MPI_Recv (arrival notice or heartbeat)");
+      on(size_t(st.MPI_SOURCE), v);
+    }
+  };
+  receive(kHeartbeatTag, [this](size_t p, int64_t) { heard_[p] = now_s(); });
+  receive(kNoticeTag, [this](size_t p, int64_t v) { arrived_[p] = std::max(arrived_[p], v); });
   while (!sends_.empty()) {
     int done = 0;
     MPI_Test(&sends_.front().req, &done, MPI_STATUS_IGNORE);

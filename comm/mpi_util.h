@@ -44,6 +44,7 @@ class ArrivalBoard {
   std::string silent_text(int64_t seq, double since, double now) const;
 
  private:
+  void send(int peer, int64_t value, int tag);  // non-blocking; completed in drain()
   struct Notice {
     MPI_Request req;
     std::unique_ptr<int64_t> value;
