@@ -75,9 +75,9 @@ void check_not_an_input(const std::string& option, const std::string& out,
                       "{} {}: is also another output of this command ({})", option, out, in);
       continue;
     }
-    // A model directory: its files are inputs. (A run directory given as the model is guarded by
-    // the run rule instead: its own entries and step directories; other names there are free.)
-    if (!out_is_dir && fs::is_directory(in, ec) && !is_run_dir(in)) {
+    // A model directory: the files in it are inputs (a new name there is free). A run directory
+    // given as the model is guarded by the run rule instead (its own entries, step directories).
+    if (!out_is_dir && fs::exists(out, ec) && fs::is_directory(in, ec) && !is_run_dir(in)) {
       const fs::path o = fs::weakly_canonical(out, ec), i = fs::weakly_canonical(in, ec);
       const auto rel = o.lexically_relative(i);
       if (!rel.empty() && *rel.begin() != ".." && *rel.begin() != ".")

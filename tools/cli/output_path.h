@@ -5,8 +5,9 @@
 //     symbolic link (a rename over a symlink or device would replace it, not write through it);
 //   - a directory output is absent or a real directory;
 //   - an output is none of the command's inputs (the same file by device and inode; for a
-//     directory output, an input inside it; for a file output, a file inside an input directory
-//     such as the model's) and no other output of the command (an input not there yet, by path);
+//     directory output, an input inside it; for a file output, a file already inside an input
+//     directory such as the model's) and no other output of the command (an input not there
+//     yet, by path);
 //   - an output lies inside no training checkpoint (a step directory: manifest.pb or
 //     trainer_state.json), is none of a run directory's own entries (`latest`, recipe.yaml,
 //     metrics.jsonl, tensorboard/, profile/, step-*) and, for a directory, is no run directory
