@@ -364,9 +364,9 @@ void rmsnorm_bwd_launch(const void* dy, const void* x, const void* w, const floa
                         float* workspace, int64_t rows, int64_t dim, cudaStream_t st) {
   const int64_t per_thread = (dim / P + kThreads - 1) / kThreads;
   auto go = [&](auto kernel) {
-    ASC_LAUNCH(kDwBlocks, kThreads, st, kernel)(static_cast<const T*>(dy), static_cast<const T*>(x),
-                                                static_cast<const T*>(w), rstd, static_cast<T*>(dx),
-                                                workspace, rows, dim);
+    ASC_LAUNCH(kDwBlocks, kThreads, st, kernel)
+    (static_cast<const T*>(dy), static_cast<const T*>(x), static_cast<const T*>(w), rstd,
+     static_cast<T*>(dx), workspace, rows, dim);
   };
   if (per_thread <= 1)
     go(rmsnorm_bwd<T, P, 1>);
@@ -388,8 +388,9 @@ void rmsnorm_backward_cuda(const void* dy, const void* x, const void* w, const f
                            int dtype, void* stream) {
   if (dim == 0) return;
   auto st = static_cast<cudaStream_t>(stream);
-  ASC_DISPATCH(dtype, if (packable(dim, sizeof(T), {dy, x, w, dx})) rmsnorm_bwd_launch<T, int(16 / sizeof(T))>(
-                          dy, x, w, rstd, dx, workspace, rows, dim, st);
+  ASC_DISPATCH(dtype, if (packable(dim, sizeof(T), {dy, x, w, dx}))
+                          rmsnorm_bwd_launch<T, int(16 / sizeof(T))>(dy, x, w, rstd, dx, workspace,
+                                                                     rows, dim, st);
                else rmsnorm_bwd_launch<T, 1>(dy, x, w, rstd, dx, workspace, rows, dim, st));
   ASC_LAUNCH(unsigned((dim + kThreads - 1) / kThreads), kThreads, st, sum_partials)
   (workspace, dw_f32, dim, kDwBlocks);
