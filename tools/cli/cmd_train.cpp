@@ -81,8 +81,7 @@ void add_init(CLI::App& app) {
   cmd->add_flag("--force", *force,
                 "Replace an earlier model in a non-empty --out (its files only)");
   cmd->callback([=] {
-    check_output_dir("--out", *out, {*recipe});
-    Recipe r = load_recipe(*recipe, *overrides, 1);
+    Recipe r = load_recipe(*recipe, *overrides, 1);  // reads only: --out is checked next
     check_output_dir("--out", *out, {*recipe, r.model.init_from, r.data.corpus, r.data.tokenizer});
     LlamaForCausalLM model = initial_model(r);  // read before anything of --out is removed
     clear_earlier_export(*out, *force);
