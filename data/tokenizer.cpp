@@ -5,14 +5,18 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <thread>
 #include <unordered_map>
 
+#include <nlohmann/json.hpp>
+
 #include "common/error.h"
 #include "common/fs.h"
+#include "data/hf_bpe.h"
 #include "data/spm_backend.h"
 
 namespace asc {
@@ -55,14 +59,79 @@ struct WordCache {
 thread_local WordCache t_cache;
 }  // namespace
 
-Tokenizer::Tokenizer(const std::string& model_path) : sp_(new_spm_backend()), path_(model_path) {
-  if (!std::filesystem::exists(model_path))
-    ASC_FAIL_HINT("train one with `asclepius tokenizer train` or use the model's tokenizer.model",
-                  "{}: tokenizer model not found", model_path);
-  const std::string bytes = read_file(model_path);
+namespace {
+// A model directory's tokenizer file: tokenizer.model (SentencePiece), else tokenizer.json.
+std::string resolve_tokenizer_path(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (!fs::is_directory(path)) return path;
+  for (const char* name : {"tokenizer.model", "tokenizer.json"})
+    if (fs::exists(fs::path(path) / name)) return (fs::path(path) / name).string();
+  ASC_FAIL_HINT("pass the tokenizer file itself, or a model directory that has one",
+                "{}: a directory without tokenizer.model or tokenizer.json", path);
+}
+
+bool looks_like_json(const std::string& bytes) {
+  for (char c : bytes) {
+    if (c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
+    return c == '{';
+  }
+  return false;
+}
+
+// bos_token / eos_token of a tokenizer_config.json: a string, or {"content": ...}.
+std::string config_token(const nlohmann::json& cfg, const char* key, const std::string& where) {
+  if (!cfg.contains(key) || cfg[key].is_null()) return "";
+  const auto& v = cfg[key];
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_object() && v.contains("content") && v["content"].is_string())
+    return v["content"].get<std::string>();
+  ASC_FAIL("{}: {} is {}, not a token string", where, key, v.dump().substr(0, 80));
+}
+}  // namespace
+
+Tokenizer::Tokenizer(const std::string& model_path) : path_(resolve_tokenizer_path(model_path)) {
+  if (!std::filesystem::exists(path_))
+    ASC_FAIL_HINT(
+        "train one with `asclepius tokenizer train` or use the model's tokenizer.model / "
+        "tokenizer.json",
+        "{}: tokenizer model not found", path_);
+  const std::string bytes = read_file(path_);
   checksum_ = xxh64_hex(bytes.data(), bytes.size());
+  if (looks_like_json(bytes))
+    load_hf_json(bytes);
+  else
+    load_sentencepiece(bytes);
+}
+
+void Tokenizer::load_hf_json(const std::string& bytes) {
+  // As AutoTokenizer reads them: BOS, EOS and add_prefix_space from tokenizer_config.json beside
+  // the file, when present.
+  HfBpeTokenizer::Options o;
+  const auto cfg_path = std::filesystem::path(path_).parent_path() / "tokenizer_config.json";
+  if (std::filesystem::exists(cfg_path)) {
+    const std::string where = cfg_path.string();
+    nlohmann::json cfg;
+    try {
+      cfg = nlohmann::json::parse(read_file(where));
+    } catch (const nlohmann::json::exception& e) {
+      ASC_FAIL("{}: malformed JSON: {}", where, e.what());
+    }
+    if (!cfg.is_object()) ASC_FAIL("{}: not a JSON object", where);
+    o.bos_token = config_token(cfg, "bos_token", where);
+    o.eos_token = config_token(cfg, "eos_token", where);
+    if (cfg.contains("add_prefix_space") && cfg["add_prefix_space"].is_boolean())
+      o.add_prefix_space = cfg["add_prefix_space"].get<bool>();
+  }
+  bpe_ = std::make_unique<HfBpeTokenizer>(bytes, path_, o);
+  word_cache_ = true;  // BPE within a pre-token depends on that pre-token only: always exact
+}
+
+void Tokenizer::load_sentencepiece(const std::string& bytes) {
+  const std::string& model_path = path_;
+  sp_.reset(new_spm_backend());
   if (std::string e = sp_->load(bytes); !e.empty())
-    ASC_FAIL("{}: not a SentencePiece model: {}", model_path, e);
+    ASC_FAIL_HINT("tokenizers are SentencePiece .model files or Hugging Face tokenizer.json",
+                  "{}: not a SentencePiece model: {}", model_path, e);
   // The word cache's conditions (see "Why the word cache is exact").
   word_cache_ = true;
   for (int id = 0; id < sp_->piece_size() && word_cache_; ++id)
@@ -78,6 +147,16 @@ Tokenizer::Tokenizer(const std::string& model_path) : sp_(new_spm_backend()), pa
       want += *c == ' ' ? std::string(kSpace) : std::string(1, *c);
     word_cache_ = word_cache_ && joined == want;  // identity, dummy prefix, spaces kept
   }
+  // The pieces matched in text as special tokens: every control piece and the unknown piece,
+  // longest first.
+  for (int id = 0; id < sp_->piece_size(); ++id)
+    if (sp_->is_control(id) || id == sp_->unk_id())
+      if (std::string p = sp_->id_to_piece(id); !p.empty()) specials_.emplace_back(p, id);
+  std::stable_sort(specials_.begin(), specials_.end(),
+                   [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+  specials_by_byte_.assign(256, {});
+  for (uint32_t k = 0; k < specials_.size(); ++k)
+    specials_by_byte_[uint8_t(specials_[k].first[0])].push_back(k);
   if (sp_->bos_id() < 0 || sp_->eos_id() < 0)
     ASC_FAIL(
         "{}: the model defines no bos/eos pieces (bos {}, eos {}); LLaMA-style models need both",
@@ -126,27 +205,31 @@ void Tokenizer::encode_text(const std::string& text, bool cached, std::vector<in
 
 std::vector<int32_t> Tokenizer::encode_impl(const std::string& text, bool add_bos, bool add_eos,
                                             bool cached) const {
-  // As the slow LlamaTokenizer: the special-token strings in the text ("<s>", "</s>", "<unk>")
-  // become their ids, and each stretch of text between them is encoded on its own (so it gets
-  // SentencePiece's dummy-prefix space).
-  const std::pair<const char*, int32_t> specials[] = {
-      {"<s>", bos_id()}, {"</s>", eos_id()}, {"<unk>", unk_id()}};
+  if (bpe_) return bpe_->encode(text, add_bos, add_eos, cached);
+  // As the slow LlamaTokenizer: the special-token strings in the text ("<s>", "</s>", "<unk>",
+  // and any other control piece: Mistral's "[INST]", "[/INST]", ...) become their ids, the
+  // longest at the leftmost position, and each stretch of text between them is encoded on its
+  // own (so it gets SentencePiece's dummy-prefix space).
   std::vector<int32_t> ids;
   if (add_bos) ids.push_back(bos_id());
-  size_t pos = 0;
-  while (pos <= text.size()) {
-    size_t next = std::string::npos;
-    const std::pair<const char*, int32_t>* which = nullptr;
-    for (const auto& sp : specials) {
-      size_t at = text.find(sp.first, pos);
-      if (at < next) next = at, which = &sp;
+  size_t seg = 0;
+  for (size_t i = 0; i < text.size();) {
+    const std::pair<std::string, int32_t>* hit = nullptr;
+    for (uint32_t k : specials_by_byte_[uint8_t(text[i])])
+      if (text.compare(i, specials_[k].first.size(), specials_[k].first) == 0) {
+        hit = &specials_[k];
+        break;
+      }
+    if (!hit) {
+      ++i;
+      continue;
     }
-    const size_t end = next == std::string::npos ? text.size() : next;
-    if (end > pos) encode_text(text.substr(pos, end - pos), cached, &ids);
-    if (next == std::string::npos) break;
-    ids.push_back(which->second);
-    pos = next + std::strlen(which->first);
+    if (i > seg) encode_text(text.substr(seg, i - seg), cached, &ids);
+    ids.push_back(hit->second);
+    i += hit->first.size();
+    seg = i;
   }
+  if (seg < text.size()) encode_text(seg == 0 ? text : text.substr(seg), cached, &ids);
   if (add_eos) ids.push_back(eos_id());
   return ids;
 }
@@ -161,6 +244,7 @@ std::vector<int32_t> Tokenizer::encode_uncached(const std::string& text, bool ad
 }
 
 std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
+  if (bpe_) return bpe_->decode(ids);
   std::vector<int> keep;
   for (int32_t id : ids)
     if (id >= 0 && id < vocab_size() && !sp_->is_control(id)) keep.push_back(id);
@@ -171,16 +255,16 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
 }
 
 int32_t Tokenizer::vocab_size() const {
-  return sp_->piece_size();
+  return bpe_ ? bpe_->vocab_size() : sp_->piece_size();
 }
 int32_t Tokenizer::bos_id() const {
-  return sp_->bos_id();
+  return bpe_ ? bpe_->bos_id() : sp_->bos_id();
 }
 int32_t Tokenizer::eos_id() const {
-  return sp_->eos_id();
+  return bpe_ ? bpe_->eos_id() : sp_->eos_id();
 }
 int32_t Tokenizer::unk_id() const {
-  return sp_->unk_id();
+  return bpe_ ? bpe_->unk_id() : sp_->unk_id();
 }
 
 void train_tokenizer(const std::vector<std::string>& texts, const TokenizerTrainOptions& o,

