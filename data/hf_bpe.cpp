@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/json_limits.h"
 
 namespace asc {
 
@@ -144,7 +145,7 @@ HfBpeTokenizer::~HfBpeTokenizer() = default;
 void HfBpeTokenizer::load(const std::string& text, const std::string& where, const Options& o) {
   const std::string& bos_token = o.bos_token;
   const std::string& eos_token = o.eos_token;
-  const nlohmann::json j = nlohmann::json::parse(text);
+  const nlohmann::json j = parse_json_bounded(text, where);
   if (!j.is_object()) ASC_FAIL("{}: not a tokenizer.json (the top level is not an object)", where);
   auto type_of = [](const nlohmann::json& o) {
     return o.is_object() && o.contains("type") && o["type"].is_string()

@@ -16,6 +16,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/json_limits.h"
 #include "data/hf_bpe.h"
 #include "data/spm_backend.h"
 
@@ -112,7 +113,7 @@ void Tokenizer::load_hf_json(const std::string& bytes) {
     const std::string where = cfg_path.string();
     nlohmann::json cfg;
     try {
-      cfg = nlohmann::json::parse(read_file(where));
+      cfg = parse_json_bounded(read_file(where), where);
     } catch (const nlohmann::json::exception& e) {
       ASC_FAIL("{}: malformed JSON: {}", where, e.what());
     }

@@ -23,9 +23,11 @@ void add_corpus(CLI::App& app) {
   auto columns = std::make_shared<std::vector<std::string>>();
   auto* b = cmd->add_subcommand("build", "Tokenise notes (CSV/JSONL/JSON) into corpus.h5");
   b->add_option("--input", o->inputs, "Notes files")->required()->check(CLI::ExistingFile);
-  b->add_option("--tokenizer", o->tokenizer, "tokenizer.model")
+  b->add_option("--tokenizer", o->tokenizer,
+                "tokenizer.model (SentencePiece), tokenizer.json (byte-level BPE) or a model "
+                "directory holding one")
       ->required()
-      ->check(CLI::ExistingFile);
+      ->check(CLI::ExistingPath);
   b->add_option("--stage", o->stage,
                 "pretrain (distinct notes) or instruct (note, question, answer)")
       ->check(CLI::IsMember({"pretrain", "instruct"}));
@@ -66,8 +68,9 @@ void add_corpus(CLI::App& app) {
   auto* in = cmd->add_subcommand(
       "inspect", "Verify a corpus (every checksum and id) and print its attributes and a sample");
   in->add_option("corpus", *path, "corpus.h5")->required()->check(CLI::ExistingFile);
-  in->add_option("--tokenizer", *tok_path, "tokenizer.model, to decode a sample")
-      ->check(CLI::ExistingFile);
+  in->add_option("--tokenizer", *tok_path,
+                 "tokenizer.model / tokenizer.json / model directory, to decode a sample")
+      ->check(CLI::ExistingPath);
   in->callback([=] {
     Corpus c(*path);
     c.verify();  // what train would refuse, inspect refuses (exit 1 naming the range)

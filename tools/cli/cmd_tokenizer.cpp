@@ -1,5 +1,6 @@
 // cmd_tokenizer.cpp — `asclepius tokenizer train|encode`: a small SentencePiece model for the
-// demo, trained on the distinct notes of CSV/JSONL/JSON files (or plain .txt), LLaMA conventions.
+// demo, trained on the distinct notes of CSV/JSONL/JSON files (or plain .txt), LLaMA conventions;
+// the ids of a text under any tokenizer we read (data/tokenizer.h).
 #include <iostream>
 
 #include <cstdint>
@@ -14,12 +15,14 @@
 namespace asc::cli {
 
 void add_tokenizer(CLI::App& app) {
-  auto* cmd = app.add_subcommand("tokenizer", "Train or try a SentencePiece tokenizer");
+  auto* cmd = app.add_subcommand(
+      "tokenizer", "Train a SentencePiece tokenizer, or try one (SentencePiece or tokenizer.json)");
   cmd->require_subcommand(1);
   struct Opts {
     std::vector<std::string> inputs;
     int32_t vocab = 2000;
     std::string out, model, text;
+    bool decode = false;
   };
   auto o = std::make_shared<Opts>();
   auto* tr = cmd->add_subcommand("train", "Train a LLaMA-convention BPE model on notes");
@@ -46,12 +49,19 @@ void add_tokenizer(CLI::App& app) {
               << " texts; checksum " << tok.checksum() << "\n";
   });
   auto* enc = cmd->add_subcommand("encode", "Print the ids of a text (with BOS)");
-  enc->add_option("--model", o->model, "tokenizer.model")->required()->check(CLI::ExistingFile);
+  enc->add_flag("--decode", o->decode, "Also print the ids decoded back to text");
+  enc->add_option("--model", o->model,
+                  "tokenizer.model (SentencePiece), tokenizer.json (byte-level BPE) or a model "
+                  "directory holding one")
+      ->required()
+      ->check(CLI::ExistingPath);
   enc->add_option("text", o->text, "Text")->required();
   enc->callback([=] {
     Tokenizer tok(o->model);
-    for (int32_t id : tok.encode(o->text)) std::cout << id << " ";
+    const auto ids = tok.encode(o->text);
+    for (int32_t id : ids) std::cout << id << " ";
     std::cout << "\n";
+    if (o->decode) std::cout << tok.decode(ids) << "\n";
   });
 }
 
