@@ -6,7 +6,9 @@ prompt ids. Checked, in fp32:
   - the prompt ids equal the slow LlamaTokenizer's ids of the exact Asclepius prompt text;
   - greedy decoding gives the same token ids, one prompt at a time and left-padded in batches
     of 4 (rows of different lengths), stopping at EOS or max_new_tokens;
-  - beam search (3 beams) gives the same ids as transformers' beam search.
+  - beam search (3 beams) gives the same ids as transformers' beam search;
+  - on a Llama 3.1-style model (rotary scaling rope_type llama3, config.json eos_token_id a
+    list), greedy decoding gives transformers' ids, stopping at any of the listed end ids.
 Usage: check_generate.py ASCLEPIUS_BIN WORKDIR
 """
 import json
@@ -53,26 +55,32 @@ PROMPT = ("You are an intelligent clinical languge model.\n"
 MAX_NEW = 24
 
 
-def ours(extra, tag):
+def ours(extra, tag, model_dir=None):
     out = f"{work}/answers-{tag}.jsonl"
-    run("generate", "--model", f"{work}/hf", "--tokenizer", f"{work}/tok.model", "--input",
+    run("generate", "--model", model_dir or f"{work}/hf", "--tokenizer", f"{work}/tok.model", "--input",
         f"{work}/notes/train.csv", "--output", out, "--with-ids", "--max-new-tokens",
         str(MAX_NEW), *extra)
     return [json.loads(l) for l in open(out)]
 
 
-def hf_generate(prompts, **kw):
-    """Left-padded batch generate; returns ids up to (not including) EOS per row."""
+def hf_rows(prompts, m, eos, **kw):
+    """Left-padded batch generate; per row (ids up to, not including, the first end id; that
+    end id or None)."""
     L = max(len(p) for p in prompts)
     ids = torch.tensor([[1] * (L - len(p)) + p for p in prompts])
     mask = torch.tensor([[0] * (L - len(p)) + [1] * len(p) for p in prompts])
     with torch.no_grad():
-        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=MAX_NEW,
-                             eos_token_id=2, pad_token_id=1, **kw)
+        out = m.generate(input_ids=ids, attention_mask=mask, max_new_tokens=MAX_NEW,
+                         eos_token_id=eos, pad_token_id=1, **kw)
     res = []
     for row in out[:, L:].tolist():
-        res.append(row[:row.index(2)] if 2 in row else row)
+        end = next((i for i, t in enumerate(row) if t in eos), None)
+        res.append((row, None) if end is None else (row[:end], row[end]))
     return res
+
+
+def hf_generate(prompts, **kw):
+    return [ids for ids, _ in hf_rows(prompts, model, [2], **kw)]
 
 
 failures = 0
@@ -136,5 +144,43 @@ s2 = ours(["--do-sample", "--seed", "2", "--top-k", "50", "--top-p", "0.9"], "s2
 ids = lambda rs: [r["asclepius_answer_ids"] for r in rs]
 check("sampling is reproducible for a seed", ids(s1) == ids(s1b))
 check("sampling differs from greedy and between seeds", ids(s1) != got1 and ids(s1) != ids(s2))
+
+# Llama 3.1 style: rotary scaling (rope_type llama3; head_dim 16 and rope_theta 500000 give
+# wavelengths 6.3, 32, 167, 862, ...: with these factors two frequencies are kept, two
+# interpolated, four divided) and end ids [2, 5] in config.json, on prompts of hundreds of tokens.
+torch.manual_seed(8)
+EOS31 = [2, 5]
+cfg31 = LlamaConfig(vocab_size=800, hidden_size=64, intermediate_size=112, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                    rms_norm_eps=1e-5, rope_theta=500000.0,
+                    rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=0.25,
+                                      high_freq_factor=4.0, original_max_position_embeddings=256),
+                    bos_token_id=1, eos_token_id=EOS31)
+model31 = LlamaForCausalLM(cfg31).float().eval()
+with torch.no_grad():
+    for n, p in model31.named_parameters():
+        if "norm" not in n:
+            p.normal_(0.0, 0.35)
+    model31.lm_head.weight[2] *= 1.5
+    model31.lm_head.weight[5] *= 1.5
+model31.save_pretrained(f"{work}/hf31", safe_serialization=True)
+greedy31 = ours(["--batch-size", "1"], "llama31", f"{work}/hf31")
+batched31 = ours(["--batch-size", "4"], "llama31-b4", f"{work}/hf31")
+ref31 = [hf_rows([r["prompt_ids"]], model31, EOS31, **greedy_kw)[0] for r in greedy31]
+got31 = [r["asclepius_answer_ids"] for r in greedy31]
+check("llama3 rotary scaling: greedy equals transformers'", got31 == [i for i, _ in ref31],
+      next((f"row {i}: ours {a} hf {b}" for i, (a, (b, _)) in enumerate(zip(got31, ref31))
+            if a != b), ""))
+ends = [e for _, e in ref31]
+check("answers end at each listed end id and at max_new_tokens",
+      2 in ends and 5 in ends and None in ends, str(ends))
+check("EOS flag agrees with transformers' stop",
+      [r["asclepius_answer_ended_with_eos"] for r in greedy31] == [e is not None for e in ends])
+prompts31 = [r["prompt_ids"] for r in batched31]
+ref31b = []
+for i in range(0, len(prompts31), 4):
+    ref31b += [ids for ids, _ in hf_rows(prompts31[i:i + 4], model31, EOS31, **greedy_kw)]
+check("llama3 rotary scaling: greedy in left-padded batches of 4 equals transformers'",
+      [r["asclepius_answer_ids"] for r in batched31] == ref31b)
 
 sys.exit(1 if failures else 0)

@@ -37,7 +37,12 @@ const std::string& hf_fixtures() {
     int fd = ::open((root + "/hf.lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
     if (fd < 0 || ::flock(fd, LOCK_EX) != 0)
       throw std::runtime_error("cannot lock " + root + "/hf.lock");
-    if (!std::filesystem::exists(d + "/schedules.json")) {
+    // Built again when make_hf_fixtures.py changed since (new configs in a build tree that has
+    // the old fixtures).
+    const std::string script = std::string(ASC_SOURCE_DIR) + "/tests/oracle/make_hf_fixtures.py";
+    if (!std::filesystem::exists(d + "/schedules.json") ||
+        std::filesystem::last_write_time(script) >
+            std::filesystem::last_write_time(d + "/schedules.json")) {
       const std::string scratch = d + ".building";
       std::filesystem::remove_all(scratch);
       if (run_oracle("make_hf_fixtures.py", scratch) != 0) {

@@ -47,16 +47,18 @@ class Answerer {
     check_tokenizer_matches(tok_, model_->config(), dir_);
     gen_ = o.gen;
     gen_.eos_id = o.ignore_eos ? -1 : tok_.eos_id();
+    // The model's other end ids too (Llama 3 lists several in config.json).
+    if (!o.ignore_eos) gen_.more_eos_ids = model_->config().end_token_ids();
     gen_.pad_id = tok_.pad_id();
-    ASC_CHECK(gen_.max_new_tokens < model_->config().max_position_embeddings,
+    ASC_CHECK(gen_.max_new_tokens < generation_context(model_->config()),
               "--max-new-tokens {} leaves no room for a prompt in the model's context of {}",
-              gen_.max_new_tokens, model_->config().max_position_embeddings);
+              gen_.max_new_tokens, generation_context(model_->config()));
   }
 
   // Prompt ids for one (note, question); `where` names the record in warnings.
   std::vector<int32_t> prompt(const std::string& note, const std::string& question,
                               const std::string& where) {
-    const int64_t budget = model_->config().max_position_embeddings - gen_.max_new_tokens;
+    const int64_t budget = generation_context(model_->config()) - gen_.max_new_tokens;
     PromptIds p = asclepius_prompt_ids(tok_, note, question, budget);
     if (p.truncated()) {
       ++stats.truncated;
@@ -64,7 +66,7 @@ class Answerer {
                  "warning: {}: note cut to {} of {} bytes so that the prompt fits {} tokens "
                  "(context {} - max-new-tokens {})\n",
                  where, p.note_bytes_kept, p.note_bytes_total, budget,
-                 model_->config().max_position_embeddings, gen_.max_new_tokens);
+                 generation_context(model_->config()), gen_.max_new_tokens);
     }
     return p.ids;
   }
@@ -251,9 +253,11 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--model", o->model, "Run directory, step checkpoint or Hugging Face directory")
       ->required()
       ->check(CLI::ExistingDirectory);
-  cmd->add_option("--tokenizer", o->tokenizer, "SentencePiece tokenizer.model")
+  cmd->add_option("--tokenizer", o->tokenizer,
+                  "tokenizer.model (SentencePiece), tokenizer.json (byte-level BPE) or a model "
+                  "directory holding one")
       ->required()
-      ->check(CLI::ExistingFile);
+      ->check(CLI::ExistingPath);
   auto* note = cmd->add_option("--note", o->note_file, "A discharge summary (text file)")
                    ->check(CLI::ExistingFile);
   auto* q = cmd->add_option("--question", o->question, "The instruction about the note");

@@ -195,7 +195,7 @@ void write_hf_config_files(const std::string& out_dir, LlamaConfig config, at::S
   config.torch_dtype = hf_dtype_name(dtype);
   write_file_atomic((d / "config.json").string(), llama_config_to_hf_json(config).dump(2) + "\n");
   nlohmann::json gen = {{"bos_token_id", config.bos_token_id},
-                        {"eos_token_id", config.eos_token_id},
+                        {"eos_token_id", llama_eos_token_id_json(config)},
                         {"_from_model_config", true}};
   write_file_atomic((d / "generation_config.json").string(), gen.dump(2) + "\n");
 }

@@ -209,7 +209,7 @@ void commit_sharded_checkpoint(const ShardedSave& s, const ShardReportInfo& repo
       write_file_atomic((tmp / "config.json").string(),
                         llama_config_to_hf_json(s.config).dump(2) + "\n");
       const nlohmann::json gen = {{"bos_token_id", s.config.bos_token_id},
-                                  {"eos_token_id", s.config.eos_token_id},
+                                  {"eos_token_id", llama_eos_token_id_json(s.config)},
                                   {"_from_model_config", true}};
       write_file_atomic((tmp / "generation_config.json").string(), gen.dump(2) + "\n");
       write_file_atomic((tmp / "trainer_state.json").string(), s.state_json);

@@ -1,5 +1,7 @@
 #include "generate/answer.h"
 
+#include <algorithm>
+
 #include <torch/torch.h>
 
 #include "checkpoint/hf_io.h"
@@ -34,10 +36,14 @@ void check_tokenizer_matches(const Tokenizer& tok, const LlamaConfig& c,
   if (tok.vocab_size() > c.vocab_size)
     ASC_FAIL_HINT(hint, "tokenizer {} has {} pieces but the model in {} has a vocabulary of {}",
                   tok.path(), tok.vocab_size(), model_dir, c.vocab_size);
-  if (tok.bos_id() != c.bos_token_id || tok.eos_id() != c.eos_token_id)
+  // A model listing several end ids (Llama 3) takes a tokenizer ending with any of them.
+  const auto ends = c.end_token_ids();
+  if (tok.bos_id() != c.bos_token_id ||
+      std::find(ends.begin(), ends.end(), int64_t(tok.eos_id())) == ends.end())
     ASC_FAIL_HINT(hint, "tokenizer {} has bos/eos ids {}/{} but the model in {} expects {}/{}",
                   tok.path(), tok.bos_id(), tok.eos_id(), model_dir, c.bos_token_id,
-                  c.eos_token_id);
+                  ends.size() == 1 ? fmt::format("{}", ends[0])
+                                   : fmt::format("one of [{}]", fmt::join(ends, ", ")));
 }
 
 PromptIds asclepius_prompt_ids(const Tokenizer& tok, const std::string& note,

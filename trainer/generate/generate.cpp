@@ -26,8 +26,7 @@ CachedDecoder::CachedDecoder(LlamaForCausalLM model, int64_t batch, int64_t capa
     k_.push_back(torch::zeros({batch, c.num_key_value_heads, capacity, c.head_dim()}, opts));
     v_.push_back(torch::zeros({batch, c.num_key_value_heads, capacity, c.head_dim()}, opts));
   }
-  std::tie(cos_SE_, sin_SE_) =
-      rotary_tables(capacity, c.head_dim(), c.rope_theta, w.scalar_type(), w.device());
+  std::tie(cos_SE_, sin_SE_) = rotary_tables(capacity, c, w.scalar_type(), w.device());
 }
 
 void CachedDecoder::select_rows(const torch::Tensor& rows) {
@@ -42,6 +41,12 @@ torch::Tensor CachedDecoder::step(const torch::Tensor& ids_BT, const torch::Tens
   const int64_t B = ids_BT.size(0), T = ids_BT.size(1), L0 = length_, L = L0 + T;
   const int64_t H = c.num_attention_heads, K = c.num_key_value_heads, E = c.head_dim();
   ASC_CHECK(L <= capacity_, "KV cache overflow: {} + {} tokens > capacity {}", L0, T, capacity_);
+  // Within the window, sliding-window attention is full causal attention; past it, not
+  // implemented (the cache slots, left padding included, count as Hugging Face counts them).
+  ASC_CHECK(!c.sliding_window || L <= *c.sliding_window,
+            "{} cached tokens exceed sliding_window {}: sliding-window attention is not "
+            "implemented",
+            L, c.sliding_window.value_or(0));
   auto& m = model_->model;
   auto x = m->embed_tokens(ids_BT);
   const auto pos = pos_BT.reshape({-1});
@@ -103,7 +108,18 @@ torch::Tensor warp_logits(torch::Tensor logits, const GenerationOptions& o) {
   return logits;
 }
 
+int64_t generation_context(const LlamaConfig& c) {
+  return c.sliding_window ? std::min(c.max_position_embeddings, *c.sliding_window)
+                          : c.max_position_embeddings;
+}
+
 namespace {
+
+// Whether `id` ends a row.
+bool is_eos(int64_t id, const GenerationOptions& o) {
+  return id == o.eos_id ||
+         std::find(o.more_eos_ids.begin(), o.more_eos_ids.end(), id) != o.more_eos_ids.end();
+}
 
 struct Batch {
   torch::Tensor ids_RP, pos_RP, valid_RS;
@@ -115,13 +131,17 @@ struct Batch {
 Batch left_pad(const std::vector<std::vector<int32_t>>& prompts, int64_t copies,
                const GenerationOptions& o, const LlamaConfig& c) {
   Batch b;
+  const int64_t context = generation_context(c);
   for (const auto& p : prompts) {
     ASC_CHECK(!p.empty(), "an empty prompt (at least BOS is needed)");
     b.lens.push_back(int64_t(p.size()));
     b.P = std::max(b.P, int64_t(p.size()));
-    ASC_CHECK(int64_t(p.size()) + o.max_new_tokens <= c.max_position_embeddings,
-              "prompt of {} tokens + max_new_tokens {} exceeds the model's context of {} tokens",
-              p.size(), o.max_new_tokens, c.max_position_embeddings);
+    ASC_CHECK(int64_t(p.size()) + o.max_new_tokens <= context,
+              "prompt of {} tokens + max_new_tokens {} exceeds the model's context of {} tokens{}",
+              p.size(), o.max_new_tokens, context,
+              context < c.max_position_embeddings
+                  ? " (its sliding_window: attention past the window is not implemented)"
+                  : "");
     for (int32_t id : p)
       ASC_CHECK(id >= 0 && id < c.vocab_size, "token id {} outside the model's vocabulary ({})", id,
                 c.vocab_size);
@@ -172,7 +192,7 @@ std::vector<Generated> generate_plain(LlamaForCausalLM& model,
         nx[r] = o.pad_id;
         continue;
       }
-      if (nx[r] == o.eos_id) {
+      if (is_eos(nx[r], o)) {
         done[r] = true;
         out[r].ended_with_eos = true;
       } else {
@@ -266,7 +286,7 @@ std::vector<Generated> generate_beams(LlamaForCausalLM& model,
       }
       for (int64_t c = 0; c < 2 * nb && filled < nb; ++c) {
         const int64_t beam = ia[n][c] / V, token = ia[n][c] % V, row = n * nb + beam;
-        if (token == o.eos_id) {
+        if (is_eos(token, o)) {
           if (c < nb) hyp[n].add(double(va[n][c]) / lp(t + 1), seqs[row], true);
           continue;
         }

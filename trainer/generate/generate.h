@@ -47,18 +47,27 @@ struct GenerationOptions {
   int64_t num_beams = 1;
   double length_penalty = 1.0;
   int64_t eos_id = 2;
+  // Further ids that end a row as eos_id does (Llama 3's several end ids: the model's
+  // end_token_ids()); none by default.
+  std::vector<int64_t> more_eos_ids;
   int64_t pad_id = 1;  // appended to finished rows; Asclepius pads with <s>
   uint64_t seed = 0;   // sampling
 };
 
-// One answer per prompt: the generated ids without the EOS, and whether EOS ended it.
+// One answer per prompt: the generated ids without the EOS (eos_id or one of more_eos_ids), and
+// whether EOS ended it.
 struct Generated {
   std::vector<int32_t> ids;
   bool ended_with_eos = false;
 };
 
-// Prompts are token ids (BOS included). Every prompt + max_new_tokens must fit the model's
-// max_position_embeddings (callers truncate first; this checks).
+// The most tokens (prompt + new) decoding runs: max_position_embeddings, or the sliding window
+// when smaller (attention within a window is not implemented; up to the window it equals full
+// causal attention, so decoding stays exact).
+int64_t generation_context(const LlamaConfig& c);
+
+// Prompts are token ids (BOS included). Every prompt + max_new_tokens must fit
+// generation_context (callers truncate first; this checks).
 std::vector<Generated> generate(LlamaForCausalLM& model,
                                 const std::vector<std::vector<int32_t>>& prompts,
                                 const GenerationOptions& o);

@@ -1,6 +1,7 @@
 #include "model/llama.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -65,19 +66,51 @@ torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
   return ops::rms_norm(x, weight, eps_);
 }
 
-std::pair<torch::Tensor, torch::Tensor> rotary_tables(int64_t T, int64_t head_dim, double theta,
-                                                      torch::Dtype dtype, torch::Device device) {
-  auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(device);
+torch::Tensor rotary_inv_freq(int64_t head_dim, double theta,
+                              const std::optional<RopeScaling>& scaling) {
   // inv_freq[i] = theta^(-2i/E); HF computes arange(0, E, 2) in int64 then casts to float.
   auto exponents =
-      torch::arange(0, head_dim, 2, torch::TensorOptions().dtype(torch::kInt64).device(device))
-          .to(torch::kFloat32) /
-      double(head_dim);
+      torch::arange(0, head_dim, 2, torch::kInt64).to(torch::kFloat32) / double(head_dim);
   auto inv_freq = 1.0 / torch::pow(theta, exponents);
+  if (!scaling) return inv_freq;
+  // _compute_llama3_parameters, op for op in fp32 with Python's double scalars. Python's
+  // `scalar / tensor` is tensor.reciprocal() * scalar (two roundings), written so here: C++'s
+  // `scalar / tensor` divides once and would differ in the last bit.
+  const RopeScaling& s = *scaling;
+  const double old_context_len = double(s.original_max_position_embeddings);
+  const double low_freq_wavelen = old_context_len / s.low_freq_factor;
+  const double high_freq_wavelen = old_context_len / s.high_freq_factor;
+  const auto wavelen = inv_freq.reciprocal() * (2 * M_PI);
+  // wavelen < high_freq_wavelen: unchanged; wavelen > low_freq_wavelen: divided by factor.
+  auto inv_freq_llama = torch::where(wavelen > low_freq_wavelen, inv_freq / s.factor, inv_freq);
+  // Otherwise: interpolated with a smooth factor.
+  const auto smooth_factor = (wavelen.reciprocal() * old_context_len - s.low_freq_factor) /
+                             (s.high_freq_factor - s.low_freq_factor);
+  const auto smoothed_inv_freq =
+      torch::rsub(smooth_factor, 1) * inv_freq_llama / s.factor + smooth_factor * inv_freq_llama;
+  const auto is_medium_freq = (wavelen < high_freq_wavelen)
+                                  .logical_not()
+                                  .logical_and((wavelen > low_freq_wavelen).logical_not());
+  return torch::where(is_medium_freq, smoothed_inv_freq, inv_freq_llama);
+}
+
+std::pair<torch::Tensor, torch::Tensor> rotary_tables(int64_t T, int64_t head_dim, double theta,
+                                                      const std::optional<RopeScaling>& scaling,
+                                                      torch::Dtype dtype, torch::Device device) {
+  auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(device);
+  // Transformers computes inv_freq once on the CPU (a buffer of the rotary module, moved with
+  // the model), the angles on the model's device.
+  auto inv_freq = rotary_inv_freq(head_dim, theta, scaling).to(device);
   auto pos = torch::arange(T, f32);
   auto freqs = torch::outer(pos, inv_freq);   // [T, E/2]
   auto emb = torch::cat({freqs, freqs}, -1);  // [T, E]
+  // (llama3 scaling has attention_factor 1: cos and sin are not rescaled.)
   return {emb.cos().to(dtype), emb.sin().to(dtype)};
+}
+
+std::pair<torch::Tensor, torch::Tensor> rotary_tables(int64_t T, const LlamaConfig& c,
+                                                      torch::Dtype dtype, torch::Device device) {
+  return rotary_tables(T, c.head_dim(), c.rope_theta, c.rope_scaling, dtype, device);
 }
 
 LlamaAttentionImpl::LlamaAttentionImpl(const LlamaConfig& c)
@@ -156,8 +189,7 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids_BT, const P
             input_ids_BT.size(1), config_.sliding_window.value_or(0));
   const int64_t B = input_ids_BT.size(0), T = input_ids_BT.size(1);
   auto x = embed_tokens(input_ids_BT);
-  auto [cos, sin] =
-      rotary_tables(T, config_.head_dim(), config_.rope_theta, x.scalar_type(), x.device());
+  auto [cos, sin] = rotary_tables(T, config_, x.scalar_type(), x.device());
   torch::Tensor mask_B1TT;
   if (packing) {
     // Per-token positions (restarting per example) pick rows of the tables: [B, 1, T, E].

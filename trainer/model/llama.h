@@ -174,9 +174,19 @@ TORCH_MODULE(LlamaForCausalLM);
 void init_parameter_range(const LlamaConfig& c, uint64_t seed, const std::string& name,
                           int64_t numel, int64_t begin, int64_t end, float* out, double std = 0.02);
 
+// The rotary inverse frequencies [E/2], fp32 on the CPU: theta^(-2i/E), then Llama 3.1's
+// scaling when `scaling` is set, op for op as transformers' _compute_default_rope_parameters and
+// _compute_llama3_parameters compute them (at model construction, on the CPU).
+torch::Tensor rotary_inv_freq(int64_t head_dim, double theta,
+                              const std::optional<RopeScaling>& scaling);
+
 // Rotary tables for positions [0, T): cos/sin of shape [T, E], computed in fp32 as Hugging Face
-// does, then cast to `dtype`.
+// does (rotary_inv_freq moved to `device`, times the positions), then cast to `dtype`.
 std::pair<torch::Tensor, torch::Tensor> rotary_tables(int64_t T, int64_t head_dim, double theta,
+                                                      const std::optional<RopeScaling>& scaling,
+                                                      torch::Dtype dtype, torch::Device device);
+// The model's tables: head_dim(), rope_theta and rope_scaling of `c`.
+std::pair<torch::Tensor, torch::Tensor> rotary_tables(int64_t T, const LlamaConfig& c,
                                                       torch::Dtype dtype, torch::Device device);
 
 // Causal-LM loss pieces with the Hugging Face shift (position t predicts labels[t+1]);

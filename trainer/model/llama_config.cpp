@@ -1,5 +1,6 @@
 #include "model/llama_config.h"
 
+#include <cmath>
 #include <cstdint>
 
 #include <map>
@@ -48,6 +49,10 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> llama_parameter_shapes
   return out;
 }
 
+std::vector<int64_t> LlamaConfig::end_token_ids() const {
+  return eos_token_ids.empty() ? std::vector<int64_t>{eos_token_id} : eos_token_ids;
+}
+
 double LlamaConfig::train_flops_per_token(int64_t seq_len) const {
   return 6.0 * double(num_parameters_no_embedding()) +
          12.0 * double(num_hidden_layers) * double(hidden_size) * double(seq_len);
@@ -83,6 +88,27 @@ void LlamaConfig::validate(const std::function<std::string(const char*)>& where)
              *pad_token_id, vocab_size - 1);
   if (sliding_window && *sliding_window <= 0)
     ASC_FAIL("{}: sliding_window must be positive or null", where("sliding_window"));
+  if (rope_scaling) {
+    const RopeScaling& s = *rope_scaling;
+    // NaN fails every comparison: each rule is written so that it refuses NaN too.
+    if (!(s.factor > 0) || !std::isfinite(s.factor))
+      ASC_FAIL("{}: rope_scaling.factor must be a finite number > 0 (got {})",
+               where("rope_scaling"), s.factor);
+    if (!(s.low_freq_factor > 0) || !std::isfinite(s.low_freq_factor))
+      ASC_FAIL("{}: rope_scaling.low_freq_factor must be a finite number > 0 (got {})",
+               where("rope_scaling"), s.low_freq_factor);
+    if (!(s.high_freq_factor > s.low_freq_factor) || !std::isfinite(s.high_freq_factor))
+      ASC_FAIL(
+          "{}: rope_scaling.high_freq_factor ({}) must be finite and greater than "
+          "rope_scaling.low_freq_factor ({})",
+          where("rope_scaling"), s.high_freq_factor, s.low_freq_factor);
+    if (s.original_max_position_embeddings <= 0 || s.original_max_position_embeddings > kDim)
+      ASC_FAIL("{}: rope_scaling.original_max_position_embeddings = {} is out of range (1..{})",
+               where("rope_scaling"), s.original_max_position_embeddings, kDim);
+  }
+  if (!eos_token_ids.empty() && eos_token_ids.front() != eos_token_id)
+    ASC_FAIL("{}: eos_token_id {} is not the first of eos_token_ids ({})", where("eos_token_id"),
+             eos_token_id, fmt::join(eos_token_ids, ", "));
 }
 
 namespace {
@@ -102,9 +128,21 @@ const std::map<std::string, LlamaConfig>& presets() {
     m["llama-13b"] = make(5120, 40, 40, 40, 13824, 32000, 1e4, 2048, 1e-6);
     m["llama2-7b"] = make(4096, 32, 32, 32, 11008, 32000, 1e4, 4096, 1e-5);
     m["llama2-13b"] = make(5120, 40, 40, 40, 13824, 32000, 1e4, 4096, 1e-5);
+    // Llama 3 8B (Meta-Llama-3-8B config.json) and Llama 3.1 8B: the same tensors; 3.1 reaches
+    // 131072 positions with the llama3 rotary scaling.
+    auto llama3 = make(4096, 32, 32, 8, 14336, 128256, 5e5, 8192, 1e-5);
+    llama3.bos_token_id = 128000, llama3.eos_token_id = 128001;
+    m["llama3-8b"] = llama3;
+    auto llama31 = llama3;
+    llama31.max_position_embeddings = 131072;
+    llama31.rope_scaling = RopeScaling{8.0, 1.0, 4.0, 8192};
+    m["llama3.1-8b"] = llama31;
+    // Mistral 7B v0.3 (v0.2's architecture with a 32768-piece vocabulary; no sliding window).
+    // mistral-7b is the same model under its older name.
     auto mistral = make(4096, 32, 32, 8, 14336, 32768, 1e6, 32768, 1e-5);
     mistral.model_type = "mistral";
     m["mistral-7b"] = mistral;
+    m["mistral-7b-v0.3"] = mistral;
     // CPU-sized members of the family for demos and tests.
     m["tiny"] = make(64, 2, 4, 4, 176, 256, 1e4, 512, 1e-5);
     m["tiny-gqa"] = make(64, 2, 4, 2, 176, 256, 1e4, 512, 1e-5);
@@ -131,6 +169,44 @@ LlamaConfig llama_preset(const std::string& name) {
   }
   return it->second;
 }
+
+namespace {
+// config.json's rope_scaling (not null): Llama 3.1's "llama3" scaling, or "default" (none).
+std::optional<RopeScaling> rope_scaling_from_json(const nlohmann::json& rs,
+                                                  const std::string& where) {
+  if (!rs.is_object())
+    ASC_FAIL("{}: rope_scaling must be an object or null, got {}", where, rs.dump());
+  // transformers reads "rope_type", falling back to the older spelling "type".
+  const char* type_key = rs.contains("rope_type") ? "rope_type" : "type";
+  if (!rs.contains(type_key))
+    ASC_FAIL_HINT("Llama 3.1 writes \"rope_type\": \"llama3\"",
+                  "{}: rope_scaling {} has no rope_type", where, rs.dump());
+  if (!rs[type_key].is_string())
+    ASC_FAIL("{}: rope_scaling.{} must be a string, got {}", where, type_key, rs[type_key].dump());
+  const std::string type = rs[type_key].get<std::string>();
+  if (type == "default") return std::nullopt;  // transformers: plain rotary
+  if (type != "llama3")
+    ASC_FAIL_HINT("only Llama 3.1's rotary scaling (rope_type llama3) is implemented",
+                  "{}: rope_scaling.{} '{}' is not supported", where, type_key, type);
+  auto number = [&](const char* key) {
+    if (!rs.contains(key) || rs[key].is_null())
+      ASC_FAIL("{}: rope_scaling (rope_type llama3) is missing field '{}'", where, key);
+    if (!rs[key].is_number())
+      ASC_FAIL("{}: rope_scaling.{} must be a number, got {}", where, key, rs[key].dump());
+    return rs[key].get<double>();
+  };
+  RopeScaling s;
+  s.factor = number("factor");
+  s.low_freq_factor = number("low_freq_factor");
+  s.high_freq_factor = number("high_freq_factor");
+  const char* omp = "original_max_position_embeddings";
+  number(omp);  // present and a number
+  if (!rs[omp].is_number_integer())
+    ASC_FAIL("{}: rope_scaling.{} must be an integer, got {}", where, omp, rs[omp].dump());
+  s.original_max_position_embeddings = rs[omp].get<int64_t>();
+  return s;
+}
+}  // namespace
 
 LlamaConfig llama_config_from_hf_json(const nlohmann::json& j, const std::string& where) {
   LlamaConfig c;
@@ -169,12 +245,19 @@ LlamaConfig llama_config_from_hf_json(const nlohmann::json& j, const std::string
     c.rope_theta = num("rope_theta", 10000.0);
     c.tie_word_embeddings = j.value("tie_word_embeddings", false);
     c.bos_token_id = opt_int("bos_token_id").value_or(c.bos_token_id);
-    if (j.contains("eos_token_id") && j["eos_token_id"].is_array())
-      ASC_FAIL_HINT("LLaMA-1/2 and Mistral have one eos id",
-                    "{}: eos_token_id {} (a list, as Llama-3 "
-                    "writes) is not supported",
-                    where, j["eos_token_id"].dump());
-    c.eos_token_id = opt_int("eos_token_id").value_or(c.eos_token_id);
+    if (j.contains("eos_token_id") && j["eos_token_id"].is_array()) {
+      // Llama 3: several end ids; the first is the eos id, generation stops on any.
+      const auto& list = j["eos_token_id"];
+      if (list.empty()) ASC_FAIL("{}: eos_token_id is an empty list", where);
+      for (const auto& v : list) {
+        if (!v.is_number_integer())
+          ASC_FAIL("{}: eos_token_id {} must hold integers, got {}", where, list.dump(), v.dump());
+        c.eos_token_ids.push_back(v.get<int64_t>());
+      }
+      c.eos_token_id = c.eos_token_ids.front();
+    } else {
+      c.eos_token_id = opt_int("eos_token_id").value_or(c.eos_token_id);
+    }
     c.pad_token_id = opt_int("pad_token_id");
     c.sliding_window = opt_int("sliding_window");
     // Newer transformers write "dtype", older "torch_dtype"; read both.
@@ -183,8 +266,7 @@ LlamaConfig llama_config_from_hf_json(const nlohmann::json& j, const std::string
     for (const char* k : {"dtype", "torch_dtype"})
       if (j.contains(k) && j[k].is_string()) c.torch_dtype = j[k].get<std::string>();
     if (j.contains("rope_scaling") && !j["rope_scaling"].is_null())
-      ASC_FAIL_HINT("only LLaMA-1/2 and Mistral rotary are implemented",
-                    "{}: rope_scaling {} is not supported", where, j["rope_scaling"].dump());
+      c.rope_scaling = rope_scaling_from_json(j["rope_scaling"], where);
     if (j.value("attention_bias", false) || j.value("mlp_bias", false))
       ASC_FAIL("{}: attention_bias / mlp_bias are not supported (LLaMA has no biases)", where);
     if (j.contains("hidden_act") && j["hidden_act"] != "silu")
@@ -210,6 +292,10 @@ void check_same_tokenizer(const LlamaConfig& model, const std::string& model_whe
                 tokenizer_xxh64, model_where, model.tokenizer_xxh64);
 }
 
+nlohmann::json llama_eos_token_id_json(const LlamaConfig& c) {
+  return c.eos_token_ids.empty() ? nlohmann::json(c.eos_token_id) : nlohmann::json(c.eos_token_ids);
+}
+
 nlohmann::json llama_config_to_hf_json(const LlamaConfig& c) {
   const bool mistral = c.model_type == "mistral";
   nlohmann::json j;
@@ -225,7 +311,15 @@ nlohmann::json llama_config_to_hf_json(const LlamaConfig& c) {
   j["max_position_embeddings"] = c.max_position_embeddings;
   j["rms_norm_eps"] = c.rms_norm_eps;
   j["rope_theta"] = c.rope_theta;
-  j["rope_scaling"] = nullptr;
+  if (c.rope_scaling)
+    j["rope_scaling"] = {
+        {"rope_type", "llama3"},
+        {"factor", c.rope_scaling->factor},
+        {"low_freq_factor", c.rope_scaling->low_freq_factor},
+        {"high_freq_factor", c.rope_scaling->high_freq_factor},
+        {"original_max_position_embeddings", c.rope_scaling->original_max_position_embeddings}};
+  else
+    j["rope_scaling"] = nullptr;
   if (!c.tokenizer_xxh64.empty()) j["asclepius_tokenizer_xxh64"] = c.tokenizer_xxh64;
   j["tie_word_embeddings"] = c.tie_word_embeddings;
   j["hidden_act"] = "silu";
@@ -235,7 +329,7 @@ nlohmann::json llama_config_to_hf_json(const LlamaConfig& c) {
   if (mistral || c.sliding_window)
     j["sliding_window"] = c.sliding_window ? nlohmann::json(*c.sliding_window) : nlohmann::json();
   j["bos_token_id"] = c.bos_token_id;
-  j["eos_token_id"] = c.eos_token_id;
+  j["eos_token_id"] = llama_eos_token_id_json(c);
   if (c.pad_token_id) j["pad_token_id"] = *c.pad_token_id;
   j["use_cache"] = true;
   j["torch_dtype"] = c.torch_dtype;

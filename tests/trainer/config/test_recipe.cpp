@@ -160,6 +160,22 @@ TEST(Recipe, PrintedConfigLoadsBackToTheSame) {
   }
 }
 
+// The Llama 3 / Mistral v0.3 presets through a recipe: the architecture (rope_scaling, end ids,
+// model_type) comes with the preset and survives --print-config.
+TEST(Recipe, UpstreamBasePresetsCarryTheirArchitecture) {
+  for (const char* preset : {"llama3-8b", "llama3.1-8b", "mistral-7b-v0.3"}) {
+    auto r = load_recipe_text(kBase, "r.yaml", {std::string("model.preset=") + preset});
+    const asc::LlamaConfig c = *r.preset_model_config();
+    EXPECT_EQ(c.rope_scaling.has_value(), std::string(preset) == "llama3.1-8b") << preset;
+    auto r2 = load_recipe_text(asc::recipe_to_yaml(r), "printed.yaml");
+    const asc::LlamaConfig c2 = *r2.preset_model_config();
+    EXPECT_EQ(c2.rope_scaling, c.rope_scaling) << preset;
+    EXPECT_EQ(c2.model_type, c.model_type) << preset;
+    EXPECT_EQ(c2.eos_token_id, c.eos_token_id) << preset;
+    EXPECT_EQ(c2.max_position_embeddings, c.max_position_embeddings) << preset;
+  }
+}
+
 TEST(Recipe, EveryShippedRecipeLoads) {
   namespace fs = std::filesystem;
   int n = 0;

@@ -169,7 +169,7 @@ TEST(LayerOps, CudaKernelsMatchTheReferenceOverOddShapes) {
         [](auto& v) { return ops::swiglu(v[0].narrow(0, 1, 64), v[1].narrow(0, 1, 64)); },
         {3 * at::randn({65}), at::randn({65})}, dtype, tol);
     for (auto [B, T, H, E] : {std::array<int64_t, 4>{1, 1, 1, 2}, {2, 13, 3, 10}, {3, 7, 5, 128}}) {
-      auto [cos, sin] = rotary_tables(T, E, 10000.0, torch::kFloat32, torch::kCPU);
+      auto [cos, sin] = rotary_tables(T, E, 10000.0, std::nullopt, torch::kFloat32, torch::kCPU);
       // One table [T, E], and per-row positions (packing): tables [B, 1, T, E].
       const auto pos = at::randint(0, T, {B * T}, at::kLong);
       const std::pair<at::Tensor, at::Tensor> tables[] = {

@@ -1,12 +1,17 @@
 // Parity with Hugging Face transformers: a tiny random LlamaForCausalLM saved by transformers,
 // loaded by us, gives the same fp32 logits and loss; our export loads in transformers and gives
-// the same logits again. Configs: grouped-query attention, tied embeddings, sharded checkpoint.
+// the same logits again. Configs: grouped-query attention, tied embeddings, sharded checkpoint,
+// Llama 3.1 (rotary scaling rope_type llama3, a list of eos ids), Mistral v0.3.
 #include <gtest/gtest.h>
+
+#include <cmath>
 
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
 
 #include "checkpoint/hf_io.h"
+#include "common/error.h"
+#include "generate/generate.h"
 #include "model/llama.h"
 #include "test_util.h"
 
@@ -27,6 +32,10 @@ TEST_P(HfParity, LogitsAndLossMatchTransformersAndExportLoadsBack) {
   LlamaForCausalLM model(read_hf_config(dir));
   load_hf_weights(dir, model);
   torch::NoGradGuard no_grad;
+  // The rotary frequencies are transformers' to the bit (the same fp32 operations in order).
+  const LlamaConfig& c = model->config();
+  EXPECT_TRUE(at::equal(rotary_inv_freq(c.head_dim(), c.rope_theta, c.rope_scaling),
+                        test::load_tensor(*expected, "inv_freq")));
   at::Tensor logits = model(ids);
   const double diff = (logits - want_logits).abs().max().item<double>();
   EXPECT_LT(diff, 1e-4) << "max |logits - transformers|";
@@ -43,13 +52,39 @@ TEST_P(HfParity, LogitsAndLossMatchTransformersAndExportLoadsBack) {
   EXPECT_EQ(test::run_oracle("check_export.py",
                              out + " " + out + "/../ours_" + GetParam() + ".safetensors 1e-4"),
             0);
+  // What the export's config.json says is what was read.
+  const LlamaConfig back = read_hf_config(out);
+  EXPECT_EQ(back.model_type, c.model_type);
+  EXPECT_EQ(back.rope_scaling, c.rope_scaling);
+  EXPECT_EQ(back.eos_token_ids, c.eos_token_ids);
+  EXPECT_EQ(back.sliding_window, c.sliding_window);
+  EXPECT_EQ(back.tie_word_embeddings, c.tie_word_embeddings);
 }
 
-INSTANTIATE_TEST_SUITE_P(Configs, HfParity, testing::Values("gqa", "tied", "gqa_sharded"));
+INSTANTIATE_TEST_SUITE_P(Configs, HfParity,
+                         testing::Values("gqa", "tied", "gqa_sharded", "llama31", "mistral"));
+
+// The fixtures are the architectures they are meant to be (a transformers default changing
+// would otherwise silently drop what the parity above checks).
+TEST(HfParity, FixturesHoldLlama31AndMistralV03) {
+  const LlamaConfig l = read_hf_config(test::hf_fixtures() + "/llama31");
+  ASSERT_TRUE(l.rope_scaling.has_value());
+  EXPECT_EQ(*l.rope_scaling, (RopeScaling{8.0, 0.25, 4.0, 256}));
+  EXPECT_EQ(l.eos_token_ids, (std::vector<int64_t>{2, 5, 7}));
+  EXPECT_EQ(l.eos_token_id, 2);
+  EXPECT_LT(l.num_key_value_heads, l.num_attention_heads);
+  EXPECT_FALSE(l.tie_word_embeddings);
+  const LlamaConfig m = read_hf_config(test::hf_fixtures() + "/mistral");
+  EXPECT_EQ(m.model_type, "mistral");
+  EXPECT_FALSE(m.sliding_window.has_value());
+  EXPECT_FALSE(m.rope_scaling.has_value());
+  EXPECT_LT(m.num_key_value_heads, m.num_attention_heads);
+  EXPECT_TRUE(m.tie_word_embeddings);
+}
 
 TEST(HfParity, RotaryTablesFollowTheHalfSplitConvention) {
   // Independent check of the rotary table against its definition.
-  auto [cos, sin] = rotary_tables(5, 8, 10000.0, at::kFloat, at::kCPU);
+  auto [cos, sin] = rotary_tables(5, 8, 10000.0, std::nullopt, at::kFloat, at::kCPU);
   for (int64_t t = 0; t < 5; ++t)
     for (int64_t i = 0; i < 4; ++i) {
       double ang = double(t) * std::pow(10000.0, -2.0 * double(i) / 8.0);
@@ -57,4 +92,119 @@ TEST(HfParity, RotaryTablesFollowTheHalfSplitConvention) {
       EXPECT_NEAR(cos[t][i + 4].item<double>(), std::cos(ang), 1e-6);
       EXPECT_NEAR(sin[t][i + 4].item<double>(), std::sin(ang), 1e-6);
     }
+}
+
+// Llama 3.1's scaling against its definition evaluated in double, for frequencies of each regime
+// (head_dim 16, theta 500000: wavelengths 6.3, 32, 167, 862, 4443, ...; with these factors the
+// thresholds are 64 and 1024: two kept, two interpolated, four divided by the factor).
+TEST(HfParity, Llama3RotaryScalingFollowsItsDefinition) {
+  const RopeScaling s{8.0, 0.25, 4.0, 256};
+  const int64_t E = 16, T = 100;
+  const double theta = 500000.0;
+  const auto inv = rotary_inv_freq(E, theta, s);
+  const auto plain = rotary_inv_freq(E, theta, std::nullopt);
+  auto [cos, sin] = rotary_tables(T, E, theta, s, at::kFloat, at::kCPU);
+  const double high_wavelen = 256 / 4.0, low_wavelen = 256 / 0.25;
+  int kept = 0, interpolated = 0, divided = 0;
+  for (int64_t i = 0; i < E / 2; ++i) {
+    const double f = std::pow(theta, -2.0 * double(i) / double(E));
+    const double wavelen = 2 * M_PI / f;
+    double want;
+    if (wavelen < high_wavelen) {
+      want = f, ++kept;
+      EXPECT_EQ(inv[i].item<float>(), plain[i].item<float>()) << i;  // untouched
+    } else if (wavelen > low_wavelen) {
+      want = f / 8.0, ++divided;
+    } else {  // smooth = (old_context / wavelen - low) / (high - low), in (0, 1)
+      const double smooth = (256.0 / wavelen - 0.25) / (4.0 - 0.25);
+      EXPECT_GT(smooth, 0.0);
+      EXPECT_LT(smooth, 1.0);
+      want = (1 - smooth) * f / 8.0 + smooth * f, ++interpolated;
+      EXPECT_GT(want, f / 8.0 * 1.01) << i;  // strictly between the two
+      EXPECT_LT(want, f * 0.99) << i;
+    }
+    EXPECT_NEAR(inv[i].item<double>(), want, 1e-6 * want) << "frequency " << i;
+    for (int64_t t : {0, 1, 5, 37, 64, 99}) {
+      const double ang = double(t) * want;
+      for (int64_t col : {i, i + E / 2}) {  // both halves (rotate_half convention)
+        EXPECT_NEAR(cos[t][col].item<double>(), std::cos(ang), 1e-5) << t << " " << col;
+        EXPECT_NEAR(sin[t][col].item<double>(), std::sin(ang), 1e-5) << t << " " << col;
+      }
+    }
+  }
+  EXPECT_EQ(kept, 2);
+  EXPECT_EQ(interpolated, 2);
+  EXPECT_EQ(divided, 4);
+  // The model's tables come from its config's scaling.
+  LlamaConfig c = llama_preset("tiny");
+  c.hidden_size = 64, c.num_attention_heads = 4, c.rope_theta = theta, c.rope_scaling = s;
+  auto [mcos, msin] = rotary_tables(T, c, at::kFloat, at::kCPU);
+  EXPECT_TRUE(at::equal(mcos, cos));
+  EXPECT_TRUE(at::equal(msin, sin));
+}
+
+// Sliding-window attention is not implemented: up to the window it is full causal attention
+// (exact), past it the forward pass and decoding both refuse, before any work for decoding.
+TEST(SlidingWindow, DecodingRunsWithinTheWindowAndRefusesPastIt) {
+  LlamaConfig c = llama_preset("tiny-gqa");
+  c.vocab_size = 32, c.sliding_window = 8;
+  torch::manual_seed(0);
+  LlamaForCausalLM model(c);
+  model->init_weights_seeded(3, 0.3);
+  EXPECT_EQ(generation_context(c), 8);
+  GenerationOptions o;
+  o.max_new_tokens = 4, o.eos_id = -1;
+  // 4 + 4 <= 8: greedy equals argmax of the full forward pass, token by token.
+  const std::vector<int32_t> prompt = {1, 3, 4, 5};
+  const auto got = generate(model, {prompt}, o);
+  ASSERT_EQ(got.size(), 1u);
+  std::vector<int64_t> seq(prompt.begin(), prompt.end());
+  std::vector<int32_t> want;
+  {
+    torch::NoGradGuard no_grad;
+    for (int i = 0; i < 4; ++i) {
+      auto ids = torch::tensor(seq, torch::kLong).view({1, -1});
+      const int64_t next = model(ids)[0][-1].argmax().item<int64_t>();
+      want.push_back(int32_t(next));
+      seq.push_back(next);
+    }
+  }
+  EXPECT_EQ(got[0].ids, want);
+  // 5 + 4 > 8: refused up front, naming the window.
+  try {
+    generate(model, {{1, 3, 4, 5, 6}}, o);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("exceeds the model's context of 8 tokens (its "
+                                         "sliding_window"),
+              std::string::npos)
+        << e.what();
+  }
+  // The cached decoder itself refuses to attend past the window.
+  CachedDecoder dec(model, 1, 12);
+  auto ids = torch::ones({1, 9}, torch::kLong);
+  auto pos = torch::arange(9, torch::kLong).view({1, 9});
+  auto valid = torch::ones({1, 12}, torch::kBool);
+  EXPECT_THROW(dec.step(ids, pos, valid), Error);
+  EXPECT_THROW(model(torch::ones({1, 9}, torch::kLong)), Error);
+}
+
+// Several end ids (Llama 3): decoding stops at any of them.
+TEST(Generate, StopsAtAnyOfTheEndIds) {
+  LlamaConfig c = llama_preset("tiny-gqa");
+  c.vocab_size = 32;
+  torch::manual_seed(0);
+  LlamaForCausalLM model(c);
+  model->init_weights_seeded(5, 0.3);
+  GenerationOptions o;
+  o.max_new_tokens = 6, o.eos_id = -1;
+  const auto free = generate(model, {{1, 3, 4}}, o);
+  ASSERT_EQ(free[0].ids.size(), 6u);
+  // The third token generated, named as a further end id, ends the answer there.
+  o.more_eos_ids = {31, free[0].ids[2]};
+  if (free[0].ids[0] == free[0].ids[2] || free[0].ids[1] == free[0].ids[2])
+    GTEST_SKIP() << "the token repeats earlier";
+  const auto stopped = generate(model, {{1, 3, 4}}, o);
+  EXPECT_TRUE(stopped[0].ended_with_eos);
+  EXPECT_EQ(stopped[0].ids, std::vector<int32_t>(free[0].ids.begin(), free[0].ids.begin() + 2));
 }
