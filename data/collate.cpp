@@ -31,11 +31,17 @@ void place(Rows& r, int64_t row, int64_t offset, const Example& e, int64_t segme
 }
 }  // namespace
 
-Rows collate_padded(const std::vector<Example>& examples, int32_t pad_id) {
+Rows collate_padded(const std::vector<Example>& examples, int32_t pad_id, int32_t hidden_id) {
   int64_t len = 1;
   for (const auto& e : examples) len = std::max<int64_t>(len, int64_t(e.ids.size()));
   Rows r = make(int64_t(examples.size()), len, pad_id);
-  for (size_t k = 0; k < examples.size(); ++k) place(r, int64_t(k), 0, examples[k], 1);
+  for (size_t k = 0; k < examples.size(); ++k) {
+    place(r, int64_t(k), 0, examples[k], 1);
+    if (hidden_id < 0) continue;
+    for (size_t i = 0; i < examples[k].ids.size(); ++i)
+      if (examples[k].ids[i] == hidden_id)
+        r.segments[size_t(int64_t(k) * len) + i] = -int64_t(i) - 1;
+  }
   return r;
 }
 

@@ -24,7 +24,10 @@ struct Rows {
   std::vector<int64_t> ids, labels, positions, segments;
 };
 
-Rows collate_padded(const std::vector<Example>& examples, int32_t pad_id);
+// hidden_id >= 0 (upstream's collator, data.upstream_compat): its attention_mask is
+// input_ids != pad with pad = BOS, so no token attends to a BOS. Each token with that id gets a
+// segment of its own (negative, unique in its row): nothing else attends to it.
+Rows collate_padded(const std::vector<Example>& examples, int32_t pad_id, int32_t hidden_id = -1);
 // Throws asc::Error when an example is longer than row_len.
 Rows collate_packed(const std::vector<Example>& examples, int64_t row_len, int32_t pad_id);
 

@@ -52,21 +52,6 @@ std::string hdf5_hint(const std::string& path) {
     return _r;                                                                       \
   }())
 
-const char kPrompt[] =
-    "You are an intelligent clinical languge model.\n"
-    "Below is a snippet of patient's discharge summary and a following instruction from healthcare "
-    "professional.\n"
-    "Write a response that appropriately completes the instruction.\n"
-    "The response should provide the accurate answer to the instruction, while being concise.\n"
-    "\n"
-    "[Discharge Summary Begin]\n"
-    "{note}\n"
-    "[Discharge Summary End]\n"
-    "\n"
-    "[Instruction Begin]\n"
-    "{question}\n"
-    "[Instruction End]\n";
-
 void write_attr_i64(hid_t obj, const char* name, int64_t v, const std::string& path) {
   hid_t space = H5Screate(H5S_SCALAR);
   hid_t a = H5_CHECK(H5Acreate2(obj, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT), path,
@@ -163,17 +148,9 @@ void parallel_for(int64_t n, int threads, F fn) {
 
 }  // namespace
 
-std::string strip_newlines(const std::string& s) {
-  size_t b = s.find_first_not_of("\r\n"), e = s.find_last_not_of("\r\n");
-  return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
-}
-
 std::string asclepius_prompt(const std::string& note, const std::string& question) {
-  // By concatenation: a note that itself contains "{question}" must stay as written.
-  static const std::string t = kPrompt;
-  static const size_t n = t.find("{note}"), q = t.find("{question}");
-  return t.substr(0, n) + strip_newlines(note) + t.substr(n + 6, q - n - 6) +
-         strip_newlines(question) + t.substr(q + 10);
+  static const PromptTemplate t = PromptTemplate::builtin(kDefaultPrompt);
+  return t.render(note, question);
 }
 
 CorpusBuildReport build_corpus(const CorpusBuildOptions& o) {
@@ -183,6 +160,7 @@ CorpusBuildReport build_corpus(const CorpusBuildOptions& o) {
     ASC_FAIL("corpus build: --stage must be pretrain or instruct, got '{}'", o.stage);
   if (o.inputs.empty()) ASC_FAIL("corpus build: no --input files");
   Tokenizer tok(o.tokenizer);
+  const PromptTemplate prompt = PromptTemplate::resolve(o.prompt_template, "--prompt-template");
   CorpusBuildReport rep;
 
   // 1. Records, and the source files' checksums for provenance.
@@ -240,11 +218,27 @@ CorpusBuildReport build_corpus(const CorpusBuildOptions& o) {
     std::string note = strip_newlines(r.note);
     std::vector<int32_t> prompt_ids, full;
     auto make = [&](const std::string& n) {
-      const std::string prompt = asclepius_prompt(n, r.question);
-      prompt_ids = tok.encode(prompt, true, false);
-      full = tok.encode(prompt + answer, true, true);
+      const std::string text = prompt.render(n, r.question);
+      prompt_ids = tok.encode(text, true, false);
+      full = tok.encode(text + answer, true, true);
     };
     make(note);
+    if (o.upstream_compat) {
+      // Upstream: truncation=True at model_max_length cuts both from the right; the boundary is
+      // prompt_ids.ne(pad_id).sum() with pad = BOS.
+      if (int64_t(full.size()) > o.max_len) {
+        truncated[size_t(i)] = 1;
+        full.resize(size_t(o.max_len));
+      }
+      if (int64_t(prompt_ids.size()) > o.max_len) prompt_ids.resize(size_t(o.max_len));
+      const auto boundary = size_t(std::count_if(prompt_ids.begin(), prompt_ids.end(),
+                                                 [&](int32_t t) { return t != tok.pad_id(); }));
+      masks[size_t(i)].assign(full.size(), 1);
+      std::fill(masks[size_t(i)].begin(),
+                masks[size_t(i)].begin() + long(std::min(boundary, full.size())), 0);
+      ids[size_t(i)] = std::move(full);
+      return;
+    }
     if (int64_t(full.size()) > o.max_len) {
       // Keep the whole answer; cut the note (binary search on its byte length).
       truncated[size_t(i)] = 1;
@@ -311,6 +305,11 @@ CorpusBuildReport build_corpus(const CorpusBuildOptions& o) {
     write_attr_i64(f, "num_tokens", rep.tokens, tmp);
     write_attr_i64(f, "truncated", rep.truncated, tmp);
     write_attr_i64(f, "max_len", o.stage == "instruct" ? o.max_len : 0, tmp);
+    if (o.stage == "instruct") {
+      write_attr_str(f, "prompt_template", prompt.name, tmp);
+      write_attr_str(f, "prompt_template_xxh64", prompt.xxh64, tmp);
+      write_attr_i64(f, "upstream_compat", o.upstream_compat ? 1 : 0, tmp);
+    }
     write_attr_str(f, "sources", sources.dump(), tmp);
     H5_CHECK(H5Fflush(f, H5F_SCOPE_GLOBAL), tmp, "flush");
   } catch (...) {
@@ -363,6 +362,13 @@ Corpus::Corpus(const std::string& path) : path_(path) {
     info_.num_docs = read_attr_i64(file_, "num_docs", path);
     info_.num_tokens = read_attr_i64(file_, "num_tokens", path);
     info_.truncated = read_attr_i64(file_, "truncated", path);
+    if (info_.stage == "instruct" && H5Aexists(file_, "prompt_template") > 0) {
+      info_.prompt_template = read_attr_str(file_, "prompt_template", path);
+      info_.prompt_template_xxh64 = read_attr_str(file_, "prompt_template_xxh64", path);
+      info_.upstream_compat = read_attr_i64(file_, "upstream_compat", path) != 0;
+    } else if (info_.stage == "instruct") {  // written before templates were data
+      info_.prompt_template_xxh64 = PromptTemplate::builtin(kDefaultPrompt).xxh64;
+    }
     if (info_.num_docs < 1 || info_.num_tokens < 1)
       ASC_FAIL("{}: the corpus is empty (num_docs {}, num_tokens {})", path, info_.num_docs,
                info_.num_tokens);

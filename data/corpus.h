@@ -15,25 +15,31 @@
 #include <vector>
 
 #include "data/ingest.h"
+#include "data/prompt.h"
 
 namespace asc {
 
 constexpr int kCorpusSchemaVersion = 1;
 
-// The Asclepius instruction prompt with note and question substituted (leading/trailing
-// newlines of both stripped first); the answer follows it directly.
+// The default prompt template (data/prompts/asclepius.txt) with note and question substituted
+// (leading/trailing newlines of both stripped first); the answer follows it directly.
 std::string asclepius_prompt(const std::string& note, const std::string& question);
-std::string strip_newlines(const std::string& s);
 
 struct CorpusBuildOptions {
   std::vector<std::string> inputs;  // .csv / .jsonl / .json
   IngestOptions ingest;
-  std::string tokenizer;           // tokenizer.model
+  std::string tokenizer;           // tokenizer.model / tokenizer.json / model directory
   std::string stage = "pretrain";  // pretrain | instruct
-  std::string out;                 // corpus.h5 (written atomically)
-  int64_t max_len = 2048;          // instruct: longer examples keep the answer, truncate the note
-  uint64_t seed = 0;               // pretrain: note order
-  int threads = 0;                 // 0 = all cores
+  // Instruct: the prompt template (a built-in name or a file; data/prompts/README.md).
+  std::string prompt_template = kDefaultPrompt;
+  // Instruct: upstream's collator arithmetic instead of ours (docs/data-format.md): the loss
+  // boundary is the prompt's count of non-pad tokens (pad = BOS, so one prompt token more is a
+  // target) and examples longer than max_len are cut from the right (the answer can be cut).
+  bool upstream_compat = false;
+  std::string out;         // corpus.h5 (written atomically)
+  int64_t max_len = 2048;  // instruct: longer examples keep the answer, truncate the note
+  uint64_t seed = 0;       // pretrain: note order
+  int threads = 0;         // 0 = all cores
 };
 
 struct CorpusBuildReport {
@@ -49,6 +55,10 @@ struct CorpusInfo {
   std::string stage, tokenizer_checksum, sources;
   int64_t vocab_size = 0, bos_id = 0, eos_id = 0, pad_id = 0, unk_id = 0;
   int64_t num_docs = 0, num_tokens = 0, truncated = 0;
+  // Instruct: the prompt template (name, xxh64) and upstream_compat. Corpora written before
+  // these attributes existed were built with the default template and without compat.
+  std::string prompt_template = kDefaultPrompt, prompt_template_xxh64;
+  bool upstream_compat = false;
 };
 
 class Corpus {

@@ -113,6 +113,27 @@ class DemoBatches final : public WindowBatches {
   DemoCorpus corpus_;
 };
 
+// The recipe's prompt template and upstream_compat against what the instruct corpus records.
+void check_instruct_corpus(const Recipe& r, const CorpusInfo& info) {
+  if (!r.data.prompt_template.empty() && !r.data.allow_prompt_mismatch) {
+    const PromptTemplate want =
+        PromptTemplate::resolve(r.data.prompt_template, r.where("data.prompt_template"));
+    if (want.xxh64 != info.prompt_template_xxh64)
+      ASC_FAIL_HINT("rebuild the corpus with --prompt-template " + r.data.prompt_template +
+                        ", or set data.allow_prompt_mismatch: true to train on it anyway",
+                    "{}: data.prompt_template {} (xxh64 {}) but {} was built with {} (xxh64 {})",
+                    r.where("data.prompt_template"), want.name, want.xxh64, r.data.corpus,
+                    info.prompt_template, info.prompt_template_xxh64);
+  }
+  if (r.data.upstream_compat != info.upstream_compat)
+    ASC_FAIL_HINT(r.data.upstream_compat
+                      ? "rebuild the corpus with `corpus build --upstream-compat`"
+                      : "set data.upstream_compat: true, or rebuild the corpus without it",
+                  "{}: data.upstream_compat is {} but {} was built {}",
+                  r.where("data.upstream_compat"), r.data.upstream_compat, r.data.corpus,
+                  info.upstream_compat ? "with --upstream-compat" : "without --upstream-compat");
+}
+
 // Opens and checks an HDF5 corpus for this run.
 std::unique_ptr<Corpus> open_corpus(const Recipe& r, const LlamaConfig& model) {
   auto corpus = std::make_unique<Corpus>(r.data.corpus);
@@ -129,6 +150,7 @@ std::unique_ptr<Corpus> open_corpus(const Recipe& r, const LlamaConfig& model) {
           r.where("data.tokenizer"), r.data.corpus, info.tokenizer_checksum, r.data.tokenizer,
           tok.checksum());
   }
+  if (info.stage == "instruct") check_instruct_corpus(r, info);
   if (info.vocab_size > model.vocab_size)
     ASC_FAIL("{}: {} was built with a {}-token vocabulary but the model has {}",
              r.where("data.corpus"), r.data.corpus, info.vocab_size, model.vocab_size);
@@ -163,6 +185,7 @@ class InstructBatches final : public SampledBatches {
       : SampledBatches(r),
         corpus_(open_corpus(r, model)),
         pack_(r.data.pack),
+        hide_bos_(r.data.upstream_compat),
         pad_id_(int32_t(corpus_->info().pad_id)) {
     const auto& off = corpus_->doc_offsets();
     int64_t longest = 0;
@@ -196,10 +219,17 @@ class InstructBatches final : public SampledBatches {
     for (size_t b = 0; b < ex.size(); b += size_t(micro_)) {
       std::vector<Example> part(ex.begin() + long(b),
                                 ex.begin() + long(std::min(ex.size(), b + size_t(micro_))));
-      Rows rows = collate_padded(part, pad_id_);
+      // Upstream's collator (data.upstream_compat): pad = BOS and attention_mask = ids != pad, so
+      // no token attends to a BOS; the hidden BOS gets a segment of its own.
+      Rows rows = collate_padded(part, pad_id_, hide_bos_ ? int32_t(corpus_->info().bos_id) : -1);
       MicroBatch m;
       m.input_ids_BT = to_tensor(rows.ids, rows.rows, rows.len);
       m.labels_BT = to_tensor(rows.labels, rows.rows, rows.len);
+      if (hide_bos_) {
+        m.packing = std::make_unique<Packing>();
+        m.packing->position_ids_BT = to_tensor(rows.positions, rows.rows, rows.len);
+        m.packing->segment_ids_BT = to_tensor(rows.segments, rows.rows, rows.len);
+      }
       out.push_back(std::move(m));
     }
     return out;
@@ -207,7 +237,7 @@ class InstructBatches final : public SampledBatches {
 
  private:
   std::unique_ptr<Corpus> corpus_;
-  bool pack_;
+  bool pack_, hide_bos_;
   int32_t pad_id_;
 };
 

@@ -332,6 +332,11 @@ TrainResult train(const Recipe& r, const TrainOptions& o) {
   // --- ranks, model, optimizer ---------------------------------------------------------------
   const at::Device device = training_device(r);
   const c10::DeviceGuard device_guard(device);  // our kernels launch on the current device
+  if (device.is_cuda()) {  // train.tf32: fp32 matrix products and convolutions in TF32, or IEEE
+    const auto p = r.train.tf32 ? at::Float32Precision::TF32 : at::Float32Precision::IEEE;
+    at::globalContext().setFloat32Precision(at::Float32Backend::CUDA, at::Float32Op::MATMUL, p);
+    at::globalContext().setFloat32Precision(at::Float32Backend::CUDA, at::Float32Op::CONV, p);
+  }
   const Ranks ranks = join_ranks(r, device);
   comm::Communicator& comm = *ranks.host;
   // Decided once: a resumed run's parameters come from its checkpoint, not the initial weights.

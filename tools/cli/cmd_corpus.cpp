@@ -35,6 +35,13 @@ void add_corpus(CLI::App& app) {
   b->add_option("--max-len", o->max_len,
                 "instruct: longest example in tokens (notes are cut to fit)")
       ->check(CLI::Range(int64_t(16), int64_t(1) << 24));
+  b->add_option("--prompt-template", o->prompt_template,
+                "instruct: a built-in prompt template (" +
+                    fmt::format("{}", fmt::join(builtin_prompt_names(), ", ")) +
+                    ") or a template file (data/prompts/README.md)");
+  b->add_flag("--upstream-compat", o->upstream_compat,
+              "instruct: upstream's collator arithmetic (loss from the prompt's last token, "
+              "examples cut from the right at --max-len; docs/data-format.md)");
   b->add_option("--seed", o->seed, "pretrain: seed of the note order");
   b->add_option("--threads", o->threads, "Tokeniser threads (0 = all cores)")
       ->check(CLI::NonNegativeNumber);
@@ -43,6 +50,8 @@ void add_corpus(CLI::App& app) {
   b->callback([=] {
     std::vector<std::string> inputs = o->inputs;
     inputs.push_back(o->tokenizer);
+    if (o->stage != "instruct" && (o->upstream_compat || o->prompt_template != kDefaultPrompt))
+      ASC_FAIL("--prompt-template and --upstream-compat apply to --stage instruct only");
     check_output_file("--out", o->out, inputs);
     for (const auto& c : *columns) {
       auto eq = c.find('=');
@@ -85,11 +94,16 @@ void add_corpus(CLI::App& app) {
         "{}\n  schema_version {}\n  stage {}\n  tokenizer_xxh64 {}\n  vocab_size {}\n  special "
         "ids: "
         "bos {} eos {} pad {} unk {}\n  documents {}\n  tokens {}\n  truncated {}\n  document "
-        "length: min {} median {} mean {:.1f} max {}\n  sources {}\n  verified: every "
+        "length: min {} median {} mean {:.1f} max {}\n{}  sources {}\n  verified: every "
         "chunk's checksum, token ids below vocab_size{}\n",
         *path, i.schema_version, i.stage, i.tokenizer_checksum, i.vocab_size, i.bos_id, i.eos_id,
         i.pad_id, i.unk_id, i.num_docs, i.num_tokens, i.truncated, len.front(), len[len.size() / 2],
-        mean, len.back(), i.sources, i.stage == "instruct" ? ", loss-mask values" : "");
+        mean, len.back(),
+        i.stage == "instruct"
+            ? fmt::format("  prompt_template {} (xxh64 {})\n  upstream_compat {}\n",
+                          i.prompt_template, i.prompt_template_xxh64, i.upstream_compat)
+            : std::string(),
+        i.sources, i.stage == "instruct" ? ", loss-mask values" : "");
     const int64_t n = std::min<int64_t>(c.doc_offsets()[1], 256);
     std::vector<int32_t> ids(static_cast<size_t>(n));
     c.read_tokens(0, n, ids.data());

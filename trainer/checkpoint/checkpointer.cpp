@@ -268,7 +268,7 @@ void check_resume_compatible(const Recipe& r, const std::string& saved_path, boo
   };
   static const std::set<std::string> harmless = {
       "train.threads",   "train.cache_host_memory", "train.check_memory", "train.max_bad_steps",
-      "train.optimizer", "train.loss_chunk_rows",   "train.device"};
+      "train.optimizer", "train.loss_chunk_rows",   "train.device",       "train.tf32"};
   // A key the saved recipe lacks (added by a later version) counts as its default. So a new key
   // that changes what is trained must default to what earlier versions did.
   const YAML::Node defaults = YAML::Load(recipe_to_yaml(Recipe{}));

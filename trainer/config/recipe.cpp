@@ -244,6 +244,9 @@ class Schema {
     });
     add("data.demo_samples", d.demo_samples, positive<int64_t>());
     add<bool>("data.pack", d.pack);
+    add<std::string>("data.prompt_template", d.prompt_template);
+    add<bool>("data.allow_prompt_mismatch", d.allow_prompt_mismatch);
+    add<bool>("data.upstream_compat", d.upstream_compat);
 
     auto& t = r_.train;
     add_choice("train.stage", t.stage);
@@ -273,6 +276,7 @@ class Schema {
     add("train.loss_chunk_rows", t.loss_chunk_rows, non_negative<int64_t>());
     add<bool>("train.cache_host_memory", t.cache_host_memory);
     add<bool>("train.check_memory", t.check_memory);
+    add<bool>("train.tf32", t.tf32);
 
     add_choice("parallel.mode", r_.parallel.mode);
     add<bool>("parallel.activation_checkpointing", r_.parallel.activation_checkpointing);
@@ -439,6 +443,21 @@ void validate(Recipe& r, int64_t world_size) {
   if (r.data.pack && t.stage != Stage::kInstruct)
     ASC_FAIL("{}: data.pack packs instruction examples; it needs train.stage: instruct",
              r.where("data.pack"));
+  for (const char* key : {"data.upstream_compat", "data.prompt_template"})
+    if (t.stage != Stage::kInstruct &&
+        (std::string(key) == "data.upstream_compat" ? r.data.upstream_compat
+                                                    : !r.data.prompt_template.empty()))
+      ASC_FAIL("{}: {} applies to instruction tuning; it needs train.stage: instruct", r.where(key),
+               key);
+  if (r.data.upstream_compat && r.data.corpus == "demo")
+    ASC_FAIL_HINT("build one with `asclepius corpus build --stage instruct --upstream-compat`",
+                  "{}: data.upstream_compat needs an instruct corpus built with --upstream-compat, "
+                  "not the demo corpus",
+                  r.where("data.upstream_compat"));
+  if (r.data.upstream_compat && r.data.pack)
+    ASC_FAIL_HINT("upstream pads each example; it never packs",
+                  "{}: data.upstream_compat and data.pack exclude each other",
+                  r.where("data.upstream_compat"));
   r.world_size = world_size;
   if (!r.parallel.activation_checkpointing)
     r.parallel.activation_checkpointing = r.parallel.mode == ParallelMode::kFsdp;

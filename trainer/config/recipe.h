@@ -34,6 +34,13 @@ struct Recipe {
     int64_t seq_len = 128;
     int64_t demo_samples = 4096;  // size of the built-in demo corpus (sequences)
     bool pack = false;            // instruct: pack examples into data.seq_len rows
+    // Instruct: the prompt template the corpus must have been built with (a built-in name or a
+    // file; data/prompts/README.md). "" = whatever the corpus records.
+    std::string prompt_template;
+    bool allow_prompt_mismatch = false;  // train on a corpus built with another template
+    // Instruct: upstream's collator quirks (docs/data-format.md): the corpus must have been built
+    // with `corpus build --upstream-compat`, and no token attends to a BOS (pad = BOS upstream).
+    bool upstream_compat = false;
   } data;
   struct Train {
     Stage stage = Stage::kPretrain;
@@ -67,6 +74,9 @@ struct Recipe {
     // Stop a CPU run before it starts when its memory plan exceeds what the node allows each rank
     // (parallel/planner.h); false skips the check where the estimate is known to be wrong.
     bool check_memory = true;
+    // TF32 for fp32 matrix products and convolutions on GPUs (cuBLAS, cuDNN), as upstream's
+    // `--tf32 True`. No effect on CPUs or on bf16 compute.
+    bool tf32 = true;
   } train;
   struct Parallel {
     ParallelMode mode = ParallelMode::kNone;  // none | ddp | zero2 | fsdp
