@@ -308,6 +308,7 @@ CorpusBuildReport build_corpus(const CorpusBuildOptions& o) {
     if (o.stage == "instruct") {
       write_attr_str(f, "prompt_template", prompt.name, tmp);
       write_attr_str(f, "prompt_template_xxh64", prompt.xxh64, tmp);
+      write_attr_str(f, "prompt_template_text", prompt.text, tmp);
       write_attr_i64(f, "upstream_compat", o.upstream_compat ? 1 : 0, tmp);
     }
     write_attr_str(f, "sources", sources.dump(), tmp);
@@ -365,9 +366,12 @@ Corpus::Corpus(const std::string& path) : path_(path) {
     if (info_.stage == "instruct" && H5Aexists(file_, "prompt_template") > 0) {
       info_.prompt_template = read_attr_str(file_, "prompt_template", path);
       info_.prompt_template_xxh64 = read_attr_str(file_, "prompt_template_xxh64", path);
+      info_.prompt_template_text = read_attr_str(file_, "prompt_template_text", path);
       info_.upstream_compat = read_attr_i64(file_, "upstream_compat", path) != 0;
     } else if (info_.stage == "instruct") {  // written before templates were data
-      info_.prompt_template_xxh64 = PromptTemplate::builtin(kDefaultPrompt).xxh64;
+      const PromptTemplate t = PromptTemplate::builtin(kDefaultPrompt);
+      info_.prompt_template_xxh64 = t.xxh64;
+      info_.prompt_template_text = t.text;
     }
     if (info_.num_docs < 1 || info_.num_tokens < 1)
       ASC_FAIL("{}: the corpus is empty (num_docs {}, num_tokens {})", path, info_.num_docs,

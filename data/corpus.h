@@ -57,7 +57,7 @@ struct CorpusInfo {
   int64_t num_docs = 0, num_tokens = 0, truncated = 0;
   // Instruct: the prompt template (name, xxh64) and upstream_compat. Corpora written before
   // these attributes existed were built with the default template and without compat.
-  std::string prompt_template = kDefaultPrompt, prompt_template_xxh64;
+  std::string prompt_template = kDefaultPrompt, prompt_template_xxh64, prompt_template_text;
   bool upstream_compat = false;
 };
 

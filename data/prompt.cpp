@@ -42,6 +42,11 @@ std::string PromptTemplate::render(const std::string& note, const std::string& q
   return text.substr(0, q) + qq + text.substr(q + 10, n - q - 10) + nn + text.substr(n + 6);
 }
 
+PromptTemplate PromptTemplate::from_text(const std::string& name, const std::string& text,
+                                         const std::string& where) {
+  return make(name, text, where);
+}
+
 std::vector<std::string> builtin_prompt_names() {
   std::vector<std::string> names;
   for (const auto& p : kBuiltinPrompts) names.push_back(p.name);

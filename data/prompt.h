@@ -20,6 +20,9 @@ struct PromptTemplate {
   // exactly one {note} and one {question}.
   static PromptTemplate resolve(const std::string& name_or_path, const std::string& where);
   static PromptTemplate builtin(const std::string& name);  // throws for an unknown name
+  // A template recorded elsewhere (a corpus, a model's config.json): checked as a file would be.
+  static PromptTemplate from_text(const std::string& name, const std::string& text,
+                                  const std::string& where);
 };
 
 // The built-in templates' names ("asclepius", "asclepius-space", ...).

@@ -12,6 +12,8 @@
 #include <optional>
 #include <sstream>
 
+#include <algorithm>
+
 #include <ATen/Parallel.h>         // train.threads
 #include <c10/core/DeviceGuard.h>  // our kernels launch on the current device
 #include <torch/cuda.h>            // train.device: the GPUs visible
@@ -68,10 +70,28 @@ LlamaConfig initial_config(const Recipe& r, std::string* from) {
   // The model learns the corpus's tokenizer: its config.json records it, and a model already
   // trained with another one (same vocabulary size or not) is refused.
   if (r.data.corpus != "demo" && std::filesystem::exists(r.data.corpus)) {  // (init: not yet)
-    const std::string tok = Corpus(r.data.corpus).info().tokenizer_checksum;
-    check_same_tokenizer(config, *from + "/config.json", tok,
+    const CorpusInfo info = Corpus(r.data.corpus).info();
+    check_same_tokenizer(config, *from + "/config.json", info.tokenizer_checksum,
                          r.where("data.corpus") + ": corpus " + r.data.corpus);
-    config.tokenizer_xxh64 = tok;
+    config.tokenizer_xxh64 = info.tokenizer_checksum;
+    // Special ids: a preset takes the tokenizer's (Llama 3's BOS is 128000); a base model must
+    // already agree with it.
+    const auto ends = config.end_token_ids();
+    if (from->empty()) {
+      config.bos_token_id = info.bos_id, config.eos_token_id = info.eos_id;
+      config.eos_token_ids.clear();
+    } else if (config.bos_token_id != info.bos_id ||
+               std::find(ends.begin(), ends.end(), info.eos_id) == ends.end()) {
+      ASC_FAIL_HINT("build the corpus with the base model's own tokenizer",
+                    "{}: corpus {} has bos/eos ids {}/{} but {}/config.json has {}/{}",
+                    r.where("data.corpus"), r.data.corpus, info.bos_id, info.eos_id, *from,
+                    config.bos_token_id, fmt::format("{}", fmt::join(ends, ",")));
+    }
+    if (info.stage == "instruct") {  // the model answers in this template from now on
+      config.prompt_template = info.prompt_template;
+      config.prompt_template_xxh64 = info.prompt_template_xxh64;
+      config.prompt_template_text = info.prompt_template_text;
+    }
   }
   return config;
 }

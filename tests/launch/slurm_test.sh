@@ -127,7 +127,7 @@ check "two stages: both COMPLETED ($st1, $st2)" "[[ $st1 == COMPLETED && $st2 ==
 check "two stages: the second started from the first's weights" "grep -qx step-0000005 $tmp/stage2/latest && grep -q 'init_from: $tmp/stage1' $tmp/stage2/recipe.yaml"
 # 6. The per-recipe batch scripts: valid shell, each names an existing Asclepius recipe, and
 #    Slurm accepts their directives (sbatch --test-only; GPUs dropped, this node has none).
-for f in "$src"/launch/slurm/llama*.sbatch; do
+for f in "$src"/launch/slurm/*-pretrain.sbatch "$src"/launch/slurm/*-instruct.sbatch; do
   r=$(sed -n 's|^exec launch/slurm/asclepius.sbatch \(recipes/asclepius/[^ ]*\.yaml\).*|\1|p' "$f")
   check "$(basename "$f"): valid, names $r" "bash -n $f && [[ -f $src/$r ]]"
   grep -v gpus-per-node "$f" >"$tmp/t.sbatch"

@@ -89,6 +89,27 @@ for name, (cls, cfg, seq_len) in CONFIGS.items():
                "inv_freq": model.model.rotary_emb.inv_freq.float().contiguous()},
               os.path.join(d, "expected.safetensors"))
     if name == "gqa":
+        # Upstream's collator (pad = BOS, attention_mask = ids != pad): BOS at position 0 and as
+        # right padding, another BOS inside row 1; logits where the mask is 1 and the loss.
+        bos = cfg.bos_token_id
+        cids = torch.randint(3, cfg.vocab_size, (3, 17))
+        cids[:, 0] = bos
+        cids[1, 6] = bos
+        cids[0, 12:] = bos
+        cids[2, 15:] = bos
+        cmask = cids.ne(bos).long()
+        clabels = cids.clone()
+        clabels[:, :4] = -100
+        clabels[cmask == 0] = -100
+        # A BOS's own row is fully masked upstream (it attends everywhere, future included); ours
+        # attends to itself. Only the token it predicts differs (docs/data-format.md): excluded.
+        clabels[1, 7] = -100
+        with torch.no_grad():
+            co = model(input_ids=cids, attention_mask=cmask, labels=clabels)
+        save_file({"input_ids": cids, "attention_mask": cmask, "labels": clabels,
+                   "logits": co.logits.float().contiguous(), "loss": co.loss.reshape(1).float()},
+                  os.path.join(d, "upstream_compat.safetensors"))
+    if name == "gqa":
         model.save_pretrained(os.path.join(out, "gqa_sharded"), safe_serialization=True,
                               max_shard_size="40KB")
         model.save_pretrained(os.path.join(out, "gqa_pickle"), safe_serialization=False)

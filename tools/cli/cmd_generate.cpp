@@ -27,7 +27,8 @@ namespace {
 
 struct Opts {
   std::string model, tokenizer, note_file, question, input, output, model_name = "asclepius";
-  std::string dtype = "fp32", stats_json;
+  std::string dtype = "fp32", stats_json, prompt_template;
+  bool allow_prompt_mismatch = false;
   std::vector<std::string> columns;
   bool interactive = false, with_ids = false, ignore_eos = false;
   int64_t batch_size = 8, threads = 0;
@@ -50,6 +51,7 @@ class Answerer {
     // The model's other end ids too (Llama 3 lists several in config.json).
     if (!o.ignore_eos) gen_.more_eos_ids = model_->config().end_token_ids();
     gen_.pad_id = tok_.pad_id();
+    prompt_ = choose_prompt(o, model_->config(), dir_);
     ASC_CHECK(gen_.max_new_tokens < generation_context(model_->config()),
               "--max-new-tokens {} leaves no room for a prompt in the model's context of {}",
               gen_.max_new_tokens, generation_context(model_->config()));
@@ -59,7 +61,7 @@ class Answerer {
   std::vector<int32_t> prompt(const std::string& note, const std::string& question,
                               const std::string& where) {
     const int64_t budget = generation_context(model_->config()) - gen_.max_new_tokens;
-    PromptIds p = asclepius_prompt_ids(tok_, note, question, budget);
+    PromptIds p = asclepius_prompt_ids(tok_, prompt_, note, question, budget);
     if (p.truncated()) {
       ++stats.truncated;
       fmt::print(stderr,
@@ -116,8 +118,27 @@ class Answerer {
                   logits / double(1 << 30), double(host) / double(1 << 30));
   }
 
+  // --prompt-template, else the one the model was instruction-tuned with, else the default;
+  // another than the model's is refused unless --allow-prompt-mismatch.
+  static PromptTemplate choose_prompt(const Opts& o, const LlamaConfig& c, const std::string& dir) {
+    if (o.prompt_template.empty())
+      return c.prompt_template_xxh64.empty()
+                 ? PromptTemplate::builtin(kDefaultPrompt)
+                 : PromptTemplate::from_text(c.prompt_template, c.prompt_template_text,
+                                             dir + "/config.json");
+    PromptTemplate p = PromptTemplate::resolve(o.prompt_template, "--prompt-template");
+    if (!c.prompt_template_xxh64.empty() && p.xxh64 != c.prompt_template_xxh64 &&
+        !o.allow_prompt_mismatch)
+      ASC_FAIL_HINT("drop --prompt-template, or add --allow-prompt-mismatch",
+                    "--prompt-template {} (xxh64 {}) is not the template the model in {} was "
+                    "instruction-tuned with: {} (xxh64 {})",
+                    p.name, p.xxh64, dir, c.prompt_template, c.prompt_template_xxh64);
+    return p;
+  }
+
   const Opts& o_;
   Tokenizer tok_;
+  PromptTemplate prompt_;
   LlamaForCausalLM model_{nullptr};
   std::string dir_;
   GenerationOptions gen_;
@@ -275,6 +296,13 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--model-name", o->model_name,
                   "Answers go to the field <model-name>_answer (the GPT-4 scoring layout)");
   cmd->add_flag("--with-ids", o->with_ids, "Also write the answer's token ids");
+  cmd->add_option("--prompt-template", o->prompt_template,
+                  "Prompt template: a built-in name (" +
+                      fmt::format("{}", fmt::join(builtin_prompt_names(), ", ")) +
+                      ") or a file; default: the one the model was instruction-tuned with "
+                      "(config.json), else asclepius");
+  cmd->add_flag("--allow-prompt-mismatch", o->allow_prompt_mismatch,
+                "Use --prompt-template even when the model was tuned with another");
   cmd->add_flag("--ignore-eos", o->ignore_eos,
                 "Always generate --max-new-tokens tokens (benchmarks)");
   cmd->add_option("--max-new-tokens", o->gen.max_new_tokens, "Answer length limit")

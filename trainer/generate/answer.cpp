@@ -46,13 +46,14 @@ void check_tokenizer_matches(const Tokenizer& tok, const LlamaConfig& c,
                                    : fmt::format("one of [{}]", fmt::join(ends, ", ")));
 }
 
-PromptIds asclepius_prompt_ids(const Tokenizer& tok, const std::string& note,
-                               const std::string& question, int64_t max_tokens) {
+PromptIds asclepius_prompt_ids(const Tokenizer& tok, const PromptTemplate& prompt,
+                               const std::string& note, const std::string& question,
+                               int64_t max_tokens) {
   PromptIds p;
   const std::string n = strip_newlines(note);
   p.note_bytes_total = int64_t(n.size());
   auto encode = [&](size_t bytes) {
-    return tok.encode(asclepius_prompt(utf8_prefix(n, bytes), question), true, false);
+    return tok.encode(prompt.render(utf8_prefix(n, bytes), question), true, false);
   };
   p.ids = encode(n.size());
   p.note_bytes_kept = p.note_bytes_total;

@@ -10,6 +10,7 @@
 
 #include <c10/core/ScalarType.h>
 
+#include "data/prompt.h"
 #include "data/tokenizer.h"
 #include "model/llama.h"
 
@@ -33,10 +34,11 @@ struct PromptIds {
   bool truncated() const { return note_bytes_kept < note_bytes_total; }
 };
 
-// The Asclepius prompt for (note, question) in at most max_tokens ids: when it is longer, the
-// note is cut at the end (on a UTF-8 boundary) until it fits. Throws when the question alone
+// The prompt template filled with (note, question) in at most max_tokens ids: when it is longer,
+// the note is cut at the end (on a UTF-8 boundary) until it fits. Throws when the question alone
 // (with an empty note) does not fit.
-PromptIds asclepius_prompt_ids(const Tokenizer& tok, const std::string& note,
-                               const std::string& question, int64_t max_tokens);
+PromptIds asclepius_prompt_ids(const Tokenizer& tok, const PromptTemplate& prompt,
+                               const std::string& note, const std::string& question,
+                               int64_t max_tokens);
 
 }  // namespace asc

@@ -263,6 +263,17 @@ LlamaConfig llama_config_from_hf_json(const nlohmann::json& j, const std::string
     // Newer transformers write "dtype", older "torch_dtype"; read both.
     if (j.contains("asclepius_tokenizer_xxh64") && j["asclepius_tokenizer_xxh64"].is_string())
       c.tokenizer_xxh64 = j["asclepius_tokenizer_xxh64"].get<std::string>();
+    if (j.contains("asclepius_prompt_template") && j["asclepius_prompt_template"].is_object()) {
+      const auto& p = j["asclepius_prompt_template"];
+      auto str = [&](const char* k) {
+        if (!p.contains(k) || !p[k].is_string())
+          ASC_FAIL("{}: asclepius_prompt_template.{} is missing or not a string", where, k);
+        return p[k].get<std::string>();
+      };
+      c.prompt_template = str("name");
+      c.prompt_template_xxh64 = str("xxh64");
+      c.prompt_template_text = str("text");
+    }
     for (const char* k : {"dtype", "torch_dtype"})
       if (j.contains(k) && j[k].is_string()) c.torch_dtype = j[k].get<std::string>();
     if (j.contains("rope_scaling") && !j["rope_scaling"].is_null())
@@ -321,6 +332,10 @@ nlohmann::json llama_config_to_hf_json(const LlamaConfig& c) {
   else
     j["rope_scaling"] = nullptr;
   if (!c.tokenizer_xxh64.empty()) j["asclepius_tokenizer_xxh64"] = c.tokenizer_xxh64;
+  if (!c.prompt_template_xxh64.empty())
+    j["asclepius_prompt_template"] = {{"name", c.prompt_template},
+                                      {"xxh64", c.prompt_template_xxh64},
+                                      {"text", c.prompt_template_text}};
   j["tie_word_embeddings"] = c.tie_word_embeddings;
   j["hidden_act"] = "silu";
   j["initializer_range"] = 0.02;

@@ -61,6 +61,10 @@ struct LlamaConfig {
   // "" = not recorded, e.g. a Hugging Face base model): every command that pairs the model with
   // a tokenizer or a corpus checks it.
   std::string tokenizer_xxh64;
+  // The prompt template of the instruction tuning that made this model (config.json
+  // "asclepius_prompt_template" and "_xxh64"; "" = none recorded): generate uses it and refuses
+  // another unless told.
+  std::string prompt_template, prompt_template_xxh64, prompt_template_text;
 
   int64_t head_dim() const { return hidden_size / num_attention_heads; }
   // Parameters of the whole model (embedding and head included; the head once when tied).

@@ -11,6 +11,7 @@
 
 #include "checkpoint/hf_io.h"
 #include "common/error.h"
+#include "data/collate.h"
 #include "generate/generate.h"
 #include "model/llama.h"
 #include "test_util.h"
@@ -66,6 +67,47 @@ INSTANTIATE_TEST_SUITE_P(Configs, HfParity,
 
 // The fixtures are the architectures they are meant to be (a transformers default changing
 // would otherwise silently drop what the parity above checks).
+// data.upstream_compat: upstream's attention_mask = ids != pad (pad = BOS) hides every BOS. Our
+// padded collation gives each BOS a segment of its own (data/collate.h); the logits at every
+// position the mask keeps, and the loss, equal transformers' with that attention_mask.
+TEST(HfParity, HiddenBosEqualsTransformersAttentionMask) {
+  const std::string dir = test::hf_fixtures() + "/gqa";
+  auto f = st::SafetensorsFile::open(dir + "/upstream_compat.safetensors");
+  at::Tensor ids = test::load_tensor(*f, "input_ids"),
+             mask = test::load_tensor(*f, "attention_mask");
+  at::Tensor labels = test::load_tensor(*f, "labels"), want = test::load_tensor(*f, "logits");
+  LlamaForCausalLM model(read_hf_config(dir));
+  load_hf_weights(dir, model);
+  const int32_t bos = int32_t(model->config().bos_token_id);
+  std::vector<Example> ex;
+  for (int64_t b = 0; b < ids.size(0); ++b) {
+    int64_t n = ids.size(1);
+    while (n > 0 && ids[b][n - 1].item<int64_t>() == bos) --n;  // right padding (= BOS)
+    Example e;
+    for (int64_t t = 0; t < n; ++t) e.ids.push_back(int32_t(ids[b][t].item<int64_t>()));
+    e.mask.assign(e.ids.size(), 1);
+    ex.push_back(e);
+  }
+  const Rows r = collate_padded(ex, bos, bos);
+  auto tensor = [&](const std::vector<int64_t>& v) {
+    return torch::tensor(v, torch::kInt64).view({r.rows, r.len});
+  };
+  ASSERT_EQ(r.len, ids.size(1));
+  ASSERT_TRUE(torch::equal(tensor(r.ids), ids));
+  Packing p{tensor(r.positions), tensor(r.segments)};
+  torch::NoGradGuard no_grad;
+  at::Tensor logits = model(ids, &p);
+  const at::Tensor keep = mask.to(torch::kBool);
+  const double diff = (logits - want).abs().amax(-1).masked_select(keep).max().item<double>();
+  EXPECT_LT(diff, 1e-4) << "max |logits - transformers| where the attention mask is 1";
+  // Without hiding BOS the logits after it differ: the test can tell.
+  at::Tensor plain = model(ids);
+  EXPECT_GT((plain - want).abs().amax(-1).masked_select(keep).max().item<double>(), 1e-3);
+  const double loss =
+      causal_lm_loss_sum(logits, labels).item<double>() / double(count_targets(labels));
+  EXPECT_NEAR(loss, test::load_tensor(*f, "loss").item<double>(), 1e-4);
+}
+
 TEST(HfParity, FixturesHoldLlama31AndMistralV03) {
   const LlamaConfig l = read_hf_config(test::hf_fixtures() + "/llama31");
   ASSERT_TRUE(l.rope_scaling.has_value());
