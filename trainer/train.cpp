@@ -340,6 +340,23 @@ TrainHooks TrainHooks::from_environment() {
   return h;
 }
 
+Tf32Scope::Tf32Scope(bool tf32) {
+  // The boolean setters keep libtorch's two TF32 states (the legacy flags and the per-backend
+  // precision) consistent; setting only the new one makes allowTF32CuBLAS() throw ("mix of the
+  // legacy and new APIs"), which cuBLAS calls would hit.
+  auto& ctx = at::globalContext();
+  matmul_ = ctx.allowTF32CuBLAS();
+  conv_ = ctx.allowTF32CuDNN();
+  ctx.setAllowTF32CuBLAS(tf32);
+  ctx.setAllowTF32CuDNN(tf32);
+}
+
+Tf32Scope::~Tf32Scope() {
+  auto& ctx = at::globalContext();
+  ctx.setAllowTF32CuBLAS(matmul_);
+  ctx.setAllowTF32CuDNN(conv_);
+}
+
 TrainResult train(const Recipe& r, const TrainOptions& o) {
   // From the start: a SIGTERM while the model loads stops the run after its first step (with a
   // checkpoint) instead of killing it.
@@ -352,11 +369,7 @@ TrainResult train(const Recipe& r, const TrainOptions& o) {
   // --- ranks, model, optimizer ---------------------------------------------------------------
   const at::Device device = training_device(r);
   const c10::DeviceGuard device_guard(device);  // our kernels launch on the current device
-  if (device.is_cuda()) {  // train.tf32: fp32 matrix products and convolutions in TF32, or IEEE
-    const auto p = r.train.tf32 ? at::Float32Precision::TF32 : at::Float32Precision::IEEE;
-    at::globalContext().setFloat32Precision(at::Float32Backend::CUDA, at::Float32Op::MATMUL, p);
-    at::globalContext().setFloat32Precision(at::Float32Backend::CUDA, at::Float32Op::CONV, p);
-  }
+  const Tf32Scope tf32(r.train.tf32);           // fp32 matmuls on GPUs in TF32 (upstream) or IEEE
   const Ranks ranks = join_ranks(r, device);
   comm::Communicator& comm = *ranks.host;
   // Decided once: a resumed run's parameters come from its checkpoint, not the initial weights.

@@ -48,6 +48,20 @@ struct TrainOptions {
 
 TrainResult train(const Recipe& recipe, const TrainOptions& options = {});
 
+// train.tf32 for as long as it lives: libtorch's CUDA fp32 precision for matrix products and
+// convolutions (what cuBLAS and cuDNN read) set to TF32 or IEEE; the previous settings are
+// restored at the end, so a run leaves the process as it found it. No effect on CPU math.
+class Tf32Scope {
+ public:
+  explicit Tf32Scope(bool tf32);
+  ~Tf32Scope();
+  Tf32Scope(const Tf32Scope&) = delete;
+  Tf32Scope& operator=(const Tf32Scope&) = delete;
+
+ private:
+  bool matmul_, conv_;
+};
+
 // The fp32 model a recipe's training starts from: model.init_from's weights (checked against
 // model.preset when both are given), or the preset initialised from train.seed.
 LlamaForCausalLM initial_model(const Recipe& recipe);

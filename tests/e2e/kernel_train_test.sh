@@ -40,6 +40,10 @@ run "$bin" cpu32 train.device=cpu
 # fp32 parity needs IEEE fp32 matmuls: train.tf32 (default true, as upstream) is off here.
 run "$kbin" kernels32 train.device=$kdev train.tf32=false
 check "fp32: the kernel run equals the CPU run within 1e-4" "$py $here/../parallel/compare_runs.py --rtol 1e-4 $tmp/cpu32 $tmp/kernels32"
+if [[ $kdev == cuda ]]; then  # upstream's setting: TF32 matmuls, close to the CPU but not equal
+  run "$kbin" kernels32-tf32 train.device=$kdev train.tf32=true
+  check "fp32 with train.tf32: within 1e-2 of the CPU run" "$py $here/../parallel/compare_runs.py --rtol 1e-2 $tmp/cpu32 $tmp/kernels32-tf32"
+fi
 run "$bin" cpu16 train.device=cpu train.dtype=bf16
 run "$kbin" kernels16 train.device=$kdev train.dtype=bf16
 check "bf16: the kernel run equals the CPU run within 2e-2" "$py $here/../parallel/compare_runs.py --rtol 2e-2 $tmp/cpu16 $tmp/kernels16"

@@ -52,6 +52,31 @@ TEST(Training, OverfitsAFixedBatch) {
   EXPECT_LT(res.losses.back(), 0.5) << "a tiny model must memorise 8 sequences";
 }
 
+// train.tf32 sets libtorch's CUDA fp32 precision (what cuBLAS and cuDNN read) for the run and
+// restores it after; CPU results do not change. (On a GPU, kernel_train_test.sh runs fp32 with
+// train.tf32=false against the CPU.)
+TEST(Training, Tf32ScopeSetsAndRestoresLibtorchsPrecision) {
+  auto& ctx = at::globalContext();
+  const bool blas = ctx.allowTF32CuBLAS(), dnn = ctx.allowTF32CuDNN();
+  {
+    Tf32Scope on(true);
+    EXPECT_TRUE(ctx.allowTF32CuBLAS());
+    EXPECT_TRUE(ctx.allowTF32CuDNN());
+    {
+      Tf32Scope off(false);
+      EXPECT_FALSE(ctx.allowTF32CuBLAS());
+      EXPECT_FALSE(ctx.allowTF32CuDNN());
+    }
+    EXPECT_TRUE(ctx.allowTF32CuBLAS());
+  }
+  EXPECT_EQ(ctx.allowTF32CuBLAS(), blas);
+  EXPECT_EQ(ctx.allowTF32CuDNN(), dnn);
+  auto a = train(recipe(test::temp_dir("tf32_off"), {"train.max_steps=2", "train.tf32=false"}));
+  auto b = train(recipe(test::temp_dir("tf32_on"), {"train.max_steps=2"}));  // the default
+  EXPECT_EQ(ctx.allowTF32CuBLAS(), blas) << "a run leaves the process as it found it";
+  EXPECT_EQ(a.losses, b.losses) << "CPU matmuls do not use TF32";
+}
+
 TEST(Training, SameSeedGivesIdenticalLosses) {
   auto a = train(recipe(test::temp_dir("seed_a"), {}));
   auto b = train(recipe(test::temp_dir("seed_b"), {}));
