@@ -110,10 +110,10 @@ check("prompts of different lengths (left padding exercised)", len(lens) > 3, st
 
 greedy_kw = dict(do_sample=False, num_beams=1)
 ref1 = [hf_generate([r["prompt_ids"]], **greedy_kw)[0] for r in single]
-got1 = [r["asclepius_answer_ids"] for r in single]
+got1 = [r["asclepius_ids"] for r in single]
 check("greedy, one prompt at a time", got1 == ref1,
       next((f"row {i}: ours {a} hf {b}" for i, (a, b) in enumerate(zip(got1, ref1)) if a != b), ""))
-eos = [r["asclepius_answer_ended_with_eos"] for r in single]
+eos = [r["asclepius_ended_with_eos"] for r in single]
 check("some answers end at EOS, some at max_new_tokens", any(eos) and not all(eos), str(eos))
 check("EOS flag agrees with the length", all(e == (len(a) < MAX_NEW) for e, a in zip(eos, got1)))
 
@@ -121,27 +121,27 @@ prompts = [r["prompt_ids"] for r in batched]
 ref4 = []
 for i in range(0, len(prompts), 4):
     ref4 += hf_generate(prompts[i:i + 4], **greedy_kw)
-got4 = [r["asclepius_answer_ids"] for r in batched]
+got4 = [r["asclepius_ids"] for r in batched]
 check("greedy, left-padded batches of 4 (transformers batched too)", got4 == ref4,
       next((f"row {i}: ours {a} hf {b}" for i, (a, b) in enumerate(zip(got4, ref4)) if a != b), ""))
 check("batched equals one at a time", got4 == got1)
 
 beam = ours(["--batch-size", "2", "--num-beams", "3"], "beam3")
 refb = [hf_generate([r["prompt_ids"]], do_sample=False, num_beams=3)[0] for r in beam]
-gotb = [r["asclepius_answer_ids"] for r in beam]
+gotb = [r["asclepius_ids"] for r in beam]
 check("beam search (3 beams) equals transformers'", gotb == refb,
       next((f"row {i}: ours {a} hf {b}" for i, (a, b) in enumerate(zip(gotb, refb)) if a != b), ""))
 
 # Sampling: top-k 1 and a tiny top-p keep only the best token, so they must equal greedy; a
 # seed gives the same answers again; other seeds differ somewhere.
 topk1 = ours(["--do-sample", "--top-k", "1", "--temperature", "0.7"], "topk1")
-check("sampling with top-k 1 equals greedy", [r["asclepius_answer_ids"] for r in topk1] == got1)
+check("sampling with top-k 1 equals greedy", [r["asclepius_ids"] for r in topk1] == got1)
 topp = ours(["--do-sample", "--top-p", "1e-6"], "topp")
-check("sampling with top-p 1e-6 equals greedy", [r["asclepius_answer_ids"] for r in topp] == got1)
+check("sampling with top-p 1e-6 equals greedy", [r["asclepius_ids"] for r in topp] == got1)
 s1 = ours(["--do-sample", "--seed", "1"], "s1")
 s1b = ours(["--do-sample", "--seed", "1"], "s1b")
 s2 = ours(["--do-sample", "--seed", "2", "--top-k", "50", "--top-p", "0.9"], "s2")
-ids = lambda rs: [r["asclepius_answer_ids"] for r in rs]
+ids = lambda rs: [r["asclepius_ids"] for r in rs]
 check("sampling is reproducible for a seed", ids(s1) == ids(s1b))
 check("sampling differs from greedy and between seeds", ids(s1) != got1 and ids(s1) != ids(s2))
 
@@ -167,7 +167,7 @@ model31.save_pretrained(f"{work}/hf31", safe_serialization=True)
 greedy31 = ours(["--batch-size", "1"], "llama31", f"{work}/hf31")
 batched31 = ours(["--batch-size", "4"], "llama31-b4", f"{work}/hf31")
 ref31 = [hf_rows([r["prompt_ids"]], model31, EOS31, **greedy_kw)[0] for r in greedy31]
-got31 = [r["asclepius_answer_ids"] for r in greedy31]
+got31 = [r["asclepius_ids"] for r in greedy31]
 check("llama3 rotary scaling: greedy equals transformers'", got31 == [i for i, _ in ref31],
       next((f"row {i}: ours {a} hf {b}" for i, (a, (b, _)) in enumerate(zip(got31, ref31))
             if a != b), ""))
@@ -175,12 +175,12 @@ ends = [e for _, e in ref31]
 check("answers end at each listed end id and at max_new_tokens",
       2 in ends and 5 in ends and None in ends, str(ends))
 check("EOS flag agrees with transformers' stop",
-      [r["asclepius_answer_ended_with_eos"] for r in greedy31] == [e is not None for e in ends])
+      [r["asclepius_ended_with_eos"] for r in greedy31] == [e is not None for e in ends])
 prompts31 = [r["prompt_ids"] for r in batched31]
 ref31b = []
 for i in range(0, len(prompts31), 4):
     ref31b += [ids for ids, _ in hf_rows(prompts31[i:i + 4], model31, EOS31, **greedy_kw)]
 check("llama3 rotary scaling: greedy in left-padded batches of 4 equals transformers'",
-      [r["asclepius_answer_ids"] for r in batched31] == ref31b)
+      [r["asclepius_ids"] for r in batched31] == ref31b)
 
 sys.exit(1 if failures else 0)

@@ -212,8 +212,10 @@ void run_batch(const Opts& o, Answerer& a) {
       line[field] = a.text(answers[j]);
       if (o.with_ids) {
         line["prompt_ids"] = prompts[j];
-        line[field + "_ids"] = answers[j].ids;
-        line[field + "_ended_with_eos"] = answers[j].ended_with_eos;
+        // Names without "answer": upstream's scorer takes every column containing "answer" as
+        // a model's answer.
+        line[o.model_name + "_ids"] = answers[j].ids;
+        line[o.model_name + "_ended_with_eos"] = answers[j].ended_with_eos;
       }
       out << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     }
@@ -295,7 +297,8 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--column", o->columns, "Column mapping for --input, e.g. note=patient");
   cmd->add_option("--model-name", o->model_name,
                   "Answers go to the field <model-name>_answer (the GPT-4 scoring layout)");
-  cmd->add_flag("--with-ids", o->with_ids, "Also write the answer's token ids");
+  cmd->add_flag("--with-ids", o->with_ids,
+                "Also write prompt_ids, <model-name>_ids and <model-name>_ended_with_eos");
   cmd->add_option("--prompt-template", o->prompt_template,
                   "Prompt template: a built-in name (" +
                       fmt::format("{}", fmt::join(builtin_prompt_names(), ", ")) +
