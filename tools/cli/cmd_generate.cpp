@@ -7,6 +7,8 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <sstream>
+#include <algorithm>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -16,6 +18,7 @@
 #include "cli/output_path.h"
 #include "common/error.h"
 #include "common/fs.h"
+#include "comm/communicator.h"
 #include "common/host_memory.h"
 #include "data/corpus.h"
 #include "data/ingest.h"
@@ -27,11 +30,12 @@ namespace {
 
 struct Opts {
   std::string model, tokenizer, note_file, question, input, output, model_name = "asclepius";
-  std::string dtype = "fp32", stats_json, prompt_template;
+  std::string dtype = "fp32", stats_json, prompt_template, preset;
   bool allow_prompt_mismatch = false;
   std::vector<std::string> columns;
   bool interactive = false, with_ids = false, ignore_eos = false;
   int64_t batch_size = 8, threads = 0;
+  double timeout_s = 600;
   GenerationOptions gen;
 };
 
@@ -59,10 +63,10 @@ class Answerer {
 
   // Prompt ids for one (note, question); `where` names the record in warnings.
   std::vector<int32_t> prompt(const std::string& note, const std::string& question,
-                              const std::string& where) {
+                              const std::string& where, bool warn = true) {
     const int64_t budget = generation_context(model_->config()) - gen_.max_new_tokens;
     PromptIds p = asclepius_prompt_ids(tok_, prompt_, note, question, budget);
-    if (p.truncated()) {
+    if (p.truncated() && warn) {
       ++stats.truncated;
       fmt::print(stderr,
                  "warning: {}: note cut to {} of {} bytes so that the prompt fits {} tokens "
@@ -73,16 +77,23 @@ class Answerer {
     return p.ids;
   }
 
-  std::vector<Generated> answer(const std::vector<std::vector<int32_t>>& prompts) {
+  // `seeds`: one per prompt (sampling), or none (one generator for the batch).
+  std::vector<Generated> answer(const std::vector<std::vector<int32_t>>& prompts,
+                                const std::vector<uint64_t>& seeds = {}) {
     check_fits(prompts);
     const auto t0 = std::chrono::steady_clock::now();
-    auto out = generate(model_, prompts, gen_);
+    GenerationOptions g = gen_;
+    g.prompt_seeds = seeds;
+    auto out = generate(model_, prompts, g);
     stats.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     for (const auto& g : out) stats.tokens += int64_t(g.ids.size()) + (g.ended_with_eos ? 1 : 0);
     stats.answers += int64_t(out.size());
     return out;
   }
   std::string text(const Generated& g) const { return tok_.decode(g.ids); }
+  const std::string& model_dir() const { return dir_; }
+  const std::string& tokenizer_xxh64() const { return tok_.checksum(); }
+  const std::string& prompt_xxh64() const { return prompt_.xxh64; }
 
   Stats stats;
 
@@ -164,7 +175,48 @@ void run_one(const Opts& o, Answerer& a) {
   std::cout << a.text(g[0]) << "\n";
 }
 
-void run_batch(const Opts& o, Answerer& a) {
+// One seed per input line (sampling): an answer does not depend on its batch or rank.
+uint64_t line_seed(uint64_t seed, int64_t record) {
+  uint64_t z = seed + 0x9E3779B97F4A7C15ull * uint64_t(record + 1);  // splitmix64
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// Everything an answer depends on: a parts directory left by another setting is not resumed.
+std::string plan_settings(const Opts& o, const Answerer& a, const std::string& input_xxh64,
+                          int64_t lines) {
+  const auto& g = o.gen;
+  return nlohmann::json{{"input_xxh64", input_xxh64},
+                        {"lines", lines},
+                        {"model", std::filesystem::absolute(a.model_dir()).string()},
+                        {"tokenizer_xxh64", a.tokenizer_xxh64()},
+                        {"prompt_xxh64", a.prompt_xxh64()},
+                        {"batch_size", o.batch_size},
+                        {"dtype", o.dtype},
+                        {"model_name", o.model_name},
+                        {"with_ids", o.with_ids},
+                        {"columns", o.columns},
+                        {"max_new_tokens", g.max_new_tokens},
+                        {"num_beams", g.num_beams},
+                        {"do_sample", g.do_sample},
+                        {"temperature", g.temperature},
+                        {"top_k", g.top_k},
+                        {"top_p", g.top_p},
+                        {"length_penalty", g.length_penalty},
+                        {"seed", g.seed},
+                        {"ignore_eos", o.ignore_eos}}
+      .dump(1);
+}
+
+// Batch answering at scale. The work is a plan of fixed batches (prompts sorted by length,
+// longest first, cut into --batch-size groups) that does not depend on the number of ranks;
+// rank r of N answers batches r, r + N, ...; each finished batch is written atomically to
+// <output>.parts/batch-<k>.jsonl. When every rank has arrived, rank 0 writes the output in input
+// order and removes the parts. Killed and run again with the same command, a job skips the
+// batches already written (at any number of ranks): nothing lost, nothing twice.
+void run_batch(const Opts& o, Answerer& a, comm::Communicator& comm) {
+  const int rank = comm.rank(), world = comm.size();
   IngestOptions ingest;
   ingest.skip_bad = true;
   for (const auto& c : o.columns) {
@@ -173,66 +225,150 @@ void run_batch(const Opts& o, Answerer& a) {
     ingest.columns[c.substr(0, eq)] = c.substr(eq + 1);
   }
   IngestReport report;
-  auto records = read_note_records(o.input, ingest, &report);
+  const std::string bytes = read_file(o.input);
+  auto records = parse_note_records(bytes, note_format_of(o.input), o.input, ingest, &report);
   if (records.empty() && report.skipped == 0)
     ASC_FAIL_HINT("give a CSV or JSONL file of notes and questions", "--input {}: holds no records",
                   o.input);
   std::vector<std::string> bad = report.errors;
   int64_t bad_count = report.skipped;
-  const std::string tmp = o.output + ".partial";
-  std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-  ASC_CHECK(out, "cannot write {}", tmp);
-  const std::string field = o.model_name + "_answer";
-  size_t i = 0;
-  while (i < records.size()) {
-    std::vector<const NoteRecord*> batch;
-    std::vector<std::vector<int32_t>> prompts;
-    for (; i < records.size() && int64_t(batch.size()) < o.batch_size; ++i) {
-      const NoteRecord& r = records[i];
-      const std::string where = fmt::format("{} record {}", o.input, r.record);
-      try {
-        check_question(r.question, where);
-        prompts.push_back(a.prompt(r.note, r.question, where));
-        batch.push_back(&r);
-      } catch (const Error& e) {  // reported at the end; the run goes on
-        ++bad_count;
-        bad.push_back(e.message());
-        fmt::print(stderr, "skipped: {}\n", e.message());
-      }
+  // The parts directory: created by rank 0, or resumed when it holds the same plan.
+  namespace fs = std::filesystem;
+  const std::string parts = o.output + ".parts";
+  const std::string settings =
+      plan_settings(o, a, xxh64_hex(bytes.data(), bytes.size()), int64_t(records.size()));
+  if (rank == 0) {
+    if (fs::exists(parts / fs::path("plan.json"))) {
+      if (read_file(parts + "/plan.json") != settings)
+        ASC_FAIL_HINT(
+            "run with the settings of the interrupted job, or remove " + parts + " to start over",
+            "{} holds an interrupted job with other settings (input, model, prompt "
+            "or decoding options)",
+            parts);
+      fmt::print(stderr, "resuming from {}\n", parts);
+    } else {
+      fs::create_directories(parts);
+      write_file_atomic(parts + "/plan.json", settings);
     }
-    if (batch.empty()) continue;
-    auto answers = a.answer(prompts);
-    for (size_t j = 0; j < batch.size(); ++j) {
-      nlohmann::ordered_json line;
-      line["note"] = batch[j]->note;
-      line["question"] = batch[j]->question;
-      if (!batch[j]->answer.empty()) line["answer"] = batch[j]->answer;
-      if (!batch[j]->task.empty()) line["task"] = batch[j]->task;
-      if (!batch[j]->id.empty()) line["id"] = batch[j]->id;
-      line[field] = a.text(answers[j]);
-      if (o.with_ids) {
-        line["prompt_ids"] = prompts[j];
-        // Names without "answer": upstream's scorer takes every column containing "answer" as
-        // a model's answer.
-        line[o.model_name + "_ids"] = answers[j].ids;
-        line[o.model_name + "_ended_with_eos"] = answers[j].ended_with_eos;
-      }
-      out << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
-    }
-    out.flush();
-    fmt::print(stderr, "answered {}/{}\n", a.stats.answers, records.size());
   }
-  out.close();
-  ASC_CHECK(out, "writing {} failed", tmp);
-  std::filesystem::rename(tmp, o.output);
-  fmt::print(stderr, "wrote {} answers to {}\n", a.stats.answers, o.output);
+  comm.barrier();
+  // Prompts for every record (warnings and skips reported by rank 0 only).
+  std::vector<std::vector<int32_t>> prompts(records.size());
+  std::vector<size_t> good;
+  for (size_t i = 0; i < records.size(); ++i) {
+    const NoteRecord& r = records[i];
+    const std::string where = fmt::format("{} record {}", o.input, r.record);
+    try {
+      check_question(r.question, where);
+      prompts[i] = a.prompt(r.note, r.question, where, /*warn=*/rank == 0);
+      good.push_back(i);
+    } catch (const Error& e) {  // reported at the end; the run goes on
+      ++bad_count;
+      bad.push_back(e.message());
+      if (rank == 0) fmt::print(stderr, "skipped: {}\n", e.message());
+    }
+  }
+  std::stable_sort(good.begin(), good.end(),
+                   [&](size_t x, size_t y) { return prompts[x].size() > prompts[y].size(); });
+  std::vector<std::vector<size_t>> batches;
+  for (size_t k = 0; k < good.size(); k += size_t(o.batch_size))
+    batches.emplace_back(good.begin() + long(k),
+                         good.begin() + long(std::min(good.size(), k + size_t(o.batch_size))));
+
+  auto part_file = [&](size_t k) { return fmt::format("{}/batch-{:06d}.jsonl", parts, k); };
+
+  const std::string field = o.model_name + "_answer";
+  const auto t0 = std::chrono::steady_clock::now();
+  int64_t mine = 0, done_lines = 0, done_batches = 0, new_tokens = 0, mine_lines = 0;
+  for (size_t k = size_t(rank); k < batches.size(); k += size_t(world))
+    ++mine, mine_lines += int64_t(batches[k].size());
+  for (size_t k = size_t(rank); k < batches.size(); k += size_t(world)) {
+    const auto& batch = batches[k];
+    if (!fs::exists(part_file(k))) {
+      std::vector<std::vector<int32_t>> ps;
+      std::vector<uint64_t> seeds;
+      for (size_t i : batch) {
+        ps.push_back(prompts[i]);
+        seeds.push_back(line_seed(o.gen.seed, int64_t(i)));
+      }
+      const int64_t tokens_before = a.stats.tokens;
+      auto answers = a.answer(ps, seeds);
+      new_tokens += a.stats.tokens - tokens_before;
+      std::string text;
+      for (size_t j = 0; j < batch.size(); ++j) {
+        const NoteRecord& r = records[batch[j]];
+        nlohmann::ordered_json line;
+        line["_line"] = batch[j];  // the input order, for the merge (removed there)
+        line["note"] = r.note;
+        line["question"] = r.question;
+        if (!r.answer.empty()) line["answer"] = r.answer;
+        if (!r.task.empty()) line["task"] = r.task;
+        if (!r.id.empty()) line["id"] = r.id;
+        line[field] = a.text(answers[j]);
+        if (o.with_ids) {
+          line["prompt_ids"] = ps[j];
+          // Names without "answer": upstream's scorer takes every column containing "answer"
+          // as a model's answer.
+          line[o.model_name + "_ids"] = answers[j].ids;
+          line[o.model_name + "_ended_with_eos"] = answers[j].ended_with_eos;
+        }
+        text += line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+      }
+      write_file_atomic(part_file(k), text);
+    }
+    ++done_batches;
+    done_lines += int64_t(batch.size());
+    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double lps = double(done_lines) / std::max(sec, 1e-9);
+    fmt::print(stderr,
+               "{}batch {}/{}: {}/{} lines, {:.2f} lines/s, {:.1f} tokens/s, ETA {:.0f} s\n",
+               world > 1 ? fmt::format("rank {}: ", rank) : "", done_batches, mine, done_lines,
+               mine_lines, lps, double(new_tokens) / std::max(sec, 1e-9),
+               double(mine_lines - done_lines) / std::max(lps, 1e-9));
+  }
+
+  // Every rank's batches written (the wait restarts while part files keep appearing).
+  comm::BarrierOptions bo;
+  bo.timeout_s = o.timeout_s;
+  bo.progress = [parts] {
+    int64_t n = 0;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(parts, ec)) n += 1 + int64_t(e.file_size(ec));
+    return n;
+  };
+  comm.barrier(bo);
+  if (rank == 0) {
+    std::vector<std::string> rows(records.size());
+    for (size_t k = 0; k < batches.size(); ++k) {
+      std::istringstream in(read_file(part_file(k)));
+      for (std::string l; std::getline(in, l);) {
+        auto j = nlohmann::ordered_json::parse(l);
+        const size_t i = j["_line"].get<size_t>();
+        j.erase("_line");
+        ASC_CHECK(i < rows.size() && rows[i].empty(), "{}: line {} twice or out of range",
+                  part_file(k), i);
+        rows[i] = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+      }
+    }
+    std::string out;
+    int64_t answered = 0;
+    for (const auto& r : rows)
+      if (!r.empty()) out += r, ++answered;
+    ASC_CHECK(answered == int64_t(good.size()), "{} answers for {} good lines", answered,
+              good.size());
+    write_file_atomic(o.output, out);
+    fs::remove_all(parts);
+    fmt::print(stderr, "wrote {} answers to {}\n", answered, o.output);
+  }
   if (bad_count > 0) {
-    fmt::print(stderr, "{} input record(s) skipped:\n", bad_count);
-    for (const auto& m : bad) fmt::print(stderr, "  {}\n", m);
-    if (int64_t(bad.size()) < bad_count)
-      fmt::print(stderr, "  ... and {} more\n", bad_count - int64_t(bad.size()));
+    if (rank == 0) {
+      fmt::print(stderr, "{} input record(s) skipped:\n", bad_count);
+      for (const auto& m : bad) fmt::print(stderr, "  {}\n", m);
+      if (int64_t(bad.size()) < bad_count)
+        fmt::print(stderr, "  ... and {} more\n", bad_count - int64_t(bad.size()));
+    }
     ASC_FAIL("{} of {} records in {} could not be answered (listed above)", bad_count,
-             bad_count + a.stats.answers, o.input);
+             bad_count + int64_t(good.size()), o.input);
   }
 }
 
@@ -328,19 +464,47 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--threads", o->threads, "CPU threads (0: libtorch's default)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--stats-json", o->stats_json, "Write timing (tokens/s) as JSON");
-  cmd->callback([o] {
+  cmd->add_option("--preset", o->preset,
+                  "asclepius-eval: upstream's evaluation settings (src/evaluate.py): bf16, 5 "
+                  "beams with sampling, temperature 1, top-k 50, 400 new tokens; options given "
+                  "explicitly win")
+      ->check(CLI::IsMember({"asclepius-eval"}));
+  cmd->add_option("--timeout-s", o->timeout_s,
+                  "Under mpirun: how long ranks wait for a silent rank before stopping")
+      ->check(CLI::Range(1.0, 1e6));
+  cmd->callback([o, cmd] {
+    if (o->preset == "asclepius-eval") {  // what the user did not set explicitly
+      auto unset = [&](const char* flag) { return cmd->count(flag) == 0; };
+      if (unset("--dtype")) o->dtype = "bf16";
+      if (unset("--num-beams")) o->gen.num_beams = 5;
+      if (unset("--do-sample")) o->gen.do_sample = true;
+      if (unset("--temperature")) o->gen.temperature = 1.0;
+      if (unset("--top-k")) o->gen.top_k = 50;  // transformers' default, left on upstream
+      if (unset("--max-new-tokens")) o->gen.max_new_tokens = 400;
+      fmt::print(stderr,
+                 "preset asclepius-eval: {}, {} beams, {}, temperature {}, top-k {}, {} new "
+                 "tokens\n",
+                 o->dtype, o->gen.num_beams, o->gen.do_sample ? "sampling" : "no sampling",
+                 o->gen.temperature, o->gen.top_k, o->gen.max_new_tokens);
+    }
     if (o->note_file.empty() && o->input.empty() && !o->interactive)
       ASC_FAIL_HINT("see asclepius generate --help",
                     "generate needs --note and --question, --input and --output, or "
                     "--interactive");
-    if (!o->output.empty()) {
+    if (!o->output.empty())
       check_output_file("--output", o->output, {o->input, o->model, o->tokenizer});
-      check_output_file("--output", o->output + ".partial", {o->input});
-    }
     if (!o->stats_json.empty())
       check_output_file("--stats-json", o->stats_json,
-                        {o->input, o->note_file, o->model, o->tokenizer, o->output,
-                         o->output.empty() ? "" : o->output + ".partial"});
+                        {o->input, o->note_file, o->model, o->tokenizer, o->output});
+    // Under mpirun (or srun) the ranks share the --input lines; the other modes run alone.
+    std::unique_ptr<comm::Communicator> comm = comm::launched_world_size() > 1
+                                                   ? comm::make_mpi_communicator(o->timeout_s)
+                                                   : comm::make_self_communicator();
+    if (comm->size() > 1 && o->input.empty())
+      ASC_FAIL(
+          "generate under {} ranks needs --input/--output (--note and --interactive run "
+          "in one process)",
+          comm->size());
     // CLI11's ranges let NaN through (every comparison with it is false).
     for (const auto& [name, v] :
          {std::pair<const char*, double>{"--temperature", o->gen.temperature},
@@ -353,7 +517,7 @@ void add_generate(CLI::App& app) {
     if (!o->note_file.empty())
       run_one(*o, a);
     else if (!o->input.empty())
-      run_batch(*o, a);
+      run_batch(*o, a, *comm);
     else
       run_interactive(*o, a);
     const double tps = a.stats.seconds > 0 ? double(a.stats.tokens) / a.stats.seconds : 0.0;

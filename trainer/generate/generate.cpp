@@ -121,6 +121,28 @@ bool is_eos(int64_t id, const GenerationOptions& o) {
          std::find(o.more_eos_ids.begin(), o.more_eos_ids.end(), id) != o.more_eos_ids.end();
 }
 
+// One generator for the batch, or one per prompt (GenerationOptions::prompt_seeds).
+std::vector<at::Generator> generators(const GenerationOptions& o, int64_t prompts) {
+  std::vector<at::Generator> g;
+  if (o.prompt_seeds.empty()) {
+    g.push_back(at::make_generator<at::CPUGeneratorImpl>(o.seed));
+    return g;
+  }
+  ASC_CHECK(int64_t(o.prompt_seeds.size()) == prompts, "{} prompt seeds for {} prompts",
+            o.prompt_seeds.size(), prompts);
+  for (uint64_t s : o.prompt_seeds) g.push_back(at::make_generator<at::CPUGeneratorImpl>(s));
+  return g;
+}
+
+// multinomial over the rows of probs_NV: with one generator for all, or row n with its own.
+torch::Tensor draw(const torch::Tensor& probs_NV, int64_t k, std::vector<at::Generator>& gens) {
+  if (gens.size() == 1) return at::multinomial(probs_NV, k, false, gens[0]);
+  std::vector<torch::Tensor> rows;
+  for (int64_t n = 0; n < probs_NV.size(0); ++n)
+    rows.push_back(at::multinomial(probs_NV[n], k, false, gens[size_t(n)]));
+  return torch::stack(rows);
+}
+
 struct Batch {
   torch::Tensor ids_RP, pos_RP, valid_RS;
   std::vector<int64_t> lens;  // per prompt
@@ -174,14 +196,14 @@ std::vector<Generated> generate_plain(LlamaForCausalLM& model,
   const auto dev = model->model->embed_tokens->weight.device();
   CachedDecoder dec(model, R, b.S);
   auto logits = dec.step(b.ids_RP.to(dev), b.pos_RP.to(dev), b.valid_RS);
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
+  auto gens = generators(o, R);
   std::vector<Generated> out(R);
   std::vector<bool> done(R, false);
   for (int64_t t = 0; t < o.max_new_tokens; ++t) {
     torch::Tensor next;
     if (o.do_sample) {
       auto probs = warp_logits(logits, o).softmax(-1).cpu();
-      next = at::multinomial(probs, 1, false, gen).view({R});
+      next = draw(probs, 1, gens).view({R});
     } else {
       next = logits.argmax(-1).cpu();
     }
@@ -244,7 +266,7 @@ std::vector<Generated> generate_beams(LlamaForCausalLM& model,
   const auto dev = model->model->embed_tokens->weight.device();
   CachedDecoder dec(model, R, b.S);
   auto logits = dec.step(b.ids_RP.to(dev), b.pos_RP.to(dev), b.valid_RS);
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
+  auto gens = generators(o, N);
 
   // Running beams: summed log-probabilities (beam 0 only at the start, so the first step
   // picks distinct tokens) and their generated ids.
@@ -262,7 +284,7 @@ std::vector<Generated> generate_beams(LlamaForCausalLM& model,
     auto cand = (logp + scores).view({N, nb * V});
     torch::Tensor vals, idx;
     if (o.do_sample) {
-      idx = at::multinomial(cand.softmax(-1), 2 * nb, false, gen);
+      idx = draw(cand.softmax(-1), 2 * nb, gens);
       vals = cand.gather(-1, idx);
       auto [sv, order] = vals.sort(-1, /*descending=*/true);
       vals = sv;

@@ -52,6 +52,10 @@ struct GenerationOptions {
   std::vector<int64_t> more_eos_ids;
   int64_t pad_id = 1;  // appended to finished rows; Asclepius pads with <s>
   uint64_t seed = 0;   // sampling
+  // Sampling with one generator per prompt, seeded with these (one per prompt): a prompt's
+  // answer then does not depend on the other prompts of its batch, so answers do not depend on
+  // how work is split across ranks. Empty: one generator for the batch, seeded with `seed`.
+  std::vector<uint64_t> prompt_seeds;
 };
 
 // One answer per prompt: the generated ids without the EOS (eos_id or one of more_eos_ids), and
