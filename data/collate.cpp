@@ -16,6 +16,7 @@ Rows make(int64_t rows, int64_t len, int32_t pad_id) {
   r.labels.assign(n, -100);
   r.positions.assign(n, 0);
   r.segments.assign(n, 0);  // 0 = padding (attends only to padding: no empty attention rows)
+  r.visible.assign(n, 1);
   return r;
 }
 void place(Rows& r, int64_t row, int64_t offset, const Example& e, int64_t segment) {
@@ -39,8 +40,7 @@ Rows collate_padded(const std::vector<Example>& examples, int32_t pad_id, int32_
     place(r, int64_t(k), 0, examples[k], 1);
     if (hidden_id < 0) continue;
     for (size_t i = 0; i < examples[k].ids.size(); ++i)
-      if (examples[k].ids[i] == hidden_id)
-        r.segments[size_t(int64_t(k) * len) + i] = -int64_t(i) - 1;
+      if (examples[k].ids[i] == hidden_id) r.visible[size_t(int64_t(k) * len) + i] = 0;
   }
   return r;
 }

@@ -22,11 +22,12 @@ struct Example {
 struct Rows {
   int64_t rows = 0, len = 0;  // every vector is rows × len, row-major
   std::vector<int64_t> ids, labels, positions, segments;
+  std::vector<int64_t> visible;  // 1, or 0 for a key no token may attend to (hidden_id)
 };
 
 // hidden_id >= 0 (upstream's collator, data.upstream_compat): its attention_mask is
-// input_ids != pad with pad = BOS, so no token attends to a BOS. Each token with that id gets a
-// segment of its own (negative, unique in its row): nothing else attends to it.
+// input_ids != pad with pad = BOS, so no token attends to a BOS: tokens with that id get
+// visible = 0 (the model's Packing::key_visible_BT).
 Rows collate_padded(const std::vector<Example>& examples, int32_t pad_id, int32_t hidden_id = -1);
 // Throws asc::Error when an example is longer than row_len.
 Rows collate_packed(const std::vector<Example>& examples, int64_t row_len, int32_t pad_id);

@@ -214,11 +214,13 @@ CorpusBuildReport build_corpus(const CorpusBuildOptions& o) {
     }
     // Instruct: prompt then answer + EOS; the loss covers the answer and EOS only. The boundary
     // is the prompt's own token count (the Alpaca-style preprocessing Asclepius inherited).
-    const std::string answer = strip_newlines(r.answer);
-    std::string note = strip_newlines(r.note);
+    // Upstream strips "\n" only; ours also a trailing "\r" (CRLF files).
+    const char* nl = o.upstream_compat ? "\n" : "\r\n";
+    const std::string answer = strip_newlines(r.answer, nl);
+    std::string note = strip_newlines(r.note, nl);
     std::vector<int32_t> prompt_ids, full;
     auto make = [&](const std::string& n) {
-      const std::string text = prompt.render(n, r.question);
+      const std::string text = prompt.render(n, r.question, nl);
       prompt_ids = tok.encode(text, true, false);
       full = tok.encode(text + answer, true, true);
     };

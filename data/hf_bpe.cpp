@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <string_view>
 #include <queue>
 
 #include <nlohmann/json.hpp>
@@ -108,11 +109,40 @@ struct PerThread {
   const void* owner = nullptr;
   uint64_t generation = 0;
   std::unordered_map<std::string, std::vector<int32_t>> cache;
-  std::vector<pcre2_match_data*> match;
+  std::vector<pcre2_match_data*> match;  // one per pre-tokenizer step (recursion depth)
+  // JIT matching of a long piece can need more than PCRE2's default 32 KB JIT stack.
+  pcre2_jit_stack* jit_stack = nullptr;
+  pcre2_match_context* context = nullptr;
   ~PerThread() {
     for (auto* m : match) pcre2_match_data_free(m);
+    if (context) pcre2_match_context_free(context);
+    if (jit_stack) pcre2_jit_stack_free(jit_stack);
   }
 };
+
+// Onig's \s (what `tokenizers` runs) is Unicode's White_Space; PCRE2's, with UCP, also takes
+// U+180E. Unescaped \s / \S become \p{White_Space} / \P{White_Space}; a literal pattern
+// (Split "String") has its metacharacters escaped.
+std::string onig_compatible(const std::string& re) {
+  std::string out;
+  for (size_t i = 0; i < re.size(); ++i) {
+    if (re[i] == '\\' && i + 1 < re.size()) {
+      const char c = re[++i];
+      out += c == 's' ? "\\p{White_Space}" : c == 'S' ? "\\P{White_Space}" : std::string{'\\', c};
+      continue;
+    }
+    out += re[i];
+  }
+  return out;
+}
+std::string regex_quote(const std::string& literal) {
+  std::string out;
+  for (char c : literal) {
+    if (std::string_view("\\^$.|?*+()[]{}").find(c) != std::string_view::npos) out += '\\';
+    out += c;
+  }
+  return out;
+}
 thread_local PerThread t_state;
 std::atomic<uint64_t> g_generation{0};
 
@@ -249,7 +279,7 @@ void HfBpeTokenizer::load(const std::string& text, const std::string& where, con
       return it->second;
     };
     const int32_t a = find(l), b = find(r), c = find(l + r);
-    merges_.emplace(uint64_t(uint32_t(a)) << 32 | uint32_t(b), Merge{rank, c});  // first wins
+    merges_[uint64_t(uint32_t(a)) << 32 | uint32_t(b)] = Merge{rank, c};  // the last wins, as HF
     ++rank;
   }
 
@@ -269,7 +299,8 @@ void HfBpeTokenizer::load(const std::string& text, const std::string& where, con
     int err = 0;
     PCRE2_SIZE off = 0;
     re->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-                             PCRE2_UTF | PCRE2_UCP, &err, &off, nullptr);
+                             // \C (one byte) could end a piece inside a character
+                             PCRE2_UTF | PCRE2_UCP | PCRE2_NEVER_BACKSLASH_C, &err, &off, nullptr);
     if (!re->code) {
       PCRE2_UCHAR msg[256];
       pcre2_get_error_message(err, msg, sizeof(msg));
@@ -290,9 +321,9 @@ void HfBpeTokenizer::load(const std::string& text, const std::string& where, con
       const auto& pat = p.at("pattern");
       std::string re;
       if (pat.contains("Regex")) {
-        re = pat["Regex"].get<std::string>();
+        re = onig_compatible(pat["Regex"].get<std::string>());
       } else if (pat.contains("String")) {  // a literal: quote it
-        re = "\\Q" + pat["String"].get<std::string>() + "\\E";
+        re = regex_quote(pat["String"].get<std::string>());
       } else {
         unsupported("Split pattern", pat.dump());
       }
@@ -300,10 +331,11 @@ void HfBpeTokenizer::load(const std::string& text, const std::string& where, con
     } else if (t == "ByteLevel") {
       byte_level = true;
       Step s;
-      s.prefix_space = pres.size() == 1 && type_of(j["pre_tokenizer"]) == "ByteLevel"
-                           ? o.add_prefix_space  // transformers' override (see hf_bpe.h)
+      s.prefix_space = pres.size() == 1 && type_of(j["pre_tokenizer"]) == "ByteLevel" &&
+                               o.add_prefix_space.has_value()
+                           ? *o.add_prefix_space  // transformers' override (see hf_bpe.h)
                            : p.value("add_prefix_space", false);
-      if (p.value("use_regex", true)) s.re = compile(kGpt2Pattern);
+      if (p.value("use_regex", true)) s.re = compile(onig_compatible(kGpt2Pattern));
       steps_.push_back(std::move(s));
     } else {
       unsupported("pre-tokenizer", t);
@@ -395,6 +427,8 @@ std::string HfBpeTokenizer::id_to_token(int32_t id) const {
 
 std::vector<int32_t> HfBpeTokenizer::encode(const std::string& text, bool add_bos, bool add_eos,
                                             bool cached) const {
+  if (text.size() >= (size_t(1) << 31))
+    ASC_FAIL("a text of {} bytes: at most 2 GiB is tokenised at once", text.size());
   for (size_t i = 0; i < text.size();) {
     const size_t n = utf8_valid_len(text, i);
     if (n == 0)
@@ -437,18 +471,32 @@ void HfBpeTokenizer::pre_tokenize(size_t step, const std::string& piece, bool ca
   if (s.prefix_space && (piece.empty() || piece[0] != ' '))
     return pre_tokenize(step, " " + piece, cached, out);
   if (!s.re) return pre_tokenize(step + 1, piece, cached, out);
-  if (t_state.match.size() <= step) t_state.match.resize(steps_.size(), nullptr);
-  pcre2_match_data*& md = t_state.match[step];
-  if (!md) md = pcre2_match_data_create(1, nullptr);
+  // Sized before anything is taken from it: a deeper step must never reallocate the vector
+  // under a shallower step's pointer.
+  if (t_state.match.size() < steps_.size()) t_state.match.resize(steps_.size(), nullptr);
+  if (!t_state.match[step]) t_state.match[step] = pcre2_match_data_create(1, nullptr);
+  pcre2_match_data* const md = t_state.match[step];
+  if (!t_state.context) {
+    t_state.jit_stack = pcre2_jit_stack_create(32 * 1024, 64 * 1024 * 1024, nullptr);
+    t_state.context = pcre2_match_context_create(nullptr);
+    pcre2_jit_stack_assign(t_state.context, nullptr, t_state.jit_stack);
+  }
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(piece.data());
   size_t pos = 0, last = 0;
   while (pos <= piece.size()) {
-    const int rc = s.re->jit ? pcre2_jit_match(s.re->code, subject, piece.size(), pos,
-                                               PCRE2_NO_UTF_CHECK, md, nullptr)
-                             : pcre2_match(s.re->code, subject, piece.size(), pos,
-                                           PCRE2_NO_UTF_CHECK, md, nullptr);
+    int rc = pcre2_match(s.re->code, subject, piece.size(), pos, PCRE2_NO_UTF_CHECK, md,
+                         t_state.context);  // JIT when compiled, else the interpreter
+    if (rc == PCRE2_ERROR_JIT_STACKLIMIT)   // beyond 64 MB of JIT stack: the interpreter
+      rc = pcre2_match(s.re->code, subject, piece.size(), pos, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT,
+                       md, t_state.context);
     if (rc == PCRE2_ERROR_NOMATCH) break;
-    if (rc < 0) ASC_FAIL("the pre-tokenizer's regex failed (PCRE2 error {})", rc);
+    if (rc < 0) {
+      PCRE2_UCHAR msg[256];
+      pcre2_get_error_message(rc, msg, sizeof(msg));
+      ASC_FAIL_HINT("the tokenizer.json's pre-tokenizer regex cannot split this text",
+                    "the pre-tokenizer's regex failed on a {}-byte piece: {} (PCRE2 error {})",
+                    piece.size(), reinterpret_cast<const char*>(msg), rc);
+    }
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
     const size_t b = ov[0], e = ov[1];
     if (e == b) {  // an empty match splits nothing: step over one character
@@ -490,7 +538,7 @@ void HfBpeTokenizer::bpe_uncached(const std::string& piece, std::vector<int32_t>
     int32_t id;
     int32_t prev, next;
   };
-  const int32_t n = int32_t(piece.size());
+  const int32_t n = int32_t(piece.size());  // encode() bounds a text below 2^31 bytes
   std::vector<Sym> sym(static_cast<size_t>(n));
   for (int32_t i = 0; i < n; ++i)
     sym[size_t(i)] = {byte_id_[uint8_t(piece[size_t(i)])], i - 1, i + 1};

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -24,8 +25,9 @@ class HfBpeTokenizer {
     // special token for BOS, the first of <|end_of_text|>, </s>, <|endoftext|> for EOS.
     std::string bos_token, eos_token;
     // transformers' PreTrainedTokenizerFast sets a top-level ByteLevel pre-tokenizer's
-    // add_prefix_space to tokenizer_config.json's (false when absent), whatever the file says.
-    bool add_prefix_space = false;
+    // add_prefix_space to tokenizer_config.json's (false when absent), whatever the file says;
+    // nullopt (the config says null): the file's value stays.
+    std::optional<bool> add_prefix_space = false;
   };
   // `json` is the tokenizer.json text, `where` names it in errors.
   HfBpeTokenizer(const std::string& json, const std::string& where, const Options& o);

@@ -29,14 +29,15 @@ PromptTemplate make(const std::string& name, const std::string& text, const std:
 }
 }  // namespace
 
-std::string strip_newlines(const std::string& s) {
-  size_t b = s.find_first_not_of("\r\n"), e = s.find_last_not_of("\r\n");
+std::string strip_newlines(const std::string& s, const char* chars) {
+  size_t b = s.find_first_not_of(chars), e = s.find_last_not_of(chars);
   return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
 }
 
-std::string PromptTemplate::render(const std::string& note, const std::string& question) const {
+std::string PromptTemplate::render(const std::string& note, const std::string& question,
+                                   const char* strip) const {
   const size_t n = text.find("{note}"), q = text.find("{question}");
-  const std::string nn = strip_newlines(note), qq = strip_newlines(question);
+  const std::string nn = strip_newlines(note, strip), qq = strip_newlines(question, strip);
   if (n < q)
     return text.substr(0, n) + nn + text.substr(n + 6, q - n - 6) + qq + text.substr(q + 10);
   return text.substr(0, q) + qq + text.substr(q + 10, n - q - 10) + nn + text.substr(n + 6);

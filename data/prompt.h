@@ -13,7 +13,10 @@ struct PromptTemplate {
   std::string name;   // a built-in name, or the file's path
   std::string text;   // the template
   std::string xxh64;  // of text: what a corpus records and a model's config.json carries
-  std::string render(const std::string& note, const std::string& question) const;
+  // `strip`: the characters stripped from both ends of note and question ("\n" alone is
+  // upstream's own strip("\n"), used with upstream_compat).
+  std::string render(const std::string& note, const std::string& question,
+                     const char* strip = "\r\n") const;
 
   // A built-in name (data/prompts/NAME.txt) or a file path. Throws asc::Error naming `where`
   // (the flag or recipe field) for an unknown name, a missing file, or a template without
@@ -29,6 +32,6 @@ struct PromptTemplate {
 std::vector<std::string> builtin_prompt_names();
 constexpr const char* kDefaultPrompt = "asclepius";
 
-std::string strip_newlines(const std::string& s);
+std::string strip_newlines(const std::string& s, const char* chars = "\r\n");
 
 }  // namespace asc

@@ -120,10 +120,22 @@ void Tokenizer::load_hf_json(const std::string& bytes) {
     if (!cfg.is_object()) ASC_FAIL("{}: not a JSON object", where);
     o.bos_token = config_token(cfg, "bos_token", where);
     o.eos_token = config_token(cfg, "eos_token", where);
-    if (cfg.contains("add_prefix_space") && cfg["add_prefix_space"].is_boolean())
-      o.add_prefix_space = cfg["add_prefix_space"].get<bool>();
+    if (cfg.contains("add_prefix_space"))
+      o.add_prefix_space = cfg["add_prefix_space"].is_boolean()
+                               ? std::optional<bool>(cfg["add_prefix_space"].get<bool>())
+                               : std::nullopt;
+    // transformers' decode tidies spaces before punctuation when the config says so (Llama 3's
+    // does): generate's text then equals upstream's decode.
+    clean_up_spaces_ = cfg.contains("clean_up_tokenization_spaces") &&
+                       cfg["clean_up_tokenization_spaces"].is_boolean() &&
+                       cfg["clean_up_tokenization_spaces"].get<bool>();
   }
   bpe_ = std::make_unique<HfBpeTokenizer>(bytes, path_, o);
+  // The settings taken from tokenizer_config.json change ids or text: part of the checksum.
+  const std::string settings =
+      fmt::format("{}\0bos={}\0eos={}\0prefix={}\0clean={}", bytes, bpe_->bos_id(), bpe_->eos_id(),
+                  o.add_prefix_space ? int(*o.add_prefix_space) : -1, int(clean_up_spaces_));
+  checksum_ = xxh64_hex(settings.data(), settings.size());
   word_cache_ = true;  // BPE within a pre-token depends on that pre-token only: always exact
 }
 
@@ -244,8 +256,25 @@ std::vector<int32_t> Tokenizer::encode_uncached(const std::string& text, bool ad
   return encode_impl(text, add_bos, add_eos, /*cached=*/false);
 }
 
+// transformers' clean_up_tokenization: " ." -> ".", " ," -> ",", " 's" -> "'s", ...
+static std::string clean_up_tokenization(std::string s) {
+  static const std::pair<const char*, const char*> rules[] = {
+      {" .", "."},     {" ?", "?"},   {" !", "!"},   {" ,", ","},     {" ' ", "'"},
+      {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
+  for (const auto& [from, to] : rules) {
+    std::string out;
+    const std::string f = from;
+    size_t at = 0;
+    for (size_t p; (p = s.find(f, at)) != std::string::npos; at = p + f.size())
+      out.append(s, at, p - at).append(to);
+    out.append(s, at, std::string::npos);
+    s = std::move(out);
+  }
+  return s;
+}
+
 std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
-  if (bpe_) return bpe_->decode(ids);
+  if (bpe_) return clean_up_spaces_ ? clean_up_tokenization(bpe_->decode(ids)) : bpe_->decode(ids);
   std::vector<int> keep;
   for (int32_t id : ids)
     if (id >= 0 && id < vocab_size() && !sp_->is_control(id)) keep.push_back(id);

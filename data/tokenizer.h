@@ -37,7 +37,9 @@ class Tokenizer {
                                        bool add_eos = false) const;
   // Whether encode() may cache by word: see tokenizer.cpp, "Why the word cache is exact".
   bool word_cache_enabled() const { return word_cache_; }
-  std::string decode(const std::vector<int32_t>& ids) const;  // special ids are skipped
+  // Special ids are skipped; with a tokenizer_config.json that asks for it
+  // (clean_up_tokenization_spaces), spaces before punctuation are tidied as transformers does.
+  std::string decode(const std::vector<int32_t>& ids) const;
   int32_t vocab_size() const;
   int32_t bos_id() const;
   int32_t eos_id() const;
@@ -62,6 +64,7 @@ class Tokenizer {
   std::vector<std::pair<std::string, int32_t>> specials_;  // SentencePiece: control pieces, unk
   std::vector<std::vector<uint32_t>> specials_by_byte_;    // first byte -> indices, longest first
   bool word_cache_ = false;
+  bool clean_up_spaces_ = false;  // tokenizer_config.json's clean_up_tokenization_spaces
 };
 
 struct TokenizerTrainOptions {

@@ -220,7 +220,7 @@ class InstructBatches final : public SampledBatches {
       std::vector<Example> part(ex.begin() + long(b),
                                 ex.begin() + long(std::min(ex.size(), b + size_t(micro_))));
       // Upstream's collator (data.upstream_compat): pad = BOS and attention_mask = ids != pad, so
-      // no token attends to a BOS; the hidden BOS gets a segment of its own.
+      // no token attends to a BOS (Packing::key_visible_BT).
       Rows rows = collate_padded(part, pad_id_, hide_bos_ ? int32_t(corpus_->info().bos_id) : -1);
       MicroBatch m;
       m.input_ids_BT = to_tensor(rows.ids, rows.rows, rows.len);
@@ -229,6 +229,7 @@ class InstructBatches final : public SampledBatches {
         m.packing = std::make_unique<Packing>();
         m.packing->position_ids_BT = to_tensor(rows.positions, rows.rows, rows.len);
         m.packing->segment_ids_BT = to_tensor(rows.segments, rows.rows, rows.len);
+        m.packing->key_visible_BT = to_tensor(rows.visible, rows.rows, rows.len);
       }
       out.push_back(std::move(m));
     }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <optional>
 #include <random>
 
 #include <nlohmann/json.hpp>
@@ -84,11 +85,21 @@ std::vector<std::string> adversarial() {
       std::string(1000, '7'),
       "!!!???...,,,;;;:::---___===+++***",
       "http://example.com/path?q=1&r=2#frag user@example.org",
+      "x\xE1\xA0\x8Ey  \xE1\xA0\x8E\xE1\xA0\x8E z",  // U+180E: not White_Space for Onig
+      "The patient 's BP , HR . Isn 't it ? Yes ! We 're sure they 've seen I 'm ' quoted ' .",
   };
   std::string mixed;
   for (int i = 0; i < 200; ++i) mixed += (i % 7 ? "word" : "\n\t ") + std::to_string(i * 37);
   t.push_back(mixed);
   return t;
+}
+
+// Text that transformers' clean_up_tokenization_spaces changes on decode (Llama 3's config
+// asks for it): decoding is then not the identity.
+bool changes_on_cleanup(const std::string& s) {
+  for (const char* p : {" .", " ?", " !", " ,", " ' ", " n't", " 'm", " 's", " 've", " 're"})
+    if (s.find(p) != std::string::npos) return true;
+  return false;
 }
 
 bool has_special_text(const std::string& s) {
@@ -97,12 +108,14 @@ bool has_special_text(const std::string& s) {
          s.find("[/INST]") != std::string::npos;
 }
 
-nlohmann::json cases_for(const Tokenizer& tok, const std::vector<std::string>& texts) {
+nlohmann::json cases_for(const Tokenizer& tok, const std::vector<std::string>& texts,
+                         bool clean_up = false) {
   nlohmann::json cases = nlohmann::json::array();
   for (const auto& t : texts) {
     auto ids = tok.encode(t);
     const std::string decoded = tok.decode(ids);
-    if (!has_special_text(t)) EXPECT_EQ(decoded, t) << "round trip";
+    if (!has_special_text(t) && !(clean_up && changes_on_cleanup(t)))
+      EXPECT_EQ(decoded, t) << "round trip";
     cases.push_back({{"text", t}, {"ids", ids}, {"decoded", decoded}});
   }
   return cases;
@@ -131,7 +144,8 @@ TEST(HfTokenizer, Llama32IdsEqualTransformersFast) {
   EXPECT_EQ(tok.encode("<|eot_id|>", false), std::vector<int32_t>{128009});
   auto texts = adversarial();
   for (auto& t : demo_texts(5)) texts.push_back(t);
-  EXPECT_EQ(run_oracle("fast", dir, cases_for(tok, texts), "llama32"), 0);
+  EXPECT_EQ(run_oracle("fast", dir, cases_for(tok, texts, /*clean_up=*/true), "llama32"), 0);
+  EXPECT_EQ(tok.decode(tok.encode("He 's here , ok .")), "He's here, ok.");  // as transformers
 }
 
 TEST(HfTokenizer, MistralV3IdsEqualTransformersWithControlTokens) {
@@ -277,24 +291,31 @@ nlohmann::json tiny_tokenizer_json(bool gpt2_style) {
 }
 
 std::string write_tiny(const std::string& name, const nlohmann::json& j,
-                       bool add_prefix_space = false) {
+                       std::optional<bool> add_prefix_space = false) {
   const std::string dir = tmp(name);
   fs::create_directories(dir);
   write_file_atomic(dir + "/tokenizer.json", j.dump());
-  write_file_atomic(dir + "/tokenizer_config.json",
-                    nlohmann::json{{"tokenizer_class", "PreTrainedTokenizerFast"},
-                                   {"bos_token", "<bos>"},
-                                   {"eos_token", "<eos>"},
-                                   {"add_prefix_space", add_prefix_space}}
-                        .dump());
+  nlohmann::json cfg = nlohmann::json{{"tokenizer_class", "PreTrainedTokenizerFast"},
+                                      {"bos_token", "<bos>"},
+                                      {"eos_token", "<eos>"}};
+  if (add_prefix_space) cfg["add_prefix_space"] = *add_prefix_space;
+  write_file_atomic(dir + "/tokenizer_config.json", cfg.dump());
   return dir;
 }
 }  // namespace
 
 TEST(HfTokenizer, SmallByteLevelVariantsEqualTransformers) {
-  for (bool gpt2 : {true, false}) {
-    SCOPED_TRACE(gpt2 ? "GPT-2 ByteLevel regex, prefix space" : "Split + ignore_merges");
-    const std::string dir = write_tiny(gpt2 ? "gpt2" : "split", tiny_tokenizer_json(gpt2), gpt2);
+  // 0: GPT-2 style, tokenizer_config says add_prefix_space true; 1: Split + ignore_merges;
+  // 2: GPT-2 style file (add_prefix_space true) with a config that does not say: transformers
+  // then forces it off, and so do we.
+  for (int variant : {0, 1, 2}) {
+    const bool gpt2 = variant != 1;
+    SCOPED_TRACE(variant);
+    const std::string name = variant == 0 ? "gpt2" : variant == 1 ? "split" : "gpt2_noconfig";
+    const std::string dir = write_tiny(name, tiny_tokenizer_json(gpt2),
+                                       variant == 0   ? std::optional<bool>(true)
+                                       : variant == 1 ? std::optional<bool>(false)
+                                                      : std::nullopt);
     Tokenizer tok(dir);
     auto texts = adversarial();
     texts.push_back("the patient at the [note] inner patients  12345 the");
@@ -304,7 +325,8 @@ TEST(HfTokenizer, SmallByteLevelVariantsEqualTransformers) {
       auto ids = tok.encode(t);
       cases.push_back({{"text", t}, {"ids", ids}, {"decoded", tok.decode(ids)}});
     }
-    EXPECT_EQ(run_oracle("fast", dir, cases, gpt2 ? "gpt2" : "split"), 0);
+    EXPECT_EQ(run_oracle("fast", dir, cases, name), 0);
+    if (variant == 2) EXPECT_NE(tok.encode("the", false)[0], tok.encode(" the", false)[0]);
     if (!gpt2) {  // ignore_merges: a word in the vocabulary is one id
       auto ids = tok.encode("patient", false);
       EXPECT_EQ(ids.size(), 1u);

@@ -24,9 +24,8 @@ check "tokenizer encode: Mistral v3's [INST] is its control id" \
   bash -c "[[ \$('$bin' tokenizer encode --model '$fx/mistral-v3/tokenizer.model' '[INST]') == '1 3 ' ]]"
 "$bin" corpus build --input "$tmp/sn/train.csv" --tokenizer "$l3" --out "$tmp/pre.h5" >/dev/null
 "$bin" corpus inspect "$tmp/pre.h5" --tokenizer "$l3/tokenizer.json" >"$tmp/inspect" 2>&1
-check "corpus inspect: Llama 3 vocabulary and special ids" \
-  grep -q "vocab_size 128257" "$tmp/inspect" -a grep -q "bos 128000 eos 128001" "$tmp/inspect"
-grep -q "special ids: bos 128000 eos 128001 pad 128000" "$tmp/inspect" || { echo "FAIL: special ids"; cat "$tmp/inspect"; fails=$((fails + 1)); }
+check "corpus inspect: Llama 3 vocabulary" grep -q "vocab_size 128257" "$tmp/inspect"
+check "corpus inspect: Llama 3 special ids" grep -q "special ids: bos 128000 eos 128001 pad 128000" "$tmp/inspect"
 "$bin" corpus build --input "$tmp/sn/train.csv" --tokenizer "$l3" --stage instruct --max-len 1024 \
   --prompt-template asclepius-space --out "$tmp/ins.h5" >/dev/null
 "$bin" corpus build --input "$tmp/sn/train.csv" --tokenizer "$l3" --stage instruct --max-len 1024 \

@@ -25,7 +25,7 @@ tok = LlamaTokenizer(vocab_file=tok_path) if mode == "slow" else AutoTokenizer.f
 tok.pad_token = tok.bos_token  # upstream
 tok.model_max_length = max_len
 prompt = open(prompt_file, encoding="utf-8").read()
-strip = lambda s: s.strip("\r\n")  # noqa: E731
+strip = lambda s: s.strip("\n")  # noqa: E731  (upstream's own strip)
 records = [json.loads(line) for line in open(records_path, encoding="utf-8")]
 
 

@@ -101,9 +101,6 @@ for name, (cls, cfg, seq_len) in CONFIGS.items():
         clabels = cids.clone()
         clabels[:, :4] = -100
         clabels[cmask == 0] = -100
-        # A BOS's own row is fully masked upstream (it attends everywhere, future included); ours
-        # attends to itself. Only the token it predicts differs (docs/data-format.md): excluded.
-        clabels[1, 7] = -100
         with torch.no_grad():
             co = model(input_ids=cids, attention_mask=cmask, labels=clabels)
         save_file({"input_ids": cids, "attention_mask": cmask, "labels": clabels,

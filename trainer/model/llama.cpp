@@ -201,7 +201,13 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids_BT, const P
     auto same = seg.unsqueeze(2).eq(seg.unsqueeze(1));  // [B, T, T]
     auto causal =
         torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(x.device())).tril();
-    mask_B1TT = same.logical_and(causal).unsqueeze(1);
+    auto mask = same.logical_and(causal);
+    if (packing->key_visible_BT.defined()) {
+      mask = mask.logical_and(packing->key_visible_BT.to(x.device()).to(torch::kBool).unsqueeze(1));
+      const auto eye = torch::eye(T, torch::TensorOptions().dtype(torch::kBool).device(x.device()));
+      mask = mask.logical_or(mask.any(-1, /*keepdim=*/true).logical_not().logical_and(eye));
+    }
+    mask_B1TT = mask.unsqueeze(1);
   }
   for (size_t i = 0; i < layers->size(); ++i) {
     auto layer = layers->ptr<LlamaDecoderLayerImpl>(i);

@@ -26,6 +26,10 @@ namespace asc {
 struct Packing {
   torch::Tensor position_ids_BT;
   torch::Tensor segment_ids_BT;  // equal ids = same example
+  // Optional bool [B, T]: false = no position attends to this token (upstream's
+  // attention_mask = ids != pad with pad = BOS, data.upstream_compat). A row left with no
+  // visible key (a BOS at the start) attends to itself.
+  torch::Tensor key_visible_BT;
 };
 
 // Parameters created while a DeferParameterStorage is alive (on this thread) have their shape but

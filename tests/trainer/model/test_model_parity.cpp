@@ -67,9 +67,10 @@ INSTANTIATE_TEST_SUITE_P(Configs, HfParity,
 
 // The fixtures are the architectures they are meant to be (a transformers default changing
 // would otherwise silently drop what the parity above checks).
-// data.upstream_compat: upstream's attention_mask = ids != pad (pad = BOS) hides every BOS. Our
-// padded collation gives each BOS a segment of its own (data/collate.h); the logits at every
-// position the mask keeps, and the loss, equal transformers' with that attention_mask.
+// data.upstream_compat: upstream's attention_mask = ids != pad (pad = BOS) hides every BOS as a
+// key (data/collate.h, Packing::key_visible_BT), a BOS in the middle of a row included; the
+// logits at every position the mask keeps, the BOS-in-the-middle's own prediction among them,
+// and the loss equal transformers' with that attention_mask.
 TEST(HfParity, HiddenBosEqualsTransformersAttentionMask) {
   const std::string dir = test::hf_fixtures() + "/gqa";
   auto f = st::SafetensorsFile::open(dir + "/upstream_compat.safetensors");
@@ -94,7 +95,7 @@ TEST(HfParity, HiddenBosEqualsTransformersAttentionMask) {
   };
   ASSERT_EQ(r.len, ids.size(1));
   ASSERT_TRUE(torch::equal(tensor(r.ids), ids));
-  Packing p{tensor(r.positions), tensor(r.segments)};
+  Packing p{tensor(r.positions), tensor(r.segments), tensor(r.visible)};
   torch::NoGradGuard no_grad;
   at::Tensor logits = model(ids, &p);
   const at::Tensor keep = mask.to(torch::kBool);
