@@ -219,7 +219,10 @@ void HfBpeTokenizer::load(const std::string& text, const std::string& where, con
   if (j.contains("added_tokens") && !j["added_tokens"].is_null()) {
     for (const auto& a : j["added_tokens"]) {
       AddedToken t{a.at("content").get<std::string>(), check_id(a.at("id"), "added"),
-                   a.value("special", false)};
+                   a.value("special", false), false};
+      t.normalized = a.value("normalized", !t.special);  // tokenizers' default
+      // tokenizers keeps the model's id for content the vocabulary already has.
+      if (auto it = vocab_.find(t.content); it != vocab_.end()) t.id = it->second;
       if (t.content.empty()) ASC_FAIL("{}: an added token (id {}) is empty", where, t.id);
       for (const char* k : {"lstrip", "rstrip", "single_word"})
         if (a.value(k, false))
@@ -240,9 +243,9 @@ void HfBpeTokenizer::load(const std::string& text, const std::string& where, con
   std::stable_sort(added_.begin(), added_.end(), [](const AddedToken& a, const AddedToken& b) {
     return a.content.size() > b.content.size();
   });
-  added_by_byte_.assign(256, {});
+  for (auto& pass : added_by_byte_) pass.assign(256, {});
   for (uint32_t i = 0; i < added_.size(); ++i)
-    added_by_byte_[uint8_t(added_[i].content[0])].push_back(i);
+    added_by_byte_[added_[i].normalized ? 1 : 0][uint8_t(added_[i].content[0])].push_back(i);
 
   for (int b = 0; b < 256; ++b) {
     auto it = vocab_.find(byte_level_char(uint8_t(b)));
@@ -439,13 +442,27 @@ std::vector<int32_t> HfBpeTokenizer::encode(const std::string& text, bool add_bo
   std::vector<int32_t> out;
   out.reserve(text.size() / 3 + 2);
   if (add_bos) out.push_back(bos_);
-  // Added tokens: at each position the longest one that matches; text between them is encoded.
-  size_t seg = 0;
-  for (size_t i = 0; i < text.size();) {
+  split_added(text, 0, text.size(), 0, cached, &out);
+  if (add_eos) out.push_back(eos_);
+  return out;
+}
+
+void HfBpeTokenizer::split_added(const std::string& text, size_t b, size_t e, int pass, bool cached,
+                                 std::vector<int32_t>* out) const {
+  // At each position the longest added token that matches (leftmost-longest); the stretches
+  // between go on to the next pass, then to the pre-tokenizer.
+  auto rest = [&](size_t x, size_t y) {
+    if (pass == 0)
+      split_added(text, x, y, 1, cached, out);
+    else
+      pre_tokenize(0, x == 0 && y == text.size() ? text : text.substr(x, y - x), cached, out);
+  };
+  size_t seg = b;
+  for (size_t i = b; i < e;) {
     const AddedToken* hit = nullptr;
-    for (uint32_t k : added_by_byte_[uint8_t(text[i])]) {
+    for (uint32_t k : added_by_byte_[pass][uint8_t(text[i])]) {
       const auto& a = added_[k];
-      if (text.compare(i, a.content.size(), a.content) == 0) {
+      if (i + a.content.size() <= e && text.compare(i, a.content.size(), a.content) == 0) {
         hit = &a;
         break;
       }
@@ -454,14 +471,12 @@ std::vector<int32_t> HfBpeTokenizer::encode(const std::string& text, bool add_bo
       ++i;
       continue;
     }
-    if (i > seg) pre_tokenize(0, text.substr(seg, i - seg), cached, &out);
-    out.push_back(hit->id);
+    if (i > seg) rest(seg, i);
+    out->push_back(hit->id);
     i += hit->content.size();
     seg = i;
   }
-  if (seg < text.size()) pre_tokenize(0, seg == 0 ? text : text.substr(seg), cached, &out);
-  if (add_eos) out.push_back(eos_);
-  return out;
+  if (seg < e) rest(seg, e);
 }
 
 void HfBpeTokenizer::pre_tokenize(size_t step, const std::string& piece, bool cached,

@@ -54,12 +54,16 @@ class HfBpeTokenizer {
   struct AddedToken {
     std::string content;
     int32_t id;
-    bool special;
+    bool special, normalized;
   };
   struct Merge {
     int32_t rank, id;
   };
   void load(const std::string& json, const std::string& where, const Options& o);
+  // Added tokens as `tokenizers` splits on them: the normalized = false ones first, then the
+  // normalized ones in what is left (pass 0, 1); the rest goes to the pre-tokenizer.
+  void split_added(const std::string& text, size_t b, size_t e, int pass, bool cached,
+                   std::vector<int32_t>* out) const;
   void bpe(const std::string& piece, bool cached, std::vector<int32_t>* out) const;
   void bpe_uncached(const std::string& piece, std::vector<int32_t>* out) const;
 
@@ -67,8 +71,9 @@ class HfBpeTokenizer {
   std::vector<std::string> id_to_token_;
   std::unordered_map<uint64_t, Merge> merges_;  // (left id << 32 | right id) -> rank, result
   int32_t byte_id_[256] = {};
-  std::vector<AddedToken> added_;                     // sorted by content length, longest first
-  std::vector<std::vector<uint32_t>> added_by_byte_;  // first byte -> indices into added_
+  std::vector<AddedToken> added_;  // sorted by content length, longest first
+  // Per pass (normalized false, true): first byte -> indices into added_, longest first.
+  std::vector<std::vector<uint32_t>> added_by_byte_[2];
   enum : uint8_t { kModel, kAdded, kSpecial };
   std::vector<uint8_t> kind_;  // per id
   bool ignore_merges_ = false;

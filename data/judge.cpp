@@ -164,7 +164,9 @@ JudgeExportReport judge_export(const JudgeExportOptions& o) {
         ASC_FAIL_HINT("answer the same input file with every model",
                       "{}: note/question differ from {}:{}", where, o.inputs[0], i + 1);
       }
-      for (const auto& [k, v] : j.items()) {
+      for (const auto& item : j.items()) {
+        const std::string k = item.key();  // a copy: lambdas may not capture structured bindings
+        const auto& v = item.value();
         if (k.find("answer") == std::string::npos) continue;
         if (!v.is_string())
           ASC_FAIL(

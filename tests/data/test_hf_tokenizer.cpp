@@ -262,7 +262,30 @@ nlohmann::json tiny_tokenizer_json(bool gpt2_style) {
          {"lstrip", false},
          {"rstrip", false},
          {"single_word", false},
-         {"normalized", false}}}},
+         {"normalized", false}},
+        // tokenizers splits on normalized = false tokens first ("<ab" wins over "<abc>"
+        // there), and keeps the vocabulary's id for "th" rather than the file's.
+        {{"id", id + 3},
+         {"content", "<ab"},
+         {"special", false},
+         {"lstrip", false},
+         {"rstrip", false},
+         {"single_word", false},
+         {"normalized", false}},
+        {{"id", id + 4},
+         {"content", "<abc>"},
+         {"special", false},
+         {"lstrip", false},
+         {"rstrip", false},
+         {"single_word", false},
+         {"normalized", true}},
+        {{"id", id + 5},
+         {"content", "th"},
+         {"special", false},
+         {"lstrip", false},
+         {"rstrip", false},
+         {"single_word", false},
+         {"normalized", true}}}},
       {"normalizer", nullptr},
       {"pre_tokenizer", pre},
       {"post_processor",
@@ -319,6 +342,7 @@ TEST(HfTokenizer, SmallByteLevelVariantsEqualTransformers) {
     Tokenizer tok(dir);
     auto texts = adversarial();
     texts.push_back("the patient at the [note] inner patients  12345 the");
+    texts.push_back("x<abc>y <abc> <ab <a the thin");
     for (auto& t : demo_texts(8)) texts.push_back(t);
     nlohmann::json cases = nlohmann::json::array();
     for (const auto& t : texts) {
