@@ -3,8 +3,8 @@ cores divided between the ranks (--threads = cores / ranks, at least 1), same mo
 same settings, measured in the same run. Outputs are checked to be byte-identical across rank
 counts.
 
-Usage: generate_ranks.py --bin build/bin/asclepius [--notes 40] [--ranks 1,2,4]
-                         [--max-new-tokens 48] [--batch-size 4] [--json out]
+Usage: generate_ranks.py --bin build/bin/asclepius [--notes 12] [--ranks 1,2,4]
+                         [--max-new-tokens 48] [--batch-size 4] [--threads-per-rank K] [--json out]
 """
 import argparse
 import json
@@ -23,6 +23,8 @@ def main():
     p.add_argument("--ranks", default="1,2,4")
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--threads-per-rank", type=int, default=0,
+                   help="fixed threads per rank (default: the cores divided by the ranks)")
     p.add_argument("--json")
     a = p.parse_args()
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
@@ -38,7 +40,7 @@ def main():
           "model.vocab_size=2000", "--out", f"{d}/m")
         res, outs = [], {}
         for n in [int(x) for x in a.ranks.split(",")]:
-            threads = max(1, cores // n)
+            threads = a.threads_per_rank or max(1, cores // n)
             cmd = [a.bin, "generate", "--model", f"{d}/m", "--tokenizer", f"{d}/tok.model", "--input",
                    f"{d}/sn/train.csv", "--output", f"{d}/out{n}.jsonl", "--batch-size",
                    str(a.batch_size), "--max-new-tokens", str(a.max_new_tokens), "--ignore-eos",
