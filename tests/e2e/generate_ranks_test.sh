@@ -63,6 +63,8 @@ check "sampling differs from greedy" not cmp -s "$tmp/s1.jsonl" "$tmp/g1.jsonl"
 gen 1 "$tmp/b1.jsonl" "${std[@]}" --num-beams 3 >/dev/null 2>&1
 gen 2 "$tmp/b2.jsonl" "${std[@]}" --num-beams 3 >/dev/null 2>&1
 check "beam search: 2 ranks = 1 rank" cmp -s "$tmp/b1.jsonl" "$tmp/b2.jsonl"
+gen 2 "$tmp/c2.jsonl" "${std[@]}" --continuous-batching >/dev/null 2>&1
+check "continuous batching at 2 ranks: the same greedy answers" cmp -s "$tmp/g1.jsonl" "$tmp/c2.jsonl"
 gen 1 "$tmp/p1.jsonl" --batch-size 4 --preset asclepius-eval --max-new-tokens 8 >"$tmp/p1.log" 2>&1
 gen 2 "$tmp/p2.jsonl" --batch-size 4 --preset asclepius-eval --max-new-tokens 8 >/dev/null 2>&1
 check "--preset asclepius-eval: upstream's settings, an explicit option wins" \

@@ -145,6 +145,17 @@ ids = lambda rs: [r["asclepius_ids"] for r in rs]
 check("sampling is reproducible for a seed", ids(s1) == ids(s1b))
 check("sampling differs from greedy and between seeds", ids(s1) != got1 and ids(s1) != ids(s2))
 
+# Continuous batching: a finished row takes the next prompt at once (answers of different
+# lengths here); the same ids as transformers' greedy one at a time, and the same samples as
+# static batches (one generator per line).
+cont = ours(["--batch-size", "3", "--continuous-batching"], "cont3")
+check("continuous batching (3 slots): greedy ids equal transformers' one at a time",
+      ids(cont) == ref1,
+      next((f"row {i}: ours {a} hf {b}" for i, (a, b) in enumerate(zip(ids(cont), ref1)) if a != b), ""))
+cs = ours(["--batch-size", "3", "--continuous-batching", "--do-sample", "--seed", "5"], "cont_s")
+ss = ours(["--batch-size", "3", "--do-sample", "--seed", "5"], "static_s")
+check("continuous batching: sampling equals static batches (a seed per line)", ids(cs) == ids(ss))
+
 # Llama 3.1 style: rotary scaling (rope_type llama3; head_dim 16 and rope_theta 500000 give
 # wavelengths 6.3, 32, 167, 862, ...: with these factors two frequencies are kept, two
 # interpolated, four divided) and end ids [2, 5] in config.json, on prompts of hundreds of tokens.

@@ -205,7 +205,8 @@ std::string plan_settings(const Opts& o, const Answerer& a, const std::string& i
                         {"top_p", g.top_p},
                         {"length_penalty", g.length_penalty},
                         {"seed", g.seed},
-                        {"ignore_eos", o.ignore_eos}}
+                        {"ignore_eos", o.ignore_eos},
+                        {"continuous", g.continuous}}
       .dump(1);
 }
 
@@ -270,10 +271,13 @@ void run_batch(const Opts& o, Answerer& a, comm::Communicator& comm) {
   }
   std::stable_sort(good.begin(), good.end(),
                    [&](size_t x, size_t y) { return prompts[x].size() > prompts[y].size(); });
+  // A unit of work: one batch, or with continuous batching 8 batches' worth of lines decoded
+  // through --batch-size slots.
+  const size_t unit = size_t(o.batch_size) * (o.gen.continuous ? 8 : 1);
   std::vector<std::vector<size_t>> batches;
-  for (size_t k = 0; k < good.size(); k += size_t(o.batch_size))
+  for (size_t k = 0; k < good.size(); k += unit)
     batches.emplace_back(good.begin() + long(k),
-                         good.begin() + long(std::min(good.size(), k + size_t(o.batch_size))));
+                         good.begin() + long(std::min(good.size(), k + unit)));
 
   auto part_file = [&](size_t k) { return fmt::format("{}/batch-{:06d}.jsonl", parts, k); };
 
@@ -461,6 +465,9 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--dtype", o->dtype, "Compute dtype")->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_option("--batch-size", o->batch_size, "Prompts decoded together with --input")
       ->check(CLI::PositiveNumber);
+  cmd->add_flag("--continuous-batching", o->gen.continuous,
+                "Greedy/sampling with --input: a finished row takes the next prompt at once "
+                "(--batch-size rows decode together)");
   cmd->add_option("--threads", o->threads, "CPU threads (0: libtorch's default)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--stats-json", o->stats_json, "Write timing (tokens/s) as JSON");
@@ -511,6 +518,7 @@ void add_generate(CLI::App& app) {
           {"--top-p", o->gen.top_p},
           {"--length-penalty", o->gen.length_penalty}})
       if (!std::isfinite(v)) ASC_FAIL("{}: {} is not a number", name, v);
+    o->gen.continuous_slots = o->batch_size;
     check_thread_count(o->threads, "--threads");
     if (o->threads > 0) torch::set_num_threads(int(o->threads));
     Answerer a(*o);

@@ -29,6 +29,38 @@ CachedDecoder::CachedDecoder(LlamaForCausalLM model, int64_t batch, int64_t capa
   std::tie(cos_SE_, sin_SE_) = rotary_tables(capacity, c, w.scalar_type(), w.device());
 }
 
+int64_t CachedDecoder::insert(int64_t row, const CachedDecoder& one, int64_t n) {
+  ASC_CHECK(length_ + n <= capacity_, "KV cache overflow: {} + {} tokens > capacity {}", length_, n,
+            capacity_);
+  for (size_t i = 0; i < k_.size(); ++i) {
+    k_[i][row].slice(1, length_, length_ + n).copy_(one.k_[i][0].slice(1, 0, n));
+    v_[i][row].slice(1, length_, length_ + n).copy_(one.v_[i][0].slice(1, 0, n));
+  }
+  const int64_t first = length_;
+  length_ += n;
+  return first;
+}
+
+void CachedDecoder::compact(torch::Tensor& valid_BS) {
+  const int64_t B = valid_BS.size(0);
+  int64_t longest = 0;
+  auto fresh = torch::zeros_like(valid_BS);
+  for (int64_t b = 0; b < B; ++b) {
+    auto idx = valid_BS[b].slice(0, 0, length_).nonzero().view({-1});
+    const int64_t n = idx.size(0);
+    const auto didx = idx.to(k_[0].device());
+    for (size_t i = 0; i < k_.size(); ++i) {
+      auto kb = k_[i][b].index_select(1, didx), vb = v_[i][b].index_select(1, didx);
+      k_[i][b].slice(1, 0, n).copy_(kb);
+      v_[i][b].slice(1, 0, n).copy_(vb);
+    }
+    fresh[b].slice(0, 0, n).fill_(true);
+    longest = std::max(longest, n);
+  }
+  valid_BS = fresh;
+  length_ = longest;
+}
+
 void CachedDecoder::select_rows(const torch::Tensor& rows) {
   for (auto& t : k_) t = t.index_select(0, rows);
   for (auto& t : v_) t = t.index_select(0, rows);
@@ -231,6 +263,104 @@ std::vector<Generated> generate_plain(LlamaForCausalLM& model,
   return out;
 }
 
+// Continuous batching (greedy / sampling): `slots` rows decode together; a row that finishes
+// takes the next prompt at once (prefilled on its own and copied into the row's cache), so short
+// answers do not wait for the batch's longest. The shared slot axis grows with each insertion;
+// when full, every row's valid slots are moved to the front (compact).
+std::vector<Generated> generate_continuous(LlamaForCausalLM& model,
+                                           const std::vector<std::vector<int32_t>>& prompts,
+                                           const GenerationOptions& o) {
+  const LlamaConfig& c = model->config();
+  const int64_t N = int64_t(prompts.size()), V = c.vocab_size;
+  const int64_t B = std::max<int64_t>(1, std::min<int64_t>(o.continuous_slots, N));
+  int64_t longest = 0;
+  for (const auto& p : prompts) {
+    Batch check = left_pad({p}, 1, o, c);  // the same checks as a static batch
+    longest = std::max(longest, check.P);
+  }
+  const int64_t S = 2 * (longest + o.max_new_tokens);
+  const auto dev = model->model->embed_tokens->weight.device();
+  CachedDecoder dec(model, B, S);
+  auto valid = torch::zeros({B, S}, torch::kBool);
+  auto gens = generators(o, N);
+  std::vector<Generated> out(static_cast<size_t>(N));
+  const auto nb = static_cast<size_t>(B);
+  std::vector<int64_t> slot_prompt(nb, -1), slot_pos(nb, 0), slot_new(nb, 0);
+  torch::Tensor last = torch::zeros({B, V}, torch::kFloat32);
+  int64_t next_prompt = 0;
+  auto fill = [&](int64_t b) {
+    slot_prompt[size_t(b)] = -1;
+    if (next_prompt >= N) return;
+    const auto& p = prompts[size_t(next_prompt)];
+    const int64_t P = int64_t(p.size());
+    if (dec.length() + P > S) dec.compact(valid);
+    CachedDecoder one(model, 1, P);
+    auto ids = torch::tensor(std::vector<int64_t>(p.begin(), p.end()), torch::kInt64).view({1, P});
+    auto pos = torch::arange(P, torch::kInt64).view({1, P});
+    auto logits = one.step(ids.to(dev), pos.to(dev), torch::ones({1, P}, torch::kBool));
+    const int64_t first = dec.insert(b, one, P);
+    valid[b].slice(0, first, first + P).fill_(true);
+    last[b].copy_(logits[0].cpu());
+    slot_prompt[size_t(b)] = next_prompt++;
+    slot_pos[size_t(b)] = P;
+    slot_new[size_t(b)] = 0;
+  };
+  for (int64_t b = 0; b < B; ++b) fill(b);
+  for (;;) {
+    std::vector<int64_t> tok(nb, o.pad_id);
+    std::vector<bool> feed(nb, false);
+    bool active = false;
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t n = slot_prompt[size_t(b)];
+      if (n < 0) continue;
+      active = true;
+      int64_t id;
+      if (o.do_sample) {
+        auto probs = warp_logits(last[b].unsqueeze(0), o).softmax(-1);
+        auto& g = gens.size() == 1 ? gens[0] : gens[size_t(n)];
+        id = at::multinomial(probs, 1, false, g).view({-1})[0].item<int64_t>();
+      } else {
+        id = last[b].argmax().item<int64_t>();
+      }
+      Generated& g = out[size_t(n)];
+      ++slot_new[size_t(b)];
+      bool done = false;
+      if (is_eos(id, o)) {
+        g.ended_with_eos = true;
+        done = true;
+      } else {
+        g.ids.push_back(int32_t(id));
+        done = slot_new[size_t(b)] == o.max_new_tokens;
+      }
+      if (done) {  // the slot takes the next prompt; it decodes from the next round
+        valid[b].fill_(false);
+        fill(b);
+      } else {
+        tok[size_t(b)] = id;
+        feed[size_t(b)] = true;
+      }
+    }
+    if (!active) break;
+    if (std::none_of(feed.begin(), feed.end(), [](bool f) { return f; })) continue;
+    if (dec.length() + 1 > S) dec.compact(valid);
+    const int64_t s = dec.length();
+    auto pos = torch::zeros({B, 1}, torch::kInt64);
+    for (int64_t b = 0; b < B; ++b)
+      if (feed[size_t(b)]) {
+        valid[b][s] = true;
+        pos[b][0] = slot_pos[size_t(b)];
+      }
+    auto logits =
+        dec.step(torch::tensor(tok, torch::kInt64).view({B, 1}).to(dev), pos.to(dev), valid).cpu();
+    for (int64_t b = 0; b < B; ++b)
+      if (feed[size_t(b)]) {
+        last[b].copy_(logits[b]);
+        ++slot_pos[size_t(b)];
+      }
+  }
+  return out;
+}
+
 // Finished hypotheses of one prompt: the best `capacity` by length-normalised score.
 struct Hypotheses {
   struct Hyp {
@@ -371,6 +501,7 @@ std::vector<Generated> generate(LlamaForCausalLM& model,
             o.top_k, 2 * o.num_beams);
   if (prompts.empty()) return {};
   torch::NoGradGuard no_grad;
+  if (o.num_beams == 1 && o.continuous) return generate_continuous(model, prompts, o);
   return o.num_beams == 1 ? generate_plain(model, prompts, o) : generate_beams(model, prompts, o);
 }
 

@@ -28,6 +28,14 @@ class CachedDecoder {
                      const torch::Tensor& key_valid_BS);
   // Keeps rows `rows` (int64 [B']) of the cache in that order (beam reordering).
   void select_rows(const torch::Tensor& rows);
+  // Continuous batching: copies the first n slots of row 0 of `one` (a prompt prefilled on its
+  // own) into row `row`, at the slots [length, length + n); every row's length grows by n (the
+  // other rows' new slots are left invalid). Returns the first slot.
+  int64_t insert(int64_t row, const CachedDecoder& one, int64_t n);
+  // Moves each row's valid slots (key_valid_BS) to the front in order, and the cache's length
+  // to the longest row's count; key_valid_BS is updated to match. Keys are stored rotated, so
+  // moving them changes nothing they compute.
+  void compact(torch::Tensor& key_valid_BS);
   int64_t length() const { return length_; }
   int64_t capacity() const { return capacity_; }
 
@@ -41,6 +49,11 @@ class CachedDecoder {
 struct GenerationOptions {
   int64_t max_new_tokens = 400;
   bool do_sample = false;
+  // Greedy / sampling (num_beams 1): a finished row's slot takes the next prompt at once instead
+  // of waiting for the batch's longest answer (prompts are prefilled one at a time into free
+  // slots); `batch` slots decode together. Off: static batches, as transformers' generate.
+  bool continuous = false;
+  int64_t continuous_slots = 8;
   double temperature = 1.0;
   int64_t top_k = 0;   // 0 = off
   double top_p = 1.0;  // 1 = off
