@@ -286,7 +286,7 @@ JudgeImportReport judge_import(const std::string& requests,
       std::string content, why;
       try {
         if (j.contains("error") && !j["error"].is_null()) {
-          why = "the request failed: " + j["error"].dump().substr(0, 120);
+          why = "the request failed: " + utf8_prefix(j["error"].dump(-1, ' ', true /*ASCII*/), 120);
         } else if (j.contains("content") && j["content"].is_string()) {
           content = j["content"].get<std::string>();
         } else {
@@ -333,7 +333,7 @@ std::string judge_report_json(const JudgeImportReport& r) {
   j["unparsed"] = Json::array();
   for (const auto& [id, why] : r.unparsed)
     j["unparsed"].push_back({{"custom_id", id}, {"why", why}});
-  return j.dump(2) + "\n";
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 std::string judge_report_table(const JudgeImportReport& r) {

@@ -86,6 +86,10 @@ for delay in $(shuf -i 500-1200 -n 3 | sed "s/\(.*\)\(...\)$/\1.\2/"); do  # ran
   k=$((k + 1)); np=$((2 + k % 2))
   gen $np "$out" "${long[@]}" >"$tmp/k.log" 2>&1
   echo "killed after ${delay}s with $parts batches written; resumed at $np ranks"
+  if [[ $parts -gt 0 ]]; then
+    check "killed after ${delay}s: the rerun resumed from the $parts batches written" \
+      grep -q "resuming from $out.parts" "$tmp/k.log"
+  fi
   check "killed after ${delay}s ($parts batches written), resumed at $np ranks: the same bytes" \
     bash -c "cmp -s '$tmp/l1.jsonl' '$out' && [[ ! -e '$out.parts' ]]"
 done
@@ -93,6 +97,11 @@ done
 mkdir -p "$tmp/o.jsonl.parts" && echo '{}' >"$tmp/o.jsonl.parts/plan.json"
 expect_error "a parts directory of other settings" "holds an interrupted job with other settings" \
   gen 1 "$tmp/o.jsonl" "${std[@]}"
+
+# Answers without their plan.json cannot be matched to a job: refused.
+mkdir -p "$tmp/q.jsonl.parts" && echo '{}' >"$tmp/q.jsonl.parts/batch-000000.jsonl"
+expect_error "answers without plan.json" "holds answers but no plan.json" \
+  gen 1 "$tmp/q.jsonl" "${std[@]}"
 
 echo "$passes passed, $fails failed"
 [[ $fails -eq 0 ]]

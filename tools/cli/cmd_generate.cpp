@@ -8,6 +8,8 @@
 #include <iostream>
 #include <memory>
 #include <sstream>
+#include <thread>
+#include <atomic>
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -248,11 +250,37 @@ void run_batch(const Opts& o, Answerer& a, comm::Communicator& comm) {
             parts);
       fmt::print(stderr, "resuming from {}\n", parts);
     } else {
+      std::error_code ec;
+      for (const auto& e : fs::directory_iterator(parts, ec))
+        if (e.path().filename().string().rfind("batch-", 0) == 0)
+          ASC_FAIL_HINT("remove " + parts + " to start over",
+                        "{} holds answers but no plan.json: they cannot be matched to this job",
+                        parts);
       fs::create_directories(parts);
       write_file_atomic(parts + "/plan.json", settings);
     }
   }
   comm.barrier();
+  // A heartbeat while this rank decodes (its file's size grows every few seconds): the final
+  // barrier's progress probe sees a slow rank still working, not only finished batches.
+  std::atomic<bool> working{true};
+  std::thread heartbeat([&working, path = fmt::format("{}/alive-{}", parts, rank)] {
+    for (int64_t beat = 0; working; ++beat) {
+      if (beat % 50 == 0) {
+        std::ofstream f(path, std::ios::app);
+        f << '.';
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  struct Join {
+    std::atomic<bool>& w;
+    std::thread& t;
+    ~Join() {
+      w = false;
+      t.join();
+    }
+  } join{working, heartbeat};
   // Prompts for every record (warnings and skips reported by rank 0 only).
   std::vector<std::vector<int32_t>> prompts(records.size());
   std::vector<size_t> good;
@@ -273,13 +301,15 @@ void run_batch(const Opts& o, Answerer& a, comm::Communicator& comm) {
                    [&](size_t x, size_t y) { return prompts[x].size() > prompts[y].size(); });
   // A unit of work: one batch, or with continuous batching 8 batches' worth of lines decoded
   // through --batch-size slots.
-  const size_t unit = size_t(o.batch_size) * (o.gen.continuous ? 8 : 1);
+  const size_t unit = size_t(o.batch_size) * (o.gen.continuous && o.gen.num_beams == 1 ? 8 : 1);
   std::vector<std::vector<size_t>> batches;
   for (size_t k = 0; k < good.size(); k += unit)
     batches.emplace_back(good.begin() + long(k),
                          good.begin() + long(std::min(good.size(), k + unit)));
 
   auto part_file = [&](size_t k) { return fmt::format("{}/batch-{:06d}.jsonl", parts, k); };
+  const bool has_answers = std::any_of(records.begin(), records.end(),
+                                       [](const NoteRecord& r) { return !r.answer.empty(); });
 
   const std::string field = o.model_name + "_answer";
   const auto t0 = std::chrono::steady_clock::now();
@@ -305,7 +335,7 @@ void run_batch(const Opts& o, Answerer& a, comm::Communicator& comm) {
         line["_line"] = batch[j];  // the input order, for the merge (removed there)
         line["note"] = r.note;
         line["question"] = r.question;
-        if (!r.answer.empty()) line["answer"] = r.answer;
+        if (has_answers) line["answer"] = r.answer;  // on every line (judge export's candidates)
         if (!r.task.empty()) line["task"] = r.task;
         if (!r.id.empty()) line["id"] = r.id;
         line[field] = a.text(answers[j]);
@@ -331,7 +361,8 @@ void run_batch(const Opts& o, Answerer& a, comm::Communicator& comm) {
                double(mine_lines - done_lines) / std::max(lps, 1e-9));
   }
 
-  // Every rank's batches written (the wait restarts while part files keep appearing).
+  working = false;  // this rank is done: its heartbeat stops
+  // Every rank's batches written (the wait restarts while part files or heartbeats grow).
   comm::BarrierOptions bo;
   bo.timeout_s = o.timeout_s;
   bo.progress = [parts] {
@@ -361,9 +392,15 @@ void run_batch(const Opts& o, Answerer& a, comm::Communicator& comm) {
     ASC_CHECK(answered == int64_t(good.size()), "{} answers for {} good lines", answered,
               good.size());
     write_file_atomic(o.output, out);
+    // The answers first, plan.json last: a kill during the clean-up leaves no answers that a
+    // later job with other settings could take for its own.
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(parts, ec))
+      if (e.path().filename() != "plan.json") fs::remove(e.path(), ec);
     fs::remove_all(parts);
     fmt::print(stderr, "wrote {} answers to {}\n", answered, o.output);
   }
+  comm.barrier(bo);  // no rank stops (and takes the job down) before rank 0 wrote the output
   if (bad_count > 0) {
     if (rank == 0) {
       fmt::print(stderr, "{} input record(s) skipped:\n", bad_count);
@@ -531,7 +568,7 @@ void add_generate(CLI::App& app) {
     const double tps = a.stats.seconds > 0 ? double(a.stats.tokens) / a.stats.seconds : 0.0;
     fmt::print(stderr, "{} answers, {} tokens generated in {:.2f} s ({:.1f} tokens/s)\n",
                a.stats.answers, a.stats.tokens, a.stats.seconds, tps);
-    if (!o->stats_json.empty()) {
+    if (!o->stats_json.empty() && comm->rank() == 0) {  // rank 0's share
       nlohmann::json j = {
           {"answers", a.stats.answers},           {"tokens", a.stats.tokens},
           {"seconds", a.stats.seconds},           {"tokens_per_s", tps},
