@@ -278,7 +278,7 @@ void run_batch(const Opts& o, Answerer& a, comm::Communicator& comm) {
     std::thread& t;
     ~Join() {
       w = false;
-      t.join();
+      if (t.joinable()) t.join();
     }
   } join{working, heartbeat};
   // Prompts for every record (warnings and skips reported by rank 0 only).
@@ -361,7 +361,8 @@ void run_batch(const Opts& o, Answerer& a, comm::Communicator& comm) {
                double(mine_lines - done_lines) / std::max(lps, 1e-9));
   }
 
-  working = false;  // this rank is done: its heartbeat stops
+  working = false;  // this rank is done: its heartbeat stops (and writes nothing more)
+  heartbeat.join();
   // Every rank's batches written (the wait restarts while part files or heartbeats grow).
   comm::BarrierOptions bo;
   bo.timeout_s = o.timeout_s;
