@@ -35,6 +35,19 @@ PRESETS = {  # as trainer/model/llama_config.cpp
 }
 
 
+def hf_greedy(model, ps, new, min_new=0):
+    """transformers' greedy generate over left-padded prompts (pad 1, EOS 2): (ids, P, seconds)."""
+    L = max(len(p) for p in ps)
+    ids = torch.tensor([[1] * (L - len(p)) + p for p in ps])
+    mask = torch.tensor([[0] * (L - len(p)) + [1] * len(p) for p in ps])
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, num_beams=1,
+                             max_new_tokens=new, min_new_tokens=min_new, pad_token_id=1,
+                             eos_token_id=2)
+    return out, L, time.perf_counter() - t0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -88,15 +101,8 @@ def main():
             toks, secs = 0, 0.0
             for i in range(0, len(prompts), batch):
                 ps = prompts[i:i + batch]
-                L = max(len(p) for p in ps)
-                ids = torch.tensor([[1] * (L - len(p)) + p for p in ps])
-                mask = torch.tensor([[0] * (L - len(p)) + [1] * len(p) for p in ps])
-                t0 = time.perf_counter()
-                with torch.no_grad():
-                    out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False,
-                                         num_beams=1, max_new_tokens=a.new,
-                                         min_new_tokens=a.new, pad_token_id=1, eos_token_id=2)
-                secs += time.perf_counter() - t0
+                out, L, dt = hf_greedy(model, ps, a.new, min_new=a.new)
+                secs += dt
                 toks += (out.shape[1] - L) * len(ps)
             return toks / secs, toks
 
@@ -137,16 +143,8 @@ def mixed(a, d, model, run):
     def hf(prompts):
         answers, toks, secs = [], 0, 0.0
         for i in range(0, len(prompts), 8):
-            ps = prompts[i:i + 8]
-            L = max(len(p) for p in ps)
-            ids = torch.tensor([[1] * (L - len(p)) + p for p in ps])
-            mask = torch.tensor([[0] * (L - len(p)) + [1] * len(p) for p in ps])
-            t0 = time.perf_counter()
-            with torch.no_grad():
-                out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False,
-                                     num_beams=1, max_new_tokens=a.new, pad_token_id=1,
-                                     eos_token_id=2)
-            secs += time.perf_counter() - t0
+            out, L, dt = hf_greedy(model, prompts[i:i + 8], a.new)
+            secs += dt
             for row in out[:, L:].tolist():
                 ans = row[:row.index(2)] if 2 in row else row
                 toks += len(ans) + (1 if 2 in row else 0)
