@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -148,6 +149,21 @@ void parallel_for(int64_t n, int threads, F fn) {
 
 }  // namespace
 
+const std::vector<std::string>& upstream_filter_phrases() {
+  static const std::vector<std::string> p = {"ai language",
+                                             "language model",
+                                             "clinical language",
+                                             "recognition model",
+                                             "extraction model",
+                                             "the model",
+                                             "summarization model",
+                                             "clinical model",
+                                             "generation model",
+                                             "ai model",
+                                             "ner model"};
+  return p;
+}
+
 std::string asclepius_prompt(const std::string& note, const std::string& question) {
   static const PromptTemplate t = PromptTemplate::builtin(kDefaultPrompt);
   return t.render(note, question);
@@ -196,7 +212,26 @@ CorpusBuildReport build_corpus(const CorpusBuildOptions& o) {
     for (int64_t i = int64_t(docs.size()) - 1; i > 0; --i)
       std::swap(docs[size_t(i)], docs[size_t(rng() % uint64_t(i + 1))]);
   } else {
-    for (const auto& r : records) docs.push_back(&r);
+    for (const auto& r : records) {
+      if (o.upstream_filters) {  // upstream's make_instruction_dataset.py filters
+        auto lower = [](std::string s) {
+          for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
+          return s;
+        };
+        const std::string all = lower(r.note) + "\n" + lower(r.question) + "\n" + lower(r.answer);
+        if (std::any_of(upstream_filter_phrases().begin(), upstream_filter_phrases().end(),
+                        [&](const std::string& p) { return all.find(p) != std::string::npos; })) {
+          ++rep.filtered_self_reference;
+          continue;
+        }
+        const size_t last = r.answer.find_last_not_of(" \t\r\n");
+        if (last != std::string::npos && r.answer[last] == '?') {
+          ++rep.filtered_question_answer;
+          continue;
+        }
+      }
+      docs.push_back(&r);
+    }
   }
   if (docs.empty()) ASC_FAIL("corpus build: no usable records in {}", fmt::join(o.inputs, ", "));
 
@@ -312,6 +347,9 @@ CorpusBuildReport build_corpus(const CorpusBuildOptions& o) {
       write_attr_str(f, "prompt_template_xxh64", prompt.xxh64, tmp);
       write_attr_str(f, "prompt_template_text", prompt.text, tmp);
       write_attr_i64(f, "upstream_compat", o.upstream_compat ? 1 : 0, tmp);
+      write_attr_i64(f, "upstream_filters", o.upstream_filters ? 1 : 0, tmp);
+      write_attr_i64(f, "filtered_self_reference", rep.filtered_self_reference, tmp);
+      write_attr_i64(f, "filtered_question_answer", rep.filtered_question_answer, tmp);
     }
     write_attr_str(f, "sources", sources.dump(), tmp);
     H5_CHECK(H5Fflush(f, H5F_SCOPE_GLOBAL), tmp, "flush");

@@ -24,6 +24,8 @@ constexpr int kCorpusSchemaVersion = 1;
 // The default prompt template (data/prompts/asclepius.txt) with note and question substituted
 // (leading/trailing newlines of both stripped first); the answer follows it directly.
 std::string asclepius_prompt(const std::string& note, const std::string& question);
+// The phrases of upstream's answer filter (make_instruction_dataset.py), lower case.
+const std::vector<std::string>& upstream_filter_phrases();
 
 struct CorpusBuildOptions {
   std::vector<std::string> inputs;  // .csv / .jsonl / .json
@@ -36,6 +38,10 @@ struct CorpusBuildOptions {
   // boundary is the prompt's count of non-pad tokens (pad = BOS, so one prompt token more is a
   // target) and examples longer than max_len are cut from the right (the answer can be cut).
   bool upstream_compat = false;
+  // Instruct: upstream's answer filters (make_instruction_dataset.py): drop rows whose note,
+  // question or answer mention a model of themselves ("AI language", "language model", ...,
+  // case-insensitive: upstream_filter_phrases()) and rows whose answer ends with "?".
+  bool upstream_filters = false;
   std::string out;         // corpus.h5 (written atomically)
   int64_t max_len = 2048;  // instruct: longer examples keep the answer, truncate the note
   uint64_t seed = 0;       // pretrain: note order
@@ -44,7 +50,7 @@ struct CorpusBuildOptions {
 
 struct CorpusBuildReport {
   int64_t records = 0, skipped = 0, duplicates = 0, docs = 0, tokens = 0, truncated = 0,
-          dropped_too_long = 0;
+          dropped_too_long = 0, filtered_self_reference = 0, filtered_question_answer = 0;
   double seconds = 0, read_seconds = 0, tokenize_seconds = 0, write_seconds = 0;
 };
 

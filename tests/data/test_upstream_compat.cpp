@@ -198,3 +198,37 @@ TEST(UpstreamCompat, PromptTemplatesAreCheckedAndRecorded) {
   const auto t = PromptTemplate::resolve(mine, "--prompt-template");
   EXPECT_EQ(t.render("\nthe note\n", "why?"), "Q: why?\nN: the note\nA:");
 }
+
+// Upstream's answer filters (make_instruction_dataset.py): a row is dropped when its note,
+// question or answer mentions one of the phrases (any case), or its answer ends with "?".
+TEST(UpstreamCompat, AnswerFiltersDropWhatUpstreamDrops) {
+  std::vector<SynthExample> ex = synthesize_notes({12, 3, 1});
+  ex[1].answer = "As an AI Language model I cannot say.";  // answer, mixed case
+  ex[2].question = "What does THE MODEL of care say?";     // question
+  ex[3].note += "\nThe NER model output was reviewed.";    // note
+  ex[4].answer = "Was it the left leg?  \n";               // ends with "?" (trailing space)
+  ex[5].answer = "The model? No: the left leg.";           // phrase and "?" inside: phrase
+  ex[6].answer = "Sepsis (is it?) was ruled out.";         // "?" inside only: kept
+  std::string jsonl;
+  for (const auto& e : ex)
+    jsonl +=
+        nlohmann::json{{"note", e.note}, {"question", e.question}, {"answer", e.answer}}.dump() +
+        "\n";
+  const std::string recs = dir() + "/filters.jsonl";
+  write_file_atomic(recs, jsonl);
+  std::vector<SynthExample> tok_ex;
+  records(&tok_ex);
+  CorpusBuildOptions o;
+  o.inputs = {recs};
+  o.tokenizer = demo_tokenizer(tok_ex);
+  o.stage = "instruct";
+  o.upstream_filters = true;
+  o.out = dir() + "/filtered.h5";
+  const auto rep = build_corpus(o);
+  EXPECT_EQ(rep.filtered_self_reference, 4);   // rows 1, 2, 3, 5
+  EXPECT_EQ(rep.filtered_question_answer, 1);  // row 4
+  EXPECT_EQ(Corpus(o.out).info().num_docs, 12 - 5);
+  o.upstream_filters = false;
+  o.out = dir() + "/unfiltered.h5";
+  EXPECT_EQ(Corpus((build_corpus(o), o.out)).info().num_docs, 12);
+}

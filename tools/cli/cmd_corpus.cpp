@@ -42,6 +42,10 @@ void add_corpus(CLI::App& app) {
   b->add_flag("--upstream-compat", o->upstream_compat,
               "instruct: upstream's collator arithmetic (loss from the prompt's last token, "
               "examples cut from the right at --max-len; docs/data-format.md)");
+  b->add_flag("--upstream-filters", o->upstream_filters,
+              "instruct: drop rows mentioning a model of themselves ('AI language', 'language "
+              "model', ...) and answers ending with '?', as upstream's "
+              "make_instruction_dataset.py");
   b->add_option("--seed", o->seed, "pretrain: seed of the note order");
   b->add_option("--threads", o->threads, "Tokeniser threads (0 = all cores)")
       ->check(CLI::NonNegativeNumber);
@@ -50,8 +54,11 @@ void add_corpus(CLI::App& app) {
   b->callback([=] {
     std::vector<std::string> inputs = o->inputs;
     inputs.push_back(o->tokenizer);
-    if (o->stage != "instruct" && (o->upstream_compat || o->prompt_template != kDefaultPrompt))
-      ASC_FAIL("--prompt-template and --upstream-compat apply to --stage instruct only");
+    if (o->stage != "instruct" &&
+        (o->upstream_compat || o->upstream_filters || o->prompt_template != kDefaultPrompt))
+      ASC_FAIL(
+          "--prompt-template, --upstream-compat and --upstream-filters apply to --stage instruct "
+          "only");
     check_output_file("--out", o->out, inputs);
     for (const auto& c : *columns) {
       auto eq = c.find('=');
@@ -70,6 +77,10 @@ void add_corpus(CLI::App& app) {
         o->out, o->stage, rep.docs, rep.tokens, rep.records, rep.duplicates, rep.skipped,
         rep.truncated, rep.dropped_too_long, rep.seconds, rep.read_seconds, rep.tokenize_seconds,
         rep.write_seconds, double(rep.tokens) / std::max(1e-9, rep.seconds));
+    if (o->upstream_filters)
+      std::cout << fmt::format(
+          "upstream filters dropped {} rows mentioning a model and {} answers ending with '?'\n",
+          rep.filtered_self_reference, rep.filtered_question_answer);
   });
 
   auto path = std::make_shared<std::string>();
