@@ -43,6 +43,14 @@ class Sink {
       if (v && v->find('\0') != std::string::npos && problem.empty())
         problem = std::string("a NUL byte in ") + logical;
     }
+    if (problem.empty() && o_.convert_deid) {
+      std::string why;
+      std::string converted = convert_deid_tags(rec.note, &why);
+      if (!why.empty())
+        problem = "note: " + why;
+      else
+        rec.note = std::move(converted);
+    }
     if (problem.empty() && trimmed_empty(rec.note)) problem = "empty note";
     if (problem.empty() && o_.require_qa) {
       if (trimmed_empty(rec.question))
@@ -351,4 +359,106 @@ std::vector<NoteRecord> read_note_records(const std::string& path, const IngestO
   return parse_note_records(read_file(path), note_format_of(path), path, opts, report);
 }
 
+namespace {
+// Upstream's table, in its order: the first category the placeholder's text names wins.
+const std::pair<const char*, const char*> kDeidTags[] = {{"First Name", "[Name]"},
+                                                         {"Last Name", "[Name]"},
+                                                         {"Clip Number (Radiology)", "[Reg#]"},
+                                                         {"Hospital", "[Company]"},
+                                                         {"Numeric Identifier", "[Reg#]"},
+                                                         {"Location", "[LOC]"},
+                                                         {"Initials", "[Name]"},
+                                                         {"Known lastname", "[Name]"},
+                                                         {"Known firstname", "[Name]"},
+                                                         {"Age over 90", "[Age]"},
+                                                         {"Medical Record Number", "[Reg#]"},
+                                                         {"Telephone/Fax", "[#]"},
+                                                         {"Name", "[Name]"},
+                                                         {"Street Address", "[LOC]"},
+                                                         {"Date Range", "[DR]"},
+                                                         {"Date range", "[DR]"},
+                                                         {"Serial Number", "[#]"},
+                                                         {"Social Security Number", "[#]"},
+                                                         {"State", "[State]"},
+                                                         {"E-mail address", "[CI]"},
+                                                         {"Company", "[Company]"},
+                                                         {"Pager number", "[#]"},
+                                                         {"Country", "[Country]"},
+                                                         {"MD Number", "[Reg#]"},
+                                                         {"Wardname", "[LOC]"},
+                                                         {"College", "[Company]"},
+                                                         {"Apartment Address", "[LOC]"},
+                                                         {"URL", "[URL]"},
+                                                         {"CC Contact Info", "[CI]"},
+                                                         {"Attending Info", "[CI]"},
+                                                         {"Job Number", "[Reg#]"},
+                                                         {"Year", "[YR]"},
+                                                         {"Month", "[MO]"},
+                                                         {"Day", "[DAY]"},
+                                                         {"Holiday", "[DAY]"},
+                                                         {"Unit Number", "[Reg#]"},
+                                                         {"PO Box", "[LOC]"},
+                                                         {"Dictator Info", "[CI]"},
+                                                         {"Provider Number", "[#]"}};
+
+bool all_digits(const std::string& s) {
+  return !s.empty() &&
+         std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
+}
+
+// One placeholder's text -> its replacement; false when of no known kind.
+bool deid_tag(const std::string& t, std::string* out) {
+  for (const auto& [name, tag] : kDeidTags) {
+    std::string lower = name;
+    for (char& c : lower) c = char(std::tolower(static_cast<unsigned char>(c)));
+    if (t.find(name) != std::string::npos || t.find(lower) != std::string::npos) {
+      *out = tag;
+      return true;
+    }
+  }
+  if (std::count(t.begin(), t.end(), '-') == 2) return *out = t, true;  // a date
+  const size_t b = t.find_first_not_of(" \t\r\n"), e = t.find_last_not_of(" \t\r\n");
+  const std::string trimmed = b == std::string::npos ? "" : t.substr(b, e - b + 1);
+  if (all_digits(trimmed)) return *out = "[Reg#]", true;
+  std::string no_sep;
+  for (char c : t)
+    if (c != '-' && c != '/') no_sep += c;
+  if (all_digits(no_sep)) return *out = t, true;
+  for (const char* m : {"January", "February", "March", "April", "May", "June", "July", "August",
+                        "September", "October", "November", "December"})
+    if (t.find(m) != std::string::npos) return *out = t, true;
+  if (trimmed.empty()) return *out = "", true;
+  return false;
+}
+}  // namespace
+
+std::string convert_deid_tags(const std::string& text, std::string* why) {
+  std::vector<std::string> pieces;
+  size_t last = 0, from = 0;
+  for (size_t at; (at = text.find("[**", from)) != std::string::npos;) {
+    const size_t end = text.find("**]", at + 3);
+    if (end == std::string::npos) break;  // upstream's regex needs the closing "**]"
+    const std::string inner = text.substr(at + 3, end - at - 3);
+    if (inner.find('\n') != std::string::npos) {  // its "." does not cross a line
+      from = at + 1;
+      continue;
+    }
+    std::string tag;
+    if (!deid_tag(inner, &tag)) {
+      *why = "de-identification placeholder \"[**" + inner.substr(0, 60) + "**]\" of no known kind";
+      return "";
+    }
+    pieces.push_back(text.substr(last, at - last));
+    pieces.push_back(tag);
+    last = from = end + 3;
+  }
+  pieces.push_back(text.substr(last));
+  std::string out;
+  for (const auto& p : pieces) {
+    if (p.empty()) continue;  // upstream: " ".join(non-empty pieces)
+    if (!out.empty()) out += ' ';
+    out += p;
+  }
+  return out;
+}
 }  // namespace asc

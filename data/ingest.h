@@ -27,7 +27,18 @@ struct IngestOptions {
   std::map<std::string, std::string> columns;
   bool require_qa = false;  // instruct data: question and answer must be present and non-empty
   bool skip_bad = false;
+  // MIMIC-style de-identification placeholders in the note ("[**Last Name**]", "[**2101-10-20**]")
+  // converted as upstream's convert_deid_tag.py does (convert_deid_tags below).
+  bool convert_deid = false;
 };
+
+// Upstream's convert_deid_tag.py (after Clinical-T5): each "[** ... **]" becomes a tag by the
+// first category its text names ("Last Name" -> "[Name]", "Hospital" -> "[Company]", ...), or
+// stays as its inner text when it is a date (three "-" parts, digits with "-" or "/", a month
+// name), "[Reg#]" when all digits, "" when blank; and the pieces are joined with single spaces
+// around each placeholder, as upstream joins them. A placeholder of no known kind fills `why`
+// (upstream raises) and returns "".
+std::string convert_deid_tags(const std::string& text, std::string* why);
 
 struct IngestReport {
   int64_t records = 0;  // good records delivered

@@ -166,3 +166,39 @@ TEST(Ingest, DeeplyNestedJsonIsABadRecordNotACrash) {
   EXPECT_EQ(err(deep, "jsonl"), "f.jsonl: line 1: JSON nested deeper than 512 levels");
   EXPECT_THAT(err("{\"note\":[[1]]}\n", "jsonl"), HasSubstr("field 'note' is a JSON array"));
 }
+
+// MIMIC de-identification placeholders, as upstream's convert_deid_tag.py converts them: the
+// first category named wins, dates and month names stay as their text, digits become [Reg#],
+// blanks vanish, the pieces are joined with a space around each placeholder; a placeholder
+// across a line is not one; one of no known kind is an error (skipped and counted with
+// --skip-bad).
+TEST(Ingest, DeidPlaceholdersConvertAsUpstream) {
+  std::string why;
+  EXPECT_EQ(convert_deid_tags("Mr. [**Last Name (NamePattern1) 123**] was seen at "
+                              "[**Hospital1 18**] on [**2101-10-20**].",
+                              &why),
+            "Mr.  [Name]  was seen at  [Company]  on  2101-10-20 .");
+  EXPECT_EQ(convert_deid_tags("[**123456**]", &why), "[Reg#]");
+  EXPECT_EQ(convert_deid_tags("Call [**Telephone/Fax (1) 1234**]", &why), "Call  [#]");
+  EXPECT_EQ(convert_deid_tags("on [**10-20**] and [**10/20**]", &why), "on  10-20  and  10/20");
+  EXPECT_EQ(convert_deid_tags("[**Month (only) 2**] [**January 2**]", &why), "[MO]   January 2");
+  EXPECT_EQ(convert_deid_tags("a [** **] b", &why), "a   b");  // "a " + " " + " b"
+  EXPECT_EQ(convert_deid_tags("[**known lastname 1**]", &why), "[Name]");  // lower-case form
+  EXPECT_EQ(convert_deid_tags("[**Last\nName**] stays", &why), "[**Last\nName**] stays");
+  EXPECT_TRUE(why.empty());
+  EXPECT_EQ(convert_deid_tags("x [**foo bar**] y", &why), "");
+  EXPECT_THAT(why, HasSubstr("[**foo bar**]"));
+  // Through ingest: the note is converted; an unknown placeholder is a bad record.
+  IngestOptions o;
+  o.convert_deid = true;
+  o.skip_bad = true;
+  IngestReport rep;
+  auto recs = parse_note_records(
+      "{\"note\": \"Seen by Dr. [**First Name4 (NamePattern1) 1**].\"}\n"
+      "{\"note\": \"Odd [**zzz**].\"}\n",
+      "jsonl", "mimic.jsonl", o, &rep);
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].note, "Seen by Dr.  [Name] .");
+  EXPECT_EQ(rep.skipped, 1);
+  EXPECT_THAT(rep.errors[0], HasSubstr("of no known kind"));
+}

@@ -51,6 +51,9 @@ void add_corpus(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   b->add_option("--column", *columns, "Column mapping LOGICAL=NAME, e.g. note=patient");
   b->add_flag("--skip-bad", o->ingest.skip_bad, "Skip (and count) bad records instead of stopping");
+  b->add_flag("--convert-deid", o->ingest.convert_deid,
+              "MIMIC de-identification placeholders ([**Last Name**], ...) in notes converted as "
+              "upstream's convert_deid_tag.py (Asclepius-R on real notes)");
   b->callback([=] {
     std::vector<std::string> inputs = o->inputs;
     inputs.push_back(o->tokenizer);
