@@ -182,7 +182,7 @@ TEST(Ingest, DeidPlaceholdersConvertAsUpstream) {
   EXPECT_EQ(convert_deid_tags("Call [**Telephone/Fax (1) 1234**]", &why), "Call  [#]");
   EXPECT_EQ(convert_deid_tags("on [**10-20**] and [**10/20**]", &why), "on  10-20  and  10/20");
   EXPECT_EQ(convert_deid_tags("[**Month (only) 2**] [**January 2**]", &why), "[MO]   January 2");
-  EXPECT_EQ(convert_deid_tags("a [** **] b", &why), "a   b");  // "a " + " " + " b"
+  EXPECT_EQ(convert_deid_tags("a [** **] b", &why), "a   b");              // "a " + " " + " b"
   EXPECT_EQ(convert_deid_tags("[**known lastname 1**]", &why), "[Name]");  // lower-case form
   EXPECT_EQ(convert_deid_tags("[**Last\nName**] stays", &why), "[**Last\nName**] stays");
   EXPECT_TRUE(why.empty());
