@@ -169,6 +169,86 @@ std::string asclepius_prompt(const std::string& note, const std::string& questio
   return t.render(note, question);
 }
 
+namespace {
+enum class UpstreamFilter { kKeep, kSelfReference, kQuestionAnswer };
+
+// Upstream's make_instruction_dataset.py: a row whose note, question or answer mentions a model
+// of itself (any case), or whose answer ends with "?", is dropped.
+UpstreamFilter upstream_filter(const NoteRecord& r) {
+  auto lower = [](std::string s) {
+    for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+  };
+  const std::string all = lower(r.note) + "\n" + lower(r.question) + "\n" + lower(r.answer);
+  if (std::any_of(upstream_filter_phrases().begin(), upstream_filter_phrases().end(),
+                  [&](const std::string& p) { return all.find(p) != std::string::npos; }))
+    return UpstreamFilter::kSelfReference;
+  const size_t last = r.answer.find_last_not_of(" \t\r\n");
+  if (last != std::string::npos && r.answer[last] == '?') return UpstreamFilter::kQuestionAnswer;
+  return UpstreamFilter::kKeep;
+}
+
+struct InstructExample {
+  std::vector<int32_t> ids;
+  std::vector<uint8_t> mask;
+  uint8_t truncated = 0, dropped = 0;  // dropped: even without its note it exceeds max_len
+};
+
+// One instruct example: prompt then answer + EOS, its loss mask, and how --max-len was met.
+InstructExample tokenize_instruct(const NoteRecord& r, const Tokenizer& tok,
+                                  const PromptTemplate& prompt, const CorpusBuildOptions& o) {
+  InstructExample e;
+  // Instruct: prompt then answer + EOS; the loss covers the answer and EOS only. The boundary
+  // is the prompt's own token count (the Alpaca-style preprocessing Asclepius inherited).
+  // Upstream strips "\n" only; ours also a trailing "\r" (CRLF files).
+  const char* nl = o.upstream_compat ? "\n" : "\r\n";
+  const std::string answer = strip_newlines(r.answer, nl);
+  std::string note = strip_newlines(r.note, nl);
+  std::vector<int32_t> prompt_ids, full;
+  auto make = [&](const std::string& n) {
+    const std::string text = prompt.render(n, r.question, nl);
+    prompt_ids = tok.encode(text, true, false);
+    full = tok.encode(text + answer, true, true);
+  };
+  make(note);
+  if (o.upstream_compat) {
+    // Upstream: truncation=True at model_max_length cuts both from the right; the boundary is
+    // prompt_ids.ne(pad_id).sum() with pad = BOS.
+    if (int64_t(full.size()) > o.max_len) {
+      e.truncated = 1;
+      full.resize(size_t(o.max_len));
+    }
+    if (int64_t(prompt_ids.size()) > o.max_len) prompt_ids.resize(size_t(o.max_len));
+    const auto boundary = size_t(std::count_if(prompt_ids.begin(), prompt_ids.end(),
+                                               [&](int32_t t) { return t != tok.pad_id(); }));
+    e.mask.assign(full.size(), 1);
+    std::fill(e.mask.begin(), e.mask.begin() + long(std::min(boundary, full.size())), 0);
+    e.ids = std::move(full);
+    return e;
+  }
+  if (int64_t(full.size()) > o.max_len) {
+    // Keep the whole answer; cut the note (binary search on its byte length).
+    e.truncated = 1;
+    size_t lo = 0, hi = note.size();
+    while (lo < hi) {
+      size_t mid = (lo + hi + 1) / 2;
+      make(utf8_prefix(note, mid));
+      if (int64_t(full.size()) <= o.max_len)
+        lo = mid;
+      else
+        hi = mid - 1;
+    }
+    make(utf8_prefix(note, lo));
+    if (int64_t(full.size()) > o.max_len) e.dropped = 1;  // the answer alone is too long
+  }
+  const size_t boundary = std::min(prompt_ids.size(), full.size());
+  e.mask.assign(full.size(), 1);
+  std::fill(e.mask.begin(), e.mask.begin() + long(boundary), 0);
+  e.ids = std::move(full);
+  return e;
+}
+}  // namespace
+
 CorpusBuildReport build_corpus(const CorpusBuildOptions& o) {
   quiet_hdf5();
   const auto t0 = std::chrono::steady_clock::now();
@@ -213,24 +293,10 @@ CorpusBuildReport build_corpus(const CorpusBuildOptions& o) {
       std::swap(docs[size_t(i)], docs[size_t(rng() % uint64_t(i + 1))]);
   } else {
     for (const auto& r : records) {
-      if (o.upstream_filters) {  // upstream's make_instruction_dataset.py filters
-        auto lower = [](std::string s) {
-          for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
-          return s;
-        };
-        const std::string all = lower(r.note) + "\n" + lower(r.question) + "\n" + lower(r.answer);
-        if (std::any_of(upstream_filter_phrases().begin(), upstream_filter_phrases().end(),
-                        [&](const std::string& p) { return all.find(p) != std::string::npos; })) {
-          ++rep.filtered_self_reference;
-          continue;
-        }
-        const size_t last = r.answer.find_last_not_of(" \t\r\n");
-        if (last != std::string::npos && r.answer[last] == '?') {
-          ++rep.filtered_question_answer;
-          continue;
-        }
-      }
-      docs.push_back(&r);
+      const UpstreamFilter f = o.upstream_filters ? upstream_filter(r) : UpstreamFilter::kKeep;
+      rep.filtered_self_reference += f == UpstreamFilter::kSelfReference;
+      rep.filtered_question_answer += f == UpstreamFilter::kQuestionAnswer;
+      if (f == UpstreamFilter::kKeep) docs.push_back(&r);
     }
   }
   if (docs.empty()) ASC_FAIL("corpus build: no usable records in {}", fmt::join(o.inputs, ", "));
@@ -247,54 +313,11 @@ CorpusBuildReport build_corpus(const CorpusBuildOptions& o) {
       ids[size_t(i)] = tok.encode(strip_newlines(r.note), /*bos=*/true, /*eos=*/true);
       return;
     }
-    // Instruct: prompt then answer + EOS; the loss covers the answer and EOS only. The boundary
-    // is the prompt's own token count (the Alpaca-style preprocessing Asclepius inherited).
-    // Upstream strips "\n" only; ours also a trailing "\r" (CRLF files).
-    const char* nl = o.upstream_compat ? "\n" : "\r\n";
-    const std::string answer = strip_newlines(r.answer, nl);
-    std::string note = strip_newlines(r.note, nl);
-    std::vector<int32_t> prompt_ids, full;
-    auto make = [&](const std::string& n) {
-      const std::string text = prompt.render(n, r.question, nl);
-      prompt_ids = tok.encode(text, true, false);
-      full = tok.encode(text + answer, true, true);
-    };
-    make(note);
-    if (o.upstream_compat) {
-      // Upstream: truncation=True at model_max_length cuts both from the right; the boundary is
-      // prompt_ids.ne(pad_id).sum() with pad = BOS.
-      if (int64_t(full.size()) > o.max_len) {
-        truncated[size_t(i)] = 1;
-        full.resize(size_t(o.max_len));
-      }
-      if (int64_t(prompt_ids.size()) > o.max_len) prompt_ids.resize(size_t(o.max_len));
-      const auto boundary = size_t(std::count_if(prompt_ids.begin(), prompt_ids.end(),
-                                                 [&](int32_t t) { return t != tok.pad_id(); }));
-      masks[size_t(i)].assign(full.size(), 1);
-      std::fill(masks[size_t(i)].begin(),
-                masks[size_t(i)].begin() + long(std::min(boundary, full.size())), 0);
-      ids[size_t(i)] = std::move(full);
-      return;
-    }
-    if (int64_t(full.size()) > o.max_len) {
-      // Keep the whole answer; cut the note (binary search on its byte length).
-      truncated[size_t(i)] = 1;
-      size_t lo = 0, hi = note.size();
-      while (lo < hi) {
-        size_t mid = (lo + hi + 1) / 2;
-        make(utf8_prefix(note, mid));
-        if (int64_t(full.size()) <= o.max_len)
-          lo = mid;
-        else
-          hi = mid - 1;
-      }
-      make(utf8_prefix(note, lo));
-      if (int64_t(full.size()) > o.max_len) dropped[size_t(i)] = 1;  // the answer alone is too long
-    }
-    const size_t boundary = std::min(prompt_ids.size(), full.size());
-    masks[size_t(i)].assign(full.size(), 1);
-    std::fill(masks[size_t(i)].begin(), masks[size_t(i)].begin() + long(boundary), 0);
-    ids[size_t(i)] = std::move(full);
+    InstructExample e = tokenize_instruct(r, tok, prompt, o);
+    ids[size_t(i)] = std::move(e.ids);
+    masks[size_t(i)] = std::move(e.mask);
+    truncated[size_t(i)] = e.truncated;
+    dropped[size_t(i)] = e.dropped;
   });
 
   rep.tokenize_seconds = since() - rep.read_seconds;
