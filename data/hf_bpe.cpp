@@ -172,45 +172,71 @@ HfBpeTokenizer::HfBpeTokenizer(const std::string& json, const std::string& where
 
 HfBpeTokenizer::~HfBpeTokenizer() = default;
 
+namespace {
+std::string type_of(const nlohmann::json& o) {
+  return o.is_object() && o.contains("type") && o["type"].is_string() ? o["type"].get<std::string>()
+                                                                      : std::string("?");
+}
+
+[[noreturn]] void unsupported(const std::string& where, const std::string& what,
+                              const std::string& value) {
+  ASC_FAIL_HINT(
+      "byte-level BPE tokenizers (Llama 3, GPT-2 style) are read from tokenizer.json; "
+      "SentencePiece models (LLaMA-1/2, Mistral) from their tokenizer.model",
+      "{}: {} {} is not supported", where, what, value);
+}
+
+int32_t check_id(const std::string& where, const nlohmann::json& v, const std::string& token) {
+  if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= (int64_t(1) << 24))
+    ASC_FAIL("{}: token {} has id {} (ids are integers in 0..2^24)", where,
+             nlohmann::json(token).dump(), v.dump());
+  return int32_t(v.get<int64_t>());
+}
+
+// A pre-tokenizer or post-processor: its stages, whether one or a "Sequence" of them.
+std::vector<nlohmann::json> stages(const nlohmann::json& j, const char* key, const char* list_key) {
+  std::vector<nlohmann::json> out;
+  if (!j.contains(key) || j[key].is_null()) return out;
+  const auto& p = j[key];
+  if (type_of(p) == "Sequence")
+    for (const auto& q : p.at(list_key)) out.push_back(q);
+  else
+    out.push_back(p);
+  return out;
+}
+}  // namespace
+
 void HfBpeTokenizer::load(const std::string& text, const std::string& where, const Options& o) {
-  const std::string& bos_token = o.bos_token;
-  const std::string& eos_token = o.eos_token;
   const nlohmann::json j = parse_json_bounded(text, where);
   if (!j.is_object()) ASC_FAIL("{}: not a tokenizer.json (the top level is not an object)", where);
-  auto type_of = [](const nlohmann::json& o) {
-    return o.is_object() && o.contains("type") && o["type"].is_string()
-               ? o["type"].get<std::string>()
-               : std::string("?");
-  };
-  const auto unsupported = [&](const std::string& what, const std::string& value) {
-    ASC_FAIL_HINT(
-        "byte-level BPE tokenizers (Llama 3, GPT-2 style) are read from tokenizer.json; "
-        "SentencePiece models (LLaMA-1/2, Mistral) from their tokenizer.model",
-        "{}: {} {} is not supported", where, what, value);
-  };
-
-  // --- model: BPE over byte-level characters -------------------------------------------
   if (!j.contains("model") || !j["model"].is_object()) ASC_FAIL("{}: no \"model\" object", where);
-  const auto& m = j["model"];
-  if (type_of(m) != "BPE") unsupported("model type", type_of(m));
+  load_vocabulary(j["model"], j, where);
+  load_pre_tokenizer(j, where, o);
+  const int32_t template_bos = bos_of_template(j, where);
+  // --- decoder -------------------------------------------------------------------------------
+  if (j.contains("decoder") && !j["decoder"].is_null() && type_of(j["decoder"]) != "ByteLevel")
+    unsupported(where, "decoder", type_of(j["decoder"]));
+
+  set_special_ids(template_bos, o, where);
+}
+
+// The BPE model (vocabulary, merges) and the added tokens.
+void HfBpeTokenizer::load_vocabulary(const nlohmann::json& m, const nlohmann::json& j,
+                                     const std::string& where) {
+  // --- model: BPE over byte-level characters -------------------------------------------
+  if (type_of(m) != "BPE") unsupported(where, "model type", type_of(m));
   if (m.contains("dropout") && !m["dropout"].is_null() && m["dropout"].get<double>() != 0.0)
-    unsupported("BPE dropout", m["dropout"].dump());
+    unsupported(where, "BPE dropout", m["dropout"].dump());
   for (const char* k : {"continuing_subword_prefix", "end_of_word_suffix"})
     if (m.contains(k) && !m[k].is_null() && !m[k].get<std::string>().empty())
-      unsupported(std::string("model.") + k, m[k].dump());
-  if (m.value("byte_fallback", false)) unsupported("model.byte_fallback", "true");
+      unsupported(where, std::string("model.") + k, m[k].dump());
+  if (m.value("byte_fallback", false)) unsupported(where, "model.byte_fallback", "true");
   ignore_merges_ = m.value("ignore_merges", false);
   if (!m.contains("vocab") || !m["vocab"].is_object())
     ASC_FAIL("{}: model.vocab is not an object", where);
   int32_t max_id = -1;
-  auto check_id = [&](const nlohmann::json& v, const std::string& token) {
-    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= (int64_t(1) << 24))
-      ASC_FAIL("{}: token {} has id {} (ids are integers in 0..2^24)", where,
-               nlohmann::json(token).dump(), v.dump());
-    return int32_t(v.get<int64_t>());
-  };
   for (const auto& [tok, v] : m["vocab"].items()) {
-    const int32_t id = check_id(v, tok);
+    const int32_t id = check_id(where, v, tok);
     vocab_.emplace(tok, id);
     max_id = std::max(max_id, id);
   }
@@ -218,7 +244,7 @@ void HfBpeTokenizer::load(const std::string& text, const std::string& where, con
   // --- added tokens (matched in the raw text before anything else) -----------------------
   if (j.contains("added_tokens") && !j["added_tokens"].is_null()) {
     for (const auto& a : j["added_tokens"]) {
-      AddedToken t{a.at("content").get<std::string>(), check_id(a.at("id"), "added"),
+      AddedToken t{a.at("content").get<std::string>(), check_id(where, a.at("id"), "added"),
                    a.value("special", false), false};
       t.normalized = a.value("normalized", !t.special);  // tokenizers' default
       // tokenizers keeps the model's id for content the vocabulary already has.
@@ -226,7 +252,8 @@ void HfBpeTokenizer::load(const std::string& text, const std::string& where, con
       if (t.content.empty()) ASC_FAIL("{}: an added token (id {}) is empty", where, t.id);
       for (const char* k : {"lstrip", "rstrip", "single_word"})
         if (a.value(k, false))
-          unsupported(fmt::format("added token {} with {}", nlohmann::json(t.content).dump(), k),
+          unsupported(where,
+                      fmt::format("added token {} with {}", nlohmann::json(t.content).dump(), k),
                       "true");
       max_id = std::max(max_id, t.id);
       added_.push_back(std::move(t));
@@ -285,18 +312,14 @@ void HfBpeTokenizer::load(const std::string& text, const std::string& where, con
     merges_[uint64_t(uint32_t(a)) << 32 | uint32_t(b)] = Merge{rank, c};  // the last wins, as HF
     ++rank;
   }
+}
 
+void HfBpeTokenizer::load_pre_tokenizer(const nlohmann::json& j, const std::string& where,
+                                        const Options& o) {
   // --- normalizer, pre-tokenizer ----------------------------------------------------------
   if (j.contains("normalizer") && !j["normalizer"].is_null())
-    unsupported("normalizer", type_of(j["normalizer"]));
-  std::vector<nlohmann::json> pres;
-  if (j.contains("pre_tokenizer") && !j["pre_tokenizer"].is_null()) {
-    const auto& p = j["pre_tokenizer"];
-    if (type_of(p) == "Sequence")
-      for (const auto& q : p.at("pretokenizers")) pres.push_back(q);
-    else
-      pres.push_back(p);
-  }
+    unsupported(where, "normalizer", type_of(j["normalizer"]));
+  const std::vector<nlohmann::json> pres = stages(j, "pre_tokenizer", "pretokenizers");
   auto compile = [&](const std::string& pattern) {
     auto re = std::make_unique<Regex>();
     int err = 0;
@@ -316,11 +339,11 @@ void HfBpeTokenizer::load(const std::string& text, const std::string& where, con
   bool byte_level = false;
   for (const auto& p : pres) {
     const std::string t = type_of(p);
-    if (byte_level) unsupported("a pre-tokenizer after ByteLevel:", t);
+    if (byte_level) unsupported(where, "a pre-tokenizer after ByteLevel:", t);
     if (t == "Split") {
       if (p.value("behavior", std::string()) != "Isolated")
-        unsupported("Split behavior", p.value("behavior", std::string("(none)")));
-      if (p.value("invert", false)) unsupported("Split with invert", "true");
+        unsupported(where, "Split behavior", p.value("behavior", std::string("(none)")));
+      if (p.value("invert", false)) unsupported(where, "Split with invert", "true");
       const auto& pat = p.at("pattern");
       std::string re;
       if (pat.contains("Regex")) {
@@ -328,7 +351,7 @@ void HfBpeTokenizer::load(const std::string& text, const std::string& where, con
       } else if (pat.contains("String")) {  // a literal: quote it
         re = regex_quote(pat["String"].get<std::string>());
       } else {
-        unsupported("Split pattern", pat.dump());
+        unsupported(where, "Split pattern", pat.dump());
       }
       steps_.push_back({compile(re), false});
     } else if (t == "ByteLevel") {
@@ -341,27 +364,22 @@ void HfBpeTokenizer::load(const std::string& text, const std::string& where, con
       if (p.value("use_regex", true)) s.re = compile(onig_compatible(kGpt2Pattern));
       steps_.push_back(std::move(s));
     } else {
-      unsupported("pre-tokenizer", t);
+      unsupported(where, "pre-tokenizer", t);
     }
   }
   if (!byte_level)
-    unsupported("a pre-tokenizer without ByteLevel:",
+    unsupported(where, "a pre-tokenizer without ByteLevel:",
                 j.contains("pre_tokenizer") ? j["pre_tokenizer"].dump().substr(0, 80) : "null");
+}
 
+// The id the post-processor's template puts before $A (BOS), or -1.
+int32_t HfBpeTokenizer::bos_of_template(const nlohmann::json& j, const std::string& where) const {
   // --- post-processor: [BOS] $A --------------------------------------------------------------
-  std::vector<nlohmann::json> posts;
-  if (j.contains("post_processor") && !j["post_processor"].is_null()) {
-    const auto& p = j["post_processor"];
-    if (type_of(p) == "Sequence")
-      for (const auto& q : p.at("processors")) posts.push_back(q);
-    else
-      posts.push_back(p);
-  }
   int32_t template_bos = -1;
-  for (const auto& p : posts) {
+  for (const auto& p : stages(j, "post_processor", "processors")) {
     const std::string t = type_of(p);
     if (t == "ByteLevel") continue;  // offsets only
-    if (t != "TemplateProcessing") unsupported("post-processor", t);
+    if (t != "TemplateProcessing") unsupported(where, "post-processor", t);
     const auto& single = p.at("single");
     std::vector<std::string> specials;
     bool seq_seen = false;
@@ -369,22 +387,23 @@ void HfBpeTokenizer::load(const std::string& text, const std::string& where, con
       if (piece.contains("Sequence")) {
         seq_seen = true;
       } else if (piece.contains("SpecialToken")) {
-        if (seq_seen) unsupported("a post-processor template with tokens after $A:", single.dump());
+        if (seq_seen)
+          unsupported(where, "a post-processor template with tokens after $A:", single.dump());
         specials.push_back(piece["SpecialToken"].at("id").get<std::string>());
       }
     }
-    if (specials.size() > 1) unsupported("a post-processor template of", single.dump());
+    if (specials.size() > 1) unsupported(where, "a post-processor template of", single.dump());
     if (specials.size() == 1) {
       const auto& ids = p.at("special_tokens").at(specials[0]).at("ids");
-      if (ids.size() != 1) unsupported("a multi-id template token", specials[0]);
-      template_bos = check_id(ids[0], specials[0]);
+      if (ids.size() != 1) unsupported(where, "a multi-id template token", specials[0]);
+      template_bos = check_id(where, ids[0], specials[0]);
     }
   }
+  return template_bos;
+}
 
-  // --- decoder -------------------------------------------------------------------------------
-  if (j.contains("decoder") && !j["decoder"].is_null() && type_of(j["decoder"]) != "ByteLevel")
-    unsupported("decoder", type_of(j["decoder"]));
-
+void HfBpeTokenizer::set_special_ids(int32_t template_bos, const Options& o,
+                                     const std::string& where) {
   // --- BOS / EOS -----------------------------------------------------------------------------
   auto token_id = [&](const std::string& t) -> int32_t {
     for (const auto& a : added_)
@@ -392,6 +411,8 @@ void HfBpeTokenizer::load(const std::string& text, const std::string& where, con
     auto it = vocab_.find(t);
     return it == vocab_.end() ? -1 : it->second;
   };
+  const std::string& bos_token = o.bos_token;
+  const std::string& eos_token = o.eos_token;
   if (!bos_token.empty()) {
     bos_ = token_id(bos_token);
     if (bos_ < 0) ASC_FAIL("{}: the bos token {} is not in the vocabulary", where, bos_token);

@@ -16,6 +16,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace asc {
 
 class HfBpeTokenizer {
@@ -60,6 +62,11 @@ class HfBpeTokenizer {
     int32_t rank, id;
   };
   void load(const std::string& json, const std::string& where, const Options& o);
+  void load_vocabulary(const nlohmann::json& model, const nlohmann::json& j,
+                       const std::string& where);
+  void load_pre_tokenizer(const nlohmann::json& j, const std::string& where, const Options& o);
+  int32_t bos_of_template(const nlohmann::json& j, const std::string& where) const;
+  void set_special_ids(int32_t template_bos, const Options& o, const std::string& where);
   // Added tokens as `tokenizers` splits on them: the normalized = false ones first, then the
   // normalized ones in what is left (pass 0, 1); the rest goes to the pre-tokenizer.
   void split_added(const std::string& text, size_t b, size_t e, int pass, bool cached,
