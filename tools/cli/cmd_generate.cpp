@@ -212,6 +212,105 @@ std::string plan_settings(const Opts& o, const Answerer& a, const std::string& i
       .dump(1);
 }
 
+// Keeps a rank's heartbeat file growing (a byte every 5 s) while it decodes: the final
+// barrier's progress probe then sees a slow rank still working, not only finished batches.
+class Heartbeat {
+ public:
+  explicit Heartbeat(std::string path)
+      : thread_([this, path = std::move(path)] {
+          for (int64_t beat = 0; working_; ++beat) {
+            if (beat % 50 == 0) std::ofstream(path, std::ios::app) << '.';
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          }
+        }) {}
+  ~Heartbeat() { stop(); }
+  void stop() {
+    working_ = false;
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::atomic<bool> working_{true};
+  std::thread thread_;
+};
+
+// Rank 0: a new parts directory with its plan, or the one of an interrupted job with this plan.
+void open_parts(const std::string& parts, const std::string& settings) {
+  namespace fs = std::filesystem;
+  if (fs::exists(parts / fs::path("plan.json"))) {
+    if (read_file(parts + "/plan.json") != settings)
+      ASC_FAIL_HINT(
+          "run with the settings of the interrupted job, or remove " + parts + " to start over",
+          "{} holds an interrupted job with other settings (input, model, prompt "
+          "or decoding options)",
+          parts);
+    fmt::print(stderr, "resuming from {}\n", parts);
+  } else {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(parts, ec))
+      if (e.path().filename().string().rfind("batch-", 0) == 0)
+        ASC_FAIL_HINT("remove " + parts + " to start over",
+                      "{} holds answers but no plan.json: they cannot be matched to this job",
+                      parts);
+    fs::create_directories(parts);
+    write_file_atomic(parts + "/plan.json", settings);
+  }
+}
+
+// One output line ("_line": the input order, removed by the merge).
+nlohmann::ordered_json answer_line(const Opts& o, const NoteRecord& r, size_t input_line,
+                                   bool has_answers, const std::vector<int32_t>& prompt,
+                                   const Generated& g, const Answerer& a) {
+  nlohmann::ordered_json line;
+  line["_line"] = input_line;
+  line["note"] = r.note;
+  line["question"] = r.question;
+  if (has_answers) line["answer"] = r.answer;  // on every line (judge export's candidates)
+  if (!r.task.empty()) line["task"] = r.task;
+  if (!r.id.empty()) line["id"] = r.id;
+  line[o.model_name + "_answer"] = a.text(g);
+  if (o.with_ids) {
+    line["prompt_ids"] = prompt;
+    // Names without "answer": upstream's scorer takes every column containing "answer" as a
+    // model's answer.
+    line[o.model_name + "_ids"] = g.ids;
+    line[o.model_name + "_ended_with_eos"] = g.ended_with_eos;
+  }
+  return line;
+}
+
+// The part files' lines in input order into `output` (atomically); returns how many.
+int64_t merge_parts(const std::vector<std::string>& files, size_t lines,
+                    const std::string& output) {
+  std::vector<std::string> rows(lines);
+  for (const auto& f : files) {
+    std::istringstream in(read_file(f));
+    for (std::string l; std::getline(in, l);) {
+      auto j = nlohmann::ordered_json::parse(l);
+      const size_t i = j["_line"].get<size_t>();
+      j.erase("_line");
+      ASC_CHECK(i < rows.size() && rows[i].empty(), "{}: line {} twice or out of range", f, i);
+      rows[i] = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    }
+  }
+  std::string out;
+  int64_t answered = 0;
+  for (const auto& r : rows)
+    if (!r.empty()) out += r, ++answered;
+  write_file_atomic(output, out);
+  return answered;
+}
+
+// The answers first, plan.json last: a kill during the clean-up leaves no answers that a later
+// job with other settings could take for its own.
+void remove_parts(const std::string& parts) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(parts, ec))
+    if (e.path().filename() != "plan.json") fs::remove(e.path(), ec);
+  fs::remove_all(parts);
+}
+
 // Batch answering at scale. The work is a plan of fixed batches (prompts sorted by length,
 // longest first, cut into --batch-size groups) that does not depend on the number of ranks;
 // rank r of N answers batches r, r + N, ...; each finished batch is written atomically to
@@ -240,47 +339,9 @@ void run_batch(const Opts& o, Answerer& a, comm::Communicator& comm) {
   const std::string parts = o.output + ".parts";
   const std::string settings =
       plan_settings(o, a, xxh64_hex(bytes.data(), bytes.size()), int64_t(records.size()));
-  if (rank == 0) {
-    if (fs::exists(parts / fs::path("plan.json"))) {
-      if (read_file(parts + "/plan.json") != settings)
-        ASC_FAIL_HINT(
-            "run with the settings of the interrupted job, or remove " + parts + " to start over",
-            "{} holds an interrupted job with other settings (input, model, prompt "
-            "or decoding options)",
-            parts);
-      fmt::print(stderr, "resuming from {}\n", parts);
-    } else {
-      std::error_code ec;
-      for (const auto& e : fs::directory_iterator(parts, ec))
-        if (e.path().filename().string().rfind("batch-", 0) == 0)
-          ASC_FAIL_HINT("remove " + parts + " to start over",
-                        "{} holds answers but no plan.json: they cannot be matched to this job",
-                        parts);
-      fs::create_directories(parts);
-      write_file_atomic(parts + "/plan.json", settings);
-    }
-  }
+  if (rank == 0) open_parts(parts, settings);
   comm.barrier();
-  // A heartbeat while this rank decodes (its file's size grows every few seconds): the final
-  // barrier's progress probe sees a slow rank still working, not only finished batches.
-  std::atomic<bool> working{true};
-  std::thread heartbeat([&working, path = fmt::format("{}/alive-{}", parts, rank)] {
-    for (int64_t beat = 0; working; ++beat) {
-      if (beat % 50 == 0) {
-        std::ofstream f(path, std::ios::app);
-        f << '.';
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  });
-  struct Join {
-    std::atomic<bool>& w;
-    std::thread& t;
-    ~Join() {
-      w = false;
-      if (t.joinable()) t.join();
-    }
-  } join{working, heartbeat};
+  Heartbeat heartbeat(fmt::format("{}/alive-{}", parts, rank));
   // Prompts for every record (warnings and skips reported by rank 0 only).
   std::vector<std::vector<int32_t>> prompts(records.size());
   std::vector<size_t> good;
@@ -311,7 +372,6 @@ void run_batch(const Opts& o, Answerer& a, comm::Communicator& comm) {
   const bool has_answers = std::any_of(records.begin(), records.end(),
                                        [](const NoteRecord& r) { return !r.answer.empty(); });
 
-  const std::string field = o.model_name + "_answer";
   const auto t0 = std::chrono::steady_clock::now();
   int64_t mine = 0, done_lines = 0, done_batches = 0, new_tokens = 0, mine_lines = 0;
   for (size_t k = size_t(rank); k < batches.size(); k += size_t(world))
@@ -330,22 +390,8 @@ void run_batch(const Opts& o, Answerer& a, comm::Communicator& comm) {
       new_tokens += a.stats.tokens - tokens_before;
       std::string text;
       for (size_t j = 0; j < batch.size(); ++j) {
-        const NoteRecord& r = records[batch[j]];
-        nlohmann::ordered_json line;
-        line["_line"] = batch[j];  // the input order, for the merge (removed there)
-        line["note"] = r.note;
-        line["question"] = r.question;
-        if (has_answers) line["answer"] = r.answer;  // on every line (judge export's candidates)
-        if (!r.task.empty()) line["task"] = r.task;
-        if (!r.id.empty()) line["id"] = r.id;
-        line[field] = a.text(answers[j]);
-        if (o.with_ids) {
-          line["prompt_ids"] = ps[j];
-          // Names without "answer": upstream's scorer takes every column containing "answer"
-          // as a model's answer.
-          line[o.model_name + "_ids"] = answers[j].ids;
-          line[o.model_name + "_ended_with_eos"] = answers[j].ended_with_eos;
-        }
+        const auto line =
+            answer_line(o, records[batch[j]], batch[j], has_answers, ps[j], answers[j], a);
         text += line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
       }
       write_file_atomic(part_file(k), text);
@@ -361,8 +407,7 @@ void run_batch(const Opts& o, Answerer& a, comm::Communicator& comm) {
                double(mine_lines - done_lines) / std::max(lps, 1e-9));
   }
 
-  working = false;  // this rank is done: its heartbeat stops (and writes nothing more)
-  heartbeat.join();
+  heartbeat.stop();  // this rank is done: nothing more is written into the parts
   // Every rank's batches written (the wait restarts while part files or heartbeats grow).
   comm::BarrierOptions bo;
   bo.timeout_s = o.timeout_s;
@@ -374,31 +419,12 @@ void run_batch(const Opts& o, Answerer& a, comm::Communicator& comm) {
   };
   comm.barrier(bo);
   if (rank == 0) {
-    std::vector<std::string> rows(records.size());
-    for (size_t k = 0; k < batches.size(); ++k) {
-      std::istringstream in(read_file(part_file(k)));
-      for (std::string l; std::getline(in, l);) {
-        auto j = nlohmann::ordered_json::parse(l);
-        const size_t i = j["_line"].get<size_t>();
-        j.erase("_line");
-        ASC_CHECK(i < rows.size() && rows[i].empty(), "{}: line {} twice or out of range",
-                  part_file(k), i);
-        rows[i] = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-      }
-    }
-    std::string out;
-    int64_t answered = 0;
-    for (const auto& r : rows)
-      if (!r.empty()) out += r, ++answered;
+    std::vector<std::string> files;
+    for (size_t k = 0; k < batches.size(); ++k) files.push_back(part_file(k));
+    const int64_t answered = merge_parts(files, records.size(), o.output);
     ASC_CHECK(answered == int64_t(good.size()), "{} answers for {} good lines", answered,
               good.size());
-    write_file_atomic(o.output, out);
-    // The answers first, plan.json last: a kill during the clean-up leaves no answers that a
-    // later job with other settings could take for its own.
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(parts, ec))
-      if (e.path().filename() != "plan.json") fs::remove(e.path(), ec);
-    fs::remove_all(parts);
+    remove_parts(parts);
     fmt::print(stderr, "wrote {} answers to {}\n", answered, o.output);
   }
   comm.barrier(bo);  // no rank stops (and takes the job down) before rank 0 wrote the output
@@ -442,6 +468,24 @@ void run_interactive(const Opts& o, Answerer& a) {
     } catch (const Error& e) {
       std::cout << "error: " << e.message() << "\n\n" << std::flush;
     }
+  }
+}
+
+// --preset: upstream's evaluation settings for what the user did not set explicitly.
+void apply_preset(Opts& o, const CLI::App& cmd) {
+  if (o.preset == "asclepius-eval") {  // what the user did not set explicitly
+    auto unset = [&](const char* flag) { return cmd.count(flag) == 0; };
+    if (unset("--dtype")) o.dtype = "bf16";
+    if (unset("--num-beams")) o.gen.num_beams = 5;
+    if (unset("--do-sample")) o.gen.do_sample = true;
+    if (unset("--temperature")) o.gen.temperature = 1.0;
+    if (unset("--top-k")) o.gen.top_k = 50;  // transformers' default, left on upstream
+    if (unset("--max-new-tokens")) o.gen.max_new_tokens = 400;
+    fmt::print(stderr,
+               "preset asclepius-eval: {}, {} beams, {}, temperature {}, top-k {}, {} new "
+               "tokens\n",
+               o.dtype, o.gen.num_beams, o.gen.do_sample ? "sampling" : "no sampling",
+               o.gen.temperature, o.gen.top_k, o.gen.max_new_tokens);
   }
 }
 
@@ -518,20 +562,7 @@ void add_generate(CLI::App& app) {
                   "Under mpirun: how long ranks wait for a silent rank before stopping")
       ->check(CLI::Range(1.0, 1e6));
   cmd->callback([o, cmd] {
-    if (o->preset == "asclepius-eval") {  // what the user did not set explicitly
-      auto unset = [&](const char* flag) { return cmd->count(flag) == 0; };
-      if (unset("--dtype")) o->dtype = "bf16";
-      if (unset("--num-beams")) o->gen.num_beams = 5;
-      if (unset("--do-sample")) o->gen.do_sample = true;
-      if (unset("--temperature")) o->gen.temperature = 1.0;
-      if (unset("--top-k")) o->gen.top_k = 50;  // transformers' default, left on upstream
-      if (unset("--max-new-tokens")) o->gen.max_new_tokens = 400;
-      fmt::print(stderr,
-                 "preset asclepius-eval: {}, {} beams, {}, temperature {}, top-k {}, {} new "
-                 "tokens\n",
-                 o->dtype, o->gen.num_beams, o->gen.do_sample ? "sampling" : "no sampling",
-                 o->gen.temperature, o->gen.top_k, o->gen.max_new_tokens);
-    }
+    if (!o->preset.empty()) apply_preset(*o, *cmd);
     if (o->note_file.empty() && o->input.empty() && !o->interactive)
       ASC_FAIL_HINT("see asclepius generate --help",
                     "generate needs --note and --question, --input and --output, or "
