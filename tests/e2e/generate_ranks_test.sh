@@ -100,7 +100,7 @@ expect_error "a parts directory of other settings" "holds an interrupted job wit
 
 # Answers without their plan.json cannot be matched to a job: refused.
 mkdir -p "$tmp/q.jsonl.parts" && echo '{}' >"$tmp/q.jsonl.parts/batch-000000.jsonl"
-expect_error "answers without plan.json" "holds answers but no plan.json" \
+expect_error "answers without plan.json" "holds results but no plan.json" \
   gen 1 "$tmp/q.jsonl" "${std[@]}"
 
 echo "$passes passed, $fails failed"

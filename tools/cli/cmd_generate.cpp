@@ -18,6 +18,7 @@
 
 #include "cli/commands.h"
 #include "cli/output_path.h"
+#include "cli/sharded_job.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "comm/communicator.h"
@@ -177,14 +178,6 @@ void run_one(const Opts& o, Answerer& a) {
   std::cout << a.text(g[0]) << "\n";
 }
 
-// One seed per input line (sampling): an answer does not depend on its batch or rank.
-uint64_t line_seed(uint64_t seed, int64_t record) {
-  uint64_t z = seed + 0x9E3779B97F4A7C15ull * uint64_t(record + 1);  // splitmix64
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
 // Everything an answer depends on: a parts directory left by another setting is not resumed.
 std::string plan_settings(const Opts& o, const Answerer& a, const std::string& input_xxh64,
                           int64_t lines) {
@@ -212,51 +205,6 @@ std::string plan_settings(const Opts& o, const Answerer& a, const std::string& i
       .dump(1);
 }
 
-// Keeps a rank's heartbeat file growing (a byte every 5 s) while it decodes: the final
-// barrier's progress probe then sees a slow rank still working, not only finished batches.
-class Heartbeat {
- public:
-  explicit Heartbeat(std::string path)
-      : thread_([this, path = std::move(path)] {
-          for (int64_t beat = 0; working_; ++beat) {
-            if (beat % 50 == 0) std::ofstream(path, std::ios::app) << '.';
-            std::this_thread::sleep_for(std::chrono::milliseconds(100));
-          }
-        }) {}
-  ~Heartbeat() { stop(); }
-  void stop() {
-    working_ = false;
-    if (thread_.joinable()) thread_.join();
-  }
-
- private:
-  std::atomic<bool> working_{true};
-  std::thread thread_;
-};
-
-// Rank 0: a new parts directory with its plan, or the one of an interrupted job with this plan.
-void open_parts(const std::string& parts, const std::string& settings) {
-  namespace fs = std::filesystem;
-  if (fs::exists(parts / fs::path("plan.json"))) {
-    if (read_file(parts + "/plan.json") != settings)
-      ASC_FAIL_HINT(
-          "run with the settings of the interrupted job, or remove " + parts + " to start over",
-          "{} holds an interrupted job with other settings (input, model, prompt "
-          "or decoding options)",
-          parts);
-    fmt::print(stderr, "resuming from {}\n", parts);
-  } else {
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(parts, ec))
-      if (e.path().filename().string().rfind("batch-", 0) == 0)
-        ASC_FAIL_HINT("remove " + parts + " to start over",
-                      "{} holds answers but no plan.json: they cannot be matched to this job",
-                      parts);
-    fs::create_directories(parts);
-    write_file_atomic(parts + "/plan.json", settings);
-  }
-}
-
 // One output line ("_line": the input order, removed by the merge).
 nlohmann::ordered_json answer_line(const Opts& o, const NoteRecord& r, size_t input_line,
                                    bool has_answers, const std::vector<int32_t>& prompt,
@@ -279,44 +227,9 @@ nlohmann::ordered_json answer_line(const Opts& o, const NoteRecord& r, size_t in
   return line;
 }
 
-// The part files' lines in input order into `output` (atomically); returns how many.
-int64_t merge_parts(const std::vector<std::string>& files, size_t lines,
-                    const std::string& output) {
-  std::vector<std::string> rows(lines);
-  for (const auto& f : files) {
-    std::istringstream in(read_file(f));
-    for (std::string l; std::getline(in, l);) {
-      auto j = nlohmann::ordered_json::parse(l);
-      const size_t i = j["_line"].get<size_t>();
-      j.erase("_line");
-      ASC_CHECK(i < rows.size() && rows[i].empty(), "{}: line {} twice or out of range", f, i);
-      rows[i] = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-    }
-  }
-  std::string out;
-  int64_t answered = 0;
-  for (const auto& r : rows)
-    if (!r.empty()) out += r, ++answered;
-  write_file_atomic(output, out);
-  return answered;
-}
-
-// The answers first, plan.json last: a kill during the clean-up leaves no answers that a later
-// job with other settings could take for its own.
-void remove_parts(const std::string& parts) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(parts, ec))
-    if (e.path().filename() != "plan.json") fs::remove(e.path(), ec);
-  fs::remove_all(parts);
-}
-
-// Batch answering at scale. The work is a plan of fixed batches (prompts sorted by length,
-// longest first, cut into --batch-size groups) that does not depend on the number of ranks;
-// rank r of N answers batches r, r + N, ...; each finished batch is written atomically to
-// <output>.parts/batch-<k>.jsonl. When every rank has arrived, rank 0 writes the output in input
-// order and removes the parts. Killed and run again with the same command, a job skips the
-// batches already written (at any number of ranks): nothing lost, nothing twice.
+// Batch answering at scale (cli/sharded_job.h): fixed batches of prompts sorted by length, rank
+// r of N answering batches r, r + N, ...; killed and run again with the same command, a job
+// skips the batches already written (at any number of ranks): nothing lost, nothing twice.
 void run_batch(const Opts& o, Answerer& a, comm::Communicator& comm) {
   const int rank = comm.rank(), world = comm.size();
   IngestOptions ingest;
@@ -334,23 +247,19 @@ void run_batch(const Opts& o, Answerer& a, comm::Communicator& comm) {
                   o.input);
   std::vector<std::string> bad = report.errors;
   int64_t bad_count = report.skipped;
-  // The parts directory: created by rank 0, or resumed when it holds the same plan.
-  namespace fs = std::filesystem;
-  const std::string parts = o.output + ".parts";
-  const std::string settings =
-      plan_settings(o, a, xxh64_hex(bytes.data(), bytes.size()), int64_t(records.size()));
-  if (rank == 0) open_parts(parts, settings);
-  comm.barrier();
-  Heartbeat heartbeat(fmt::format("{}/alive-{}", parts, rank));
+  ShardedJob job(
+      o.output, plan_settings(o, a, xxh64_hex(bytes.data(), bytes.size()), int64_t(records.size())),
+      comm, o.timeout_s);
   // Prompts for every record (warnings and skips reported by rank 0 only).
   std::vector<std::vector<int32_t>> prompts(records.size());
-  std::vector<size_t> good;
+  std::vector<size_t> good, length(records.size());
   for (size_t i = 0; i < records.size(); ++i) {
     const NoteRecord& r = records[i];
     const std::string where = fmt::format("{} record {}", o.input, r.record);
     try {
       check_question(r.question, where);
       prompts[i] = a.prompt(r.note, r.question, where, /*warn=*/rank == 0);
+      length[i] = prompts[i].size();
       good.push_back(i);
     } catch (const Error& e) {  // reported at the end; the run goes on
       ++bad_count;
@@ -358,76 +267,46 @@ void run_batch(const Opts& o, Answerer& a, comm::Communicator& comm) {
       if (rank == 0) fmt::print(stderr, "skipped: {}\n", e.message());
     }
   }
-  std::stable_sort(good.begin(), good.end(),
-                   [&](size_t x, size_t y) { return prompts[x].size() > prompts[y].size(); });
   // A unit of work: one batch, or with continuous batching 8 batches' worth of lines decoded
   // through --batch-size slots.
   const size_t unit = size_t(o.batch_size) * (o.gen.continuous && o.gen.num_beams == 1 ? 8 : 1);
-  std::vector<std::vector<size_t>> batches;
-  for (size_t k = 0; k < good.size(); k += unit)
-    batches.emplace_back(good.begin() + long(k),
-                         good.begin() + long(std::min(good.size(), k + unit)));
-
-  auto part_file = [&](size_t k) { return fmt::format("{}/batch-{:06d}.jsonl", parts, k); };
+  const auto batches = plan_batches(good, length, unit);
+  auto name = [](size_t k) { return fmt::format("batch-{:06d}", k); };
   const bool has_answers = std::any_of(records.begin(), records.end(),
                                        [](const NoteRecord& r) { return !r.answer.empty(); });
-
-  const auto t0 = std::chrono::steady_clock::now();
-  int64_t mine = 0, done_lines = 0, done_batches = 0, new_tokens = 0, mine_lines = 0;
+  int64_t mine = 0, mine_lines = 0;
   for (size_t k = size_t(rank); k < batches.size(); k += size_t(world))
     ++mine, mine_lines += int64_t(batches[k].size());
+  Progress progress(rank, world, mine, mine_lines);
   for (size_t k = size_t(rank); k < batches.size(); k += size_t(world)) {
     const auto& batch = batches[k];
-    if (!fs::exists(part_file(k))) {
-      std::vector<std::vector<int32_t>> ps;
-      std::vector<uint64_t> seeds;
-      for (size_t i : batch) {
-        ps.push_back(prompts[i]);
-        seeds.push_back(line_seed(o.gen.seed, int64_t(i)));
-      }
-      const int64_t tokens_before = a.stats.tokens;
-      auto answers = a.answer(ps, seeds);
-      new_tokens += a.stats.tokens - tokens_before;
-      std::string text;
-      for (size_t j = 0; j < batch.size(); ++j) {
-        const auto line =
-            answer_line(o, records[batch[j]], batch[j], has_answers, ps[j], answers[j], a);
-        text += line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-      }
-      write_file_atomic(part_file(k), text);
+    if (job.done(name(k))) {
+      progress.skip(int64_t(batch.size()));
+      continue;
     }
-    ++done_batches;
-    done_lines += int64_t(batch.size());
-    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const double lps = double(done_lines) / std::max(sec, 1e-9);
-    fmt::print(stderr,
-               "{}batch {}/{}: {}/{} lines, {:.2f} lines/s, {:.1f} tokens/s, ETA {:.0f} s\n",
-               world > 1 ? fmt::format("rank {}: ", rank) : "", done_batches, mine, done_lines,
-               mine_lines, lps, double(new_tokens) / std::max(sec, 1e-9),
-               double(mine_lines - done_lines) / std::max(lps, 1e-9));
+    std::vector<std::vector<int32_t>> ps;
+    std::vector<uint64_t> seeds;
+    for (size_t i : batch) {
+      ps.push_back(prompts[i]);
+      seeds.push_back(line_seed(o.gen.seed, int64_t(i)));
+    }
+    const int64_t tokens_before = a.stats.tokens;
+    auto answers = a.answer(ps, seeds);
+    std::string text;
+    for (size_t j = 0; j < batch.size(); ++j)
+      text += jsonl_line(
+          answer_line(o, records[batch[j]], batch[j], has_answers, ps[j], answers[j], a));
+    job.write(name(k), text);
+    progress.add(int64_t(batch.size()), a.stats.tokens - tokens_before);
   }
-
-  heartbeat.stop();  // this rank is done: nothing more is written into the parts
-  // Every rank's batches written (the wait restarts while part files or heartbeats grow).
-  comm::BarrierOptions bo;
-  bo.timeout_s = o.timeout_s;
-  bo.progress = [parts] {
-    int64_t n = 0;
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(parts, ec)) n += 1 + int64_t(e.file_size(ec));
-    return n;
-  };
-  comm.barrier(bo);
+  std::vector<std::string> names;
+  for (size_t k = 0; k < batches.size(); ++k) names.push_back(name(k));
+  const int64_t answered = job.finish(names, records.size()).first;
   if (rank == 0) {
-    std::vector<std::string> files;
-    for (size_t k = 0; k < batches.size(); ++k) files.push_back(part_file(k));
-    const int64_t answered = merge_parts(files, records.size(), o.output);
     ASC_CHECK(answered == int64_t(good.size()), "{} answers for {} good lines", answered,
               good.size());
-    remove_parts(parts);
     fmt::print(stderr, "wrote {} answers to {}\n", answered, o.output);
   }
-  comm.barrier(bo);  // no rank stops (and takes the job down) before rank 0 wrote the output
   if (bad_count > 0) {
     if (rank == 0) {
       fmt::print(stderr, "{} input record(s) skipped:\n", bad_count);
