@@ -12,6 +12,7 @@ void add_train(CLI::App& app);
 void add_init(CLI::App& app);
 void add_export(CLI::App& app);
 void add_synth_notes(CLI::App& app);
+void add_synthesize(CLI::App& app);
 void add_tokenizer(CLI::App& app);
 void add_corpus(CLI::App& app);
 void add_plan(CLI::App& app);

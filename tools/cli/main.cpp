@@ -63,6 +63,7 @@ int main(int argc, char** argv) {
   asc::cli::add_init(app);
   asc::cli::add_export(app);
   asc::cli::add_synth_notes(app);
+  asc::cli::add_synthesize(app);
   asc::cli::add_tokenizer(app);
   asc::cli::add_corpus(app);
   asc::cli::add_plan(app);

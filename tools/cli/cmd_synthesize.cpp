@@ -1,0 +1,548 @@
+// cmd_synthesize.cpp — `asclepius synthesize notes|questions|answers`: upstream's data pipeline
+// (preprocessing/) with a local model instead of a paid API. Case reports become discharge
+// summaries, each summary gets a question for one of the 8 tasks (upstream's bootstrapping: 3
+// fixed examples + 2 from the pool of questions already made for the task), each question an
+// answer; the prompts are files (data/synthesis/), the engine is the ranks' shared, resumable
+// generation of `generate --input` (cli/sharded_job.h).
+//
+// Determinism: a line's sampling seed, task draw and example draw derive from (--seed, line);
+// the question pool grows wave by wave (--wave-size lines in input order, each wave's prompts
+// drawing from the questions of the waves before it), so every output is the same at any number
+// of ranks and after any resume.
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "checkpoint/manifest.h"
+#include "cli/commands.h"
+#include "cli/output_path.h"
+#include "cli/sharded_job.h"
+#include "comm/communicator.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/host_memory.h"
+#include "common/strings.h"
+#include "data/ingest.h"
+#include "data/synthesis.h"
+#include "data/tokenizer.h"
+#include "generate/answer.h"
+#include "generate/generate.h"
+
+namespace asc::cli {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+// What one stage fills and writes.
+struct Stage {
+  std::string name;                 // notes | questions | answers (the prompt files' prefix)
+  std::string field;                // the output field the model writes
+  std::vector<std::string> fields;  // the prompt's placeholders
+  std::string cut;                  // the placeholder cut when a prompt does not fit
+  int64_t max_new_tokens;           // default (upstream: the rest of the context, 300, +400)
+};
+const Stage& stage_named(const std::string& name) {
+  static const std::vector<Stage> stages = {
+      {"notes", "note", {"pmc"}, "pmc", 1024},
+      {"questions", "question", {"task", "note", "samples"}, "note", 300},
+      {"answers", "answer", {"note", "question"}, "note", 400}};
+  for (const auto& s : stages)
+    if (s.name == name) return s;
+  ASC_FAIL("unknown synthesis stage {}", name);
+}
+
+struct Opts {
+  std::string input, out, model, tokenizer, prompt = "upstream", tasks = "upstream", chat = "none",
+                                            dtype = "fp32";
+  std::vector<std::string> columns;
+  int64_t batch_size = 8, wave_size = 64, threads = 0, max_new_tokens = 0;
+  double timeout_s = 600;
+  bool keep_unfinished = false, with_prompts = false, no_filters = false, greedy = false;
+  GenerationOptions gen;
+};
+
+// One input line: what the stage reads, and the row it writes (the input's own fields first).
+struct Row {
+  NoteRecord rec;
+  Json base;
+  std::string where;
+};
+
+// The input's rows: the logical fields (ingest's column mapping) under canonical names, a
+// JSONL line's other fields carried over (earlier stages' "synthesis" records among them).
+// Unreadable lines and lines without what the stage needs go to `bad`.
+std::vector<Row> read_rows(const Opts& o, const Stage& st, std::vector<std::string>* bad,
+                           std::string* input_xxh64) {
+  IngestOptions ingest;
+  ingest.skip_bad = true;
+  if (st.name == "notes") ingest.columns["note"] = "patient";  // PMC-Patients' case report
+  for (const auto& c : o.columns) {
+    const auto eq = c.find('=');
+    ASC_CHECK(eq != std::string::npos && eq > 0, "--column '{}': expected NAME=COLUMN", c);
+    const std::string logical = c.substr(0, eq) == "case_report" ? "note" : c.substr(0, eq);
+    ingest.columns[logical] = c.substr(eq + 1);
+  }
+  const std::string bytes = read_file(o.input);
+  *input_xxh64 = xxh64_hex(bytes);
+  const std::string format = note_format_of(o.input);
+  ASC_CHECK(format == "jsonl" || format == "csv", "--input {}: expected a .jsonl or .csv file",
+            o.input);
+  IngestReport report;
+  auto records = parse_note_records(bytes, format, o.input, ingest, &report);
+  *bad = report.errors;
+  std::vector<std::string> lines;  // JSONL: the non-blank lines (a record's number indexes them)
+  if (format == "jsonl") {
+    std::istringstream in(bytes);
+    for (std::string l; std::getline(in, l);)
+      if (l.find_first_not_of(" \t\r\n\f\v") != std::string::npos) lines.push_back(l);
+  }
+  // Fields written under canonical names below (the notes stage's source is its case report).
+  std::vector<std::string> canonical = {"patient_id", "patient", "note",
+                                        "question",   "answer",  "task"};
+  if (st.name == "notes") canonical.push_back("case_report");
+  for (const auto& [logical, column] : ingest.columns) canonical.push_back(column);
+  std::vector<Row> rows;
+  for (auto& r : records) {
+    Row row{r, Json::object(), fmt::format("{} record {}", o.input, r.record)};
+    if (!r.id.empty()) row.base["patient_id"] = r.id;
+    if (format == "jsonl") {
+      const Json given = Json::parse(lines[size_t(r.record - 1)]);
+      for (const auto& [k, v] : given.items())
+        if (std::find(canonical.begin(), canonical.end(), k) == canonical.end()) row.base[k] = v;
+    }
+    row.base[st.name == "notes" ? "case_report" : "note"] = r.note;
+    if (!r.question.empty() && st.name != "notes") row.base["question"] = r.question;
+    if (!r.task.empty()) row.base["task"] = r.task;
+    const char* missing =
+        r.note.find_first_not_of(" \t\r\n") == std::string::npos
+            ? (st.name == "notes" ? "an empty case report" : "an empty note")
+        : st.name == "answers" && r.question.find_first_not_of(" \t\r\n") == std::string::npos
+            ? "an empty question"
+            : nullptr;
+    if (missing)
+      bad->push_back(fmt::format("{}: {}", row.where, missing));
+    else
+      rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+// The model, its tokenizer, and prompts cut to fit its context.
+class Synthesizer {
+ public:
+  Synthesizer(const Opts& o, const Stage& st) : tok_(o.tokenizer) {
+    model_ = load_model_for_inference(
+        o.model, o.dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32, &dir_);
+    check_tokenizer_matches(tok_, model_->config(), dir_);
+    gen_ = o.gen;
+    gen_.do_sample = !o.greedy;
+    gen_.max_new_tokens = o.max_new_tokens > 0 ? o.max_new_tokens : st.max_new_tokens;
+    gen_.eos_id = tok_.eos_id();
+    gen_.more_eos_ids = model_->config().end_token_ids();
+    gen_.pad_id = tok_.pad_id();
+    budget_ = generation_context(model_->config()) - gen_.max_new_tokens;
+    ASC_CHECK(budget_ > 0,
+              "--max-new-tokens {} leaves no room for a prompt in the model's context of {}",
+              gen_.max_new_tokens, generation_context(model_->config()));
+    if (o.chat != "none")
+      chat_ = SynthPrompt::resolve(o.chat, "chat", {"prompt"}, "--chat-template");
+    // The model's identity: its configuration and every weight file.
+    std::vector<std::string> files;
+    for (const auto& e : std::filesystem::directory_iterator(dir_))
+      if (e.path().extension() == ".safetensors" || e.path().filename() == "config.json")
+        files.push_back(e.path().filename().string());
+    std::sort(files.begin(), files.end());
+    std::string list;
+    for (const auto& f : files) list += f + " " + xxh64_file(dir_ + "/" + f) + "\n";
+    model_xxh64_ = xxh64_hex(list);
+  }
+
+  // `p` filled with `values` as ids (BOS first) in at most the prompt budget: values[cut] loses
+  // bytes at its end (on a UTF-8 boundary) until it fits. `kept`: the bytes of it kept.
+  std::vector<int32_t> encode(const SynthPrompt& p, std::map<std::string, std::string> values,
+                              const std::string& cut, size_t* kept, std::string* text) const {
+    const std::string whole = values[cut];
+    auto ids_of = [&](size_t bytes) {
+      values[cut] = utf8_prefix(whole, bytes);
+      *text = p.fill(values);
+      return tok_.encode(chat_.text.empty() ? *text : chat_.fill({{"prompt", *text}}), true, false);
+    };
+    auto ids = ids_of(whole.size());
+    *kept = whole.size();
+    if (int64_t(ids.size()) <= budget_) return ids;
+    ASC_CHECK(int64_t(ids_of(0).size()) <= budget_,
+              "the {} prompt without any {} takes {} tokens, more than the {} available (context "
+              "{} - --max-new-tokens {})",
+              p.name, cut, ids_of(0).size(), budget_, budget_ + gen_.max_new_tokens,
+              gen_.max_new_tokens);
+    size_t lo = 0, hi = whole.size();  // the longest prefix that fits
+    while (lo < hi) {
+      const size_t mid = (lo + hi + 1) / 2;
+      if (int64_t(ids_of(mid).size()) <= budget_)
+        lo = mid;
+      else
+        hi = mid - 1;
+    }
+    ids = ids_of(lo);
+    *kept = utf8_prefix(whole, lo).size();
+    return ids;
+  }
+
+  std::vector<Generated> run(const std::vector<std::vector<int32_t>>& prompts,
+                             const std::vector<uint64_t>& seeds) {
+    GenerationOptions g = gen_;
+    g.prompt_seeds = seeds;
+    auto out = generate(model_, prompts, g);
+    for (const auto& r : out) tokens += int64_t(r.ids.size()) + (r.ended_with_eos ? 1 : 0);
+    return out;
+  }
+
+  std::string decode(const std::vector<int32_t>& ids) const { return tok_.decode(ids); }
+  Json record(const SynthPrompt& p) const {
+    Json j{{"prompt", p.name},
+           {"prompt_xxh64", p.xxh64},
+           {"model", dir_},
+           {"model_xxh64", model_xxh64_},
+           {"tokenizer_xxh64", tok_.checksum()}};
+    if (!chat_.text.empty())
+      j["chat_template"] = chat_.name, j["chat_template_xxh64"] = chat_.xxh64;
+    return j;
+  }
+  Json settings() const {
+    return {{"model", std::filesystem::absolute(dir_).string()},
+            {"model_xxh64", model_xxh64_},
+            {"tokenizer_xxh64", tok_.checksum()},
+            {"chat_template_xxh64", chat_.xxh64},
+            {"max_new_tokens", gen_.max_new_tokens},
+            {"do_sample", gen_.do_sample},
+            {"temperature", gen_.temperature},
+            {"top_k", gen_.top_k},
+            {"top_p", gen_.top_p},
+            {"seed", gen_.seed}};
+  }
+  uint64_t seed() const { return gen_.seed; }
+  int64_t tokens = 0;
+
+ private:
+  Tokenizer tok_;
+  LlamaForCausalLM model_{nullptr};
+  std::string dir_, model_xxh64_;
+  GenerationOptions gen_;
+  SynthPrompt chat_;
+  int64_t budget_ = 0;
+};
+
+// Seed streams of a line (cli/sharded_job.h line_seed): sampling is stream 0, as in generate.
+constexpr uint64_t kTaskStream = 1, kExampleStream = 2;
+
+// The questions stage's state: the tasks and the pool of questions made so far, per task.
+struct Bootstrap {
+  std::vector<SynthTask> tasks;
+  std::string tasks_xxh64;
+  std::vector<std::vector<std::string>> pool;
+  size_t task_of(const Row& r, uint64_t seed, size_t line) const {
+    if (r.rec.task.empty())
+      return SynthRng(line_seed(seed, int64_t(line), kTaskStream)).below(tasks.size());
+    for (size_t t = 0; t < tasks.size(); ++t)
+      if (tasks[t].name == r.rec.task) return t;
+    ASC_FAIL("{}: task '{}' is none of the tasks file's ({})", r.where, r.rec.task, tasks.size());
+  }
+};
+
+// One line's prompt, ready for the model, and what its output row records about it.
+struct Prepared {
+  std::vector<int32_t> ids;
+  std::string text;
+  Json meta;
+};
+
+Prepared prepare(const Opts& o, const Stage& st, const Row& r, size_t line, const SynthPrompt& p,
+                 const Synthesizer& s, const Bootstrap& b) {
+  std::map<std::string, std::string> values;
+  Prepared out;
+  out.meta = s.record(p);
+  if (st.name == "notes") {
+    values["pmc"] = r.rec.note;
+  } else if (st.name == "questions") {
+    const size_t t = b.task_of(r, s.seed(), line);
+    const auto examples =
+        draw_examples(b.tasks[t], b.pool[t], line_seed(s.seed(), int64_t(line), kExampleStream));
+    values = {{"task", b.tasks[t].name},
+              {"note", r.rec.note},
+              {"samples", fmt::format("{}", fmt::join(examples, "\n"))}};
+    out.meta["task"] = b.tasks[t].name;
+    out.meta["tasks_xxh64"] = b.tasks_xxh64;
+    out.meta["examples"] = examples;
+    out.meta["pool_examples"] = std::min<size_t>(2, b.pool[t].size());
+  } else {
+    values = {{"note", r.rec.note}, {"question", r.rec.question}};
+  }
+  size_t kept = 0;
+  out.ids = s.encode(p, values, st.cut, &kept, &out.text);
+  if (kept < values[st.cut].size())
+    out.meta["input_cut"] = {
+        {"field", st.cut}, {"bytes_kept", kept}, {"bytes", values[st.cut].size()}};
+  if (o.with_prompts) out.meta["prompt_text"] = out.text;
+  return out;
+}
+
+// The output row of one line: the input's fields, the model's text, the stage's record under
+// "synthesis" (a name without "answer": upstream's scorer takes such columns for models), and
+// "_reject" when the row is not kept (cli/sharded_job.h).
+Json output_row(const Opts& o, const Stage& st, const Row& r, size_t line, Prepared p,
+                const Generated& g, const std::string& text) {
+  Json row = r.base;
+  if (p.meta.contains("task")) row["task"] = p.meta["task"];
+  row[st.field] = text;
+  p.meta["finish_reason"] = g.ended_with_eos ? "stop" : "length";
+  if (!row.contains("synthesis") || !row["synthesis"].is_object())
+    row["synthesis"] = Json::object();
+  row["synthesis"][st.field] = p.meta;
+  std::string reason = text.empty() ? "empty" : "";
+  if (reason.empty() && !g.ended_with_eos && !o.keep_unfinished) reason = "length";
+  if (reason.empty() && st.name == "answers" && !o.no_filters)
+    reason = upstream_filter_reason(r.rec.note, r.rec.question, text);
+  if (!reason.empty()) row["_reject"] = reason;
+  row["_line"] = line;
+  return row;
+}
+
+std::string plan_settings(const Opts& o, const Stage& st, const Synthesizer& s,
+                          const SynthPrompt& p, const Bootstrap& b, const std::string& input_xxh64,
+                          size_t rows) {
+  Json j = s.settings();
+  j["stage"] = st.name;
+  j["input_xxh64"] = input_xxh64;
+  j["rows"] = rows;
+  j["prompt_xxh64"] = p.xxh64;
+  j["tasks_xxh64"] = b.tasks_xxh64;
+  j["batch_size"] = o.batch_size;
+  j["wave_size"] = o.wave_size;
+  j["dtype"] = o.dtype;
+  j["keep_unfinished"] = o.keep_unfinished;
+  j["filters"] = !o.no_filters;
+  j["with_prompts"] = o.with_prompts;
+  j["columns"] = o.columns;
+  return j.dump(1);
+}
+
+// This rank's share of a wave of `lines`: batches r, r + N, ... of ceil(lines / batch), and
+// how many lines they hold.
+std::pair<int64_t, int64_t> my_share(size_t lines, int64_t batch, int rank, int world) {
+  std::pair<int64_t, int64_t> share{0, 0};
+  for (int64_t k = rank; k * batch < int64_t(lines); k += world)
+    ++share.first, share.second += std::min<int64_t>(batch, int64_t(lines) - k * batch);
+  return share;
+}
+
+// The questions of a finished wave join the pool, in input order.
+void grow_pool(ShardedJob& job, const std::vector<std::string>& names, Bootstrap& b) {
+  auto lines = job.read(names);
+  std::sort(lines.begin(), lines.end(), [](const Json& x, const Json& y) {
+    return x["_line"].get<size_t>() < y["_line"].get<size_t>();
+  });
+  for (const auto& l : lines) {
+    if (l.contains("_reject")) continue;
+    const std::string task = l["task"].get<std::string>();
+    for (size_t t = 0; t < b.tasks.size(); ++t)
+      if (b.tasks[t].name == task) b.pool[t].push_back(l["question"].get<std::string>());
+  }
+}
+
+// Decodes one batch of a wave and writes it to the parts.
+void run_one_batch(const Opts& o, const Stage& st, const std::vector<Row>& rows,
+                   const std::vector<size_t>& batch, std::vector<Prepared>& prepared, size_t w0,
+                   Synthesizer& s, ShardedJob& job, const std::string& name) {
+  std::vector<std::vector<int32_t>> ps;
+  std::vector<uint64_t> seeds;
+  for (size_t i : batch) {
+    ps.push_back(prepared[i - w0].ids);
+    seeds.push_back(line_seed(s.seed(), int64_t(i)));
+  }
+  const auto gens = s.run(ps, seeds);
+  std::string text;
+  for (size_t j = 0; j < batch.size(); ++j)
+    text +=
+        jsonl_line(output_row(o, st, rows[batch[j]], batch[j], std::move(prepared[batch[j] - w0]),
+                              gens[j], tidy_reply(s.decode(gens[j].ids))));
+  job.write(name, text);
+}
+
+void report(const ShardedJob& job, const Stage& st, std::pair<int64_t, int64_t> counts,
+            const std::vector<std::string>& bad) {
+  std::map<std::string, int64_t> reasons;
+  if (counts.second > 0) {
+    std::istringstream in(read_file(job.rejected_output()));
+    for (std::string l; std::getline(in, l);)
+      ++reasons[Json::parse(l)["reject_reason"].get<std::string>()];
+  }
+  fmt::print(stderr, "wrote {} {} to {}", counts.first, st.name, job.output());
+  if (counts.second > 0) {
+    std::vector<std::string> parts;
+    for (const auto& [k, v] : reasons) parts.push_back(fmt::format("{} {}", v, k));
+    fmt::print(stderr, "; {} rejected ({}) to {}", counts.second, fmt::join(parts, ", "),
+               job.rejected_output());
+  }
+  fmt::print(stderr, "\n");
+  if (!bad.empty()) {
+    fmt::print(stderr, "{} input record(s) skipped:\n", bad.size());
+    for (const auto& m : bad) fmt::print(stderr, "  {}\n", m);
+  }
+}
+
+void run_stage(const Opts& o, const Stage& st, comm::Communicator& comm) {
+  const int rank = comm.rank(), world = comm.size();
+  std::vector<std::string> bad;
+  std::string input_xxh64;
+  const auto rows = read_rows(o, st, &bad, &input_xxh64);
+  ASC_CHECK(!rows.empty() || !bad.empty(), "--input {}: holds no records", o.input);
+  Synthesizer s(o, st);
+  const SynthPrompt prompt = SynthPrompt::resolve(o.prompt, st.name, st.fields, "--prompt");
+  Bootstrap b;
+  if (st.name == "questions") {
+    b.tasks = load_synth_tasks(o.tasks, &b.tasks_xxh64);
+    b.pool.resize(b.tasks.size());
+  }
+  ShardedJob job(o.out, plan_settings(o, st, s, prompt, b, input_xxh64, rows.size()), comm,
+                 o.timeout_s);
+  const size_t wave =
+      st.name == "questions" ? size_t(o.wave_size) : std::max<size_t>(1, rows.size());
+  int64_t units = 0, mine = 0;
+  for (size_t w0 = 0; w0 < rows.size(); w0 += wave) {
+    const size_t n = std::min(rows.size(), w0 + wave) - w0;
+    const auto [k, l] = my_share(n, o.batch_size, rank, world);
+    units += k;
+    mine += l;
+  }
+  Progress progress(rank, world, units, mine);
+  std::vector<std::string> names;
+  for (size_t w0 = 0; w0 < rows.size(); w0 += wave) {
+    const size_t w1 = std::min(rows.size(), w0 + wave);
+    std::vector<Prepared> prepared;
+    std::vector<size_t> lines, length(w1);
+    for (size_t i = w0; i < w1; ++i) {
+      prepared.push_back(prepare(o, st, rows[i], i, prompt, s, b));
+      if (prepared.back().meta.contains("input_cut") && rank == 0)
+        fmt::print(stderr, "warning: {}: {} cut to {} of {} bytes to fit the context\n",
+                   rows[i].where, st.cut,
+                   prepared.back().meta["input_cut"]["bytes_kept"].get<size_t>(),
+                   prepared.back().meta["input_cut"]["bytes"].get<size_t>());
+      length[i] = prepared.back().ids.size();
+      lines.push_back(i);
+    }
+    const auto batches = plan_batches(lines, length, size_t(o.batch_size));
+    std::vector<std::string> wave_names;
+    for (size_t k = 0; k < batches.size(); ++k)
+      wave_names.push_back(wave == rows.size()
+                               ? fmt::format("batch-{:06d}", k)
+                               : fmt::format("wave-{:06d}-batch-{:06d}", w0 / wave, k));
+    for (size_t k = size_t(rank); k < batches.size(); k += size_t(world)) {
+      if (job.done(wave_names[k])) {
+        progress.skip(int64_t(batches[k].size()));
+        continue;
+      }
+      const int64_t before = s.tokens;
+      run_one_batch(o, st, rows, batches[k], prepared, w0, s, job, wave_names[k]);
+      progress.add(int64_t(batches[k].size()), s.tokens - before);
+    }
+    names.insert(names.end(), wave_names.begin(), wave_names.end());
+    if (st.name == "questions" && w1 < rows.size()) {
+      job.wait_for_all();
+      grow_pool(job, wave_names, b);
+    }
+  }
+  const auto counts = job.finish(names, rows.size());
+  if (rank == 0) report(job, st, counts, bad);
+}
+
+void add_stage(CLI::App& parent, const std::string& name, const std::string& help) {
+  auto* cmd = parent.add_subcommand(name, help);
+  auto o = std::make_shared<Opts>();
+  o->gen.temperature = 1.0;  // upstream's requests
+  cmd->add_option("--input", o->input,
+                  name == "notes" ? "Case reports (.jsonl/.csv; the text in 'patient', as "
+                                    "PMC-Patients, or --column case_report=COL)"
+                                  : "Rows of the previous stage (.jsonl/.csv)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--out", o->out, "Rows as JSON lines (rejected rows: <out>.rejected.jsonl)")
+      ->required();
+  cmd->add_option("--model", o->model, "Run directory, step checkpoint or Hugging Face directory")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  cmd->add_option("--tokenizer", o->tokenizer, "The model's tokenizer (file or directory)")
+      ->required()
+      ->check(CLI::ExistingPath);
+  cmd->add_option("--prompt", o->prompt,
+                  "Prompt: 'upstream' (data/synthesis/" + name + "-upstream.txt) or a file");
+  if (name == "questions") {
+    cmd->add_option("--tasks", o->tasks, "Tasks and their example questions: 'upstream' or a file");
+    cmd->add_option(
+           "--wave-size", o->wave_size,
+           "Lines per wave: a wave's prompts draw examples from the questions of the waves "
+           "before it")
+        ->check(CLI::PositiveNumber);
+  }
+  cmd->add_option(
+      "--chat-template", o->chat,
+      "Wrap each prompt for an instruction-tuned model: none, llama3, mistral or a file "
+      "with {prompt}");
+  cmd->add_option("--column", o->columns, "Column mapping, e.g. note=patient or case_report=text");
+  cmd->add_option("--max-new-tokens", o->max_new_tokens,
+                  fmt::format("Reply length limit (default {})", stage_named(name).max_new_tokens))
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--temperature", o->gen.temperature, "Sampling temperature (upstream: 1)")
+      ->check(CLI::Range(1e-4, 1e4));
+  cmd->add_option("--top-k", o->gen.top_k, "Sample among the k most likely tokens (0: all)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--top-p", o->gen.top_p, "Nucleus sampling mass (1: off)")
+      ->check(CLI::Range(1e-9, 1.0));
+  cmd->add_flag("--greedy", o->greedy, "Take the most likely token instead of sampling");
+  cmd->add_option("--seed", o->gen.seed, "Seed of sampling, task and example draws");
+  cmd->add_flag("--keep-unfinished", o->keep_unfinished,
+                "Keep rows whose reply hit --max-new-tokens (default: rejected)");
+  if (name == "answers")
+    cmd->add_flag("--no-filters", o->no_filters,
+                  "Keep rows upstream's filter drops (self-references, answers ending in '?')");
+  cmd->add_flag("--with-prompts", o->with_prompts,
+                "Record each filled prompt in the row (synthesis.<field>.prompt_text)");
+  cmd->add_option("--dtype", o->dtype, "Compute dtype")->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->add_option("--batch-size", o->batch_size, "Prompts decoded together")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--threads", o->threads, "CPU threads (0: libtorch's default)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--timeout-s", o->timeout_s,
+                  "Under mpirun: how long ranks wait for a silent rank before stopping")
+      ->check(CLI::Range(1.0, 1e6));
+  cmd->callback([o, name] {
+    check_output_file("--out", o->out, {o->input, o->model, o->tokenizer});
+    check_thread_count(o->threads, "--threads");
+    if (o->threads > 0) torch::set_num_threads(int(o->threads));
+    if (!std::isfinite(o->gen.temperature) || !std::isfinite(o->gen.top_p))
+      ASC_FAIL("--temperature and --top-p must be numbers");
+    auto comm = comm::launched_world_size() > 1 ? comm::make_mpi_communicator(o->timeout_s)
+                                                : comm::make_self_communicator();
+    run_stage(*o, stage_named(name), *comm);
+  });
+}
+
+}  // namespace
+
+void add_synthesize(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "synthesize",
+      "Upstream's data pipeline with a local model: case reports -> notes -> questions -> answers");
+  cmd->require_subcommand(1);
+  add_stage(*cmd, "notes", "Rewrite case reports as discharge summaries (upstream's note prompt)");
+  add_stage(*cmd, "questions",
+            "A question per note for one of the 8 tasks, with upstream's bootstrapped examples");
+  add_stage(*cmd, "answers", "Answer each question from its note (upstream's answer prompt)");
+}
+
+}  // namespace asc::cli
