@@ -15,6 +15,7 @@
 #include <random>
 #include <set>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 
 #include <nlohmann/json.hpp>
@@ -22,6 +23,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/strings.h"
+#include "data/note_ids.h"
 #include "data/tokenizer.h"
 
 namespace asc {
@@ -125,6 +127,30 @@ void write_dataset(hid_t file, const char* name, hid_t file_type, hid_t mem_type
   H5_CHECK(H5Dclose(d), path, std::string("close (and write) dataset ") + name);
   H5Pclose(dcpl);
   H5Sclose(space);
+}
+
+// A dataset of variable-length UTF-8 strings (note ids), chunked; h5py reads it as bytes.
+void write_strings(hid_t file, const char* name, const std::vector<std::string>& v,
+                   const std::string& path) {
+  const hsize_t n = v.size();
+  std::vector<const char*> ptrs;
+  for (const auto& s : v) ptrs.push_back(s.c_str());
+  hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, H5T_VARIABLE);
+  H5Tset_cset(type, H5T_CSET_UTF8);
+  hid_t space = H5Screate_simple(1, &n, nullptr);
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  const hsize_t chunk = std::max<hsize_t>(1, std::min<hsize_t>(n, 1 << 14));
+  H5Pset_chunk(dcpl, 1, &chunk);
+  hid_t d = H5_CHECK(H5Dcreate2(file, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT), path,
+                     std::string("create dataset ") + name);
+  if (n > 0)
+    H5_CHECK(H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()), path,
+             std::string("write dataset ") + name);
+  H5_CHECK(H5Dclose(d), path, std::string("close (and write) dataset ") + name);
+  H5Pclose(dcpl);
+  H5Sclose(space);
+  H5Tclose(type);
 }
 
 // Runs fn(i) for i in [0, n) on `threads` threads, in contiguous blocks; rethrows the first error.
@@ -247,61 +273,96 @@ InstructExample tokenize_instruct(const NoteRecord& r, const Tokenizer& tok,
   e.ids = std::move(full);
   return e;
 }
-}  // namespace
-
-CorpusBuildReport build_corpus(const CorpusBuildOptions& o) {
-  quiet_hdf5();
-  const auto t0 = std::chrono::steady_clock::now();
-  if (o.stage != "pretrain" && o.stage != "instruct")
-    ASC_FAIL("corpus build: --stage must be pretrain or instruct, got '{}'", o.stage);
-  if (o.inputs.empty()) ASC_FAIL("corpus build: no --input files");
-  Tokenizer tok(o.tokenizer);
-  const PromptTemplate prompt = PromptTemplate::resolve(o.prompt_template, "--prompt-template");
-  CorpusBuildReport rep;
-
-  // 1. Records, and the source files' checksums for provenance.
+// The records of every input, each with its file (for stable ids), and the files' checksums.
+struct Inputs {
   std::vector<NoteRecord> records;
+  std::vector<std::string> files;  // files[i]: the input records[i] came from
   nlohmann::json sources = nlohmann::json::array();
+};
+
+Inputs read_inputs(const CorpusBuildOptions& o, CorpusBuildReport* rep) {
+  Inputs in;
   IngestOptions ingest = o.ingest;
   ingest.require_qa = o.stage == "instruct";
-  for (const auto& in : o.inputs) {
+  for (const auto& path : o.inputs) {
     IngestReport ir;
-    const std::string bytes = read_file(in);  // once: the checksum is of the bytes parsed
-    auto r = parse_note_records(bytes, note_format_of(in), in, ingest, &ir);
-    rep.skipped += ir.skipped;
-    sources.push_back(
-        {{"path", in}, {"bytes", bytes.size()}, {"xxh64", xxh64_hex(bytes.data(), bytes.size())}});
-    std::move(r.begin(), r.end(), std::back_inserter(records));
+    const std::string bytes = read_file(path);  // once: the checksum is of the bytes parsed
+    auto r = parse_note_records(bytes, note_format_of(path), path, ingest, &ir);
+    rep->skipped += ir.skipped;
+    in.sources.push_back({{"path", path},
+                          {"bytes", bytes.size()},
+                          {"xxh64", xxh64_hex(bytes.data(), bytes.size())}});
+    in.files.insert(in.files.end(), r.size(), path);
+    std::move(r.begin(), r.end(), std::back_inserter(in.records));
   }
-  rep.records = int64_t(records.size());
+  rep->records = int64_t(in.records.size());
+  if (o.exclude.empty()) return in;
+  const ExclusionReport ex = exclude_records(&in.records, &in.files, read_id_list(o.exclude));
+  rep->excluded = ex.excluded;
+  rep->unknown_excludes = ex.unknown;
+  if (!ex.unknown.empty() && !o.exclude_allow_unknown)
+    ASC_FAIL_HINT(
+        "check the ids (a record without an id column is FILE:RECORD, e.g. notes.csv:17), or "
+        "pass --exclude-allow-unknown to build anyway",
+        "corpus build --exclude {}: {} of its ids match no record of the inputs: {}{}", o.exclude,
+        ex.unknown.size(),
+        fmt::join(ex.unknown.begin(),
+                  ex.unknown.begin() + long(std::min<size_t>(5, ex.unknown.size())), ", "),
+        ex.unknown.size() > 5 ? ", ..." : "");
+  return in;
+}
 
-  auto since = [&t0] {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  };
-  rep.read_seconds = since();
-  // 2. Documents to tokenise: distinct notes (shuffled) for pretraining, every triple otherwise.
+// The documents to tokenise: distinct notes (shuffled) for pretraining, every kept triple
+// otherwise; a pretrain note's later duplicates are kept as aliases of its first record.
+struct Selection {
   std::vector<const NoteRecord*> docs;
-  if (o.stage == "pretrain") {
-    std::unordered_set<std::string> seen;
-    for (const auto& r : records)  // distinct as tokenised: after stripping newlines
-      if (seen.insert(strip_newlines(r.note)).second)
-        docs.push_back(&r);
-      else
-        ++rep.duplicates;
-    std::mt19937_64 rng(o.seed);
-    for (int64_t i = int64_t(docs.size()) - 1; i > 0; --i)
-      std::swap(docs[size_t(i)], docs[size_t(rng() % uint64_t(i + 1))]);
-  } else {
-    for (const auto& r : records) {
-      const UpstreamFilter f = o.upstream_filters ? upstream_filter(r) : UpstreamFilter::kKeep;
-      rep.filtered_self_reference += f == UpstreamFilter::kSelfReference;
-      rep.filtered_question_answer += f == UpstreamFilter::kQuestionAnswer;
-      if (f == UpstreamFilter::kKeep) docs.push_back(&r);
-    }
-  }
-  if (docs.empty()) ASC_FAIL("corpus build: no usable records in {}", fmt::join(o.inputs, ", "));
+  std::vector<std::pair<size_t, const NoteRecord*>> aliases;  // (record index, first record)
+};
 
-  // 3. Tokenise on every core.
+Selection select_docs(const CorpusBuildOptions& o, const Inputs& in, CorpusBuildReport* rep) {
+  Selection s;
+  if (o.stage == "pretrain") {
+    std::unordered_map<std::string, const NoteRecord*> first;
+    for (size_t i = 0; i < in.records.size(); ++i) {  // distinct as tokenised
+      const NoteRecord& r = in.records[i];
+      auto [it, fresh] = first.emplace(strip_newlines(r.note), &r);
+      if (fresh) {
+        s.docs.push_back(&r);
+      } else {
+        ++rep->duplicates;
+        s.aliases.emplace_back(i, it->second);
+      }
+    }
+    std::mt19937_64 rng(o.seed);
+    for (int64_t i = int64_t(s.docs.size()) - 1; i > 0; --i)
+      std::swap(s.docs[size_t(i)], s.docs[size_t(rng() % uint64_t(i + 1))]);
+    return s;
+  }
+  for (const auto& r : in.records) {
+    const UpstreamFilter f = o.upstream_filters ? upstream_filter(r) : UpstreamFilter::kKeep;
+    rep->filtered_self_reference += f == UpstreamFilter::kSelfReference;
+    rep->filtered_question_answer += f == UpstreamFilter::kQuestionAnswer;
+    if (f == UpstreamFilter::kKeep) s.docs.push_back(&r);
+  }
+  return s;
+}
+
+// What the file holds: the token stream and, per document, its offsets, id and content hash.
+struct CorpusData {
+  std::vector<int32_t> tokens;
+  std::vector<uint8_t> mask;
+  std::vector<int64_t> offsets = {0};
+  std::vector<std::string> note_ids, alias_ids;
+  std::vector<uint64_t> note_hashes;
+  std::vector<int64_t> alias_of;  // the document each alias names
+  std::string fingerprint;
+};
+
+// Tokenises every document on every core and concatenates them (dropping those too long).
+CorpusData tokenize_docs(const CorpusBuildOptions& o, const Inputs& in, const Selection& sel,
+                         const Tokenizer& tok, const PromptTemplate& prompt,
+                         CorpusBuildReport* rep) {
+  const auto& docs = sel.docs;
   std::vector<std::vector<int32_t>> ids(docs.size());
   std::vector<std::vector<uint8_t>> masks(o.stage == "instruct" ? docs.size() : 0);
   std::vector<uint8_t> truncated(docs.size(), 0), dropped(docs.size(), 0);
@@ -319,62 +380,96 @@ CorpusBuildReport build_corpus(const CorpusBuildOptions& o) {
     truncated[size_t(i)] = e.truncated;
     dropped[size_t(i)] = e.dropped;
   });
-
-  rep.tokenize_seconds = since() - rep.read_seconds;
-  // 4. Concatenate; offsets per document.
-  std::vector<int32_t> tokens;
-  std::vector<uint8_t> mask;
-  std::vector<int64_t> offsets = {0};
+  CorpusData d;
+  auto file_of = [&](const NoteRecord* r) { return in.files[size_t(r - in.records.data())]; };
+  std::unordered_map<const NoteRecord*, int64_t> doc_of;
   for (size_t i = 0; i < docs.size(); ++i) {
     if (dropped[i]) {
-      ++rep.dropped_too_long;
+      ++rep->dropped_too_long;
       continue;
     }
-    rep.truncated += truncated[i];
-    tokens.insert(tokens.end(), ids[i].begin(), ids[i].end());
-    if (!masks.empty()) mask.insert(mask.end(), masks[i].begin(), masks[i].end());
-    offsets.push_back(int64_t(tokens.size()));
+    rep->truncated += truncated[i];
+    d.tokens.insert(d.tokens.end(), ids[i].begin(), ids[i].end());
+    if (!masks.empty()) d.mask.insert(d.mask.end(), masks[i].begin(), masks[i].end());
+    doc_of[docs[i]] = int64_t(d.offsets.size()) - 1;
+    d.offsets.push_back(int64_t(d.tokens.size()));
+    d.note_ids.push_back(effective_note_id(*docs[i], file_of(docs[i])));
+    d.note_hashes.push_back(note_content_xxh64(docs[i]->note));
   }
-  rep.docs = int64_t(offsets.size()) - 1;
-  rep.tokens = int64_t(tokens.size());
-  if (rep.docs == 0)
-    ASC_FAIL_HINT("raise --max-len above the prompt's length (2048 is the Asclepius setting)",
-                  "corpus build: all {} examples were longer than --max-len {} even with the note "
-                  "removed; nothing to write",
-                  rep.dropped_too_long, o.max_len);
+  for (const auto& [record, first] : sel.aliases) {
+    d.alias_ids.push_back(effective_note_id(in.records[record], in.files[record]));
+    d.alias_of.push_back(doc_of.at(first));
+  }
+  rep->docs = int64_t(d.offsets.size()) - 1;
+  rep->tokens = int64_t(d.tokens.size());
+  return d;
+}
 
-  // 5. Write to a temporary file, then rename: a reader never sees a half-written corpus.
+// The corpus's identity for provenance: its documents' offsets, ids and content hashes, and the
+// tokenizer (a run records it; provenance refuses a corpus that no longer matches).
+std::string corpus_fingerprint(const CorpusData& d, const std::string& tokenizer_checksum) {
+  std::string buf(reinterpret_cast<const char*>(d.offsets.data()),
+                  d.offsets.size() * sizeof(int64_t));
+  buf.append(reinterpret_cast<const char*>(d.note_hashes.data()),
+             d.note_hashes.size() * sizeof(uint64_t));
+  for (const auto& id : d.note_ids) buf += id + '\n';
+  buf += tokenizer_checksum;
+  return xxh64_hex(buf.data(), buf.size());
+}
+
+void write_provenance_datasets(hid_t f, const CorpusData& d, const CorpusBuildReport& rep,
+                               const std::string& tmp) {
+  write_strings(f, "note_ids", d.note_ids, tmp);
+  write_dataset(f, "note_xxh64", H5T_STD_U64LE, H5T_NATIVE_UINT64, d.note_hashes, tmp);
+  write_strings(f, "alias_ids", d.alias_ids, tmp);
+  write_dataset(f, "alias_doc", H5T_STD_I64LE, H5T_NATIVE_INT64, d.alias_of, tmp);
+  write_attr_str(f, "note_id_rule", kNoteIdRule, tmp);
+  write_attr_str(f, "fingerprint", d.fingerprint, tmp);
+  write_attr_i64(f, "excluded", rep.excluded, tmp);
+}
+
+void write_attributes(hid_t f, const CorpusBuildOptions& o, const Tokenizer& tok,
+                      const PromptTemplate& prompt, const CorpusBuildReport& rep,
+                      const nlohmann::json& sources, const std::string& tmp) {
+  write_attr_i64(f, "schema_version", kCorpusSchemaVersion, tmp);
+  write_attr_str(f, "stage", o.stage, tmp);
+  write_attr_str(f, "tokenizer_xxh64", tok.checksum(), tmp);
+  write_attr_i64(f, "vocab_size", tok.vocab_size(), tmp);
+  write_attr_i64(f, "bos_id", tok.bos_id(), tmp);
+  write_attr_i64(f, "eos_id", tok.eos_id(), tmp);
+  write_attr_i64(f, "pad_id", tok.pad_id(), tmp);
+  write_attr_i64(f, "unk_id", tok.unk_id(), tmp);
+  write_attr_i64(f, "num_docs", rep.docs, tmp);
+  write_attr_i64(f, "num_tokens", rep.tokens, tmp);
+  write_attr_i64(f, "truncated", rep.truncated, tmp);
+  write_attr_i64(f, "max_len", o.stage == "instruct" ? o.max_len : 0, tmp);
+  if (o.stage == "instruct") {
+    write_attr_str(f, "prompt_template", prompt.name, tmp);
+    write_attr_str(f, "prompt_template_xxh64", prompt.xxh64, tmp);
+    write_attr_str(f, "prompt_template_text", prompt.text, tmp);
+    write_attr_i64(f, "upstream_compat", o.upstream_compat ? 1 : 0, tmp);
+    write_attr_i64(f, "upstream_filters", o.upstream_filters ? 1 : 0, tmp);
+    write_attr_i64(f, "filtered_self_reference", rep.filtered_self_reference, tmp);
+    write_attr_i64(f, "filtered_question_answer", rep.filtered_question_answer, tmp);
+  }
+  write_attr_str(f, "sources", sources.dump(), tmp);
+}
+
+// Writes to a temporary file, then renames: a reader never sees a half-written corpus.
+void write_corpus_file(const CorpusBuildOptions& o, const Tokenizer& tok,
+                       const PromptTemplate& prompt, const CorpusData& d,
+                       const CorpusBuildReport& rep, const nlohmann::json& sources) {
   const std::string tmp = o.out + ".partial." + std::to_string(::getpid());
   std::filesystem::remove(tmp);
   hid_t f = H5_CHECK(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), tmp,
                      "create the file");
   try {
-    write_dataset(f, "tokens", H5T_STD_I32LE, H5T_NATIVE_INT32, tokens, tmp);
-    write_dataset(f, "doc_offsets", H5T_STD_I64LE, H5T_NATIVE_INT64, offsets, tmp);
+    write_dataset(f, "tokens", H5T_STD_I32LE, H5T_NATIVE_INT32, d.tokens, tmp);
+    write_dataset(f, "doc_offsets", H5T_STD_I64LE, H5T_NATIVE_INT64, d.offsets, tmp);
     if (o.stage == "instruct")
-      write_dataset(f, "loss_mask", H5T_STD_U8LE, H5T_NATIVE_UINT8, mask, tmp);
-    write_attr_i64(f, "schema_version", kCorpusSchemaVersion, tmp);
-    write_attr_str(f, "stage", o.stage, tmp);
-    write_attr_str(f, "tokenizer_xxh64", tok.checksum(), tmp);
-    write_attr_i64(f, "vocab_size", tok.vocab_size(), tmp);
-    write_attr_i64(f, "bos_id", tok.bos_id(), tmp);
-    write_attr_i64(f, "eos_id", tok.eos_id(), tmp);
-    write_attr_i64(f, "pad_id", tok.pad_id(), tmp);
-    write_attr_i64(f, "unk_id", tok.unk_id(), tmp);
-    write_attr_i64(f, "num_docs", rep.docs, tmp);
-    write_attr_i64(f, "num_tokens", rep.tokens, tmp);
-    write_attr_i64(f, "truncated", rep.truncated, tmp);
-    write_attr_i64(f, "max_len", o.stage == "instruct" ? o.max_len : 0, tmp);
-    if (o.stage == "instruct") {
-      write_attr_str(f, "prompt_template", prompt.name, tmp);
-      write_attr_str(f, "prompt_template_xxh64", prompt.xxh64, tmp);
-      write_attr_str(f, "prompt_template_text", prompt.text, tmp);
-      write_attr_i64(f, "upstream_compat", o.upstream_compat ? 1 : 0, tmp);
-      write_attr_i64(f, "upstream_filters", o.upstream_filters ? 1 : 0, tmp);
-      write_attr_i64(f, "filtered_self_reference", rep.filtered_self_reference, tmp);
-      write_attr_i64(f, "filtered_question_answer", rep.filtered_question_answer, tmp);
-    }
-    write_attr_str(f, "sources", sources.dump(), tmp);
+      write_dataset(f, "loss_mask", H5T_STD_U8LE, H5T_NATIVE_UINT8, d.mask, tmp);
+    write_provenance_datasets(f, d, rep, tmp);
+    write_attributes(f, o, tok, prompt, rep, sources, tmp);
     H5_CHECK(H5Fflush(f, H5F_SCOPE_GLOBAL), tmp, "flush");
   } catch (...) {
     H5Fclose(f);
@@ -397,6 +492,36 @@ CorpusBuildReport build_corpus(const CorpusBuildOptions& o) {
   std::filesystem::rename(tmp, o.out);
   auto parent = std::filesystem::path(o.out).parent_path();
   fsync_dir(parent.empty() ? "." : parent.string());
+}
+}  // namespace
+
+CorpusBuildReport build_corpus(const CorpusBuildOptions& o) {
+  quiet_hdf5();
+  const auto t0 = std::chrono::steady_clock::now();
+  if (o.stage != "pretrain" && o.stage != "instruct")
+    ASC_FAIL("corpus build: --stage must be pretrain or instruct, got '{}'", o.stage);
+  if (o.inputs.empty()) ASC_FAIL("corpus build: no --input files");
+  Tokenizer tok(o.tokenizer);
+  const PromptTemplate prompt = PromptTemplate::resolve(o.prompt_template, "--prompt-template");
+  CorpusBuildReport rep;
+  auto since = [&t0] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+
+  const Inputs in = read_inputs(o, &rep);  // 1. records (less the excluded), sources' checksums
+  rep.read_seconds = since();
+  const Selection sel = select_docs(o, in, &rep);  // 2. the documents
+  if (sel.docs.empty())
+    ASC_FAIL("corpus build: no usable records in {}", fmt::join(o.inputs, ", "));
+  CorpusData data = tokenize_docs(o, in, sel, tok, prompt, &rep);  // 3. tokenised, concatenated
+  rep.tokenize_seconds = since() - rep.read_seconds;
+  if (rep.docs == 0)
+    ASC_FAIL_HINT("raise --max-len above the prompt's length (2048 is the Asclepius setting)",
+                  "corpus build: all {} examples were longer than --max-len {} even with the note "
+                  "removed; nothing to write",
+                  rep.dropped_too_long, o.max_len);
+  data.fingerprint = corpus_fingerprint(data, tok.checksum());
+  write_corpus_file(o, tok, prompt, data, rep, in.sources);  // 4. written atomically
   rep.seconds = since();
   rep.write_seconds = rep.seconds - rep.read_seconds - rep.tokenize_seconds;
   return rep;
@@ -435,6 +560,12 @@ Corpus::Corpus(const std::string& path) : path_(path) {
       const PromptTemplate t = PromptTemplate::builtin(kDefaultPrompt);
       info_.prompt_template_xxh64 = t.xxh64;
       info_.prompt_template_text = t.text;
+    }
+    info_.has_note_ids = H5Lexists(file_, "note_ids", H5P_DEFAULT) > 0;
+    if (info_.has_note_ids) {
+      info_.note_id_rule = read_attr_str(file_, "note_id_rule", path);
+      info_.fingerprint = read_attr_str(file_, "fingerprint", path);
+      info_.excluded = read_attr_i64(file_, "excluded", path);
     }
     if (info_.num_docs < 1 || info_.num_tokens < 1)
       ASC_FAIL("{}: the corpus is empty (num_docs {}, num_tokens {})", path, info_.num_docs,
@@ -512,6 +643,86 @@ void Corpus::read_tokens(int64_t begin, int64_t count, int32_t* out) const {
 void Corpus::read_loss_mask(int64_t begin, int64_t count, uint8_t* out) const {
   if (mask_ < 0) ASC_FAIL("{}: a {} corpus has no loss_mask", path_, info_.stage);
   read_range(mask_, begin, count, H5T_NATIVE_UINT8, out, info_.num_tokens, path_, "loss_mask");
+}
+
+namespace {
+hid_t open_1d(int64_t file, const char* name, int64_t expect, const std::string& path) {
+  if (H5Lexists(file, name, H5P_DEFAULT) <= 0)
+    ASC_FAIL("{}: not a corpus with note ids: dataset '{}' is missing", path, name);
+  hid_t d = H5_CHECK(H5Dopen2(file, name, H5P_DEFAULT), path, std::string("open dataset ") + name);
+  hid_t s = H5Dget_space(d);
+  hsize_t n = 0;
+  const int rank = H5Sget_simple_extent_ndims(s);
+  if (rank == 1) H5Sget_simple_extent_dims(s, &n, nullptr);
+  H5Sclose(s);
+  if (rank != 1 || (expect >= 0 && int64_t(n) != expect)) {
+    H5Dclose(d);
+    ASC_FAIL("{}: dataset '{}' holds {} entries, {} expected", path, name, int64_t(n), expect);
+  }
+  return d;
+}
+
+int64_t dataset_size(hid_t d) {
+  hid_t s = H5Dget_space(d);
+  hsize_t n = 0;
+  H5Sget_simple_extent_dims(s, &n, nullptr);
+  H5Sclose(s);
+  return int64_t(n);
+}
+
+std::vector<std::string> read_strings(int64_t file, const char* name, int64_t expect,
+                                      const std::string& path) {
+  hid_t d = open_1d(file, name, expect, path);
+  const int64_t n = dataset_size(d);
+  std::vector<char*> ptrs(size_t(n), nullptr);
+  hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, H5T_VARIABLE);
+  H5Tset_cset(type, H5T_CSET_UTF8);
+  herr_t r = n > 0 ? H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()) : 0;
+  std::vector<std::string> out;
+  for (char* p : ptrs) out.emplace_back(p ? p : "");
+  if (r >= 0 && n > 0) {
+    hid_t space = H5Dget_space(d);
+    H5Dvlen_reclaim(type, space, H5P_DEFAULT, ptrs.data());
+    H5Sclose(space);
+  }
+  H5Tclose(type);
+  H5Dclose(d);
+  H5_CHECK(r, path, std::string("read dataset ") + name);
+  return out;
+}
+
+template <class T>
+std::vector<T> read_numbers(int64_t file, const char* name, hid_t mem_type, int64_t expect,
+                            const std::string& path) {
+  hid_t d = open_1d(file, name, expect, path);
+  std::vector<T> out(size_t(dataset_size(d)));
+  herr_t r = out.empty() ? 0 : H5Dread(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data());
+  H5Dclose(d);
+  H5_CHECK(r, path, std::string("read dataset ") + name + " (checksum mismatch: corrupted?)");
+  return out;
+}
+}  // namespace
+
+NoteIndex Corpus::read_note_index() const {
+  quiet_hdf5();
+  if (!info_.has_note_ids)
+    ASC_FAIL_HINT(
+        "rebuild it with `asclepius corpus build` (the same inputs, --seed and "
+        "tokenizer give the same documents, now with their ids) and train on that",
+        "{}: the corpus holds no note ids (it was built before `corpus build` recorded "
+        "them), so which notes trained which steps cannot be named",
+        path_);
+  NoteIndex x;
+  x.ids = read_strings(file_, "note_ids", info_.num_docs, path_);
+  x.xxh64 = read_numbers<uint64_t>(file_, "note_xxh64", H5T_NATIVE_UINT64, info_.num_docs, path_);
+  x.alias_ids = read_strings(file_, "alias_ids", -1, path_);
+  x.alias_doc = read_numbers<int64_t>(file_, "alias_doc", H5T_NATIVE_INT64,
+                                      int64_t(x.alias_ids.size()), path_);
+  for (int64_t d : x.alias_doc)
+    if (d < 0 || d >= info_.num_docs)
+      ASC_FAIL("{}: alias_doc names document {} of {}", path_, d, info_.num_docs);
+  return x;
 }
 
 void Corpus::verify() const {

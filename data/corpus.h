@@ -46,11 +46,17 @@ struct CorpusBuildOptions {
   int64_t max_len = 2048;  // instruct: longer examples keep the answer, truncate the note
   uint64_t seed = 0;       // pretrain: note order
   int threads = 0;         // 0 = all cores
+  // A file of note ids (data/note_ids.h) whose records are left out. An id that matches no
+  // record is refused unless exclude_allow_unknown (then only reported).
+  std::string exclude;
+  bool exclude_allow_unknown = false;
 };
 
 struct CorpusBuildReport {
   int64_t records = 0, skipped = 0, duplicates = 0, docs = 0, tokens = 0, truncated = 0,
-          dropped_too_long = 0, filtered_self_reference = 0, filtered_question_answer = 0;
+          dropped_too_long = 0, filtered_self_reference = 0, filtered_question_answer = 0,
+          excluded = 0;
+  std::vector<std::string> unknown_excludes;  // --exclude ids that matched no record
   double seconds = 0, read_seconds = 0, tokenize_seconds = 0, write_seconds = 0;
 };
 
@@ -65,6 +71,21 @@ struct CorpusInfo {
   // these attributes existed were built with the default template and without compat.
   std::string prompt_template = kDefaultPrompt, prompt_template_xxh64, prompt_template_text;
   bool upstream_compat = false;
+  // Provenance (docs/provenance.md): whether the corpus holds note ids and content hashes (not
+  // before they were added), how the ids were made, and the corpus's fingerprint (XXH64 of its
+  // documents' offsets, content hashes, ids and the tokenizer's checksum).
+  bool has_note_ids = false;
+  std::string note_id_rule, fingerprint;
+  int64_t excluded = 0;  // records left out by --exclude
+};
+
+// Per document: the note's id and content hash; pretrain duplicates of a note (same text, later
+// record) as aliases naming the document that holds it.
+struct NoteIndex {
+  std::vector<std::string> ids;
+  std::vector<uint64_t> xxh64;
+  std::vector<std::string> alias_ids;
+  std::vector<int64_t> alias_doc;
 };
 
 class Corpus {
@@ -86,6 +107,9 @@ class Corpus {
   int64_t num_windows(int64_t seq_len) const { return info_.num_tokens / seq_len; }
   // Every token read once: each id in [0, vocab_size); throws naming the first bad position.
   void check_token_ids(int64_t vocab_size) const;
+  // The note ids and content hashes; throws (naming the file and how to rebuild) for a corpus
+  // built before they were recorded.
+  NoteIndex read_note_index() const;
   // Everything a reader may read, read once: every chunk's checksum, token ids within the
   // corpus's vocabulary, loss-mask values 0 or 1 (corpus inspect; train checks the ids too).
   void verify() const;

@@ -64,6 +64,13 @@ std::vector<int64_t> ShardedSampler::next_local_batch() {
   return out;
 }
 
+StepPlace step_place(int64_t step, int64_t num_samples, int64_t global_batch) {
+  ASC_CHECK(step >= 1 && global_batch >= 1 && num_samples >= global_batch,
+            "step {} of {} samples in global batches of {}", step, num_samples, global_batch);
+  const int64_t spe = num_samples / global_batch;
+  return {(step - 1) / spe, ((step - 1) % spe) * global_batch};
+}
+
 void ShardedSampler::restore(const DataState& s) {
   if (s.epoch < 0 || s.cursor < 0 || s.cursor % global_ != 0 ||
       s.cursor > steps_per_epoch() * global_)

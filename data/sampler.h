@@ -24,6 +24,16 @@ struct DataState {
   bool operator==(const DataState& o) const { return epoch == o.epoch && cursor == o.cursor; }
 };
 
+// Where loop step `step` (1-based) reads, with `num_samples` samples in global batches of
+// `global_batch`: entries [begin, begin + global_batch) of epoch_order(num_samples, seed, epoch),
+// with epoch = (step - 1) / steps_per_epoch and begin = ((step - 1) % steps_per_epoch) *
+// global_batch. What ShardedSampler hands out, as a formula (a resume starts there, provenance
+// recomputes a step's samples from it); the same for every world size.
+struct StepPlace {
+  int64_t epoch = 0, begin = 0;
+};
+StepPlace step_place(int64_t step, int64_t num_samples, int64_t global_batch);
+
 class ShardedSampler {
  public:
   // On rank 0, `coordinator_setup` validates the corpus and returns the number of samples; it may

@@ -1,6 +1,8 @@
 #include "batches.h"
 
 #include <chrono>
+#include <cstdlib>
+#include <fstream>
 
 #include <ATen/ATen.h>
 
@@ -28,16 +30,18 @@ class SampledBatches : public Batches {
         seed_(uint64_t(r.train.seed)),
         channel_(r.world_size > 1 ? &comm::mpi_world_channel() : &local_) {}
   int64_t steps_per_epoch() const override { return sampler_->steps_per_epoch(); }
-  void start_at(int64_t step) override {
-    const int64_t spe = sampler_->steps_per_epoch();
-    sampler_->restore({step / spe, (step % spe) * global_});
+  void start_at(int64_t step) override {  // the next batch is that of loop step `step + 1`
+    const StepPlace at = step_place(step + 1, sampler_->num_samples(), global_);
+    sampler_->restore({at.epoch, at.begin});
     next_step_ = step;
   }
   GlobalBatch global_batch(int64_t step) override {
     ASC_CHECK(step == next_step_, "batches are taken in order: asked for step {}, next is {}", step,
               next_step_);
     ++next_step_;
-    return make(sampler_->next_local_batch());
+    const std::vector<int64_t> ids = sampler_->next_local_batch();
+    if (!trace_.empty()) trace(step + 1, ids);
+    return make(ids);
   }
 
  protected:
@@ -77,6 +81,19 @@ class SampledBatches : public Batches {
   uint64_t seed_;
 
  private:
+  // Test hook ASCLEPIUS_TRACE_SAMPLES=PREFIX: each rank appends "STEP: SAMPLE..." (loop step,
+  // the sample ids it read) to PREFIX.rankR, so tests can compare what was read with what
+  // provenance derives (docs/provenance.md). Changes nothing that is computed.
+  void trace(int64_t step, const std::vector<int64_t>& ids) const {
+    std::ofstream out(fmt::format("{}.rank{}", trace_, channel_->rank()), std::ios::app);
+    out << step << ":";
+    for (int64_t i : ids) out << " " << i;
+    out << "\n";
+  }
+  std::string trace_ = [] {
+    const char* p = std::getenv("ASCLEPIUS_TRACE_SAMPLES");
+    return std::string(p ? p : "");
+  }();
   LocalChannel local_;
   ByteChannel* channel_;
   std::unique_ptr<ShardedSampler> sampler_;

@@ -54,6 +54,11 @@ void add_corpus(CLI::App& app) {
   b->add_flag("--convert-deid", o->ingest.convert_deid,
               "MIMIC de-identification placeholders ([**Last Name**], ...) in notes converted as "
               "upstream's convert_deid_tag.py (Asclepius-R on real notes)");
+  b->add_option("--exclude", o->exclude,
+                "File of note ids (one a line) whose records are left out (docs/provenance.md)")
+      ->check(CLI::ExistingFile);
+  b->add_flag("--exclude-allow-unknown", o->exclude_allow_unknown,
+              "With --exclude: ids that match no record are reported, not refused");
   b->callback([=] {
     std::vector<std::string> inputs = o->inputs;
     inputs.push_back(o->tokenizer);
@@ -84,6 +89,11 @@ void add_corpus(CLI::App& app) {
       std::cout << fmt::format(
           "upstream filters dropped {} rows mentioning a model and {} answers ending with '?'\n",
           rep.filtered_self_reference, rep.filtered_question_answer);
+    if (!o->exclude.empty())
+      std::cout << fmt::format("--exclude {}: {} records excluded; {} ids matched no record{}{}\n",
+                               o->exclude, rep.excluded, rep.unknown_excludes.size(),
+                               rep.unknown_excludes.empty() ? "" : ": ",
+                               fmt::join(rep.unknown_excludes, ", "));
   });
 
   auto path = std::make_shared<std::string>();
@@ -118,6 +128,10 @@ void add_corpus(CLI::App& app) {
                           i.prompt_template, i.prompt_template_xxh64, i.upstream_compat)
             : std::string(),
         i.sources, i.stage == "instruct" ? ", loss-mask values" : "");
+    std::cout << (i.has_note_ids ? fmt::format("  note ids: {}\n  fingerprint {}\n  excluded {}\n",
+                                               i.note_id_rule, i.fingerprint, i.excluded)
+                                 : std::string("  note ids: none (built before they were recorded; "
+                                               "provenance needs them)\n"));
     const int64_t n = std::min<int64_t>(c.doc_offsets()[1], 256);
     std::vector<int32_t> ids(static_cast<size_t>(n));
     c.read_tokens(0, n, ids.data());

@@ -20,6 +20,7 @@ void add_ckpt(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_generate(CLI::App& app);
 void add_judge(CLI::App& app);
+void add_provenance(CLI::App& app);
 
 // export and init: an existing, non-empty output directory is refused, or with `force` cleared
 // of an earlier Hugging Face export's files only (cmd_export.cpp).

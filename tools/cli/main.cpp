@@ -71,6 +71,7 @@ int main(int argc, char** argv) {
   asc::cli::add_eval(app);
   asc::cli::add_generate(app);
   asc::cli::add_judge(app);
+  asc::cli::add_provenance(app);
   asc::cli::add_verify_resume(app);
   try {
     app.parse(argc, argv);

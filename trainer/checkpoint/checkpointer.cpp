@@ -21,6 +21,7 @@
 #include "comm/objects.h"
 #include "common/error.h"
 #include "common/fs.h"
+#include "provenance/provenance.h"
 
 namespace fs = std::filesystem;
 
@@ -101,6 +102,7 @@ int64_t Checkpointer::resume(SavedState& opt, const NamedTensors& params, int64_
     }
   }
   const double t_load = now_s();
+  resumed_dir_ = step_dir;
   CheckpointReader reader(step_dir);
   opt.load_state_from(reader, params);
   if (rank_ == 0)
@@ -120,6 +122,34 @@ void Checkpointer::begin_run(int64_t first_step) {
     }
     // Read once here: no I/O error at a save on one rank only.
     recipe_text_ = read_file(run_dir_ + "/recipe.yaml");
+    // What provenance follows (trainer/provenance/provenance.h): the corpus and the checkpoint
+    // model.init_from started from, recorded in every checkpoint's trainer_state.json.
+    record_provenance(first_step);
+  }
+}
+
+// A fresh run records its corpus and init_from now; a resumed one keeps what its checkpoint
+// recorded (init_from may name a run whose `latest` has moved on since), warning when the corpus
+// is no longer the one recorded.
+void Checkpointer::record_provenance(int64_t first_step) {
+  try {
+    if (first_step > 0) {
+      const auto state = nlohmann::json::parse(read_file(resumed_dir_ + "/trainer_state.json"));
+      provenance_ = state.value("provenance", nlohmann::json());
+    }
+    if (!provenance_.is_object()) {
+      provenance_ = provenance_record(recipe_, recipe_.model.init_from.empty()
+                                                   ? ""
+                                                   : resolve_model_dir(recipe_.model.init_from));
+    } else if (recipe_.data.corpus != "demo" &&
+               provenance_record(recipe_, "")["corpus"] != provenance_["corpus"]) {
+      fmt::print(stderr,
+                 "warning: {} is not the corpus this run started on ({}); `asclepius provenance` "
+                 "will refuse the run\n",
+                 recipe_.data.corpus, provenance_["corpus"].dump());
+    }
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "warning: no provenance record for {}: {}\n", run_dir_, e.what());
   }
 }
 
@@ -132,7 +162,8 @@ ShardedSave Checkpointer::describe(int64_t step, double loss, const SavedState& 
                                  {"loss", std::isfinite(loss) ? nlohmann::json(loss) : nullptr},
                                  {"world_size", r.world_size},
                                  {"parallel_mode", name(r.parallel.mode)},
-                                 {"dtype", name(r.train.dtype)}})
+                                 {"dtype", name(r.train.dtype)},
+                                 {"provenance", provenance_}})
                      .dump() +
                  "\n";
   s.info.samples = step * r.train.global_batch_size, s.info.world_size = r.world_size;

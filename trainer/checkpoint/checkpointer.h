@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "checkpoint/sharded.h"
 #include "comm/communicator.h"
 #include "config/recipe.h"
@@ -69,6 +71,7 @@ class Checkpointer {
   ShardedSave describe(int64_t step, double loss, const SavedState& opt) const;
   void allocate_staging(const std::vector<StateSlice>& mine);
   void commit_pending();
+  void record_provenance(int64_t first_step);
 
   const Recipe& recipe_;
   LlamaConfig config_;
@@ -79,6 +82,8 @@ class Checkpointer {
   std::string run_dir_;
   bool resuming_ = false;
   std::string recipe_text_;           // the run's recipe.yaml, read once by rank 0
+  nlohmann::json provenance_;         // trainer_state.json "provenance" (rank 0)
+  std::string resumed_dir_;           // the checkpoint resume() took
   std::vector<StateSlice> staging_;   // async saves' host copies, allocated (and touched) once
   std::unique_ptr<Pending> pending_;  // the save being written in the background
 };
