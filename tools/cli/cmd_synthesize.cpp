@@ -253,6 +253,10 @@ struct Bootstrap {
       if (tasks[t].name == r.rec.task) return t;
     ASC_FAIL("{}: task '{}' is none of the tasks file's ({})", r.where, r.rec.task, tasks.size());
   }
+  bool has_task(const std::string& name) const {
+    return name.empty() || std::any_of(tasks.begin(), tasks.end(),
+                                       [&](const SynthTask& t) { return t.name == name; });
+  }
 };
 
 // One line's prompt, ready for the model, and what its output row records about it.
@@ -400,15 +404,26 @@ void run_stage(const Opts& o, const Stage& st, comm::Communicator& comm) {
   const int rank = comm.rank(), world = comm.size();
   std::vector<std::string> bad;
   std::string input_xxh64;
-  const auto rows = read_rows(o, st, &bad, &input_xxh64);
-  ASC_CHECK(!rows.empty() || !bad.empty(), "--input {}: holds no records", o.input);
-  Synthesizer s(o, st);
+  // The prompt and tasks are checked before anything else (a missing placeholder is refused at
+  // start, not after the model loaded).
   const SynthPrompt prompt = SynthPrompt::resolve(o.prompt, st.name, st.fields, "--prompt");
   Bootstrap b;
   if (st.name == "questions") {
     b.tasks = load_synth_tasks(o.tasks, &b.tasks_xxh64);
     b.pool.resize(b.tasks.size());
   }
+  auto rows = read_rows(o, st, &bad, &input_xxh64);
+  if (st.name == "questions")  // a task the tasks file does not have: listed, not a crash
+    rows.erase(std::remove_if(rows.begin(), rows.end(),
+                              [&](const Row& r) {
+                                if (b.has_task(r.rec.task)) return false;
+                                bad.push_back(fmt::format("{}: task '{}' is none of {}'s", r.where,
+                                                          r.rec.task, o.tasks));
+                                return true;
+                              }),
+               rows.end());
+  ASC_CHECK(!rows.empty() || !bad.empty(), "--input {}: holds no records", o.input);
+  Synthesizer s(o, st);
   ShardedJob job(o.out, plan_settings(o, st, s, prompt, b, input_xxh64, rows.size()), comm,
                  o.timeout_s);
   const size_t wave =
