@@ -364,6 +364,15 @@ check("answers: released layout (patient_id, note, question, answer, task) with 
       all(k in a0 for k in ("patient_id", "note", "question", "answer", "task"))
       and set(a0["synthesis"]) == {"note", "question", "answer"}
       and [k for k in a0 if "answer" in k] == ["answer"] and a0["case_report"] == cases[a0["patient_id"]])
+with open(f"{work}/deid.jsonl", "w") as f:
+    f.write(json.dumps({"patient_id": "d1", "note": "Seen by Dr. [**Last Name (NamePattern1) 12**] "
+                        "at [**Hospital1 18**].", "question": "Who saw the patient?"}) + "\n")
+run("synthesize", "answers", "--input", f"{work}/deid.jsonl", "--out", f"{work}/deid_a.jsonl",
+    "--max-new-tokens", "4", "--keep-unfinished", "--with-prompts", "--convert-deid", *common)
+d = (rows_of(f"{work}/deid_a.jsonl") + rows_of(f"{work}/deid_a.jsonl.rejected.jsonl"))[0]
+check("answers --convert-deid: MIMIC placeholders converted before prompting (Asclepius-R)",
+      "[**" not in d["synthesis"]["answer"]["prompt_text"] and "[Name]" in d["note"]
+      and d["synthesis"]["answer"]["prompt_text"] == ANSWERS.format(note=d["note"], question=d["question"]))
 p = run("corpus", "build", "--stage", "instruct", "--input", f"{work}/a.jsonl", "--tokenizer",
         f"{work}/tok.model", "--out", f"{work}/c.h5", "--max-len", "1024", ok=False)
 check("answers: corpus build --stage instruct takes the output", p.returncode == 0)

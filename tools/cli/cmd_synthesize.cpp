@@ -63,7 +63,8 @@ struct Opts {
   std::vector<std::string> columns;
   int64_t batch_size = 8, wave_size = 64, threads = 0, max_new_tokens = 0;
   double timeout_s = 600;
-  bool keep_unfinished = false, with_prompts = false, no_filters = false, greedy = false;
+  bool keep_unfinished = false, with_prompts = false, no_filters = false, greedy = false,
+       convert_deid = false;
   GenerationOptions gen;
 };
 
@@ -81,6 +82,7 @@ std::vector<Row> read_rows(const Opts& o, const Stage& st, std::vector<std::stri
                            std::string* input_xxh64) {
   IngestOptions ingest;
   ingest.skip_bad = true;
+  ingest.convert_deid = o.convert_deid;
   if (st.name == "notes") ingest.columns["note"] = "patient";  // PMC-Patients' case report
   for (const auto& c : o.columns) {
     const auto eq = c.find('=');
@@ -333,6 +335,7 @@ std::string plan_settings(const Opts& o, const Stage& st, const Synthesizer& s,
   j["filters"] = !o.no_filters;
   j["with_prompts"] = o.with_prompts;
   j["columns"] = o.columns;
+  j["convert_deid"] = o.convert_deid;
   return j.dump(1);
 }
 
@@ -509,6 +512,9 @@ void add_stage(CLI::App& parent, const std::string& name, const std::string& hel
       "Wrap each prompt for an instruction-tuned model: none, llama3, mistral or a file "
       "with {prompt}");
   cmd->add_option("--column", o->columns, "Column mapping, e.g. note=patient or case_report=text");
+  cmd->add_flag("--convert-deid", o->convert_deid,
+                "Convert MIMIC-style [** ... **] placeholders in the input text as upstream's "
+                "convert_deid_tag.py (real notes, Asclepius-R)");
   cmd->add_option("--max-new-tokens", o->max_new_tokens,
                   fmt::format("Reply length limit (default {})", stage_named(name).max_new_tokens))
       ->check(CLI::PositiveNumber);
