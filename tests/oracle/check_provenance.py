@@ -346,6 +346,16 @@ check("corpus build --exclude leaves those notes out",
       not set(excl) & (set(pe["ids"]) | set(pe["alias"]))
       and set(pe["ids"]) | set(pe["alias"]) == (set(pre["ids"]) | set(pre["alias"])) - set(excl))
 
+# Records without an id column get FILE:RECORD (the 1-based record number of that input).
+with open(w("noid.jsonl"), "w") as f:
+    for r in rows[:12]:
+        f.write(json.dumps({"note": r["note"], "question": r["question"],
+                            "answer": r["answer"]}) + "\n")
+run(BIN, "corpus", "build", "--input", w("noid.jsonl"), "--tokenizer", w("tok.model"), "--stage",
+    "instruct", "--max-len", 1024, "--out", w("noid.h5"))
+check("records without an id: FILE:RECORD",
+      load_corpus(w("noid.h5"))["ids"] == [f"noid.jsonl:{k}" for k in range(1, 13)])
+
 # ---- bad input -----------------------------------------------------------------------------
 expect_error("unknown note", "is in no corpus of run", "provenance", B["run"], "--note", "nope")
 expect_error("step beyond the run", f"has steps 1..{A['last']}", "provenance", A["run"],
