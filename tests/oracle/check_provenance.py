@@ -377,5 +377,19 @@ run(BIN, "train", tiny, *common, *arch, f"data.corpus={w('old.h5')}", "data.seq_
     f"checkpoint.dir={w('C')}")
 expect_error("corpus without note ids", "holds no note ids", "provenance", w("C"), "--step", 1)
 
+# A run recorded before checkpoints carried "provenance": read from its recipe.yaml, unverified.
+shutil.copytree(w("A"), w("A_old"))
+for ts in glob.glob(w("A_old", "step-*", "trainer_state.json")):
+    j = json.load(open(ts))
+    del j["provenance"]
+    json.dump(j, open(ts, "w"))
+got = prov(w("A_old"), "--step", 7)
+check("a run without a record: from its recipe.yaml, marked unverified",
+      not got["verified"] and [n["doc"] for n in got["notes"]] == sorted(step_docs(A, 7)))
+# The corpus rebuilt in place (here: with --exclude) is not the one the run trained on.
+shutil.copy(w("pre_excl.h5"), w("pre.h5"))
+expect_error("a corpus changed since the run", "has changed since the run trained on it",
+             "provenance", B["run"], "--note", excl[0])
+
 print(f"{'FAILED' if fails else 'passed'}: {fails} failures")
 sys.exit(1 if fails else 0)
