@@ -1,4 +1,5 @@
 #include "data/corpus.h"
+#include "data/synthesis.h"
 
 #include <cstdint>
 
@@ -175,45 +176,12 @@ void parallel_for(int64_t n, int threads, F fn) {
 
 }  // namespace
 
-const std::vector<std::string>& upstream_filter_phrases() {
-  static const std::vector<std::string> p = {"ai language",
-                                             "language model",
-                                             "clinical language",
-                                             "recognition model",
-                                             "extraction model",
-                                             "the model",
-                                             "summarization model",
-                                             "clinical model",
-                                             "generation model",
-                                             "ai model",
-                                             "ner model"};
-  return p;
-}
-
 std::string asclepius_prompt(const std::string& note, const std::string& question) {
   static const PromptTemplate t = PromptTemplate::builtin(kDefaultPrompt);
   return t.render(note, question);
 }
 
 namespace {
-enum class UpstreamFilter { kKeep, kSelfReference, kQuestionAnswer };
-
-// Upstream's make_instruction_dataset.py: a row whose note, question or answer mentions a model
-// of itself (any case), or whose answer ends with "?", is dropped.
-UpstreamFilter upstream_filter(const NoteRecord& r) {
-  auto lower = [](std::string s) {
-    for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
-    return s;
-  };
-  const std::string all = lower(r.note) + "\n" + lower(r.question) + "\n" + lower(r.answer);
-  if (std::any_of(upstream_filter_phrases().begin(), upstream_filter_phrases().end(),
-                  [&](const std::string& p) { return all.find(p) != std::string::npos; }))
-    return UpstreamFilter::kSelfReference;
-  const size_t last = r.answer.find_last_not_of(" \t\r\n");
-  if (last != std::string::npos && r.answer[last] == '?') return UpstreamFilter::kQuestionAnswer;
-  return UpstreamFilter::kKeep;
-}
-
 struct InstructExample {
   std::vector<int32_t> ids;
   std::vector<uint8_t> mask;
@@ -339,10 +307,11 @@ Selection select_docs(const CorpusBuildOptions& o, const Inputs& in, CorpusBuild
     return s;
   }
   for (const auto& r : in.records) {
-    const UpstreamFilter f = o.upstream_filters ? upstream_filter(r) : UpstreamFilter::kKeep;
-    rep->filtered_self_reference += f == UpstreamFilter::kSelfReference;
-    rep->filtered_question_answer += f == UpstreamFilter::kQuestionAnswer;
-    if (f == UpstreamFilter::kKeep) s.docs.push_back(&r);
+    const std::string why =
+        o.upstream_filters ? upstream_filter_reason(r.note, r.question, r.answer) : "";
+    rep->filtered_self_reference += why == "self_reference";
+    rep->filtered_question_answer += why == "question_mark";
+    if (why.empty()) s.docs.push_back(&r);
   }
   return s;
 }

@@ -24,8 +24,6 @@ constexpr int kCorpusSchemaVersion = 1;
 // The default prompt template (data/prompts/asclepius.txt) with note and question substituted
 // (leading/trailing newlines of both stripped first); the answer follows it directly.
 std::string asclepius_prompt(const std::string& note, const std::string& question);
-// The phrases of upstream's answer filter (make_instruction_dataset.py), lower case.
-const std::vector<std::string>& upstream_filter_phrases();
 
 struct CorpusBuildOptions {
   std::vector<std::string> inputs;  // .csv / .jsonl / .json
@@ -40,7 +38,7 @@ struct CorpusBuildOptions {
   bool upstream_compat = false;
   // Instruct: upstream's answer filters (make_instruction_dataset.py): drop rows whose note,
   // question or answer mention a model of themselves ("AI language", "language model", ...,
-  // case-insensitive: upstream_filter_phrases()) and rows whose answer ends with "?".
+  // case-insensitive: data/synthesis.h upstream_filter_reason) and rows whose answer ends with "?".
   bool upstream_filters = false;
   std::string out;         // corpus.h5 (written atomically)
   int64_t max_len = 2048;  // instruct: longer examples keep the answer, truncate the note
