@@ -23,6 +23,7 @@
 #include "cli/commands.h"
 #include "cli/output_path.h"
 #include "cli/sharded_job.h"
+#include "cli/text_generator.h"
 #include "comm/communicator.h"
 #include "common/error.h"
 #include "common/fs.h"
@@ -135,110 +136,13 @@ std::vector<Row> read_rows(const Opts& o, const Stage& st, std::vector<std::stri
   return rows;
 }
 
-// The model, its tokenizer, and prompts cut to fit its context.
-class Synthesizer {
- public:
-  Synthesizer(const Opts& o, const Stage& st) : tok_(o.tokenizer) {
-    model_ = load_model_for_inference(
-        o.model, o.dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32, &dir_);
-    check_tokenizer_matches(tok_, model_->config(), dir_);
-    gen_ = o.gen;
-    gen_.do_sample = !o.greedy;
-    gen_.max_new_tokens = o.max_new_tokens > 0 ? o.max_new_tokens : st.max_new_tokens;
-    gen_.eos_id = tok_.eos_id();
-    gen_.more_eos_ids = model_->config().end_token_ids();
-    gen_.pad_id = tok_.pad_id();
-    budget_ = generation_context(model_->config()) - gen_.max_new_tokens;
-    ASC_CHECK(budget_ > 0,
-              "--max-new-tokens {} leaves no room for a prompt in the model's context of {}",
-              gen_.max_new_tokens, generation_context(model_->config()));
-    if (o.chat != "none")
-      chat_ = SynthPrompt::resolve(o.chat, "chat", {"prompt"}, "--chat-template");
-    // The model's identity: its configuration and every weight file.
-    std::vector<std::string> files;
-    for (const auto& e : std::filesystem::directory_iterator(dir_))
-      if (e.path().extension() == ".safetensors" || e.path().filename() == "config.json")
-        files.push_back(e.path().filename().string());
-    std::sort(files.begin(), files.end());
-    std::string list;
-    for (const auto& f : files) list += f + " " + xxh64_file(dir_ + "/" + f) + "\n";
-    model_xxh64_ = xxh64_hex(list);
-  }
-
-  // `p` filled with `values` as ids (BOS first) in at most the prompt budget: values[cut] loses
-  // bytes at its end (on a UTF-8 boundary) until it fits. `kept`: the bytes of it kept.
-  std::vector<int32_t> encode(const SynthPrompt& p, std::map<std::string, std::string> values,
-                              const std::string& cut, size_t* kept, std::string* text) const {
-    const std::string whole = values[cut];
-    auto ids_of = [&](size_t bytes) {
-      values[cut] = utf8_prefix(whole, bytes);
-      *text = p.fill(values);
-      return tok_.encode(chat_.text.empty() ? *text : chat_.fill({{"prompt", *text}}), true, false);
-    };
-    auto ids = ids_of(whole.size());
-    *kept = whole.size();
-    if (int64_t(ids.size()) <= budget_) return ids;
-    ASC_CHECK(int64_t(ids_of(0).size()) <= budget_,
-              "the {} prompt without any {} takes {} tokens, more than the {} available (context "
-              "{} - --max-new-tokens {})",
-              p.name, cut, ids_of(0).size(), budget_, budget_ + gen_.max_new_tokens,
-              gen_.max_new_tokens);
-    size_t lo = 0, hi = whole.size();  // the longest prefix that fits
-    while (lo < hi) {
-      const size_t mid = (lo + hi + 1) / 2;
-      if (int64_t(ids_of(mid).size()) <= budget_)
-        lo = mid;
-      else
-        hi = mid - 1;
-    }
-    ids = ids_of(lo);
-    *kept = utf8_prefix(whole, lo).size();
-    return ids;
-  }
-
-  std::vector<Generated> run(const std::vector<std::vector<int32_t>>& prompts,
-                             const std::vector<uint64_t>& seeds) {
-    GenerationOptions g = gen_;
-    g.prompt_seeds = seeds;
-    auto out = generate(model_, prompts, g);
-    for (const auto& r : out) tokens += int64_t(r.ids.size()) + (r.ended_with_eos ? 1 : 0);
-    return out;
-  }
-
-  std::string decode(const std::vector<int32_t>& ids) const { return tok_.decode(ids); }
-  Json record(const SynthPrompt& p) const {
-    Json j{{"prompt", p.name},
-           {"prompt_xxh64", p.xxh64},
-           {"model", dir_},
-           {"model_xxh64", model_xxh64_},
-           {"tokenizer_xxh64", tok_.checksum()}};
-    if (!chat_.text.empty())
-      j["chat_template"] = chat_.name, j["chat_template_xxh64"] = chat_.xxh64;
-    return j;
-  }
-  Json settings() const {
-    return {{"model", std::filesystem::absolute(dir_).string()},
-            {"model_xxh64", model_xxh64_},
-            {"tokenizer_xxh64", tok_.checksum()},
-            {"chat_template_xxh64", chat_.xxh64},
-            {"max_new_tokens", gen_.max_new_tokens},
-            {"do_sample", gen_.do_sample},
-            {"temperature", gen_.temperature},
-            {"top_k", gen_.top_k},
-            {"top_p", gen_.top_p},
-            {"seed", gen_.seed}};
-  }
-  uint64_t seed() const { return gen_.seed; }
-  int64_t tokens = 0;
-
- private:
-  Tokenizer tok_;
-  LlamaForCausalLM model_{nullptr};
-  std::string dir_, model_xxh64_;
-  GenerationOptions gen_;
-  SynthPrompt chat_;
-  int64_t budget_ = 0;
-};
+// The stage's generation settings and model (cli/text_generator.h).
+TextGenerator make_generator(const Opts& o, const Stage& st) {
+  TextGeneratorOptions t{o.model, o.tokenizer, o.dtype, o.chat, o.gen};
+  t.gen.do_sample = !o.greedy;
+  t.gen.max_new_tokens = o.max_new_tokens > 0 ? o.max_new_tokens : st.max_new_tokens;
+  return TextGenerator(t);
+}
 
 // Seed streams of a line (cli/sharded_job.h line_seed): sampling is stream 0, as in generate.
 constexpr uint64_t kTaskStream = 1, kExampleStream = 2;
@@ -269,16 +173,17 @@ struct Prepared {
 };
 
 Prepared prepare(const Opts& o, const Stage& st, const Row& r, size_t line, const SynthPrompt& p,
-                 const Synthesizer& s, const Bootstrap& b) {
+                 const TextGenerator& s, const Bootstrap& b) {
   std::map<std::string, std::string> values;
   Prepared out;
-  out.meta = s.record(p);
+  out.meta = {{"prompt", p.name}, {"prompt_xxh64", p.xxh64}};
+  out.meta.update(s.record());
   if (st.name == "notes") {
     values["pmc"] = r.rec.note;
   } else if (st.name == "questions") {
-    const size_t t = b.task_of(r, s.seed(), line);
-    const auto examples =
-        draw_examples(b.tasks[t], b.pool[t], line_seed(s.seed(), int64_t(line), kExampleStream));
+    const size_t t = b.task_of(r, s.options().seed, line);
+    const auto examples = draw_examples(b.tasks[t], b.pool[t],
+                                        line_seed(s.options().seed, int64_t(line), kExampleStream));
     values = {{"task", b.tasks[t].name},
               {"note", r.rec.note},
               {"samples", fmt::format("{}", fmt::join(examples, "\n"))}};
@@ -290,7 +195,7 @@ Prepared prepare(const Opts& o, const Stage& st, const Row& r, size_t line, cons
     values = {{"note", r.rec.note}, {"question", r.rec.question}};
   }
   size_t kept = 0;
-  out.ids = s.encode(p, values, st.cut, &kept, &out.text);
+  out.ids = s.fit(p, values, st.cut, &kept, &out.text);
   if (kept < values[st.cut].size())
     out.meta["input_cut"] = {
         {"field", st.cut}, {"bytes_kept", kept}, {"bytes", values[st.cut].size()}};
@@ -319,7 +224,7 @@ Json output_row(const Opts& o, const Stage& st, const Row& r, size_t line, Prepa
   return row;
 }
 
-std::string plan_settings(const Opts& o, const Stage& st, const Synthesizer& s,
+std::string plan_settings(const Opts& o, const Stage& st, const TextGenerator& s,
                           const SynthPrompt& p, const Bootstrap& b, const std::string& input_xxh64,
                           size_t rows) {
   Json j = s.settings();
@@ -365,12 +270,12 @@ void grow_pool(ShardedJob& job, const std::vector<std::string>& names, Bootstrap
 // Decodes one batch of a wave and writes it to the parts.
 void run_one_batch(const Opts& o, const Stage& st, const std::vector<Row>& rows,
                    const std::vector<size_t>& batch, std::vector<Prepared>& prepared, size_t w0,
-                   Synthesizer& s, ShardedJob& job, const std::string& name) {
+                   TextGenerator& s, ShardedJob& job, const std::string& name) {
   std::vector<std::vector<int32_t>> ps;
   std::vector<uint64_t> seeds;
   for (size_t i : batch) {
     ps.push_back(prepared[i - w0].ids);
-    seeds.push_back(line_seed(s.seed(), int64_t(i)));
+    seeds.push_back(line_seed(s.options().seed, int64_t(i)));
   }
   const auto gens = s.run(ps, seeds);
   std::string text;
@@ -426,7 +331,7 @@ void run_stage(const Opts& o, const Stage& st, comm::Communicator& comm) {
                               }),
                rows.end());
   ASC_CHECK(!rows.empty() || !bad.empty(), "--input {}: holds no records", o.input);
-  Synthesizer s(o, st);
+  TextGenerator s = make_generator(o, st);
   ShardedJob job(o.out, plan_settings(o, st, s, prompt, b, input_xxh64, rows.size()), comm,
                  o.timeout_s);
   const size_t wave =
