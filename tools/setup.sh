@@ -29,6 +29,7 @@ apt_packages=(
   libboost-context-dev                   # fibers of the CPU emulator the CUDA kernels are tested on
   clang-14 libclang-rt-14-dev            # libFuzzer + sanitizer runtimes for the fuzz build
   slurmctld slurmd slurm-client munge    # the launch tests start a one-node Slurm cluster
+  iproute2 util-linux                    # the two-node test: ip netns, bridge, veth; nsenter, unshare
 )
 if [[ "${ASCLEPIUS_SKIP_APT:-0}" != 1 ]]; then
   missing=()
