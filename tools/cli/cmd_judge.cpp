@@ -1,4 +1,4 @@
-// cmd_judge.cpp — `asclepius judge export|import`: upstream's GPT-4 evaluation as files
+// cmd_judge.cpp — `asclepius judge export|import|run`: upstream's GPT-4 evaluation as files
 // (data/judge.h): answer files → OpenAI-compatible batch requests; the judge's responses →
 // scores per model and task type.
 #include <iostream>
@@ -61,6 +61,7 @@ void add_judge(CLI::App& app) {
     if (!io->json.empty()) write_file_atomic(io->json, judge_report_json(rep));
     std::cout << judge_report_table(rep);
   });
+  add_judge_run(*cmd);  // cmd_judge_run.cpp (libtorch: the local judge)
 }
 
 }  // namespace asc::cli

@@ -20,6 +20,7 @@ void add_ckpt(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_generate(CLI::App& app);
 void add_judge(CLI::App& app);
+void add_judge_run(CLI::App& judge);  // `judge run`, under add_judge
 void add_provenance(CLI::App& app);
 
 // export and init: an existing, non-empty output directory is refused, or with `force` cleared
