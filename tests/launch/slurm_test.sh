@@ -22,24 +22,11 @@ if ! slurm_up "$tmp/cluster" 2>"$tmp/up.err"; then
   echo "SKIPPED: Slurm could not start on this machine: $(cat "$tmp/up.err")"
   exit 77
 fi
-fail=0
-check() { if eval "$2"; then echo "ok: $1"; else echo "FAILED: $1"; fail=1; fi; }
+source "$src/tests/launch/slurm_jobs.sh"  # check, submit, state, wait_done
 export ASCLEPIUS_BIN=$bin OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 script=$src/launch/slurm/asclepius.sbatch
 recipe=recipes/demo/tiny.yaml
 common=(parallel.mode=fsdp train.threads=1 logging.progress=false logging.tensorboard=false)
-submit() {  # OUT SBATCH-OPTIONS... -- ARGS...
-  local out=$1; shift
-  sbatch --parsable --chdir="$src" --output="$out" "$@" | cut -d';' -f1
-}
-state() { scontrol show job "$1" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p'; }
-wait_done() {  # JOB TIMEOUT_S -> final state
-  for _ in $(seq $(($2 * 2))); do
-    case $(state "$1") in COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY) break ;; esac
-    sleep 0.5
-  done
-  state "$1"
-}
 
 # 1. A plain 2-task job.
 job=$(submit "$tmp/one.out" -n 2 "$script" "$recipe" "${common[@]}" train.max_steps=10 checkpoint.dir="$tmp/one")

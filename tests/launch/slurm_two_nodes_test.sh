@@ -37,8 +37,7 @@ elif ((up_rc)); then
   exit 1
 fi
 echo "cluster up: $(sinfo -h -N -o '%N(%T)' | tr '\n' ' ')"
-fail=0
-check() { if eval "$2"; then echo "ok: $1"; else echo "FAILED: $1"; fail=1; fi; }
+source "$src/tests/launch/slurm_jobs.sh"  # check, submit, state, wait_done
 export ASCLEPIUS_BIN=$bin ASCLEPIUS_IFACE=$(node_iface) OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 script=$src/launch/slurm/asclepius.sbatch
 recipe=recipes/demo/tiny.yaml
@@ -46,18 +45,6 @@ recipe=recipes/demo/tiny.yaml
 common=(parallel.mode=fsdp train.threads=1 train.micro_batch_size=4 logging.progress=false
   logging.tensorboard=false)
 long=(train.max_steps=200 checkpoint.every_steps=50)
-submit() {  # OUT SBATCH-OPTIONS... -- ARGS...
-  local out=$1; shift
-  sbatch --parsable --chdir="$src" --output="$out" "$@" | cut -d';' -f1
-}
-state() { scontrol show job "$1" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p'; }
-wait_done() {  # JOB TIMEOUT_S -> final state
-  for _ in $(seq $(($2 * 2))); do
-    case $(state "$1") in COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY) break ;; esac
-    sleep 0.5
-  done
-  state "$1"
-}
 restart_now() {  # JOB: a requeued job waits ~2 min (BeginTime); start it once Slurm is done with it
   for _ in $(seq 120); do [[ $(state "$1") == PENDING ]] && break; sleep 0.5; done
   sleep 5
