@@ -103,5 +103,34 @@ printf '%s\n\nWhat was the chief complaint?\n\n' "$(cat "$tmp/note.txt")" |
 check "interactive answers and ends" test $? -eq 0
 check "interactive prints an answer" grep -q "^Answer:" "$tmp/inter.out"
 
+# --device cuda (generate, synthesize, judge run). Without CUDA: one clear error naming the flag,
+# before anything is loaded (the model directory here is empty: reading it would fail otherwise).
+# With a GPU: greedy ids (static and continuous batches) equal the CPU's.
+mkdir -p "$tmp/empty"
+if "$py" -c "import sys, torch; sys.exit(not torch.cuda.is_available())" 2>/dev/null; then
+  for mode in "" --continuous-batching; do
+    for dev in cpu cuda; do
+      "$bin" generate --model "$tmp/m" --tokenizer "$tmp/tok.model" --input "$tmp/sn/heldout.csv" \
+        --output "$tmp/dev-$dev$mode.jsonl" --with-ids --max-new-tokens 12 --batch-size 4 $mode \
+        --device $dev >/dev/null 2>&1
+    done
+    check "generate --device cuda $mode: greedy ids equal the CPU's" "$py" -c "
+import json, sys
+ids = [[json.loads(l)['asclepius_ids'] for l in open(p)] for p in sys.argv[1:]]
+sys.exit(not (ids[0] and ids[0] == ids[1]))" "$tmp/dev-cpu$mode.jsonl" "$tmp/dev-cuda$mode.jsonl"
+  done
+else
+  expect_error "generate --device cuda without CUDA" "--device cuda: no CUDA device is available" \
+    "$bin" generate --model "$tmp/empty" --tokenizer "$tmp/tok.model" --note "$tmp/note.txt" \
+    --question "Why?" --device cuda
+  expect_error "synthesize --device cuda without CUDA" "--device cuda: no CUDA device is available" \
+    "$bin" synthesize answers --model "$tmp/empty" --tokenizer "$tmp/tok.model" \
+    --input "$tmp/sn/heldout.csv" --out "$tmp/syn.jsonl" --device cuda
+  expect_error "judge run --device cuda without CUDA" "--device cuda: no CUDA device is available" \
+    "$bin" judge run --judge-model "$tmp/empty" --tokenizer "$tmp/tok.model" \
+    --requests "$tmp/sn/heldout.csv" --out "$tmp/judge.jsonl" --device cuda
+  check "no output written by a refused --device cuda" not test -e "$tmp/syn.jsonl" -o -e "$tmp/judge.jsonl"
+fi
+
 echo "generate_test: $passes passed, $fails failed"
 exit $((fails > 0))

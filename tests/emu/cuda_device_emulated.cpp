@@ -37,6 +37,9 @@ int64_t cuda_peak_allocated_bytes(int) {
 int64_t cuda_total_memory_bytes(int) {
   return -1;
 }
+int64_t cuda_free_memory_bytes(int) {
+  return -1;
+}
 void cuda_synchronize() {}  // the emulator's stream is synchronous
 
 }  // namespace kernels

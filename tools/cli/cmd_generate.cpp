@@ -27,13 +27,14 @@
 #include "data/ingest.h"
 #include "generate/answer.h"
 #include "generate/generate.h"
+#include "kernels/cuda_device.h"
 
 namespace asc::cli {
 namespace {
 
 struct Opts {
   std::string model, tokenizer, note_file, question, input, output, model_name = "asclepius";
-  std::string dtype = "fp32", stats_json, prompt_template, preset;
+  std::string dtype = "fp32", device = "cpu", stats_json, prompt_template, preset;
   bool allow_prompt_mismatch = false;
   std::vector<std::string> columns;
   bool interactive = false, with_ids = false, ignore_eos = false;
@@ -49,9 +50,9 @@ struct Stats {
 
 class Answerer {
  public:
-  explicit Answerer(const Opts& o) : o_(o), tok_(o.tokenizer) {
+  Answerer(const Opts& o, c10::Device device) : o_(o), device_(device), tok_(o.tokenizer) {
     const auto dtype = o.dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
-    model_ = load_model_for_inference(o.model, dtype, &dir_);
+    model_ = load_model_for_inference(o.model, dtype, &dir_, device);
     check_tokenizer_matches(tok_, model_->config(), dir_);
     gen_ = o.gen;
     gen_.eos_id = o.ignore_eos ? -1 : tok_.eos_id();
@@ -62,6 +63,7 @@ class Answerer {
     ASC_CHECK(gen_.max_new_tokens < generation_context(model_->config()),
               "--max-new-tokens {} leaves no room for a prompt in the model's context of {}",
               gen_.max_new_tokens, generation_context(model_->config()));
+    if (device.is_cuda()) warm_up();
   }
 
   // Prompt ids for one (note, question); `where` names the record in warnings.
@@ -101,9 +103,21 @@ class Answerer {
   Stats stats;
 
  private:
+  // One token of one prompt before any timing: CUDA's lazy start (cuBLAS handles, kernel
+  // loading) is not counted in tokens/s. Its answer is discarded.
+  void warm_up() {
+    GenerationOptions g = gen_;
+    g.max_new_tokens = 1;
+    g.do_sample = false;
+    g.num_beams = 1;
+    g.prompt_seeds.clear();
+    generate(model_, {{int32_t(tok_.bos_id())}}, g);
+  }
+
   // The decoding state grows with beams x prompts x (prompt + new tokens) x layers: checked
-  // against the machine's memory before anything is allocated, so a wide beam stops with the
-  // numbers instead of being killed by the kernel (or failing deep inside libtorch).
+  // against the memory it will take (the GPU's free memory with --device cuda, else the host's)
+  // before anything is allocated, so a wide beam stops with the numbers instead of being killed
+  // by the kernel (or failing deep inside libtorch).
   void check_fits(const std::vector<std::vector<int32_t>>& prompts) const {
     const LlamaConfig& c = model_->config();
     size_t longest = 0;
@@ -121,15 +135,18 @@ class Answerer {
                             8.0 * double(c.hidden_size)) *
                            4.0;
     const double need = cache + logits + prefill;
-    const long long host = usable_memory_bytes();
-    if (host <= 0 || need <= 0.8 * double(host)) return;
-    ASC_FAIL_HINT("use fewer --num-beams, a smaller --batch-size or fewer --max-new-tokens",
-                  "--num-beams {} over {} prompt(s) of up to {} tokens + {} new needs about "
-                  "{:.1f} GiB (key/value cache {:.1f}, prompt pass {:.1f}, scores {:.1f}); this "
-                  "machine has {:.1f} GiB",
-                  gen_.num_beams, prompts.size(), longest, gen_.max_new_tokens,
-                  need / double(1 << 30), cache / double(1 << 30), prefill / double(1 << 30),
-                  logits / double(1 << 30), double(host) / double(1 << 30));
+    const bool gpu = device_.is_cuda();
+    const long long have =
+        gpu ? kernels::cuda_free_memory_bytes(device_.index()) : usable_memory_bytes();
+    if (have <= 0 || need <= 0.8 * double(have)) return;
+    ASC_FAIL_HINT(
+        "use fewer --num-beams, a smaller --batch-size or fewer --max-new-tokens",
+        "--num-beams {} over {} prompt(s) of up to {} tokens + {} new needs about "
+        "{:.1f} GiB (key/value cache {:.1f}, prompt pass {:.1f}, scores {:.1f}); {}",
+        gen_.num_beams, prompts.size(), longest, gen_.max_new_tokens, need / double(1 << 30),
+        cache / double(1 << 30), prefill / double(1 << 30), logits / double(1 << 30),
+        gpu ? fmt::format("{} has {:.1f} GiB free", device_.str(), double(have) / double(1 << 30))
+            : fmt::format("this machine has {:.1f} GiB", double(have) / double(1 << 30)));
   }
 
   // --prompt-template, else the one the model was instruction-tuned with, else the default;
@@ -151,6 +168,7 @@ class Answerer {
   }
 
   const Opts& o_;
+  c10::Device device_;
   Tokenizer tok_;
   PromptTemplate prompt_;
   LlamaForCausalLM model_{nullptr};
@@ -182,27 +200,30 @@ void run_one(const Opts& o, Answerer& a) {
 std::string plan_settings(const Opts& o, const Answerer& a, const std::string& input_xxh64,
                           int64_t lines) {
   const auto& g = o.gen;
-  return nlohmann::json{{"input_xxh64", input_xxh64},
-                        {"lines", lines},
-                        {"model", std::filesystem::absolute(a.model_dir()).string()},
-                        {"tokenizer_xxh64", a.tokenizer_xxh64()},
-                        {"prompt_xxh64", a.prompt_xxh64()},
-                        {"batch_size", o.batch_size},
-                        {"dtype", o.dtype},
-                        {"model_name", o.model_name},
-                        {"with_ids", o.with_ids},
-                        {"columns", o.columns},
-                        {"max_new_tokens", g.max_new_tokens},
-                        {"num_beams", g.num_beams},
-                        {"do_sample", g.do_sample},
-                        {"temperature", g.temperature},
-                        {"top_k", g.top_k},
-                        {"top_p", g.top_p},
-                        {"length_penalty", g.length_penalty},
-                        {"seed", g.seed},
-                        {"ignore_eos", o.ignore_eos},
-                        {"continuous", g.continuous}}
-      .dump(1);
+  auto j = nlohmann::json{{"input_xxh64", input_xxh64},
+                          {"lines", lines},
+                          {"model", std::filesystem::absolute(a.model_dir()).string()},
+                          {"tokenizer_xxh64", a.tokenizer_xxh64()},
+                          {"prompt_xxh64", a.prompt_xxh64()},
+                          {"batch_size", o.batch_size},
+                          {"dtype", o.dtype},
+                          {"model_name", o.model_name},
+                          {"with_ids", o.with_ids},
+                          {"columns", o.columns},
+                          {"max_new_tokens", g.max_new_tokens},
+                          {"num_beams", g.num_beams},
+                          {"do_sample", g.do_sample},
+                          {"temperature", g.temperature},
+                          {"top_k", g.top_k},
+                          {"top_p", g.top_p},
+                          {"length_penalty", g.length_penalty},
+                          {"seed", g.seed},
+                          {"ignore_eos", o.ignore_eos},
+                          {"continuous", g.continuous}};
+  // Sampled and bf16 answers depend on the device: a job is resumed on the one it started on
+  // (recorded only off the CPU, so that earlier CPU jobs still resume).
+  if (o.device != "cpu") j["device"] = o.device;
+  return j.dump(1);
 }
 
 // One output line ("_line": the input order, removed by the merge).
@@ -424,6 +445,10 @@ void add_generate(CLI::App& app) {
       ->check(CLI::Range(-1e3, 1e3));
   cmd->add_option("--seed", o->gen.seed, "Sampling seed");
   cmd->add_option("--dtype", o->dtype, "Compute dtype")->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->add_option("--device", o->device,
+                  "Where the weights and the KV cache live: cpu or cuda (GPU 0); the run's "
+                  "train.device is not read")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--batch-size", o->batch_size, "Prompts decoded together with --input")
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--continuous-batching", o->gen.continuous,
@@ -446,6 +471,7 @@ void add_generate(CLI::App& app) {
       ASC_FAIL_HINT("see asclepius generate --help",
                     "generate needs --note and --question, --input and --output, or "
                     "--interactive");
+    const c10::Device device = inference_device(o->device);  // before loading anything
     if (!o->output.empty())
       check_output_file("--output", o->output, {o->input, o->model, o->tokenizer});
     if (!o->stats_json.empty())
@@ -469,7 +495,7 @@ void add_generate(CLI::App& app) {
     o->gen.continuous_slots = o->batch_size;
     check_thread_count(o->threads, "--threads");
     if (o->threads > 0) torch::set_num_threads(int(o->threads));
-    Answerer a(*o);
+    Answerer a(*o, device);
     if (!o->note_file.empty())
       run_one(*o, a);
     else if (!o->input.empty())
@@ -480,10 +506,14 @@ void add_generate(CLI::App& app) {
     fmt::print(stderr, "{} answers, {} tokens generated in {:.2f} s ({:.1f} tokens/s)\n",
                a.stats.answers, a.stats.tokens, a.stats.seconds, tps);
     if (!o->stats_json.empty() && comm->rank() == 0) {  // rank 0's share
-      nlohmann::json j = {
-          {"answers", a.stats.answers},           {"tokens", a.stats.tokens},
-          {"seconds", a.stats.seconds},           {"tokens_per_s", tps},
-          {"truncated_notes", a.stats.truncated}, {"threads", torch::get_num_threads()}};
+      nlohmann::json j = {{"answers", a.stats.answers},
+                          {"tokens", a.stats.tokens},
+                          {"seconds", a.stats.seconds},
+                          {"tokens_per_s", tps},
+                          {"truncated_notes", a.stats.truncated},
+                          {"threads", torch::get_num_threads()},
+                          {"device", o->device},
+                          {"dtype", o->dtype}};
       std::ofstream(o->stats_json) << j.dump(2) << "\n";
     }
   });

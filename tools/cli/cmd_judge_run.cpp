@@ -14,6 +14,7 @@
 #include "cli/output_path.h"
 #include "cli/sharded_job.h"
 #include "cli/text_generator.h"
+#include "generate/answer.h"
 #include "comm/communicator.h"
 #include "common/error.h"
 #include "common/fs.h"
@@ -26,7 +27,7 @@ namespace {
 using Json = nlohmann::ordered_json;
 
 struct Opts {
-  std::string requests, out, model, tokenizer, chat = "none", dtype = "fp32";
+  std::string requests, out, model, tokenizer, chat = "none", dtype = "fp32", device = "cpu";
   int64_t batch_size = 4, threads = 0;
   double timeout_s = 600;
   bool sample = false;
@@ -105,7 +106,7 @@ void run(const Opts& o, comm::Communicator& comm) {
   auto reqs = read_requests(o.requests, &unreadable);
   ASC_CHECK(!reqs.empty(), "--requests {}: holds no requests{}", o.requests,
             unreadable.empty() ? "" : fmt::format(" ({} unreadable lines)", unreadable.size()));
-  TextGeneratorOptions t{o.model, o.tokenizer, o.dtype, o.chat, o.gen};
+  TextGeneratorOptions t{o.model, o.tokenizer, o.dtype, o.chat, o.gen, o.device};
   t.gen.do_sample = o.sample;
   TextGenerator g(t);
   // Prompts are never cut (the candidates' answers come last): too long is an error reply.
@@ -211,6 +212,8 @@ void add_judge_run(CLI::App& judge) {
       ->check(CLI::Range(1e-4, 1e4));
   cmd->add_option("--seed", o->gen.seed, "Sampling seed (one per request)");
   cmd->add_option("--dtype", o->dtype, "Compute dtype")->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->add_option("--device", o->device, "Where the judge model and its KV cache live: cpu or cuda")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--batch-size", o->batch_size, "Requests decoded together")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--threads", o->threads, "CPU threads (0: libtorch's default)")
@@ -219,6 +222,7 @@ void add_judge_run(CLI::App& judge) {
                   "Under mpirun: how long ranks wait for a silent rank before stopping")
       ->check(CLI::Range(1.0, 1e6));
   cmd->callback([o] {
+    inference_device(o->device);  // refused before anything is read or loaded
     check_output_file("--out", o->out, {o->requests, o->model, o->tokenizer});
     check_thread_count(o->threads, "--threads");
     if (o->threads > 0) torch::set_num_threads(int(o->threads));

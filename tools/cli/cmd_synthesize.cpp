@@ -60,7 +60,7 @@ const Stage& stage_named(const std::string& name) {
 
 struct Opts {
   std::string input, out, model, tokenizer, prompt = "upstream", tasks = "upstream", chat = "none",
-                                            dtype = "fp32";
+                                            dtype = "fp32", device = "cpu";
   std::vector<std::string> columns;
   int64_t batch_size = 8, wave_size = 64, threads = 0, max_new_tokens = 0;
   double timeout_s = 600;
@@ -138,7 +138,7 @@ std::vector<Row> read_rows(const Opts& o, const Stage& st, std::vector<std::stri
 
 // The stage's generation settings and model (cli/text_generator.h).
 TextGenerator make_generator(const Opts& o, const Stage& st) {
-  TextGeneratorOptions t{o.model, o.tokenizer, o.dtype, o.chat, o.gen};
+  TextGeneratorOptions t{o.model, o.tokenizer, o.dtype, o.chat, o.gen, o.device};
   t.gen.do_sample = !o.greedy;
   t.gen.max_new_tokens = o.max_new_tokens > 0 ? o.max_new_tokens : st.max_new_tokens;
   return TextGenerator(t);
@@ -439,6 +439,8 @@ void add_stage(CLI::App& parent, const std::string& name, const std::string& hel
   cmd->add_flag("--with-prompts", o->with_prompts,
                 "Record each filled prompt in the row (synthesis.<field>.prompt_text)");
   cmd->add_option("--dtype", o->dtype, "Compute dtype")->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->add_option("--device", o->device, "Where the model and its KV cache live: cpu or cuda")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--batch-size", o->batch_size, "Prompts decoded together")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--threads", o->threads, "CPU threads (0: libtorch's default)")
@@ -447,6 +449,7 @@ void add_stage(CLI::App& parent, const std::string& name, const std::string& hel
                   "Under mpirun: how long ranks wait for a silent rank before stopping")
       ->check(CLI::Range(1.0, 1e6));
   cmd->callback([o, name] {
+    inference_device(o->device);  // refused before anything is read or loaded
     check_output_file("--out", o->out, {o->input, o->model, o->tokenizer});
     check_thread_count(o->threads, "--threads");
     if (o->threads > 0) torch::set_num_threads(int(o->threads));

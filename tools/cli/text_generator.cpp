@@ -26,9 +26,10 @@ std::string model_fingerprint(const std::string& dir) {
 }
 }  // namespace
 
-TextGenerator::TextGenerator(const TextGeneratorOptions& o) : tok_(o.tokenizer), gen_(o.gen) {
+TextGenerator::TextGenerator(const TextGeneratorOptions& o)
+    : tok_(o.tokenizer), device_(o.device), gen_(o.gen) {
   model_ = load_model_for_inference(o.model, o.dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32,
-                                    &dir_);
+                                    &dir_, inference_device(o.device));
   check_tokenizer_matches(tok_, model_->config(), dir_);
   gen_.eos_id = tok_.eos_id();
   gen_.more_eos_ids = model_->config().end_token_ids();
@@ -95,16 +96,20 @@ nlohmann::ordered_json TextGenerator::record() const {
 }
 
 nlohmann::ordered_json TextGenerator::settings() const {
-  return {{"model", std::filesystem::absolute(dir_).lexically_normal().string()},
-          {"model_xxh64", model_xxh64_},
-          {"tokenizer_xxh64", tok_.checksum()},
-          {"chat_template_xxh64", chat_.xxh64},
-          {"max_new_tokens", gen_.max_new_tokens},
-          {"do_sample", gen_.do_sample},
-          {"temperature", gen_.temperature},
-          {"top_k", gen_.top_k},
-          {"top_p", gen_.top_p},
-          {"seed", gen_.seed}};
+  nlohmann::ordered_json j{{"model", std::filesystem::absolute(dir_).lexically_normal().string()},
+                           {"model_xxh64", model_xxh64_},
+                           {"tokenizer_xxh64", tok_.checksum()},
+                           {"chat_template_xxh64", chat_.xxh64},
+                           {"max_new_tokens", gen_.max_new_tokens},
+                           {"do_sample", gen_.do_sample},
+                           {"temperature", gen_.temperature},
+                           {"top_k", gen_.top_k},
+                           {"top_p", gen_.top_p},
+                           {"seed", gen_.seed}};
+  // Sampled and bf16 replies depend on the device: a job resumes on the one it started on
+  // (recorded only off the CPU, so that earlier CPU jobs still resume).
+  if (device_ != "cpu") j["device"] = device_;
+  return j;
 }
 
 }  // namespace asc::cli

@@ -21,8 +21,9 @@ namespace asc::cli {
 
 struct TextGeneratorOptions {
   std::string model, tokenizer, dtype = "fp32";
-  std::string chat = "none";  // none, a built-in chat template (data/synthesis/chat-*) or a file
-  GenerationOptions gen;      // EOS and pad ids are taken from the tokenizer and the model
+  std::string chat = "none";   // none, a built-in chat template (data/synthesis/chat-*) or a file
+  GenerationOptions gen;       // EOS and pad ids are taken from the tokenizer and the model
+  std::string device = "cpu";  // cpu or cuda (generate/answer.h inference_device)
 };
 
 class TextGenerator {
@@ -53,7 +54,7 @@ class TextGenerator {
  private:
   Tokenizer tok_;
   LlamaForCausalLM model_{nullptr};
-  std::string dir_, model_xxh64_;
+  std::string dir_, model_xxh64_, device_;
   GenerationOptions gen_;
   SynthPrompt chat_;
   int64_t budget_ = 0;

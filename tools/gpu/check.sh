@@ -18,12 +18,15 @@
 #   train32 the same benchmark with all 32 layers (CHECK_TRAIN_ARGS adds gpu_train.py flags)
 #   nccl    the NCCL backend's collectives at one rank
 #   adamw   the fused AdamW step against torch.optim.AdamW(fused=True) (measured before)
-# Default: tests e2e train bench. Logs and JSON go into OUTDIR, a summary last.
+#   decode  `generate --device cuda`: greedy ids against --device cpu (fp32 equal, bf16
+#           agreement) and bf16 tokens/s against transformers' generate (tools/bench/decode_gpu.py)
+# Default: tests e2e train bench decode (decode last: it runs only while the budget lasts). Logs
+# and JSON go into OUTDIR, a summary last.
 set -uo pipefail
 out=${1:?usage: tools/gpu/check.sh OUTDIR [PART ...]}
 shift
 parts=("$@")
-((${#parts[@]})) || parts=(tests e2e train bench)
+((${#parts[@]})) || parts=(tests e2e train bench decode)
 t_start=$(date +%s)
 budget=${CHECK_BUDGET_S:-540}
 left() { echo $((budget - ($(date +%s) - t_start))); }
@@ -183,6 +186,15 @@ print(f"  ours {r['ours_ms']:.3f} ms = {r['ours_GBps']:.0f} GB/s ({r['fraction_o
       f" norm+clip {r['ours_with_norm_clip_GBps']:.0f} GB/s")
 PY
   done
+}
+
+part_decode() {
+  PYTHONUNBUFFERED=1 step "generate on the GPU" 150 python3 tools/bench/decode_gpu.py \
+    --bin "$bin/asclepius" --device cuda --prompts 32 --new 64 --batch 8 --rounds 2 \
+    --json "$out/decode_gpu.json" >"$out/decode_gpu.log" 2>&1
+  note "generate --device cuda: rc=$rc (rc 1: fp32 greedy ids differ from the CPU's)"
+  grep -E '^(greedy ids|bf16 on)' "$out/decode_gpu.log" | tee -a "$summary"
+  ((rc == 0 || rc == 1)) || tail -n 8 "$out/decode_gpu.log" | tee -a "$summary"
 }
 
 for p in "${parts[@]}"; do

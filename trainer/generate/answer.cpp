@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include "checkpoint/hf_io.h"
@@ -12,7 +13,7 @@
 namespace asc {
 
 LlamaForCausalLM load_model_for_inference(const std::string& path, c10::ScalarType dtype,
-                                          std::string* resolved_dir) {
+                                          std::string* resolved_dir, c10::Device device) {
   const std::string dir = resolve_model_dir(path);
   LlamaForCausalLM model(read_hf_config(dir));
   load_hf_weights(dir, model);
@@ -21,11 +22,21 @@ LlamaForCausalLM load_model_for_inference(const std::string& path, c10::ScalarTy
     if (!at::isfinite(p).all().item<bool>())
       ASC_FAIL_HINT("use an earlier checkpoint of the run (ckpt inspect lists them)",
                     "{}: weight {} holds NaN or Inf values", dir, name);
-  model->to(dtype);
+  model->to(device, dtype);
   model->eval();
   for (auto& p : model->parameters()) p.set_requires_grad(false);
   if (resolved_dir) *resolved_dir = dir;
   return model;
+}
+
+c10::Device inference_device(const std::string& value, const std::string& flag) {
+  if (value == "cpu") return c10::Device(c10::kCPU);
+  ASC_CHECK(value == "cuda", "{} {}: expected cpu or cuda", flag, value);
+  if (!torch::cuda::is_available())
+    ASC_FAIL_HINT(
+        fmt::format("run on a machine with an NVIDIA GPU and driver, or use {} cpu", flag),
+        "{} cuda: no CUDA device is available here (libtorch finds no GPU)", flag);
+  return c10::Device(c10::kCUDA, 0);
 }
 
 void check_tokenizer_matches(const Tokenizer& tok, const LlamaConfig& c,

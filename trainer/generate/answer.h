@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
 
 #include "data/prompt.h"
@@ -16,10 +17,16 @@
 
 namespace asc {
 
-// Weights in `dtype`, eval mode, no gradients. `resolved_dir` receives the directory read.
-// Refuses weights that are not all finite.
+// Weights in `dtype` on `device`, eval mode, no gradients. `resolved_dir` receives the directory
+// read. Refuses weights that are not all finite (checked on the host, before the move).
 LlamaForCausalLM load_model_for_inference(const std::string& path, c10::ScalarType dtype,
-                                          std::string* resolved_dir = nullptr);
+                                          std::string* resolved_dir = nullptr,
+                                          c10::Device device = c10::kCPU);
+
+// The device of a `--device cpu|cuda` flag (`flag` names it in errors): "cuda" is CUDA device 0
+// and is refused, naming the flag, when no CUDA device is available (check it before loading
+// anything).
+c10::Device inference_device(const std::string& value, const std::string& flag = "--device");
 
 // Throws naming both files when the tokenizer cannot have produced the model's inputs: another
 // tokenizer than the one the model records (config.json asclepius_tokenizer_xxh64), more

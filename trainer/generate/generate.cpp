@@ -45,8 +45,9 @@ void CachedDecoder::compact(torch::Tensor& valid_BS) {
   const int64_t B = valid_BS.size(0);
   int64_t longest = 0;
   auto fresh = torch::zeros_like(valid_BS);
+  const auto host = valid_BS.slice(1, 0, length_).cpu();  // one read for all rows
   for (int64_t b = 0; b < B; ++b) {
-    auto idx = valid_BS[b].slice(0, 0, length_).nonzero().view({-1});
+    auto idx = host[b].nonzero().view({-1});
     const int64_t n = idx.size(0);
     const auto didx = idx.to(k_[0].device());
     for (size_t i = 0; i < k_.size(); ++i) {
@@ -176,19 +177,19 @@ torch::Tensor draw(const torch::Tensor& probs_NV, int64_t k, std::vector<at::Gen
 }
 
 struct Batch {
-  torch::Tensor ids_RP, pos_RP, valid_RS;
-  std::vector<int64_t> lens;  // per prompt
+  torch::Tensor ids_RP, pos_RP, valid_RS, lens_R1;  // on the model's device
   int64_t P = 0, S = 0;
 };
 
-// Left-pads the prompts, each repeated `copies` times (beams), into a cache of P + max_new.
+// Left-pads the prompts, each repeated `copies` times (beams), into a cache of P + max_new: ids,
+// positions and the valid mask built on the host and moved to `dev` once, with each row's prompt
+// length (lens_R1, for the positions of new tokens).
 Batch left_pad(const std::vector<std::vector<int32_t>>& prompts, int64_t copies,
-               const GenerationOptions& o, const LlamaConfig& c) {
+               const GenerationOptions& o, const LlamaConfig& c, const c10::Device& dev) {
   Batch b;
   const int64_t context = generation_context(c);
   for (const auto& p : prompts) {
     ASC_CHECK(!p.empty(), "an empty prompt (at least BOS is needed)");
-    b.lens.push_back(int64_t(p.size()));
     b.P = std::max(b.P, int64_t(p.size()));
     ASC_CHECK(int64_t(p.size()) + o.max_new_tokens <= context,
               "prompt of {} tokens + max_new_tokens {} exceeds the model's context of {} tokens{}",
@@ -205,18 +206,22 @@ Batch left_pad(const std::vector<std::vector<int32_t>>& prompts, int64_t copies,
   b.ids_RP = torch::full({R, b.P}, o.pad_id, torch::kInt64);
   b.pos_RP = torch::ones({R, b.P}, torch::kInt64);
   b.valid_RS = torch::zeros({R, b.S}, torch::kBool);
+  b.lens_R1 = torch::empty({R, 1}, torch::kInt64);
   auto ids = b.ids_RP.accessor<int64_t, 2>();
   auto pos = b.pos_RP.accessor<int64_t, 2>();
   auto valid = b.valid_RS.accessor<bool, 2>();
+  auto lens = b.lens_R1.accessor<int64_t, 2>();
   for (int64_t r = 0; r < R; ++r) {
     const auto& p = prompts[r / copies];
     const int64_t off = b.P - int64_t(p.size());
+    lens[r][0] = int64_t(p.size());
     for (size_t j = 0; j < p.size(); ++j) {
       ids[r][off + j] = p[j];
       pos[r][off + j] = int64_t(j);
       valid[r][off + j] = true;
     }
   }
+  for (auto* t : {&b.ids_RP, &b.pos_RP, &b.valid_RS, &b.lens_R1}) *t = t->to(dev);
   return b;
 }
 
@@ -224,14 +229,16 @@ std::vector<Generated> generate_plain(LlamaForCausalLM& model,
                                       const std::vector<std::vector<int32_t>>& prompts,
                                       const GenerationOptions& o) {
   const int64_t R = int64_t(prompts.size());
-  Batch b = left_pad(prompts, 1, o, model->config());
   const auto dev = model->model->embed_tokens->weight.device();
+  Batch b = left_pad(prompts, 1, o, model->config(), dev);
   CachedDecoder dec(model, R, b.S);
-  auto logits = dec.step(b.ids_RP.to(dev), b.pos_RP.to(dev), b.valid_RS);
+  auto logits = dec.step(b.ids_RP, b.pos_RP, b.valid_RS);
   auto gens = generators(o, R);
   std::vector<Generated> out(R);
   std::vector<bool> done(R, false);
   for (int64_t t = 0; t < o.max_new_tokens; ++t) {
+    // The step's one read: the sampled ids (drawn on the host from the probabilities computed
+    // on the device, so that each prompt keeps its own host generator) or the argmax ids.
     torch::Tensor next;
     if (o.do_sample) {
       auto probs = warp_logits(logits, o).softmax(-1).cpu();
@@ -256,9 +263,7 @@ std::vector<Generated> generate_plain(LlamaForCausalLM& model,
     }
     if (all_done || t + 1 == o.max_new_tokens) break;
     b.valid_RS.select(1, b.P + t).fill_(true);
-    auto pos = torch::empty({R, 1}, torch::kInt64);
-    for (int64_t r = 0; r < R; ++r) pos[r][0] = b.lens[r] + t;
-    logits = dec.step(next.view({R, 1}).to(dev), pos.to(dev), b.valid_RS);
+    logits = dec.step(next.view({R, 1}).to(dev), b.lens_R1 + t, b.valid_RS);
   }
   return out;
 }
@@ -275,18 +280,19 @@ std::vector<Generated> generate_continuous(LlamaForCausalLM& model,
   const int64_t B = std::max<int64_t>(1, std::min<int64_t>(o.continuous_slots, N));
   int64_t longest = 0;
   for (const auto& p : prompts) {
-    Batch check = left_pad({p}, 1, o, c);  // the same checks as a static batch
+    Batch check = left_pad({p}, 1, o, c, c10::kCPU);  // the same checks as a static batch
     longest = std::max(longest, check.P);
   }
   const int64_t S = 2 * (longest + o.max_new_tokens);
   const auto dev = model->model->embed_tokens->weight.device();
+  const auto on_dev = [&](torch::Dtype t) { return torch::TensorOptions().dtype(t).device(dev); };
   CachedDecoder dec(model, B, S);
-  auto valid = torch::zeros({B, S}, torch::kBool);
+  auto valid = torch::zeros({B, S}, on_dev(torch::kBool));
   auto gens = generators(o, N);
   std::vector<Generated> out(static_cast<size_t>(N));
   const auto nb = static_cast<size_t>(B);
   std::vector<int64_t> slot_prompt(nb, -1), slot_pos(nb, 0), slot_new(nb, 0);
-  torch::Tensor last = torch::zeros({B, V}, torch::kFloat32);
+  torch::Tensor last = torch::zeros({B, V}, on_dev(torch::kFloat32));  // each slot's logits
   int64_t next_prompt = 0;
   auto fill = [&](int64_t b) {
     slot_prompt[size_t(b)] = -1;
@@ -296,19 +302,26 @@ std::vector<Generated> generate_continuous(LlamaForCausalLM& model,
     if (dec.length() + P > S) dec.compact(valid);
     CachedDecoder one(model, 1, P);
     auto ids = torch::tensor(std::vector<int64_t>(p.begin(), p.end()), torch::kInt64).view({1, P});
-    auto pos = torch::arange(P, torch::kInt64).view({1, P});
-    auto logits = one.step(ids.to(dev), pos.to(dev), torch::ones({1, P}, torch::kBool));
+    auto logits = one.step(ids.to(dev), torch::arange(P, on_dev(torch::kInt64)).view({1, P}),
+                           torch::ones({1, P}, on_dev(torch::kBool)));
     const int64_t first = dec.insert(b, one, P);
     valid[b].slice(0, first, first + P).fill_(true);
-    last[b].copy_(logits[0].cpu());
+    last[b].copy_(logits[0]);
     slot_prompt[size_t(b)] = next_prompt++;
     slot_pos[size_t(b)] = P;
     slot_new[size_t(b)] = 0;
   };
   for (int64_t b = 0; b < B; ++b) fill(b);
   for (;;) {
-    std::vector<int64_t> tok(nb, o.pad_id);
-    std::vector<bool> feed(nb, false);
+    // The round's one read: every slot's next id (argmax), or every slot's probabilities for
+    // the host draws (a slot refilled below decodes from the next round, so its draw waits).
+    torch::Tensor probs, argmax;
+    if (o.do_sample)
+      probs = warp_logits(last, o).softmax(-1).cpu();
+    else
+      argmax = last.argmax(-1).cpu();
+    std::vector<int64_t> tok(nb, o.pad_id), pos(nb, 0);
+    std::vector<uint8_t> feed(nb, 0);
     bool active = false;
     for (int64_t b = 0; b < B; ++b) {
       const int64_t n = slot_prompt[size_t(b)];
@@ -316,11 +329,10 @@ std::vector<Generated> generate_continuous(LlamaForCausalLM& model,
       active = true;
       int64_t id;
       if (o.do_sample) {
-        auto probs = warp_logits(last[b].unsqueeze(0), o).softmax(-1);
         auto& g = gens.size() == 1 ? gens[0] : gens[size_t(n)];
-        id = at::multinomial(probs, 1, false, g).view({-1})[0].item<int64_t>();
+        id = at::multinomial(probs[b].unsqueeze(0), 1, false, g).view({-1})[0].item<int64_t>();
       } else {
-        id = last[b].argmax().item<int64_t>();
+        id = argmax[b].item<int64_t>();
       }
       Generated& g = out[size_t(n)];
       ++slot_new[size_t(b)];
@@ -337,26 +349,23 @@ std::vector<Generated> generate_continuous(LlamaForCausalLM& model,
         fill(b);
       } else {
         tok[size_t(b)] = id;
-        feed[size_t(b)] = true;
+        pos[size_t(b)] = slot_pos[size_t(b)]++;
+        feed[size_t(b)] = 1;
       }
     }
     if (!active) break;
-    if (std::none_of(feed.begin(), feed.end(), [](bool f) { return f; })) continue;
+    if (std::none_of(feed.begin(), feed.end(), [](uint8_t f) { return f != 0; })) continue;
     if (dec.length() + 1 > S) dec.compact(valid);
-    const int64_t s = dec.length();
-    auto pos = torch::zeros({B, 1}, torch::kInt64);
-    for (int64_t b = 0; b < B; ++b)
-      if (feed[size_t(b)]) {
-        valid[b][s] = true;
-        pos[b][0] = slot_pos[size_t(b)];
-      }
-    auto logits =
-        dec.step(torch::tensor(tok, torch::kInt64).view({B, 1}).to(dev), pos.to(dev), valid).cpu();
-    for (int64_t b = 0; b < B; ++b)
-      if (feed[size_t(b)]) {
-        last[b].copy_(logits[b]);
-        ++slot_pos[size_t(b)];
-      }
+    // The fed slots' ids, positions and new valid slot go to the device together.
+    auto host = torch::tensor(tok, torch::kInt64).view({B, 1});
+    auto fed = torch::tensor(std::vector<int64_t>(feed.begin(), feed.end()), torch::kInt64);
+    auto moved =
+        torch::cat({host, torch::tensor(pos, torch::kInt64).view({B, 1}), fed.view({B, 1})}, 1)
+            .to(dev);
+    const auto feed_B1 = moved.select(1, 2).view({B, 1}).to(torch::kBool);
+    valid.select(1, dec.length()).logical_or_(feed_B1.view({B}));
+    auto logits = dec.step(moved.slice(1, 0, 1), moved.slice(1, 1, 2), valid);
+    last = torch::where(feed_B1, logits, last);
   }
   return out;
 }
@@ -392,10 +401,10 @@ std::vector<Generated> generate_beams(LlamaForCausalLM& model,
                                       const GenerationOptions& o) {
   const int64_t N = int64_t(prompts.size()), nb = o.num_beams, R = N * nb;
   const int64_t V = model->config().vocab_size;
-  Batch b = left_pad(prompts, nb, o, model->config());
   const auto dev = model->model->embed_tokens->weight.device();
+  Batch b = left_pad(prompts, nb, o, model->config(), dev);
   CachedDecoder dec(model, R, b.S);
-  auto logits = dec.step(b.ids_RP.to(dev), b.pos_RP.to(dev), b.valid_RS);
+  auto logits = dec.step(b.ids_RP, b.pos_RP, b.valid_RS);
   auto gens = generators(o, N);
 
   // Running beams: summed log-probabilities (beam 0 only at the start, so the first step
@@ -408,19 +417,23 @@ std::vector<Generated> generate_beams(LlamaForCausalLM& model,
   auto lp = [&](int64_t len) { return std::pow(double(len), o.length_penalty); };
 
   for (int64_t t = 0; t < o.max_new_tokens; ++t) {
-    auto logp = torch::log_softmax(logits, -1).cpu();
+    // Scores on the device; the host reads the 2 x beams candidates of each prompt (their ids
+    // and scores), or with sampling the probabilities its generators draw them from.
+    auto logp = torch::log_softmax(logits, -1);
     if (o.do_sample) logp = warp_logits(logp, o);
-    auto scores = torch::tensor(beam_score, torch::kFloat64).to(torch::kFloat32).view({R, 1});
+    auto scores =
+        torch::tensor(beam_score, torch::kFloat64).to(torch::kFloat32).view({R, 1}).to(dev);
     auto cand = (logp + scores).view({N, nb * V});
     torch::Tensor vals, idx;
     if (o.do_sample) {
-      idx = draw(cand.softmax(-1), 2 * nb, gens);
-      vals = cand.gather(-1, idx);
+      idx = draw(cand.softmax(-1).cpu(), 2 * nb, gens);
+      vals = cand.gather(-1, idx.to(dev)).cpu();
       auto [sv, order] = vals.sort(-1, /*descending=*/true);
       vals = sv;
       idx = idx.gather(-1, order);
     } else {
       std::tie(vals, idx) = cand.topk(2 * nb, -1);
+      vals = vals.cpu(), idx = idx.cpu();
     }
     auto va = vals.accessor<float, 2>();
     auto ia = idx.accessor<int64_t, 2>();
@@ -462,14 +475,15 @@ std::vector<Generated> generate_beams(LlamaForCausalLM& model,
     bool all_done = true;
     for (const auto& h : hyp) all_done = all_done && h.done;
     if (all_done || t + 1 == o.max_new_tokens) break;
-    auto rows = torch::tensor(src, torch::kInt64);
-    dec.select_rows(rows.to(dev));
+    // The chosen rows and their next ids go to the device together.
+    auto moved =
+        torch::stack({torch::tensor(src, torch::kInt64), torch::tensor(tok, torch::kInt64)})
+            .to(dev);
+    const auto rows = moved[0];
+    dec.select_rows(rows);
     b.valid_RS = b.valid_RS.index_select(0, rows);
     b.valid_RS.select(1, b.P + t).fill_(true);
-    auto pos = torch::empty({R, 1}, torch::kInt64);
-    for (int64_t r = 0; r < R; ++r) pos[r][0] = b.lens[r / nb] + t;
-    auto next = torch::tensor(tok, torch::kInt64).view({R, 1});
-    logits = dec.step(next.to(dev), pos.to(dev), b.valid_RS);
+    logits = dec.step(moved[1].view({R, 1}), b.lens_R1 + t, b.valid_RS);
   }
   std::vector<Generated> out(N);
   for (int64_t n = 0; n < N; ++n) {

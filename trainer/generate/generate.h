@@ -4,6 +4,13 @@
 // appended to finished rows, the temperature → top-k → top-p order of logits warpers, beam scores
 // normalised by generated length ** length_penalty). Inference only (no autograd).
 //
+// Device: everything runs where the model's weights are (CPU or CUDA): the KV cache, ids,
+// positions, masks, logits and beam scores live there; the host reads only what it must decide
+// on, once per step (the next ids, or the beam candidates' ids and scores). Sampling draws on the
+// host, from the step's probabilities copied over once, with CPU generators (one per prompt with
+// prompt_seeds): a seed per line stays reproducible whatever the device and the batch, and on a
+// GPU the draws equal the CPU's wherever the probabilities agree (fp32 usually; bf16 not).
+//
 // Shapes: B rows (prompts × beams), T new tokens, S cache capacity, V vocab.
 #pragma once
 

@@ -4,6 +4,7 @@
 
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
 
@@ -44,6 +45,16 @@ int64_t cuda_total_memory_bytes(int index) {
   cudaDeviceProp prop{};
   if (cudaGetDeviceProperties(&prop, index) != cudaSuccess) return -1;
   return int64_t(prop.totalGlobalMem);
+}
+
+int64_t cuda_free_memory_bytes(int index) {
+  const c10::cuda::CUDAGuard guard{c10::DeviceIndex(index)};
+  size_t free = 0, total = 0;
+  if (cudaMemGetInfo(&free, &total) != cudaSuccess) return -1;
+  using c10::CachingAllocator::StatType;
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(c10::DeviceIndex(index));
+  const auto agg = size_t(StatType::AGGREGATE);
+  return int64_t(free) + stats.reserved_bytes[agg].current - stats.allocated_bytes[agg].current;
 }
 
 void cuda_synchronize() {

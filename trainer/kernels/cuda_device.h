@@ -23,6 +23,9 @@ double cuda_peak_bf16_tflops(int index);
 int64_t cuda_peak_allocated_bytes(int index);
 // The device's total memory in bytes (-1 without CUDA).
 int64_t cuda_total_memory_bytes(int index);
+// What can still be allocated on the device in bytes: the driver's free memory plus what
+// libtorch's caching allocator holds without using it (-1 without CUDA).
+int64_t cuda_free_memory_bytes(int index);
 // Waits for all work queued on the current CUDA device (a no-op without CUDA).
 void cuda_synchronize();
 
