@@ -18,6 +18,20 @@ bool cache_host_memory();
 // v1); 0 when none is known.
 long long usable_memory_bytes();
 
+// The memory of this node its processes share: the least of its physical memory and the
+// cgroup's limit; 0 when unknown. And the limit of one process's address space (ulimit -v); 0
+// when none.
+long long node_memory_bytes();
+long long process_memory_limit_bytes();
+
+// The machine's MemAvailable (/proc/meminfo) in bytes: what new allocations can get without
+// swapping; 0 when unknown.
+long long available_memory_bytes();
+
+// This process's resident memory now (VmRSS) and its peak so far (VmHWM), in bytes; 0 unknown.
+long long resident_bytes();
+long long peak_resident_bytes();
+
 // Refuses (asc::Error naming `what`) a thread count far beyond the machine: more than
 // max(64, 4 x its cores). 100,000 threads would exhaust the process table of a shared node.
 void check_thread_count(long long threads, const char* what);

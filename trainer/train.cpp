@@ -231,6 +231,14 @@ Ranks join_ranks(const Recipe& r, const at::Device& device) {
   return out;
 }
 
+// The host memory each rank of this node may use (planner.h), the least over all ranks: every
+// rank then decides alike whether the run fits, and none waits for one that stopped.
+int64_t agreed_host_bytes(comm::Communicator& comm) {
+  at::Tensor t = at::tensor({-int64_t(host_bytes_per_rank(comm::local_size()))}, at::kLong);
+  comm.all_reduce(t, {comm::ReduceOp::kMax})->wait();
+  return -t.item<int64_t>();
+}
+
 // The model, the engine that wraps it and the optimizer that steps the engine's buffers. The
 // parameters get storage in the engine, each rank only for what it owns (none, ddp:
 // everything), filled from the initial weights or, when resuming, left for the checkpoint.
@@ -239,6 +247,7 @@ struct Trainee {
   std::unique_ptr<ParallelEngine> engine;
   std::unique_ptr<FlatAdamW> opt;
   std::unique_ptr<TrainingState> state;  // what the checkpoint saves of the two
+  int64_t planned_peak = 0;              // the plan's peak resident memory of this rank
 };
 
 Trainee build_trainee(const Recipe& r, const Ranks& ranks, const at::Device& device,
@@ -249,7 +258,8 @@ Trainee build_trainee(const Recipe& r, const Ranks& ranks, const at::Device& dev
   const LlamaConfig c = initial_config(r, &from);
   // A run its own memory plan says cannot fit stops here, before allocating, with the numbers.
   const MemoryPlanInput plan = plan_input(r, c, ranks.world);
-  check_plan_fits_host(r, plan, comm::local_size());
+  check_plan_fits_host(r, plan, comm::local_size(), agreed_host_bytes(*ranks.host));
+  t.planned_peak = plan_memory(plan).host_peak();
   if (device.is_cuda())
     check_plan_fits_device(r, plan, kernels::cuda_total_memory_bytes(device.index()));
   {
@@ -277,6 +287,14 @@ void report_startup_memory(int rank, const ParallelEngine& engine) {
   getrusage(RUSAGE_SELF, &ru);
   fmt::print(stderr, "rank {}: start-up peak resident memory {} MiB (model state kept: {} MiB)\n",
              rank, ru.ru_maxrss / 1024, engine.model_state_bytes().total() >> 20);
+}
+
+// What the run cost this rank at its end: its peak resident memory (VmHWM) against the plan's.
+void report_peak_memory(int rank, int64_t planned) {
+  const long long peak = peak_resident_bytes();
+  fmt::print(stderr, "rank {}: peak resident memory {} MiB (planned {} MiB, {:+.1f}%)\n", rank,
+             peak >> 20, planned >> 20,
+             peak > 0 ? 100.0 * double(planned - peak) / double(peak) : 0.0);
 }
 
 // One line of metrics per step (rank 0): loss, lr, norm, throughput, MFU, device memory.
@@ -455,6 +473,7 @@ TrainResult train(const Recipe& r, const TrainOptions& o) {
               /*async=*/false);
   else
     ckpt.finish();  // an async save still in flight is committed
+  report_peak_memory(ranks.rank, trainee.planned_peak);
   return result;
 }
 

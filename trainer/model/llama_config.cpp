@@ -143,6 +143,9 @@ const std::map<std::string, LlamaConfig>& presets() {
     mistral.model_type = "mistral";
     m["mistral-7b"] = mistral;
     m["mistral-7b-v0.3"] = mistral;
+    // TinyLlama 1.1B's shapes (TinyLlama/TinyLlama-1.1B config.json): 1,100,048,384 parameters;
+    // the largest model trained on a CPU here (tools/scale/tinyllama_1b.sh).
+    m["tinyllama-1.1b"] = make(2048, 22, 32, 4, 5632, 32000, 1e4, 2048, 1e-5);
     // CPU-sized members of the family for demos and tests.
     m["tiny"] = make(64, 2, 4, 4, 176, 256, 1e4, 512, 1e-5);
     m["tiny-gqa"] = make(64, 2, 4, 2, 176, 256, 1e4, 512, 1e-5);

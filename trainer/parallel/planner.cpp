@@ -31,6 +31,12 @@ int64_t MemoryPlan::peak() const {
   return model_state() + gathered_peak + logits + std::max(activations_ckpt, int64_t(0));
 }
 
+int64_t MemoryPlan::host_peak() const {
+  if (on_device)  // the model state and transients are on the device; the host stages
+    return runtime + std::max(host_at_load, async_staging);
+  return runtime + model_state() + transient_host + allocator_cache + async_staging;
+}
+
 MemoryPlanInput plan_input(const Recipe& r, const LlamaConfig& model, int64_t world_size) {
   MemoryPlanInput in;
   in.model = model;
@@ -42,24 +48,123 @@ MemoryPlanInput plan_input(const Recipe& r, const LlamaConfig& model, int64_t wo
   in.activation_checkpointing = r.parallel.activation_checkpointing.value_or(false);
   in.loss_chunk_rows = r.train.loss_chunk_rows;
   in.on_device = r.train.device == DeviceKind::kCuda;
+  in.cache_host_memory = r.train.cache_host_memory;
+  in.async_save = r.checkpoint.async && r.checkpoint.every_steps > 0;
   return in;
 }
 
-void check_plan_fits_host(const Recipe& r, const MemoryPlanInput& in, int64_t ranks_on_node) {
-  if (in.on_device || !r.train.check_memory) return;
-  const long long host = usable_memory_bytes();
-  if (host <= 0) return;
+namespace {
+
+// One alternative setting and what it would need per rank.
+struct Fix {
+  std::string setting;
+  int64_t need = 0;
+};
+
+// The settings that change the plan, each alone, with what each would need per rank (`need`:
+// host_peak or peak). Those that fit `budget` come first; at most one micro-batch size and one
+// world size (the smallest that fits, else the last tried).
+std::vector<Fix> fixes(const MemoryPlanInput& in, int64_t budget, int64_t ranks_on_node,
+                       int64_t (*need)(const MemoryPlan&)) {
+  std::vector<Fix> out;
+  auto try_one = [&](const std::string& setting, MemoryPlanInput alt) {
+    out.push_back({setting, need(plan_memory(alt))});
+    return out.back().need <= budget;
+  };
+  // Each setting as evaluated: the others as now (activation checkpointing included, which a
+  // recipe that does not set it gets on with fsdp).
+  const std::string ckpt = in.mode == ParallelMode::kFsdp ? ""
+                           : in.activation_checkpointing
+                               ? " parallel.activation_checkpointing=true"
+                               : " parallel.activation_checkpointing=false";
+  if (in.mode != ParallelMode::kFsdp && in.world_size > 1) {
+    MemoryPlanInput a = in;
+    a.mode = ParallelMode::kFsdp;
+    try_one("parallel.mode=fsdp" + ckpt, a);
+  }
+  if (!in.activation_checkpointing) {
+    MemoryPlanInput a = in;
+    a.activation_checkpointing = true;
+    try_one("parallel.activation_checkpointing=true", a);
+  }
+  if (in.loss_chunk_rows == 0 && in.micro_batch * in.seq_len > 1024) {
+    MemoryPlanInput a = in;
+    a.loss_chunk_rows = 1024;
+    try_one("train.loss_chunk_rows=1024", a);
+  }
+  for (int64_t mb = in.micro_batch / 2; mb >= 1; mb /= 2) {
+    MemoryPlanInput a = in;
+    a.micro_batch = mb;
+    const bool fits = try_one(fmt::format("train.micro_batch_size={}", mb), a);
+    if (fits || mb == 1) break;
+    out.pop_back();
+  }
+  for (int64_t k = 2; k <= 64; k *= 2) {  // more nodes, as many ranks on each as now
+    MemoryPlanInput a = in;
+    a.mode = ParallelMode::kFsdp, a.world_size = in.world_size * k;
+    const bool fits =
+        try_one(fmt::format("fsdp on {} ranks ({} nodes of {} ranks)", a.world_size,
+                            (a.world_size + ranks_on_node - 1) / ranks_on_node, ranks_on_node),
+                a);
+    if (fits || k == 64) break;
+    out.pop_back();
+  }
+  std::stable_partition(out.begin(), out.end(), [&](const Fix& f) { return f.need <= budget; });
+  return out;
+}
+
+std::string format_fixes(const std::vector<Fix>& fs, int64_t budget, const char* per) {
+  std::string s;
+  for (const Fix& f : fs)
+    s += fmt::format("\n  {} would need {:.2f} GiB per {} ({})", f.setting, gib(f.need), per,
+                     f.need <= budget ? "fits" : "does not fit");
+  return s;
+}
+
+int64_t host_need(const MemoryPlan& p) {
+  return p.host_peak();
+}
+int64_t device_need(const MemoryPlan& p) {
+  return p.peak();
+}
+
+}  // namespace
+
+int64_t host_bytes_per_rank(int64_t ranks_on_node) {
+  const int64_t ranks = std::max<int64_t>(1, ranks_on_node);
+  long long node = node_memory_bytes();
+  // MemAvailable does not count what the node's ranks already hold (about their runtime each).
+  const long long avail = available_memory_bytes();
+  if (avail > 0) {
+    const long long free_for_us = avail + resident_bytes() * ranks;
+    node = node > 0 ? std::min(node, free_for_us) : free_for_us;
+  }
+  long long per_rank = node > 0 ? node / ranks : 0;
+  const long long own = process_memory_limit_bytes();  // ulimit -v: each process its own
+  if (own > 0) per_rank = per_rank > 0 ? std::min(per_rank, own) : own;
+  return per_rank;
+}
+
+void check_plan_fits_host(const Recipe& r, const MemoryPlanInput& in, int64_t ranks_on_node,
+                          int64_t bytes_per_rank) {
+  if (!r.train.check_memory || bytes_per_rank <= 0) return;
   const int64_t ranks = std::max<int64_t>(1, ranks_on_node);
   const MemoryPlan p = plan_memory(in);
-  if (p.peak() <= host / ranks) return;
+  if (p.host_peak() <= bytes_per_rank) return;
   ASC_FAIL_HINT(
-      "see `asclepius plan` for the breakdown; shorten data.seq_len or train.micro_batch_size, "
-      "turn on parallel.activation_checkpointing or train.loss_chunk_rows, use more nodes, or "
-      "set train.check_memory: false if the estimate is wrong for you",
-      "{}: this run needs about {:.1f} GiB per rank (model state {:.1f}, activations {:.1f}, "
-      "logits {:.1f}) but the node has {:.1f} GiB for each of its {} rank(s)",
-      r.source, gib(p.peak()), gib(p.model_state()), gib(p.activations_ckpt), gib(p.logits),
-      gib(host) / double(ranks), ranks);
+      "see `asclepius plan` for the breakdown; one of the settings above that fits, more nodes, "
+      "or train.check_memory: false if the estimate is wrong for you (the kernel's OOM killer "
+      "then decides)",
+      "{}: this run needs about {:.2f} GiB of host memory per rank (runtime {:.2f}, model state "
+      "{:.2f}, transient {:.2f} of which logits {:.2f} and activations {:.2f}, allocator cache "
+      "{:.2f}, async staging {:.2f}) x {} rank(s) on this node = {:.1f} GiB, but the node has "
+      "{:.1f} GiB for them ({:.2f} GiB per rank: the least of its memory, its cgroup's limit and "
+      "MemAvailable plus what the ranks hold now, shared by its ranks, and ulimit -v). What would "
+      "fit:{}",
+      r.source, gib(p.host_peak()), gib(p.runtime), gib(p.model_state()), gib(p.transient_host),
+      gib(p.logits), gib(p.activations_ckpt), gib(p.allocator_cache), gib(p.async_staging), ranks,
+      gib(p.host_peak() * ranks), gib(bytes_per_rank * ranks), gib(bytes_per_rank),
+      format_fixes(fixes(in, bytes_per_rank, ranks, host_need), bytes_per_rank, "rank"));
 }
 
 void check_plan_fits_device(const Recipe& r, const MemoryPlanInput& in, int64_t device_bytes) {
@@ -67,15 +172,45 @@ void check_plan_fits_device(const Recipe& r, const MemoryPlanInput& in, int64_t 
   const MemoryPlan p = plan_memory(in);
   if (p.peak() <= device_bytes) return;
   ASC_FAIL_HINT(
-      "see `asclepius plan --gpu-memory-gb` for the breakdown; use more GPUs (fsdp shards the "
-      "model state), turn on parallel.activation_checkpointing or train.loss_chunk_rows, shorten "
-      "data.seq_len or train.micro_batch_size, or set train.check_memory: false if the estimate is "
-      "wrong for you",
+      "see `asclepius plan --gpu-memory-gb` for the breakdown; one of the settings above that "
+      "fits, or set train.check_memory: false if the estimate is wrong for you",
       "{}: this run needs about {:.1f} GiB per GPU (model state {:.1f}, activations {:.1f}, "
-      "logits {:.1f}) but the GPU has {:.1f} GiB",
+      "logits {:.1f}) but the GPU has {:.1f} GiB. What would fit:{}",
       r.source, gib(p.peak()), gib(p.model_state()), gib(p.activations_ckpt), gib(p.logits),
-      gib(device_bytes));
+      gib(device_bytes),
+      format_fixes(fixes(in, device_bytes, std::max(1, int(in.world_size)), device_need),
+                   device_bytes, "GPU"));
 }
+
+namespace {
+
+// What a CPU rank holds beyond the device-style plan, measured on x86-64 Linux with libtorch 2.x
+// and Open MPI (tests/parallel/plan_memory_test.sh compares them; docs/PERFORMANCE.md):
+// - the runtime: about 400 MiB whatever the model (libtorch's and Open MPI's libraries, thread
+//   pools, the autograd engine, the first step's lazy set-up);
+// - live transients: the larger of two phases that do not overlap, the loss's backward (the
+//   gathered units, the logits and their gradients, the activations) and the root's gradient
+//   reduction (the gathered units and the fp32 copy the MPI backend reduces); the loss's backward
+//   also holds the head's weight gradient before autograd adds it into the gradient buffer
+//   (vocab x hidden); plus a fifth for the temporaries the plan does not itemise (the sliced
+//   copy of the logits, the embedding's dense gradient, matmul workspaces);
+// - with train.cache_host_memory, the heap keeps what a step frees; the holes between a step's
+//   blocks that the next step cannot fill cost, measured, half the live transient peak.
+void plan_host_resident(const MemoryPlanInput& in, int64_t reduce_copy, int64_t head_grad,
+                        MemoryPlan& p) {
+  constexpr int64_t kMiB = int64_t(1) << 20;
+  p.on_device = in.on_device;
+  p.runtime = 400 * kMiB;
+  p.async_staging = in.async_save ? p.master + p.optimizer : 0;
+  const int64_t copy = in.world_size > 1 ? reduce_copy : 0;
+  const int64_t loss_phase =
+      p.gathered_peak - copy + p.logits + head_grad + std::max(p.activations_ckpt, int64_t(0));
+  const int64_t live = std::max(loss_phase, p.gathered_peak);
+  p.transient_host = live + live / 5;
+  p.allocator_cache = in.cache_host_memory && !in.on_device ? p.transient_host / 2 : 0;
+}
+
+}  // namespace
 
 MemoryPlan plan_memory(const MemoryPlanInput& in) {
   MemoryPlan p;
@@ -130,6 +265,7 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
     p.host_at_load = std::max(init_chunk, share * 4);
     p.host_at_save = p.master + p.optimizer;
   }
+  plan_host_resident(in, sharded ? largest * 4 : 0, c.vocab_size * c.hidden_size * es, p);
   return p;
 }
 
@@ -165,6 +301,15 @@ std::string format_plan(const MemoryPlanInput& in, const MemoryPlan& p, double g
     row("at load (own shards filled directly)", p.host_at_load);
     row("at an async save (own shard staged)", p.host_at_save);
   }
+  s += "per rank, resident (what the process holds):\n";
+  row("runtime (libtorch, MPI, threads)", p.runtime, "measured constant");
+  if (!in.on_device) {
+    row("model state", p.model_state());
+    row("transient (the larger phase)", p.transient_host);
+    row("allocator cache (freed, kept)", p.allocator_cache, "train.cache_host_memory");
+  }
+  if (p.async_staging > 0) row("async save staging", p.async_staging, "checkpoint.async");
+  row("peak resident", p.host_peak(), in.on_device ? "host side" : "");
   if (gpu_memory_gb > 0) {
     const bool fits = gib(p.peak()) <= gpu_memory_gb;
     s += fmt::format("\nfits in {:.0f} GiB per device: {} (peak {:.1f} GiB, {:.0f}%)\n",

@@ -27,6 +27,10 @@ struct MemoryPlanInput {
   // staging buffers only), and attention runs libtorch's flash / memory-efficient kernels, which
   // keep no [T, T] probabilities.
   bool on_device = false;
+  // Host memory of the process (CPU runs): train.cache_host_memory keeps freed blocks for reuse
+  // (common/host_memory.h); checkpoint.async with a save period keeps a staging copy.
+  bool cache_host_memory = true;
+  bool async_save = false;
 };
 
 struct MemoryPlan {
@@ -50,16 +54,32 @@ struct MemoryPlan {
   // load it holds one owned range (at most the largest unit's share, in fp32) at a time.
   int64_t host_at_load = 0, host_at_save = 0;
   int64_t num_parameters = 0;
+  // What a CPU rank really holds (resident), beyond the plan's device-style peak (measured on
+  // x86-64 Linux, libtorch 2.x, Open MPI; tests/parallel/plan_memory_test.sh compares them):
+  int64_t runtime = 0;          // libtorch, MPI, thread pools, the first step's lazy set-up
+  int64_t transient_host = 0;   // the live transient peak: the larger of the loss's backward
+                                // (gathered units, logits, activations) and the root's reduction
+  int64_t allocator_cache = 0;  // freed blocks the heap keeps (train.cache_host_memory): holes
+                                // between a step's transients that the next one cannot fill
+  int64_t async_staging = 0;    // checkpoint.async: the staging copy, kept across steps
+  bool on_device = false;
+  // The peak resident memory of a rank: on the CPU the runtime, model state, live transients,
+  // the allocator's cache and async staging; on a device the host side (runtime + staging).
+  int64_t host_peak() const;
 };
 
 MemoryPlan plan_memory(const MemoryPlanInput& in);
 // What a recipe runs on `world_size` ranks with the architecture `model` (its preset, or
 // init_from's config.json).
 MemoryPlanInput plan_input(const Recipe& r, const LlamaConfig& model, int64_t world_size);
-// A CPU run whose plan needs more host memory per rank than this node lets each of its ranks use
-// (usable_memory_bytes) stops before it starts, with the plan's numbers, unless
-// train.check_memory is false (the plan is an estimate).
-void check_plan_fits_host(const Recipe& r, const MemoryPlanInput& in, int64_t ranks_on_node);
+// A run whose ranks on this node together need more host memory (host_peak() x ranks_on_node)
+// than the node has for them (the least of usable_memory_bytes and MemAvailable plus what the
+// ranks already hold) stops before it allocates the model, on every rank, with the plan's
+// numbers and the settings that would fit (computed), unless train.check_memory is false.
+// bytes_per_rank: host_bytes_per_rank, agreed over the ranks (their least) so all stop alike.
+int64_t host_bytes_per_rank(int64_t ranks_on_node);
+void check_plan_fits_host(const Recipe& r, const MemoryPlanInput& in, int64_t ranks_on_node,
+                          int64_t bytes_per_rank);
 // Likewise for a device run (train.device cuda): its plan's peak against the memory of its GPU
 // (device_bytes; <= 0: unknown, not checked), before anything is allocated there.
 void check_plan_fits_device(const Recipe& r, const MemoryPlanInput& in, int64_t device_bytes);

@@ -287,7 +287,7 @@ TEST(HfIo, UpstreamPresetsHaveThePublishedParameterCounts) {
   const std::pair<const char*, int64_t> published[] = {
       {"llama3-8b", 8'030'261'248},       {"llama3.1-8b", 8'030'261'248},
       {"mistral-7b-v0.3", 7'248'023'552}, {"mistral-7b", 7'248'023'552},
-      {"llama2-7b", 6'738'415'616},
+      {"llama2-7b", 6'738'415'616},       {"tinyllama-1.1b", 1'100'048'384},
   };
   for (const auto& [preset, count] : published) {
     const LlamaConfig c = llama_preset(preset);
