@@ -4,11 +4,17 @@
 # the CTest suite (unit, Hugging Face / PyTorch oracle, CLI end-to-end, mpirun, Slurm), and on an
 # AVX-512 machine the numerical tests again on the AVX2 paths.
 #   ASCLEPIUS_FUZZ_SECONDS=N   seconds per fuzz target (default 30)
+#   tools/test.sh --scale [--small]   instead of the suite: the 1.1B-parameter run on this machine
+#                              (tools/scale/tinyllama_1b.sh; needs ~20 GB free; --small: 58 M)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 "$root/tools/setup.sh"
 jobs=$(nproc)
+if [[ ${1:-} == --scale ]]; then
+  shift
+  exec "$root/tools/scale/tinyllama_1b.sh" "$@"
+fi
 
 echo "== sanitizer + fuzz build (parsers, no libtorch) =="
 if [[ ! -f build-fuzz/CMakeCache.txt ]]; then
