@@ -122,10 +122,16 @@ class Answerer {
     const LlamaConfig& c = model_->config();
     size_t longest = 0;
     for (const auto& p : prompts) longest = std::max(longest, p.size());
-    const double rows = double(prompts.size()) * double(gen_.num_beams);
+    // Continuous batching holds --batch-size rows (slots), not every prompt of the call, plus
+    // the prefill cache of the prompts taken in one round.
+    const bool slots = gen_.continuous && gen_.num_beams == 1;
+    const double rows = slots ? double(std::min<size_t>(prompts.size(), size_t(o_.batch_size)))
+                              : double(prompts.size()) * double(gen_.num_beams);
     const double es = o_.dtype == "bf16" ? 2 : 4;
+    const double slots_per_row =
+        double(int64_t(longest) + gen_.max_new_tokens) + (slots ? double(longest) : 0.0);
     const double cache = rows * 2.0 * double(c.num_hidden_layers) * double(c.num_key_value_heads) *
-                         double(c.head_dim()) * double(int64_t(longest) + gen_.max_new_tokens) * es;
+                         double(c.head_dim()) * slots_per_row * es;
     const double logits = rows * double(c.vocab_size) * 4.0 * 3;  // logits, log-probs, scores
     // The prompt pass runs every beam's row at once: one layer's attention scores (heads x T x
     // T) and MLP and residual activations, in fp32, on top of the cache.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 
 #include <ATen/ATen.h>
@@ -29,37 +30,13 @@ CachedDecoder::CachedDecoder(LlamaForCausalLM model, int64_t batch, int64_t capa
   std::tie(cos_SE_, sin_SE_) = rotary_tables(capacity, c, w.scalar_type(), w.device());
 }
 
-int64_t CachedDecoder::insert(int64_t row, const CachedDecoder& one, int64_t n) {
-  ASC_CHECK(length_ + n <= capacity_, "KV cache overflow: {} + {} tokens > capacity {}", length_, n,
-            capacity_);
+void CachedDecoder::set_row(int64_t row, const CachedDecoder& src, int64_t src_row, int64_t from,
+                            int64_t n) {
+  ASC_CHECK(n <= capacity_, "KV cache overflow: {} tokens > capacity {}", n, capacity_);
   for (size_t i = 0; i < k_.size(); ++i) {
-    k_[i][row].slice(1, length_, length_ + n).copy_(one.k_[i][0].slice(1, 0, n));
-    v_[i][row].slice(1, length_, length_ + n).copy_(one.v_[i][0].slice(1, 0, n));
+    k_[i][row].slice(1, 0, n).copy_(src.k_[i][src_row].slice(1, from, from + n));
+    v_[i][row].slice(1, 0, n).copy_(src.v_[i][src_row].slice(1, from, from + n));
   }
-  const int64_t first = length_;
-  length_ += n;
-  return first;
-}
-
-void CachedDecoder::compact(torch::Tensor& valid_BS) {
-  const int64_t B = valid_BS.size(0);
-  int64_t longest = 0;
-  auto fresh = torch::zeros_like(valid_BS);
-  const auto host = valid_BS.slice(1, 0, length_).cpu();  // one read for all rows
-  for (int64_t b = 0; b < B; ++b) {
-    auto idx = host[b].nonzero().view({-1});
-    const int64_t n = idx.size(0);
-    const auto didx = idx.to(k_[0].device());
-    for (size_t i = 0; i < k_.size(); ++i) {
-      auto kb = k_[i][b].index_select(1, didx), vb = v_[i][b].index_select(1, didx);
-      k_[i][b].slice(1, 0, n).copy_(kb);
-      v_[i][b].slice(1, 0, n).copy_(vb);
-    }
-    fresh[b].slice(0, 0, n).fill_(true);
-    longest = std::max(longest, n);
-  }
-  valid_BS = fresh;
-  length_ = longest;
 }
 
 void CachedDecoder::select_rows(const torch::Tensor& rows) {
@@ -72,7 +49,7 @@ torch::Tensor CachedDecoder::step(const torch::Tensor& ids_BT, const torch::Tens
   torch::NoGradGuard no_grad;
   const LlamaConfig& c = model_->config();
   const int64_t B = ids_BT.size(0), T = ids_BT.size(1), L0 = length_, L = L0 + T;
-  const int64_t H = c.num_attention_heads, K = c.num_key_value_heads, E = c.head_dim();
+  const int64_t E = c.head_dim();
   ASC_CHECK(L <= capacity_, "KV cache overflow: {} + {} tokens > capacity {}", L0, T, capacity_);
   // Within the window, sliding-window attention is full causal attention; past it, not
   // implemented (the cache slots, left padding included, count as Hugging Face counts them).
@@ -96,6 +73,74 @@ torch::Tensor CachedDecoder::step(const torch::Tensor& ids_BT, const torch::Tens
   auto valid = key_valid_BS.slice(1, 0, L).to(dev).unsqueeze(1);  // [B, 1, L]
   auto mask_B1TL = valid.logical_and(causal).logical_or(own).unsqueeze(1);
 
+  auto last = run_layers(
+      x,
+      [&](size_t i, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+        k_[i].slice(2, L0, L).copy_(k);
+        v_[i].slice(2, L0, L).copy_(v);
+        return attend(q, k_[i].slice(2, 0, L), v_[i].slice(2, 0, L), mask_B1TL);
+      },
+      cos, sin);
+  length_ = L;
+  return last;
+}
+
+torch::Tensor CachedDecoder::step_at(const torch::Tensor& ids_B1, const torch::Tensor& pos_B1,
+                                     const torch::Tensor& slot_B1,
+                                     const std::vector<int64_t>& lens) {
+  torch::NoGradGuard no_grad;
+  const LlamaConfig& c = model_->config();
+  const int64_t B = ids_B1.size(0), K = c.num_key_value_heads, E = c.head_dim();
+  const int64_t span = *std::max_element(lens.begin(), lens.end());
+  ASC_CHECK(span <= capacity_, "KV cache overflow: {} tokens > capacity {}", span, capacity_);
+  ASC_CHECK(!c.sliding_window || span <= *c.sliding_window,
+            "{} cached tokens exceed sliding_window {}: sliding-window attention is not "
+            "implemented",
+            span, c.sliding_window.value_or(0));
+  auto& m = model_->model;
+  auto x = m->embed_tokens(ids_B1);
+  const auto pos = pos_B1.reshape({-1});
+  auto cos = cos_SE_.index_select(0, pos).view({B, 1, 1, E});
+  auto sin = sin_SE_.index_select(0, pos).view({B, 1, 1, E});
+  const auto index = slot_B1.view({B, 1, 1, 1}).expand({B, K, 1, E});
+  return run_layers(
+      x,
+      [&](size_t i, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+        k_[i].scatter_(2, index, k);
+        v_[i].scatter_(2, index, v);
+        // Each row over its own slots only (no mask, no reading past its length); a row not
+        // decoding (lens 0) gets zeros, never used.
+        std::vector<torch::Tensor> ys;
+        for (int64_t b = 0; b < B; ++b) {
+          const int64_t n = lens[size_t(b)];
+          ys.push_back(n == 0 ? torch::zeros_like(q.narrow(0, b, 1))
+                              : attend(q.narrow(0, b, 1), k_[i].narrow(0, b, 1).slice(2, 0, n),
+                                       v_[i].narrow(0, b, 1).slice(2, 0, n), {}));
+        }
+        return torch::cat(ys, 0);
+      },
+      cos, sin);
+}
+
+torch::Tensor CachedDecoder::attend(const torch::Tensor& q_BHTE, torch::Tensor k_BKLE,
+                                    torch::Tensor v_BKLE, const torch::Tensor& mask) const {
+  const int64_t B = k_BKLE.size(0), K = k_BKLE.size(1), L = k_BKLE.size(2), E = k_BKLE.size(3);
+  const int64_t H = q_BHTE.size(1);
+  if (K != H) {
+    k_BKLE = k_BKLE.unsqueeze(2).expand({B, K, H / K, L, E}).reshape({B, H, L, E});
+    v_BKLE = v_BKLE.unsqueeze(2).expand({B, K, H / K, L, E}).reshape({B, H, L, E});
+  }
+  return at::scaled_dot_product_attention(
+      q_BHTE, k_BKLE, v_BKLE, mask.defined() ? c10::optional<at::Tensor>(mask) : c10::nullopt, 0.0,
+      false, 1.0 / std::sqrt(double(E)));
+}
+
+torch::Tensor CachedDecoder::run_layers(torch::Tensor x, const AttendFn& attend_fn,
+                                        const torch::Tensor& cos, const torch::Tensor& sin) {
+  const LlamaConfig& c = model_->config();
+  const int64_t B = x.size(0), T = x.size(1);
+  const int64_t H = c.num_attention_heads, K = c.num_key_value_heads, E = c.head_dim();
+  auto& m = model_->model;
   for (size_t i = 0; i < m->layers->size(); ++i) {
     auto layer = m->layers->ptr<LlamaDecoderLayerImpl>(i);
     auto& attn = layer->self_attn;
@@ -105,19 +150,10 @@ torch::Tensor CachedDecoder::step(const torch::Tensor& ids_BT, const torch::Tens
     auto v = attn->v_proj(h).view({B, T, K, E}).transpose(1, 2);
     q = ops::apply_rotary(q, cos, sin);
     k = ops::apply_rotary(k, cos, sin);
-    k_[i].slice(2, L0, L).copy_(k);
-    v_[i].slice(2, L0, L).copy_(v);
-    auto kk = k_[i].slice(2, 0, L), vv = v_[i].slice(2, 0, L);
-    if (K != H) {
-      kk = kk.unsqueeze(2).expand({B, K, H / K, L, E}).reshape({B, H, L, E});
-      vv = vv.unsqueeze(2).expand({B, K, H / K, L, E}).reshape({B, H, L, E});
-    }
-    auto y = at::scaled_dot_product_attention(q, kk, vv, mask_B1TL, 0.0, false,
-                                              1.0 / std::sqrt(double(E)));
+    auto y = attend_fn(i, q, k, v);  // stores k and v in the cache, attends
     x = x + attn->o_proj(y.transpose(1, 2).reshape({B, T, H * E}));
     x = x + layer->mlp(layer->post_attention_layernorm(x));
   }
-  length_ = L;
   auto last = m->norm(x.select(1, T - 1));
   return torch::linear(last, model_->head_weight()).to(torch::kFloat32);
 }
@@ -268,10 +304,10 @@ std::vector<Generated> generate_plain(LlamaForCausalLM& model,
   return out;
 }
 
-// Continuous batching (greedy / sampling): `slots` rows decode together; a row that finishes
-// takes the next prompt at once (prefilled on its own and copied into the row's cache), so short
-// answers do not wait for the batch's longest. The shared slot axis grows with each insertion;
-// when full, every row's valid slots are moved to the front (compact).
+// Continuous batching: B slots decode together; a slot whose answer ended takes the next
+// prompt at once. Each slot keeps its own length in the cache (CachedDecoder::step_at), so a
+// refill neither pushes the others along nor needs compacting, and attention spans the longest
+// row only. Prompts taken in the same round are prefilled together (left-padded).
 std::vector<Generated> generate_continuous(LlamaForCausalLM& model,
                                            const std::vector<std::vector<int32_t>>& prompts,
                                            const GenerationOptions& o) {
@@ -283,35 +319,43 @@ std::vector<Generated> generate_continuous(LlamaForCausalLM& model,
     Batch check = left_pad({p}, 1, o, c, c10::kCPU);  // the same checks as a static batch
     longest = std::max(longest, check.P);
   }
-  const int64_t S = 2 * (longest + o.max_new_tokens);
+  const int64_t S = longest + o.max_new_tokens;  // a row's capacity
   const auto dev = model->model->embed_tokens->weight.device();
   const auto on_dev = [&](torch::Dtype t) { return torch::TensorOptions().dtype(t).device(dev); };
   CachedDecoder dec(model, B, S);
-  auto valid = torch::zeros({B, S}, on_dev(torch::kBool));
   auto gens = generators(o, N);
   std::vector<Generated> out(static_cast<size_t>(N));
   const auto nb = static_cast<size_t>(B);
-  std::vector<int64_t> slot_prompt(nb, -1), slot_pos(nb, 0), slot_new(nb, 0);
+  // Per slot: its prompt (-1: idle), tokens in its cache, answer tokens so far.
+  std::vector<int64_t> slot_prompt(nb, -1), slot_len(nb, 0), slot_new(nb, 0);
   torch::Tensor last = torch::zeros({B, V}, on_dev(torch::kFloat32));  // each slot's logits
   int64_t next_prompt = 0;
-  auto fill = [&](int64_t b) {
-    slot_prompt[size_t(b)] = -1;
-    if (next_prompt >= N) return;
-    const auto& p = prompts[size_t(next_prompt)];
-    const int64_t P = int64_t(p.size());
-    if (dec.length() + P > S) dec.compact(valid);
-    CachedDecoder one(model, 1, P);
-    auto ids = torch::tensor(std::vector<int64_t>(p.begin(), p.end()), torch::kInt64).view({1, P});
-    auto logits = one.step(ids.to(dev), torch::arange(P, on_dev(torch::kInt64)).view({1, P}),
-                           torch::ones({1, P}, on_dev(torch::kBool)));
-    const int64_t first = dec.insert(b, one, P);
-    valid[b].slice(0, first, first + P).fill_(true);
-    last[b].copy_(logits[0]);
-    slot_prompt[size_t(b)] = next_prompt++;
-    slot_pos[size_t(b)] = P;
-    slot_new[size_t(b)] = 0;
+  auto fill = [&](const std::vector<int64_t>& rows) {
+    std::vector<int64_t> took;
+    std::vector<std::vector<int32_t>> ps;
+    for (int64_t b : rows) {
+      slot_prompt[size_t(b)] = -1;
+      if (next_prompt >= N) continue;
+      took.push_back(b);
+      ps.push_back(prompts[size_t(next_prompt)]);
+      slot_prompt[size_t(b)] = next_prompt++;
+    }
+    if (took.empty()) return;
+    const Batch pre = left_pad(ps, 1, o, c, dev);
+    CachedDecoder one(model, int64_t(took.size()), pre.P);
+    auto logits = one.step(pre.ids_RP, pre.pos_RP, pre.valid_RS);
+    auto rows_t = torch::tensor(took, torch::kInt64).to(dev);
+    last.index_copy_(0, rows_t, logits);
+    for (size_t j = 0; j < took.size(); ++j) {
+      const int64_t b = took[j], P = int64_t(ps[j].size());
+      dec.set_row(b, one, int64_t(j), pre.P - P, P);
+      slot_len[size_t(b)] = P;
+      slot_new[size_t(b)] = 0;
+    }
   };
-  for (int64_t b = 0; b < B; ++b) fill(b);
+  std::vector<int64_t> all(nb);
+  for (int64_t b = 0; b < B; ++b) all[size_t(b)] = b;
+  fill(all);
   for (;;) {
     // The round's one read: every slot's next id (argmax), or every slot's probabilities for
     // the host draws (a slot refilled below decodes from the next round, so its draw waits).
@@ -320,7 +364,7 @@ std::vector<Generated> generate_continuous(LlamaForCausalLM& model,
       probs = warp_logits(last, o).softmax(-1).cpu();
     else
       argmax = last.argmax(-1).cpu();
-    std::vector<int64_t> tok(nb, o.pad_id), pos(nb, 0);
+    std::vector<int64_t> tok(nb, o.pad_id), pos(nb, 0), slot(nb, 0), finished;
     std::vector<uint8_t> feed(nb, 0);
     bool active = false;
     for (int64_t b = 0; b < B; ++b) {
@@ -345,26 +389,31 @@ std::vector<Generated> generate_continuous(LlamaForCausalLM& model,
         done = slot_new[size_t(b)] == o.max_new_tokens;
       }
       if (done) {  // the slot takes the next prompt; it decodes from the next round
-        valid[b].fill_(false);
-        fill(b);
-      } else {
-        tok[size_t(b)] = id;
-        pos[size_t(b)] = slot_pos[size_t(b)]++;
-        feed[size_t(b)] = 1;
+        finished.push_back(b);
+        continue;
       }
+      tok[size_t(b)] = id;
+      pos[size_t(b)] = slot[size_t(b)] = slot_len[size_t(b)]++;  // position = tokens before it
+      feed[size_t(b)] = 1;
     }
     if (!active) break;
+    fill(finished);
     if (std::none_of(feed.begin(), feed.end(), [](uint8_t f) { return f != 0; })) continue;
-    if (dec.length() + 1 > S) dec.compact(valid);
-    // The fed slots' ids, positions and new valid slot go to the device together.
-    auto host = torch::tensor(tok, torch::kInt64).view({B, 1});
-    auto fed = torch::tensor(std::vector<int64_t>(feed.begin(), feed.end()), torch::kInt64);
-    auto moved =
-        torch::cat({host, torch::tensor(pos, torch::kInt64).view({B, 1}), fed.view({B, 1})}, 1)
-            .to(dev);
-    const auto feed_B1 = moved.select(1, 2).view({B, 1}).to(torch::kBool);
-    valid.select(1, dec.length()).logical_or_(feed_B1.view({B}));
-    auto logits = dec.step(moved.slice(1, 0, 1), moved.slice(1, 1, 2), valid);
+    for (int64_t b = 0; b < B; ++b)  // a slot not fed writes a pad where no token of it lies
+      if (!feed[size_t(b)]) slot[size_t(b)] = slot_prompt[size_t(b)] >= 0 ? slot_len[size_t(b)] : 0;
+    // The fed slots' ids, positions, slots and flags go to the device together; a slot not fed
+    // (refilled or idle) writes a pad at a slot it does not count, overwritten later.
+    auto host =
+        torch::stack({torch::tensor(tok, torch::kInt64), torch::tensor(pos, torch::kInt64),
+                      torch::tensor(slot, torch::kInt64),
+                      torch::tensor(std::vector<int64_t>(feed.begin(), feed.end()), torch::kInt64)},
+                     1);
+    const auto moved = host.to(dev);
+    const auto slot_B1 = moved.slice(1, 2, 3), feed_B1 = moved.slice(1, 3, 4).to(torch::kBool);
+    std::vector<int64_t> lens(nb, 0);
+    for (size_t b = 0; b < nb; ++b)
+      if (feed[b]) lens[b] = slot[b] + 1;
+    auto logits = dec.step_at(moved.slice(1, 0, 1), moved.slice(1, 1, 2), slot_B1, lens);
     last = torch::where(feed_B1, logits, last);
   }
   return out;

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -35,20 +36,32 @@ class CachedDecoder {
                      const torch::Tensor& key_valid_BS);
   // Keeps rows `rows` (int64 [B']) of the cache in that order (beam reordering).
   void select_rows(const torch::Tensor& rows);
-  // Continuous batching: copies the first n slots of row 0 of `one` (a prompt prefilled on its
-  // own) into row `row`, at the slots [length, length + n); every row's length grows by n (the
-  // other rows' new slots are left invalid). Returns the first slot.
-  int64_t insert(int64_t row, const CachedDecoder& one, int64_t n);
-  // Moves each row's valid slots (key_valid_BS) to the front in order, and the cache's length
-  // to the longest row's count; key_valid_BS is updated to match. Keys are stored rotated, so
-  // moving them changes nothing they compute.
-  void compact(torch::Tensor& key_valid_BS);
+  // Continuous batching, each row its own length: row `src_row` of `src`, slots [from, from + n),
+  // copied into row `row` at slots [0, n).
+  void set_row(int64_t row, const CachedDecoder& src, int64_t src_row, int64_t from, int64_t n);
+  // One token per row, written at that row's own slot (slot_B1 int64, on the device); row b
+  // attends over its slots [0, lens[b]) (lens on the host: slot + 1 for a decoding row, 0 for a
+  // row whose output is not used). No shared length: a row refilled with a new prompt never
+  // pushes the others along, and no row reads past its own length.
+  torch::Tensor step_at(const torch::Tensor& ids_B1, const torch::Tensor& pos_B1,
+                        const torch::Tensor& slot_B1, const std::vector<int64_t>& lens);
   int64_t length() const { return length_; }
   int64_t capacity() const { return capacity_; }
 
  private:
   LlamaForCausalLM model_;
   int64_t length_ = 0, capacity_ = 0;
+  // (layer, q [B, H, T, E], new k and v [B, K, T, E]) -> attention output [B, H, T, E], the new
+  // keys and values stored in the cache on the way.
+  using AttendFn = std::function<torch::Tensor(size_t, const torch::Tensor&, const torch::Tensor&,
+                                               const torch::Tensor&)>;
+  // The decoder layers over x [B, T, D]; returns the last position's logits (fp32).
+  torch::Tensor run_layers(torch::Tensor x, const AttendFn& attend_fn, const torch::Tensor& cos,
+                           const torch::Tensor& sin);
+  // Scaled dot-product attention of q over cached keys/values (grouped heads expanded); `mask`
+  // undefined: every key visible.
+  torch::Tensor attend(const torch::Tensor& q_BHTE, torch::Tensor k_BKLE, torch::Tensor v_BKLE,
+                       const torch::Tensor& mask) const;
   std::vector<torch::Tensor> k_, v_;  // per layer [B, K, S, E]
   torch::Tensor cos_SE_, sin_SE_;     // rotary tables for positions [0, S)
 };
