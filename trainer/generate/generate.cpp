@@ -564,15 +564,7 @@ std::vector<Generated> generate(LlamaForCausalLM& model,
             o.top_k, 2 * o.num_beams);
   if (prompts.empty()) return {};
   torch::NoGradGuard no_grad;
-  if (o.num_beams == 1 && o.continuous) {
-    // Its shared slot axis holds up to 2 x (prompt + new): past a sliding window the cache
-    // check would refuse what static batches decode exactly.
-    int64_t longest = 0;
-    for (const auto& p : prompts) longest = std::max(longest, int64_t(p.size()));
-    const auto& c = model->config();
-    if (!c.sliding_window || 2 * (longest + o.max_new_tokens) <= *c.sliding_window)
-      return generate_continuous(model, prompts, o);
-  }
+  if (o.num_beams == 1 && o.continuous) return generate_continuous(model, prompts, o);
   return o.num_beams == 1 ? generate_plain(model, prompts, o) : generate_beams(model, prompts, o);
 }
 

@@ -70,8 +70,9 @@ struct GenerationOptions {
   int64_t max_new_tokens = 400;
   bool do_sample = false;
   // Greedy / sampling (num_beams 1): a finished row's slot takes the next prompt at once instead
-  // of waiting for the batch's longest answer (prompts are prefilled one at a time into free
-  // slots); `batch` slots decode together. Off: static batches, as transformers' generate.
+  // of waiting for the batch's longest answer (each slot keeps its own length in the cache;
+  // prompts taken in one round are prefilled together); `continuous_slots` slots decode
+  // together. Off: static batches, as transformers' generate.
   bool continuous = false;
   int64_t continuous_slots = 8;
   double temperature = 1.0;

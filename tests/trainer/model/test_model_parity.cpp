@@ -213,6 +213,12 @@ TEST(SlidingWindow, DecodingRunsWithinTheWindowAndRefusesPastIt) {
     }
   }
   EXPECT_EQ(got[0].ids, want);
+  // Continuous batching stays within the window too (each slot its own length): the same ids.
+  GenerationOptions oc = o;
+  oc.continuous = true, oc.continuous_slots = 2;
+  const auto cont = generate(model, {prompt, {1, 3}, prompt}, oc);
+  EXPECT_EQ(cont[0].ids, want);
+  EXPECT_EQ(cont[2].ids, want);
   // 5 + 4 > 8: refused up front, naming the window.
   try {
     generate(model, {{1, 3, 4, 5, 6}}, o);
