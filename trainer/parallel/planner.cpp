@@ -114,11 +114,12 @@ std::vector<Fix> fixes(const MemoryPlanInput& in, int64_t budget, int64_t ranks_
 }
 
 std::string format_fixes(const std::vector<Fix>& fs, int64_t budget, const char* per) {
+  // One line (an error is one line): the settings joined by "; ".
   std::string s;
   for (const Fix& f : fs)
-    s += fmt::format("\n  {} would need {:.2f} GiB per {} ({})", f.setting, gib(f.need), per,
-                     f.need <= budget ? "fits" : "does not fit");
-  return s;
+    s += fmt::format("{}{} would need {:.2f} GiB per {} ({})", s.empty() ? " " : "; ", f.setting,
+                     gib(f.need), per, f.need <= budget ? "fits" : "does not fit");
+  return s.empty() ? " none of the usual settings changes it" : s;
 }
 
 int64_t host_need(const MemoryPlan& p) {
@@ -152,15 +153,15 @@ void check_plan_fits_host(const Recipe& r, const MemoryPlanInput& in, int64_t ra
   const MemoryPlan p = plan_memory(in);
   if (p.host_peak() <= bytes_per_rank) return;
   ASC_FAIL_HINT(
-      "see `asclepius plan` for the breakdown; one of the settings above that fits, more nodes, "
+      "see `asclepius plan` for the breakdown; use a setting that fits, more nodes, "
       "or train.check_memory: false if the estimate is wrong for you (the kernel's OOM killer "
       "then decides)",
       "{}: this run needs about {:.2f} GiB of host memory per rank (runtime {:.2f}, model state "
       "{:.2f}, transient {:.2f} of which logits {:.2f} and activations {:.2f}, allocator cache "
       "{:.2f}, async staging {:.2f}) x {} rank(s) on this node = {:.1f} GiB, but the node has "
       "{:.1f} GiB for them ({:.2f} GiB per rank: the least of its memory, its cgroup's limit and "
-      "MemAvailable plus what the ranks hold now, shared by its ranks, and ulimit -v). What would "
-      "fit:{}",
+      "MemAvailable plus what the ranks hold now, shared by its ranks, and ulimit -v). Instead, "
+      "each alone:{}",
       r.source, gib(p.host_peak()), gib(p.runtime), gib(p.model_state()), gib(p.transient_host),
       gib(p.logits), gib(p.activations_ckpt), gib(p.allocator_cache), gib(p.async_staging), ranks,
       gib(p.host_peak() * ranks), gib(bytes_per_rank * ranks), gib(bytes_per_rank),
@@ -172,10 +173,10 @@ void check_plan_fits_device(const Recipe& r, const MemoryPlanInput& in, int64_t 
   const MemoryPlan p = plan_memory(in);
   if (p.peak() <= device_bytes) return;
   ASC_FAIL_HINT(
-      "see `asclepius plan --gpu-memory-gb` for the breakdown; one of the settings above that "
-      "fits, or set train.check_memory: false if the estimate is wrong for you",
+      "see `asclepius plan --gpu-memory-gb` for the breakdown; use a setting that fits, or set "
+      "train.check_memory: false if the estimate is wrong for you",
       "{}: this run needs about {:.1f} GiB per GPU (model state {:.1f}, activations {:.1f}, "
-      "logits {:.1f}) but the GPU has {:.1f} GiB. What would fit:{}",
+      "logits {:.1f}) but the GPU has {:.1f} GiB. Instead, each alone:{}",
       r.source, gib(p.peak()), gib(p.model_state()), gib(p.activations_ckpt), gib(p.logits),
       gib(device_bytes),
       format_fixes(fixes(in, device_bytes, std::max(1, int(in.world_size)), device_need),
