@@ -9,7 +9,7 @@ source "$(dirname "$0")/lib.sh"
 base=(train.threads=1 logging.progress=false logging.tensorboard=false train.max_steps=2
       checkpoint.every_steps=0)
 # NP MODE PRESET SEQ MICRO CHECKPOINTING
-configs=("2 fsdp small 256 2 true" "2 ddp small 128 2 false" "4 fsdp small 128 2 true"
+configs=("2 fsdp small 256 2 true" "2 ddp small 128 2 false" "4 fsdp small 256 2 true"
          "1 none small 256 2 true" "2 fsdp tiny 128 2 false")
 n=0
 for cfg in "${configs[@]}"; do

@@ -193,21 +193,19 @@ namespace {
 //   gathered units, the logits and their gradients, the activations) and the root's gradient
 //   reduction (the gathered units and the fp32 copy the MPI backend reduces); the loss's backward
 //   also holds the head's weight gradient before autograd adds it into the gradient buffer
-//   (vocab x hidden); plus a fifth for the temporaries the plan does not itemise (the sliced
-//   copy of the logits, the embedding's dense gradient, matmul workspaces);
+//   (vocab x hidden) and the loss's fp32 copy of the shifted logits (rows x vocab);
 // - with train.cache_host_memory, the heap keeps what a step frees; the holes between a step's
 //   blocks that the next step cannot fill cost, measured, half the live transient peak.
 void plan_host_resident(const MemoryPlanInput& in, int64_t reduce_copy, int64_t head_grad,
-                        MemoryPlan& p) {
+                        int64_t logits_copy, MemoryPlan& p) {
   constexpr int64_t kMiB = int64_t(1) << 20;
   p.on_device = in.on_device;
   p.runtime = 400 * kMiB;
   p.async_staging = in.async_save ? p.master + p.optimizer : 0;
   const int64_t copy = in.world_size > 1 ? reduce_copy : 0;
-  const int64_t loss_phase =
-      p.gathered_peak - copy + p.logits + head_grad + std::max(p.activations_ckpt, int64_t(0));
-  const int64_t live = std::max(loss_phase, p.gathered_peak);
-  p.transient_host = live + live / 5;
+  const int64_t loss_phase = p.gathered_peak - copy + p.logits + head_grad + logits_copy +
+                             std::max(p.activations_ckpt, int64_t(0));
+  p.transient_host = std::max(loss_phase, p.gathered_peak);
   p.allocator_cache = in.cache_host_memory && !in.on_device ? p.transient_host / 2 : 0;
 }
 
@@ -266,7 +264,8 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
     p.host_at_load = std::max(init_chunk, share * 4);
     p.host_at_save = p.master + p.optimizer;
   }
-  plan_host_resident(in, sharded ? largest * 4 : 0, c.vocab_size * c.hidden_size * es, p);
+  plan_host_resident(in, sharded ? largest * 4 : 0, c.vocab_size * c.hidden_size * es,
+                     logit_rows * c.vocab_size * 4, p);
   return p;
 }
 
