@@ -211,23 +211,11 @@ void add_judge_run(CLI::App& judge) {
   cmd->add_option("--temperature", o->gen.temperature, "Sampling temperature")
       ->check(CLI::Range(1e-4, 1e4));
   cmd->add_option("--seed", o->gen.seed, "Sampling seed (one per request)");
-  cmd->add_option("--dtype", o->dtype, "Compute dtype")->check(CLI::IsMember({"fp32", "bf16"}));
-  cmd->add_option("--device", o->device, "Where the judge model and its KV cache live: cpu or cuda")
-      ->check(CLI::IsMember({"cpu", "cuda"}));
-  cmd->add_option("--batch-size", o->batch_size, "Requests decoded together")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--threads", o->threads, "CPU threads (0: libtorch's default)")
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--timeout-s", o->timeout_s,
-                  "Under mpirun: how long ranks wait for a silent rank before stopping")
-      ->check(CLI::Range(1.0, 1e6));
+  add_job_options(cmd, &o->dtype, &o->device, &o->batch_size, &o->threads, &o->timeout_s,
+                  "Requests decoded together");
   cmd->callback([o] {
-    inference_device(o->device);  // refused before anything is read or loaded
     check_output_file("--out", o->out, {o->requests, o->model, o->tokenizer});
-    check_thread_count(o->threads, "--threads");
-    if (o->threads > 0) torch::set_num_threads(int(o->threads));
-    auto comm = comm::launched_world_size() > 1 ? comm::make_mpi_communicator(o->timeout_s)
-                                                : comm::make_self_communicator();
+    auto comm = start_job(o->device, o->threads, o->timeout_s);
     run(*o, *comm);
   });
 }

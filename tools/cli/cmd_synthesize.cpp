@@ -438,25 +438,13 @@ void add_stage(CLI::App& parent, const std::string& name, const std::string& hel
                   "Keep rows upstream's filter drops (self-references, answers ending in '?')");
   cmd->add_flag("--with-prompts", o->with_prompts,
                 "Record each filled prompt in the row (synthesis.<field>.prompt_text)");
-  cmd->add_option("--dtype", o->dtype, "Compute dtype")->check(CLI::IsMember({"fp32", "bf16"}));
-  cmd->add_option("--device", o->device, "Where the model and its KV cache live: cpu or cuda")
-      ->check(CLI::IsMember({"cpu", "cuda"}));
-  cmd->add_option("--batch-size", o->batch_size, "Prompts decoded together")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--threads", o->threads, "CPU threads (0: libtorch's default)")
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--timeout-s", o->timeout_s,
-                  "Under mpirun: how long ranks wait for a silent rank before stopping")
-      ->check(CLI::Range(1.0, 1e6));
+  add_job_options(cmd, &o->dtype, &o->device, &o->batch_size, &o->threads, &o->timeout_s,
+                  "Prompts decoded together");
   cmd->callback([o, name] {
-    inference_device(o->device);  // refused before anything is read or loaded
     check_output_file("--out", o->out, {o->input, o->model, o->tokenizer});
-    check_thread_count(o->threads, "--threads");
-    if (o->threads > 0) torch::set_num_threads(int(o->threads));
+    auto comm = start_job(o->device, o->threads, o->timeout_s);
     if (!std::isfinite(o->gen.temperature) || !std::isfinite(o->gen.top_p))
       ASC_FAIL("--temperature and --top-p must be numbers");
-    auto comm = comm::launched_world_size() > 1 ? comm::make_mpi_communicator(o->timeout_s)
-                                                : comm::make_self_communicator();
     run_stage(*o, stage_named(name), *comm);
   });
 }

@@ -7,6 +7,7 @@
 
 #include "checkpoint/manifest.h"
 #include "common/error.h"
+#include "common/host_memory.h"
 #include "common/strings.h"
 #include "generate/answer.h"
 
@@ -110,6 +111,28 @@ nlohmann::ordered_json TextGenerator::settings() const {
   // (recorded only off the CPU, so that earlier CPU jobs still resume).
   if (device_ != "cpu") j["device"] = device_;
   return j;
+}
+
+void add_job_options(CLI::App* cmd, std::string* dtype, std::string* device, int64_t* batch_size,
+                     int64_t* threads, double* timeout_s, const std::string& batch_help) {
+  cmd->add_option("--dtype", *dtype, "Compute dtype")->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->add_option("--device", *device, "Where the model and its KV cache live: cpu or cuda")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_option("--batch-size", *batch_size, batch_help)->check(CLI::PositiveNumber);
+  cmd->add_option("--threads", *threads, "CPU threads (0: libtorch's default)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--timeout-s", *timeout_s,
+                  "Under mpirun: how long ranks wait for a silent rank before stopping")
+      ->check(CLI::Range(1.0, 1e6));
+}
+
+std::unique_ptr<comm::Communicator> start_job(const std::string& device, int64_t threads,
+                                              double timeout_s) {
+  inference_device(device);  // refused before anything is read or loaded
+  check_thread_count(threads, "--threads");
+  if (threads > 0) torch::set_num_threads(int(threads));
+  return comm::launched_world_size() > 1 ? comm::make_mpi_communicator(timeout_s)
+                                         : comm::make_self_communicator();
 }
 
 }  // namespace asc::cli

@@ -7,11 +7,14 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "comm/communicator.h"
 #include "data/synthesis.h"
 #include "data/tokenizer.h"
 #include "generate/generate.h"
@@ -59,5 +62,14 @@ class TextGenerator {
   SynthPrompt chat_;
   int64_t budget_ = 0;
 };
+
+// The options of every job that prompts a model (synthesize, judge run): --dtype, --device,
+// --batch-size (`batch_help`), --threads, --timeout-s.
+void add_job_options(CLI::App* cmd, std::string* dtype, std::string* device, int64_t* batch_size,
+                     int64_t* threads, double* timeout_s, const std::string& batch_help);
+// --device and --threads checked (before anything is read or loaded) and applied; returns the
+// job's ranks under mpirun/srun, else this process alone.
+std::unique_ptr<comm::Communicator> start_job(const std::string& device, int64_t threads,
+                                              double timeout_s);
 
 }  // namespace asc::cli

@@ -44,24 +44,27 @@ void CachedDecoder::select_rows(const torch::Tensor& rows) {
   for (auto& t : v_) t = t.index_select(0, rows);
 }
 
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> CachedDecoder::embed(
+    const torch::Tensor& ids_BT, const torch::Tensor& pos_BT, int64_t span) {
+  const LlamaConfig& c = model_->config();
+  const int64_t B = ids_BT.size(0), T = ids_BT.size(1), E = c.head_dim();
+  ASC_CHECK(span <= capacity_, "KV cache overflow: {} tokens > capacity {}", span, capacity_);
+  // Within the window, sliding-window attention is full causal attention; past it, not
+  // implemented (the cache slots, left padding included, count as Hugging Face counts them).
+  ASC_CHECK(!c.sliding_window || span <= *c.sliding_window,
+            "{} cached tokens exceed sliding_window {}: sliding-window attention is not "
+            "implemented",
+            span, c.sliding_window.value_or(0));
+  const auto pos = pos_BT.reshape({-1});
+  return {model_->model->embed_tokens(ids_BT), cos_SE_.index_select(0, pos).view({B, 1, T, E}),
+          sin_SE_.index_select(0, pos).view({B, 1, T, E})};
+}
+
 torch::Tensor CachedDecoder::step(const torch::Tensor& ids_BT, const torch::Tensor& pos_BT,
                                   const torch::Tensor& key_valid_BS) {
   torch::NoGradGuard no_grad;
-  const LlamaConfig& c = model_->config();
-  const int64_t B = ids_BT.size(0), T = ids_BT.size(1), L0 = length_, L = L0 + T;
-  const int64_t E = c.head_dim();
-  ASC_CHECK(L <= capacity_, "KV cache overflow: {} + {} tokens > capacity {}", L0, T, capacity_);
-  // Within the window, sliding-window attention is full causal attention; past it, not
-  // implemented (the cache slots, left padding included, count as Hugging Face counts them).
-  ASC_CHECK(!c.sliding_window || L <= *c.sliding_window,
-            "{} cached tokens exceed sliding_window {}: sliding-window attention is not "
-            "implemented",
-            L, c.sliding_window.value_or(0));
-  auto& m = model_->model;
-  auto x = m->embed_tokens(ids_BT);
-  const auto pos = pos_BT.reshape({-1});
-  auto cos = cos_SE_.index_select(0, pos).view({B, 1, T, E});
-  auto sin = sin_SE_.index_select(0, pos).view({B, 1, T, E});
+  const int64_t T = ids_BT.size(1), L0 = length_, L = L0 + T;
+  auto [x, cos, sin] = embed(ids_BT, pos_BT, L);
 
   // Query t sits in slot L0 + t: it sees valid slots up to its own, and always its own slot (a
   // pad query would otherwise see nothing; its output is never used).
@@ -91,17 +94,7 @@ torch::Tensor CachedDecoder::step_at(const torch::Tensor& ids_B1, const torch::T
   torch::NoGradGuard no_grad;
   const LlamaConfig& c = model_->config();
   const int64_t B = ids_B1.size(0), K = c.num_key_value_heads, E = c.head_dim();
-  const int64_t span = *std::max_element(lens.begin(), lens.end());
-  ASC_CHECK(span <= capacity_, "KV cache overflow: {} tokens > capacity {}", span, capacity_);
-  ASC_CHECK(!c.sliding_window || span <= *c.sliding_window,
-            "{} cached tokens exceed sliding_window {}: sliding-window attention is not "
-            "implemented",
-            span, c.sliding_window.value_or(0));
-  auto& m = model_->model;
-  auto x = m->embed_tokens(ids_B1);
-  const auto pos = pos_B1.reshape({-1});
-  auto cos = cos_SE_.index_select(0, pos).view({B, 1, 1, E});
-  auto sin = sin_SE_.index_select(0, pos).view({B, 1, 1, E});
+  auto [x, cos, sin] = embed(ids_B1, pos_B1, *std::max_element(lens.begin(), lens.end()));
   const auto index = slot_B1.view({B, 1, 1, 1}).expand({B, K, 1, E});
   return run_layers(
       x,

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <tuple>
 #include <optional>
 #include <vector>
 
@@ -51,6 +52,11 @@ class CachedDecoder {
  private:
   LlamaForCausalLM model_;
   int64_t length_ = 0, capacity_ = 0;
+  // The ids' embeddings and rotary tables at their positions ([B, 1, T, E]), after checking that
+  // attention over `span` slots fits the cache and any sliding window.
+  std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> embed(const torch::Tensor& ids_BT,
+                                                                const torch::Tensor& pos_BT,
+                                                                int64_t span);
   // (layer, q [B, H, T, E], new k and v [B, K, T, E]) -> attention output [B, H, T, E], the new
   // keys and values stored in the cache on the way.
   using AttendFn = std::function<torch::Tensor(size_t, const torch::Tensor&, const torch::Tensor&,
