@@ -345,13 +345,20 @@ with open(f"{work}/a_in.jsonl", "w") as f:
     f.write(json.dumps({"patient_id": "selfref", "note": "Seen by a clinical language model.",
                         "question": "What was seen?", "task": "Summarization"}) + "\n")
     f.write(json.dumps({"patient_id": "noq", "note": "A note.", "question": " "}) + "\n")
+    f.write(json.dumps({"patient_id": "hugeq", "note": "A note.",
+                        "question": "Why is this so long? " * 800}) + "\n")
 aargs = ["synthesize", "answers", "--input", f"{work}/a_in.jsonl", "--max-new-tokens", "16",
          "--batch-size", "4", "--keep-unfinished", "--with-prompts", "--seed", "4", *common]
 p = run(*aargs, "--out", f"{work}/a.jsonl")
 answers, a_rej = rows_of(f"{work}/a.jsonl"), rows_of(f"{work}/a.jsonl.rejected.jsonl")
 check("answers: every prompt equals upstream's answer prompt",
       all(a["synthesis"]["answer"]["prompt_text"] == ANSWERS.format(note=a["note"], question=a["question"])
-          for a in answers + a_rej) and len(answers) >= 5)
+          for a in answers + a_rej if a.get("reject_reason") != "prompt_too_long")
+      and len(answers) >= 5)
+check("answers: a question too long for the context (never cut) is a rejected row, not a crash",
+      any(r["patient_id"] == "hugeq" and r["reject_reason"] == "prompt_too_long"
+          and "more than the" in r["synthesis"]["answer"]["error"] for r in a_rej)
+      and "rejected: " in p.stderr)
 check("answers: upstream's filter rejects the self-referencing row; the empty question is listed",
       any(r["patient_id"] == "selfref" and r["reject_reason"] == "self_reference" for r in a_rej)
       and "an empty question" in p.stderr and "self_reference" in p.stderr)

@@ -195,7 +195,12 @@ Prepared prepare(const Opts& o, const Stage& st, const Row& r, size_t line, cons
     values = {{"note", r.rec.note}, {"question", r.rec.question}};
   }
   size_t kept = 0;
-  out.ids = s.fit(p, values, st.cut, &kept, &out.text);
+  try {
+    out.ids = s.fit(p, values, st.cut, &kept, &out.text);
+  } catch (const Error& e) {  // the prompt without the cut field is too long: a rejected row
+    out.meta["error"] = e.message();
+    return out;
+  }
   if (kept < values[st.cut].size())
     out.meta["input_cut"] = {
         {"field", st.cut}, {"bytes_kept", kept}, {"bytes", values[st.cut].size()}};
@@ -206,17 +211,18 @@ Prepared prepare(const Opts& o, const Stage& st, const Row& r, size_t line, cons
 // The output row of one line: the input's fields, the model's text, the stage's record under
 // "synthesis" (a name without "answer": upstream's scorer takes such columns for models), and
 // "_reject" when the row is not kept (cli/sharded_job.h).
+// `g` null: the prompt could not be made (p.meta["error"] says why), the row is rejected.
 Json output_row(const Opts& o, const Stage& st, const Row& r, size_t line, Prepared p,
-                const Generated& g, const std::string& text) {
+                const Generated* g, const std::string& text) {
   Json row = r.base;
   if (p.meta.contains("task")) row["task"] = p.meta["task"];
-  row[st.field] = text;
-  p.meta["finish_reason"] = g.ended_with_eos ? "stop" : "length";
+  if (g) row[st.field] = text;
+  if (g) p.meta["finish_reason"] = g->ended_with_eos ? "stop" : "length";
   if (!row.contains("synthesis") || !row["synthesis"].is_object())
     row["synthesis"] = Json::object();
   row["synthesis"][st.field] = p.meta;
-  std::string reason = text.empty() ? "empty" : "";
-  if (reason.empty() && !g.ended_with_eos && !o.keep_unfinished) reason = "length";
+  std::string reason = !g ? "prompt_too_long" : text.empty() ? "empty" : "";
+  if (reason.empty() && !g->ended_with_eos && !o.keep_unfinished) reason = "length";
   if (reason.empty() && st.name == "answers" && !o.no_filters)
     reason = upstream_filter_reason(r.rec.note, r.rec.question, text);
   if (!reason.empty()) row["_reject"] = reason;
@@ -273,16 +279,20 @@ void run_one_batch(const Opts& o, const Stage& st, const std::vector<Row>& rows,
                    TextGenerator& s, ShardedJob& job, const std::string& name) {
   std::vector<std::vector<int32_t>> ps;
   std::vector<uint64_t> seeds;
-  for (size_t i : batch) {
-    ps.push_back(prepared[i - w0].ids);
-    seeds.push_back(line_seed(s.options().seed, int64_t(i)));
-  }
-  const auto gens = s.run(ps, seeds);
+  for (size_t i : batch)
+    if (!prepared[i - w0].ids.empty()) {  // empty: no prompt could be made (rejected)
+      ps.push_back(prepared[i - w0].ids);
+      seeds.push_back(line_seed(s.options().seed, int64_t(i)));
+    }
+  const auto gens = ps.empty() ? std::vector<Generated>{} : s.run(ps, seeds);
   std::string text;
-  for (size_t j = 0; j < batch.size(); ++j)
-    text +=
-        jsonl_line(output_row(o, st, rows[batch[j]], batch[j], std::move(prepared[batch[j] - w0]),
-                              gens[j], tidy_reply(s.decode(gens[j].ids))));
+  size_t next = 0;
+  for (size_t i : batch) {
+    Prepared& p = prepared[i - w0];
+    const Generated* g = p.ids.empty() ? nullptr : &gens[next++];
+    text += jsonl_line(output_row(o, st, rows[i], i, std::move(p), g,
+                                  g ? tidy_reply(s.decode(g->ids)) : std::string()));
+  }
   job.write(name, text);
 }
 
@@ -356,6 +366,9 @@ void run_stage(const Opts& o, const Stage& st, comm::Communicator& comm) {
                    rows[i].where, st.cut,
                    prepared.back().meta["input_cut"]["bytes_kept"].get<size_t>(),
                    prepared.back().meta["input_cut"]["bytes"].get<size_t>());
+      if (prepared.back().meta.contains("error") && rank == 0)
+        fmt::print(stderr, "rejected: {}: {}\n", rows[i].where,
+                   prepared.back().meta["error"].get<std::string>());
       length[i] = prepared.back().ids.size();
       lines.push_back(i);
     }
