@@ -318,6 +318,45 @@ for attempt, np in enumerate((2, 1)):
           f"{3 - np}: the same bytes", written >= 0 and
           open(out, "rb").read() == open(f"{work}/q1.jsonl", "rb").read())
 
+# A rank that stops (SIGSTOP) mid-job: the other stops after --timeout-s (longer than the 5 s
+# heartbeat period) at the wave's barrier
+# (a waiting rank's heartbeat pauses, so waiting ranks cannot keep each other's deadline alive).
+out = f"{work}/qstall.jsonl"
+proc = subprocess.Popen(["mpirun", "--oversubscribe", "-np", "2", bin_, *qargs, "--out", out,
+                         "--timeout-s", "8"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                        env=env, start_new_session=True, text=True)
+stopped, t0 = None, time.time()
+while time.time() - t0 < 60 and proc.poll() is None and stopped is None:
+    parts = out + ".parts"
+    if os.path.isdir(parts) and any(f.startswith("wave-") for f in os.listdir(parts)):
+        ranks = [int(x) for x in subprocess.run(["pgrep", "-f", "qstall.jsonl"], capture_output=True,
+                                                text=True).stdout.split()]
+        ranks = [r for r in ranks if open(f"/proc/{r}/comm").read().strip() == "asclepius"]
+        if len(ranks) == 2:
+            stopped = max(ranks)
+            os.kill(stopped, signal.SIGSTOP)
+    time.sleep(0.02)
+try:
+    _, err = proc.communicate(timeout=90)
+    ended = True
+except subprocess.TimeoutExpired:
+    ended, err = False, ""
+os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
+if stopped:
+    try:
+        os.kill(stopped, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+check("questions: a stopped rank makes the other stop at the wave's barrier after --timeout-s "
+      "(no hang)", stopped is not None and ended and proc.returncode != 0)
+
+# The merge's fields of a rejected file fed back in are not carried over.
+run("synthesize", "questions", "--input", f"{work}/notes8.jsonl.rejected.jsonl", "--out",
+    f"{work}/qre.jsonl", "--max-new-tokens", "8", "--keep-unfinished", "--seed", "3", *common)
+check("a rejected file fed back in: its reject_reason is not carried into kept rows",
+      rows_of(f"{work}/qre.jsonl") and all("reject_reason" not in r and "_reject" not in r
+                                           for r in rows_of(f"{work}/qre.jsonl")))
+
 with open(f"{work}/tasks_in.jsonl", "w") as f:
     for i, n in enumerate(notes[:5]):
         t = ["Summarization", "Paraphrasing", "", "Cooking", "Question Answering"][i]
@@ -374,9 +413,13 @@ check("answers: released layout (patient_id, note, question, answer, task) with 
 with open(f"{work}/deid.jsonl", "w") as f:
     f.write(json.dumps({"patient_id": "d1", "note": "Seen by Dr. [**Last Name (NamePattern1) 12**] "
                         "at [**Hospital1 18**].", "question": "Who saw the patient?"}) + "\n")
+open(f"{work}/deid_a.jsonl.rejected.jsonl", "w").write('{"stale": true}\n')
 run("synthesize", "answers", "--input", f"{work}/deid.jsonl", "--out", f"{work}/deid_a.jsonl",
     "--max-new-tokens", "4", "--keep-unfinished", "--with-prompts", "--convert-deid", *common)
 d = (rows_of(f"{work}/deid_a.jsonl") + rows_of(f"{work}/deid_a.jsonl.rejected.jsonl"))[0]
+check("a run with no rejected rows removes an earlier run's <out>.rejected.jsonl",
+      len(rows_of(f"{work}/deid_a.jsonl")) == 1
+      and not os.path.exists(f"{work}/deid_a.jsonl.rejected.jsonl"))
 check("answers --convert-deid: MIMIC placeholders converted before prompting (Asclepius-R)",
       "[**" not in d["synthesis"]["answer"]["prompt_text"] and "[Name]" in d["note"]
       and d["synthesis"]["answer"]["prompt_text"] == ANSWERS.format(note=d["note"], question=d["question"]))

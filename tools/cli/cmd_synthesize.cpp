@@ -106,8 +106,11 @@ std::vector<Row> read_rows(const Opts& o, const Stage& st, std::vector<std::stri
       if (l.find_first_not_of(" \t\r\n\f\v") != std::string::npos) lines.push_back(l);
   }
   // Fields written under canonical names below (the notes stage's source is its case report).
+  // The merge's own fields (`_line`, `_reject`, `reject_reason`) are never carried over: a row
+  // fed back from a rejected file starts clean.
   std::vector<std::string> canonical = {"patient_id", "patient", "note",
-                                        "question",   "answer",  "task"};
+                                        "question",   "answer",  "task",
+                                        "_line",      "_reject", "reject_reason"};
   if (st.name == "notes") canonical.push_back("case_report");
   for (const auto& [logical, column] : ingest.columns) canonical.push_back(column);
   std::vector<Row> rows;

@@ -80,7 +80,7 @@ ShardedJob::ShardedJob(std::string output, const std::string& settings, comm::Co
   // rank still working, not only finished batches.
   heartbeat_ = std::thread([this, path = fmt::format("{}/alive-{}", parts_, comm_.rank())] {
     for (int64_t beat = 0; beating_; ++beat) {
-      if (beat % 50 == 0) std::ofstream(path, std::ios::app) << '.';
+      if (beat % 50 == 0 && !waiting_) std::ofstream(path, std::ios::app) << '.';
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   });
@@ -117,6 +117,13 @@ std::vector<nlohmann::ordered_json> ShardedJob::read(const std::vector<std::stri
 }
 
 void ShardedJob::wait_for_all() {
+  // Waiting is not working: this rank's heartbeat pauses, so that ranks waiting for each other
+  // do not keep the deadline alive for one that stopped.
+  waiting_ = true;
+  struct Resume {
+    std::atomic<bool>& w;
+    ~Resume() { w = false; }
+  } resume{waiting_};
   comm::BarrierOptions bo;
   bo.timeout_s = timeout_s_;
   bo.progress = [parts = parts_] {
@@ -130,7 +137,7 @@ void ShardedJob::wait_for_all() {
 
 std::pair<int64_t, int64_t> ShardedJob::finish(const std::vector<std::string>& names,
                                                size_t lines) {
-  stop_heartbeat();  // this rank is done: nothing more is written into the parts
+  if (comm_.rank() != 0) stop_heartbeat();  // done; rank 0's beats on through the merge
   wait_for_all();
   int64_t kept = 0, rejected = 0;
   if (comm_.rank() == 0) {
@@ -153,8 +160,14 @@ std::pair<int64_t, int64_t> ShardedJob::finish(const std::vector<std::string>& n
     for (size_t i = 0; i < rows.size(); ++i)
       if (!rows[i].empty())
         (is_rejected[i] ? rej : out) += rows[i], ++(is_rejected[i] ? rejected : kept);
-    if (rejected > 0) write_file_atomic(rejected_output(), rej);
+    // A rejected file of an earlier run at this output would pass for this run's.
+    std::error_code ec;
+    if (rejected > 0)
+      write_file_atomic(rejected_output(), rej);
+    else
+      fs::remove(rejected_output(), ec);
     write_file_atomic(output_, out);
+    stop_heartbeat();
     remove_parts(parts_);
   }
   wait_for_all();  // no rank stops (and takes the job down) before rank 0 wrote the output

@@ -45,7 +45,8 @@ class ShardedJob {
   // Every line of the named parts, in file order, then line order.
   std::vector<nlohmann::ordered_json> read(const std::vector<std::string>& names) const;
 
-  // Waits for every rank; the deadline restarts while the parts or heartbeats grow.
+  // Waits for every rank; the deadline restarts while the parts or the heartbeats of ranks still
+  // working grow (a waiting rank's heartbeat pauses).
   void wait_for_all();
   // The end: waits for every rank, rank 0 merges `names` into the output (lines 0 .. lines-1;
   // each at most once) and removes the parts, everyone waits for that. Returns (on rank 0) how
@@ -60,7 +61,7 @@ class ShardedJob {
   std::string output_, parts_;
   comm::Communicator& comm_;
   double timeout_s_;
-  std::atomic<bool> beating_{true};
+  std::atomic<bool> beating_{true}, waiting_{false};
   std::thread heartbeat_;
 };
 
