@@ -353,6 +353,10 @@ check("questions: a stopped rank makes the other stop at the wave's barrier afte
 # The merge's fields of a rejected file fed back in are not carried over.
 run("synthesize", "questions", "--input", f"{work}/notes8.jsonl.rejected.jsonl", "--out",
     f"{work}/qre.jsonl", "--max-new-tokens", "8", "--keep-unfinished", "--seed", "3", *common)
+p = run("synthesize", "questions", "--input", f"{work}/notes8.jsonl.rejected.jsonl", "--out",
+        f"{work}/notes8.jsonl", *common, ok=False)
+check("an --out whose rejected file would be the input is refused (the input is never removed)",
+      p.returncode != 0 and os.path.exists(f"{work}/notes8.jsonl.rejected.jsonl"))
 check("a rejected file fed back in: its reject_reason is not carried into kept rows",
       rows_of(f"{work}/qre.jsonl") and all("reject_reason" not in r and "_reject" not in r
                                            for r in rows_of(f"{work}/qre.jsonl")))

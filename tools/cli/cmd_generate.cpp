@@ -479,7 +479,8 @@ void add_generate(CLI::App& app) {
                     "--interactive");
     const c10::Device device = inference_device(o->device);  // before loading anything
     if (!o->output.empty())
-      check_output_file("--output", o->output, {o->input, o->model, o->tokenizer});
+      for (const auto& f : {o->output, o->output + ".rejected.jsonl"})  // removed if stale
+        check_output_file("--output", f, {o->input, o->model, o->tokenizer});
     if (!o->stats_json.empty())
       check_output_file("--stats-json", o->stats_json,
                         {o->input, o->note_file, o->model, o->tokenizer, o->output});

@@ -214,7 +214,9 @@ void add_judge_run(CLI::App& judge) {
   add_job_options(cmd, &o->dtype, &o->device, &o->batch_size, &o->threads, &o->timeout_s,
                   "Requests decoded together");
   cmd->callback([o] {
-    check_output_file("--out", o->out, {o->requests, o->model, o->tokenizer});
+    // <out>.rejected.jsonl is written (or an old one removed) too: never an input.
+    for (const auto& f : {o->out, o->out + ".rejected.jsonl"})
+      check_output_file("--out", f, {o->requests, o->model, o->tokenizer});
     auto comm = start_job(o->device, o->threads, o->timeout_s);
     run(*o, *comm);
   });

@@ -457,7 +457,9 @@ void add_stage(CLI::App& parent, const std::string& name, const std::string& hel
   add_job_options(cmd, &o->dtype, &o->device, &o->batch_size, &o->threads, &o->timeout_s,
                   "Prompts decoded together");
   cmd->callback([o, name] {
-    check_output_file("--out", o->out, {o->input, o->model, o->tokenizer});
+    // <out>.rejected.jsonl is written (or an old one removed) too: never an input.
+    for (const auto& f : {o->out, o->out + ".rejected.jsonl"})
+      check_output_file("--out", f, {o->input, o->model, o->tokenizer});
     auto comm = start_job(o->device, o->threads, o->timeout_s);
     if (!std::isfinite(o->gen.temperature) || !std::isfinite(o->gen.top_p))
       ASC_FAIL("--temperature and --top-p must be numbers");
