@@ -16,9 +16,10 @@
 
 namespace asc::cli {
 
-void add_corpus(CLI::App& app) {
-  auto* cmd = app.add_subcommand("corpus", "Build or inspect an HDF5 notes corpus");
-  cmd->require_subcommand(1);
+namespace {
+
+// `corpus build`: notes (CSV/JSONL/JSON) tokenised into corpus.h5.
+void add_build(CLI::App* cmd) {
   auto o = std::make_shared<CorpusBuildOptions>();
   auto columns = std::make_shared<std::vector<std::string>>();
   auto* b = cmd->add_subcommand("build", "Tokenise notes (CSV/JSONL/JSON) into corpus.h5");
@@ -95,7 +96,10 @@ void add_corpus(CLI::App& app) {
                                rep.unknown_excludes.empty() ? "" : ": ",
                                fmt::join(rep.unknown_excludes, ", "));
   });
+}
 
+// `corpus inspect`: a corpus verified, its attributes and a sample printed.
+void add_inspect(CLI::App* cmd) {
   auto path = std::make_shared<std::string>();
   auto tok_path = std::make_shared<std::string>();
   auto* in = cmd->add_subcommand(
@@ -146,6 +150,15 @@ void add_corpus(CLI::App& app) {
       std::cout << "\n";
     }
   });
+}
+
+}  // namespace
+
+void add_corpus(CLI::App& app) {
+  auto* cmd = app.add_subcommand("corpus", "Build or inspect an HDF5 notes corpus");
+  cmd->require_subcommand(1);
+  add_build(cmd);
+  add_inspect(cmd);
 }
 
 }  // namespace asc::cli

@@ -19,6 +19,7 @@
 #include "cli/commands.h"
 #include "cli/output_path.h"
 #include "cli/sharded_job.h"
+#include "cli/text_generator.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "comm/communicator.h"
@@ -395,6 +396,74 @@ void apply_preset(Opts& o, const CLI::App& cmd) {
   }
 }
 
+// The decoding options: length, beams, sampling and its warpers, seed.
+void add_decoding_options(CLI::App* cmd, GenerationOptions& gen) {
+  cmd->add_option("--max-new-tokens", gen.max_new_tokens, "Answer length limit")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--num-beams", gen.num_beams, "Beam search width (the paper used 5)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--do-sample", gen.do_sample, "Sample instead of taking the best token");
+  cmd->add_option("--temperature", gen.temperature, "Sampling temperature")
+      ->check(CLI::Range(1e-4, 1e4));  // below, logits / temperature overflow to inf
+  cmd->add_option("--top-k", gen.top_k, "Sample among the k most likely tokens (0: all)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--top-p", gen.top_p, "Nucleus sampling mass (1: off)")
+      ->check(CLI::Range(1e-9, 1.0));
+  cmd->add_option("--length-penalty", gen.length_penalty, "Beam score = logprob / len^this")
+      ->check(CLI::Range(-1e3, 1e3));
+  cmd->add_option("--seed", gen.seed, "Sampling seed");
+}
+
+// The command itself, once its options are parsed.
+void run_generate(Opts& o, const CLI::App& cmd) {
+  if (!o.preset.empty()) apply_preset(o, cmd);
+  if (o.note_file.empty() && o.input.empty() && !o.interactive)
+    ASC_FAIL_HINT("see asclepius generate --help",
+                  "generate needs --note and --question, --input and --output, or "
+                  "--interactive");
+  const c10::Device device = inference_device(o.device);  // before loading anything
+  if (!o.output.empty())
+    for (const auto& f : {o.output, o.output + ".rejected.jsonl"})  // removed if stale
+      check_output_file("--output", f, {o.input, o.model, o.tokenizer});
+  if (!o.stats_json.empty())
+    check_output_file("--stats-json", o.stats_json,
+                      {o.input, o.note_file, o.model, o.tokenizer, o.output});
+  // Under mpirun (or srun) the ranks share the --input lines; the other modes run alone.
+  auto comm = start_job(o.device, o.threads, o.timeout_s);
+  if (comm->size() > 1 && o.input.empty())
+    ASC_FAIL(
+        "generate under {} ranks needs --input/--output (--note and --interactive run "
+        "in one process)",
+        comm->size());
+  // CLI11's ranges let NaN through (every comparison with it is false).
+  for (const auto& [name, v] : {std::pair<const char*, double>{"--temperature", o.gen.temperature},
+                                {"--top-p", o.gen.top_p},
+                                {"--length-penalty", o.gen.length_penalty}})
+    if (!std::isfinite(v)) ASC_FAIL("{}: {} is not a number", name, v);
+  o.gen.continuous_slots = o.batch_size;
+  Answerer a(o, device);
+  if (!o.note_file.empty())
+    run_one(o, a);
+  else if (!o.input.empty())
+    run_batch(o, a, *comm);
+  else
+    run_interactive(o, a);
+  const double tps = a.stats.seconds > 0 ? double(a.stats.tokens) / a.stats.seconds : 0.0;
+  fmt::print(stderr, "{} answers, {} tokens generated in {:.2f} s ({:.1f} tokens/s)\n",
+             a.stats.answers, a.stats.tokens, a.stats.seconds, tps);
+  if (!o.stats_json.empty() && comm->rank() == 0) {  // rank 0's share
+    nlohmann::json j = {{"answers", a.stats.answers},
+                        {"tokens", a.stats.tokens},
+                        {"seconds", a.stats.seconds},
+                        {"tokens_per_s", tps},
+                        {"truncated_notes", a.stats.truncated},
+                        {"threads", torch::get_num_threads()},
+                        {"device", o.device},
+                        {"dtype", o.dtype}};
+    std::ofstream(o.stats_json) << j.dump(2) << "\n";
+  }
+}
+
 }  // namespace
 
 void add_generate(CLI::App& app) {
@@ -436,20 +505,7 @@ void add_generate(CLI::App& app) {
                 "Use --prompt-template even when the model was tuned with another");
   cmd->add_flag("--ignore-eos", o->ignore_eos,
                 "Always generate --max-new-tokens tokens (benchmarks)");
-  cmd->add_option("--max-new-tokens", o->gen.max_new_tokens, "Answer length limit")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--num-beams", o->gen.num_beams, "Beam search width (the paper used 5)")
-      ->check(CLI::PositiveNumber);
-  cmd->add_flag("--do-sample", o->gen.do_sample, "Sample instead of taking the best token");
-  cmd->add_option("--temperature", o->gen.temperature, "Sampling temperature")
-      ->check(CLI::Range(1e-4, 1e4));  // below, logits / temperature overflow to inf
-  cmd->add_option("--top-k", o->gen.top_k, "Sample among the k most likely tokens (0: all)")
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--top-p", o->gen.top_p, "Nucleus sampling mass (1: off)")
-      ->check(CLI::Range(1e-9, 1.0));
-  cmd->add_option("--length-penalty", o->gen.length_penalty, "Beam score = logprob / len^this")
-      ->check(CLI::Range(-1e3, 1e3));
-  cmd->add_option("--seed", o->gen.seed, "Sampling seed");
+  add_decoding_options(cmd, o->gen);
   cmd->add_option("--dtype", o->dtype, "Compute dtype")->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_option("--device", o->device,
                   "Where the weights and the KV cache live: cpu or cuda (GPU 0); the run's "
@@ -471,59 +527,7 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--timeout-s", o->timeout_s,
                   "Under mpirun: how long ranks wait for a silent rank before stopping")
       ->check(CLI::Range(1.0, 1e6));
-  cmd->callback([o, cmd] {
-    if (!o->preset.empty()) apply_preset(*o, *cmd);
-    if (o->note_file.empty() && o->input.empty() && !o->interactive)
-      ASC_FAIL_HINT("see asclepius generate --help",
-                    "generate needs --note and --question, --input and --output, or "
-                    "--interactive");
-    const c10::Device device = inference_device(o->device);  // before loading anything
-    if (!o->output.empty())
-      for (const auto& f : {o->output, o->output + ".rejected.jsonl"})  // removed if stale
-        check_output_file("--output", f, {o->input, o->model, o->tokenizer});
-    if (!o->stats_json.empty())
-      check_output_file("--stats-json", o->stats_json,
-                        {o->input, o->note_file, o->model, o->tokenizer, o->output});
-    // Under mpirun (or srun) the ranks share the --input lines; the other modes run alone.
-    std::unique_ptr<comm::Communicator> comm = comm::launched_world_size() > 1
-                                                   ? comm::make_mpi_communicator(o->timeout_s)
-                                                   : comm::make_self_communicator();
-    if (comm->size() > 1 && o->input.empty())
-      ASC_FAIL(
-          "generate under {} ranks needs --input/--output (--note and --interactive run "
-          "in one process)",
-          comm->size());
-    // CLI11's ranges let NaN through (every comparison with it is false).
-    for (const auto& [name, v] :
-         {std::pair<const char*, double>{"--temperature", o->gen.temperature},
-          {"--top-p", o->gen.top_p},
-          {"--length-penalty", o->gen.length_penalty}})
-      if (!std::isfinite(v)) ASC_FAIL("{}: {} is not a number", name, v);
-    o->gen.continuous_slots = o->batch_size;
-    check_thread_count(o->threads, "--threads");
-    if (o->threads > 0) torch::set_num_threads(int(o->threads));
-    Answerer a(*o, device);
-    if (!o->note_file.empty())
-      run_one(*o, a);
-    else if (!o->input.empty())
-      run_batch(*o, a, *comm);
-    else
-      run_interactive(*o, a);
-    const double tps = a.stats.seconds > 0 ? double(a.stats.tokens) / a.stats.seconds : 0.0;
-    fmt::print(stderr, "{} answers, {} tokens generated in {:.2f} s ({:.1f} tokens/s)\n",
-               a.stats.answers, a.stats.tokens, a.stats.seconds, tps);
-    if (!o->stats_json.empty() && comm->rank() == 0) {  // rank 0's share
-      nlohmann::json j = {{"answers", a.stats.answers},
-                          {"tokens", a.stats.tokens},
-                          {"seconds", a.stats.seconds},
-                          {"tokens_per_s", tps},
-                          {"truncated_notes", a.stats.truncated},
-                          {"threads", torch::get_num_threads()},
-                          {"device", o->device},
-                          {"dtype", o->dtype}};
-      std::ofstream(o->stats_json) << j.dump(2) << "\n";
-    }
-  });
+  cmd->callback([o, cmd] { run_generate(*o, *cmd); });
 }
 
 }  // namespace asc::cli
