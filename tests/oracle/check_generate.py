@@ -20,6 +20,8 @@ import sys
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, LlamaTokenizer
 
+from peaked_llama import make_peaked_llama
+
 bin_, work = sys.argv[1], sys.argv[2]
 shutil.rmtree(work, ignore_errors=True)  # a fresh directory: synth-notes does not replace notes
 os.makedirs(work)
@@ -31,19 +33,7 @@ run("tokenizer", "train", "--input", f"{work}/notes/train.csv", "--vocab-size", 
     f"{work}/tok.model")
 tok = LlamaTokenizer(vocab_file=f"{work}/tok.model")
 
-torch.manual_seed(7)
-cfg = LlamaConfig(vocab_size=800, hidden_size=64, intermediate_size=112, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                  rms_norm_eps=1e-5, rope_theta=10000.0, bos_token_id=1, eos_token_id=2)
-model = LlamaForCausalLM(cfg).float().eval()
-with torch.no_grad():
-    # Peaked distributions (no near-ties for argmax), and an EOS row that wins now and then so
-    # that some answers stop early.
-    for n, p in model.named_parameters():
-        if "norm" not in n:
-            p.normal_(0.0, 0.35)
-    model.lm_head.weight[2] *= 1.6
-model.save_pretrained(f"{work}/hf", safe_serialization=True)
+model = make_peaked_llama(7, 2048, f"{work}/hf")
 
 PROMPT = ("You are an intelligent clinical languge model.\n"
           "Below is a snippet of patient's discharge summary and a following instruction from "

@@ -22,7 +22,9 @@ import subprocess
 import sys
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, LlamaTokenizer
+from transformers import LlamaTokenizer
+
+from peaked_llama import make_peaked_llama
 
 bin_, work = sys.argv[1], sys.argv[2]
 shutil.rmtree(work, ignore_errors=True)
@@ -52,17 +54,7 @@ run("synth-notes", "--count", "10", "--seed", "4", "--questions-per-note", "1", 
 run("tokenizer", "train", "--input", f"{work}/sn/train.csv", "--vocab-size", "800", "--out",
     f"{work}/tok.model")
 tok = LlamaTokenizer(vocab_file=f"{work}/tok.model")
-torch.manual_seed(11)
-cfg = LlamaConfig(vocab_size=800, hidden_size=64, intermediate_size=112, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1536,
-                  rms_norm_eps=1e-5, rope_theta=10000.0, bos_token_id=1, eos_token_id=2)
-model = LlamaForCausalLM(cfg).float().eval()
-with torch.no_grad():
-    for n, p in model.named_parameters():
-        if "norm" not in n:
-            p.normal_(0.0, 0.35)
-    model.lm_head.weight[2] *= 1.6
-model.save_pretrained(f"{work}/hf", safe_serialization=True)
+model = make_peaked_llama(11, 1536, f"{work}/hf")
 
 rows = list(csv.DictReader(open(f"{work}/sn/train.csv", newline="", encoding="utf-8")))[:8]
 with open(f"{work}/m1.jsonl", "w") as f:
