@@ -39,6 +39,9 @@ struct AllReduceOptions {
 };
 struct ReduceScatterOptions {
   ReduceOp op = ReduceOp::kSum;
+  // The caller drops `in` after the reduction: a backend may use it as its work buffer (the MPI
+  // backend's all-reduce path then reduces in place instead of in a copy of `in`).
+  bool input_is_scratch = false;
 };
 struct AllGatherOptions {};
 struct BroadcastOptions {

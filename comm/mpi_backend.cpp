@@ -238,17 +238,18 @@ class MpiCommunicator final : public Communicator {
       // OpenMPI 4.1's reduce-scatter ran at 0.5-0.8 GB/s bus bandwidth on our machines, its
       // blocking all-reduce at 2-6.5: all-reduce a copy on the communication thread and keep this
       // rank's slice (twice the bytes, 3-4x faster there). ASCLEPIUS_MPI_REDUCE_SCATTER=native
-      // uses MPI's own.
+      // uses MPI's own. A scratch input is reduced in place: no copy of a unit's size.
       auto done = std::make_shared<TaskState>();
       at::Tensor src = in, dst = out;
+      const bool in_place = o.input_is_scratch && in.is_contiguous();
       const MPI_Datatype ty = mpi_type(in, true);
       const MPI_Op op = mpi_op(o.op);
       const int n = count_of(in.numel(), "reduce_scatter");
       const int64_t r = rank_;
       const MPI_Comm comm = thread_comm_;
-      enqueue([src, dst, done, ty, op, n, r, comm]() mutable {
+      enqueue([src, dst, done, ty, op, n, r, comm, in_place]() mutable {
         try {
-          at::Tensor tmp = src.reshape({-1}).clone();
+          at::Tensor tmp = in_place ? src.reshape({-1}) : src.reshape({-1}).clone();
           const int rc = MPI_Allreduce(MPI_IN_PLACE, tmp.data_ptr(), n, ty, op, comm);
           if (rc == MPI_SUCCESS)
             dst.copy_(tmp.narrow(0, r * dst.numel(), dst.numel()).view_as(dst));

@@ -96,6 +96,16 @@ int run_collectives(int argc, char** argv) {
       at::Tensor slice = in2.slice(0, R * n, (R + 1) * n);
       c->reduce_scatter(slice, in2)->wait();
       expect(at::equal(slice.cpu().to(at::kDouble), mine), "reduce_scatter in place");
+      // A scratch input (the backend may reduce in it), out of place and as its own slice.
+      at::Tensor in3 = rank_data(R, n * W, ty, dev), out3 = at::empty({n}, in.options());
+      ReduceScatterOptions scratch;
+      scratch.input_is_scratch = true;
+      c->reduce_scatter(out3, in3, scratch)->wait();
+      expect(at::equal(out3.cpu().to(at::kDouble), mine), "reduce_scatter, scratch input");
+      at::Tensor in4 = rank_data(R, n * W, ty, dev);
+      at::Tensor slice4 = in4.slice(0, R * n, (R + 1) * n);
+      c->reduce_scatter(slice4, in4, scratch)->wait();
+      expect(at::equal(slice4.cpu().to(at::kDouble), mine), "reduce_scatter, scratch input in place");
       // all_gather, out of place and in place.
       at::Tensor g = at::empty({n * W}, in.options());
       c->all_gather(g, rank_data(R, n, ty, dev))->wait();

@@ -44,12 +44,13 @@ int main(int argc, char** argv) {
     self_report = engine.model_state_bytes().total();
     if (mode == "fsdp") {
       // One micro-batch with activation checkpointing: each layer is gathered exactly twice
-      // (forward; backward, whose recomputation reuses that gather) and the root once.
+      // (forward; backward, whose recomputation reuses that gather), the embedding once (its
+      // backward needs no weights) and the final norm with the head once (tied: unit 0 once).
       at::Tensor ids = at::randint(0, c.vocab_size, {2, 16}, at::kLong);
       engine.begin_micro_batch(true);
       causal_lm_loss_sum(model(ids), ids).backward();
       engine.accumulate_grads(true);
-      const int64_t want = 2 * c.num_hidden_layers + 1;
+      const int64_t want = 2 * c.num_hidden_layers + (c.tie_word_embeddings ? 1 : 2);
       if (engine.all_gathers() != want) {
         std::printf("rank %d: fsdp with checkpointing issued %lld all-gathers, expected %lld\n",
                     comm->rank(), (long long)engine.all_gathers(), (long long)want);

@@ -57,12 +57,19 @@ ParallelEngine::ParallelEngine(LlamaForCausalLM& model, comm::Communicator& comm
             "the NCCL backend)",
             name(mode), device.str(), comm_.backend());
   const int64_t L = model_->config().num_hidden_layers;
-  units_.resize(size_t(L + 1));
+  // Untied, the final norm and the LM head are a unit of their own after the layers (top_), so
+  // that fsdp holds the embedding only for the embedding's forward and the head only from the
+  // last layer's forward to the end of its backward. Tied, they stay in unit 0 with the
+  // embedding, which the head uses.
+  const bool tied = !model_->lm_head;
+  top_ = tied ? 0 : size_t(L + 1);
+  units_.resize(size_t(L + 1) + (tied ? 0 : 1));
   for (size_t i = 0; i < params_.size(); ++i) {
     const std::string& name = params_[i].first;
     const std::string prefix = "model.layers.";
     size_t u = 0;
     if (name.rfind(prefix, 0) == 0) u = 1 + std::stoul(name.substr(prefix.size()));
+    if (!tied && (name == "model.norm.weight" || name.rfind("lm_head.", 0) == 0)) u = top_;
     ASC_CHECK(u < units_.size(), "parameter {} has no unit", name);
     ASC_CHECK(params_[i].second.scalar_type() == at::kFloat,
               "parallel engine: parameter {} is not fp32; build the engine before casting", name);
@@ -222,6 +229,7 @@ void ParallelEngine::reduce_grads(size_t i) {
   }
   // zero2 / fsdp: reduce-scatter this micro-batch's gradient (fp32) into the owned slice. One
   // reduction stays in flight while the next layer's backward runs.
+  if (!u.grad.defined()) u.grad = autograd_grad(u);  // fsdp's unit 0 when untied
   at::Tensor src = dtype_ == at::kFloat ? u.grad : u.grad.to(at::kFloat);
   if (dtype_ != at::kFloat && mode_ == ParallelMode::kZero2) u.grad.zero_();
   at::Tensor shard = at::empty({u.shard}, src.options());
@@ -229,12 +237,31 @@ void ParallelEngine::reduce_grads(size_t i) {
     finish(pending_.back());
     pending_.pop_back();
   }
-  pending_.push_back({comm_.reduce_scatter(shard, src), i, src, shard});
+  // src is dropped after the reduction (fsdp), zeroed (zero2, fp32) or a copy (bf16): the
+  // backend may reduce in it.
+  comm::ReduceScatterOptions o;
+  o.input_is_scratch = true;
+  pending_.push_back({comm_.reduce_scatter(shard, src, o), i, src, shard});
   progress();
   if (mode_ == ParallelMode::kFsdp) {  // the full gradient lives on only in `src` until reduced
     for (size_t k : u.params) params_[k].second.mutable_grad() = at::Tensor();
     u.grad = at::Tensor();
   }
+}
+
+at::Tensor ParallelEngine::autograd_grad(const Unit& u) const {
+  // No buffer was set up for this unit's gradient, so autograd kept its own result instead of
+  // adding it into one: the embedding's gradient is used as it is, without a copy.
+  if (u.params.size() == 1 && u.padded == u.numel) {
+    const at::Tensor& g = params_[u.params[0]].second.grad();
+    if (g.defined() && g.is_contiguous()) return g.reshape({-1});
+  }
+  at::Tensor flat = at::zeros({u.padded}, u.full.options());
+  for (size_t j = 0; j < u.params.size(); ++j) {
+    const at::Tensor& g = params_[u.params[j]].second.grad();
+    if (g.defined()) flat.narrow(0, u.offsets[j], g.numel()).copy_(g.reshape({-1}));
+  }
+  return flat;
 }
 
 void ParallelEngine::finish(PendingReduce& p) {
@@ -261,16 +288,27 @@ void ParallelEngine::drain() {
 void ParallelEngine::before_forward(int64_t layer) {
   progress();
   if (mode_ != ParallelMode::kFsdp) return;
+  // Untied, the embedding has run: its backward needs the indices only, not the weights.
+  if (layer == 0 && top_ != 0) release(0);
   ensure_gathered(size_t(layer + 1));
-  if (size_t(layer + 2) < units_.size()) gather_async(size_t(layer + 2));  // prefetch the next
+  // Prefetch the next layer, or after the last one the final norm and head (untied).
+  if (size_t(layer + 2) < units_.size()) gather_async(size_t(layer + 2));
 }
 
 void ParallelEngine::after_forward(int64_t layer) {
   release(size_t(layer + 1));
+  if (top_ != 0 && size_t(layer + 2) == top_) ensure_gathered(top_);  // the head runs next
 }
 
 void ParallelEngine::before_backward(int64_t layer) {
   progress();
+  // The last layer's backward starts once the loss's, the head's and the final norm's are done
+  // (autograd accumulates a gradient as soon as it is ready): the head's unit is reduced now.
+  if (top_ != 0 && !top_reduced_ && size_t(layer + 2) == top_) {
+    reduce_grads(top_);
+    release(top_);
+    top_reduced_ = true;
+  }
   if (mode_ != ParallelMode::kFsdp) return;
   ensure_gathered(size_t(layer + 1));
   alloc_grad(size_t(layer + 1));
@@ -284,25 +322,40 @@ void ParallelEngine::after_backward(int64_t layer) {
 
 void ParallelEngine::begin_micro_batch(bool last) {
   last_micro_ = last;
+  top_reduced_ = false;
   if (mode_ != ParallelMode::kFsdp) return;
-  ensure_gathered(0);  // the root (embedding, final norm, head) stays gathered for the pass
-  alloc_grad(0);
+  ensure_gathered(0);
+  if (top_ == 0) {  // tied: unit 0 (embedding, final norm, head) stays gathered for the pass
+    alloc_grad(0);
+    return;
+  }
+  // Untied: the head's gradient buffer (its parameters are gathered after the last layer); the
+  // embedding's gradient is autograd's own tensor (no buffer: nothing to add it into).
+  alloc_grad(top_);
+  if (top_ == 1) ensure_gathered(top_);  // no layers
 }
 
 void ParallelEngine::begin_forward_only() {
-  if (mode_ == ParallelMode::kFsdp) ensure_gathered(0);  // the layers gather in their hooks
+  if (mode_ != ParallelMode::kFsdp) return;
+  ensure_gathered(0);  // the layers, and after them the head (untied), gather in their hooks
+  if (top_ == 1) ensure_gathered(top_);
 }
 
 void ParallelEngine::end_forward_only() {
   release(0);
+  release(top_);
 }
 
 void ParallelEngine::accumulate_grads(bool /*last*/) {
-  if (!layer_hooks_)
+  if (!layer_hooks_) {
     for (size_t i = 1; i < units_.size(); ++i) reduce_grads(i);
+  } else if (top_ != 0 && !top_reduced_) {  // no layers: no layer hook reduced it
+    reduce_grads(top_);
+  }
   reduce_grads(0);
   drain();
   release(0);
+  release(top_);
 }
 
 FlatBuffers& ParallelEngine::owned() {

@@ -2,8 +2,9 @@
 // communicator (comm/). The engine wraps the model and owns its training buffers; the optimizer
 // (optim/flat_adamw.h) only steps the buffers the engine hands it.
 //
-// The model's parameters are grouped in units: unit 0 (the root) holds the embedding, the final
-// norm and the LM head (tied or not); unit 1+i holds decoder layer i. Each unit is one flat
+// The model's parameters are grouped in units: unit 0 holds the embedding, unit 1+i decoder layer
+// i, and the last unit the final norm and the LM head; with tied embeddings the final norm and
+// the head (the embedding's weight) are part of unit 0 instead. Each unit is one flat
 // buffer, padded to a multiple of the world size W for the sharded modes. Rank r owns slice r of
 // every unit; its owned slices, laid end to end, are the flat buffers it steps (FlatBuffers:
 // fp32 master, moments and summed gradient, the bf16 compute copy).
@@ -16,8 +17,10 @@
 //          only; the updated slices all-gathered after the step.
 //   fsdp   as zero2, and the parameters too exist only as owned slices: a layer's full
 //          parameters are all-gathered (in the compute dtype) just before its forward and again
-//          before its backward, the next layer's gather prefetched, and freed right after; the
-//          root is gathered for each micro-batch.
+//          before its backward, the next layer's gather prefetched, and freed right after. The
+//          embedding is gathered for its forward only (its backward needs no weights), the
+//          head's unit from the last layer's forward to the start of the last layer's backward,
+//          where its gradient's reduction starts; tied, unit 0 stays gathered for the pass.
 // Gradients are summed (the loss is already divided by the global target count) and reduced in
 // fp32; bf16 gradients accumulate over micro-batches in fp32. Activation checkpointing runs
 // through the same per-layer hooks in every mode. CPU tensors over MPI (or self), or
@@ -62,10 +65,10 @@ class ParallelEngine final : private UnitHooks {
   ParallelEngine(const ParallelEngine&) = delete;
   ParallelEngine& operator=(const ParallelEngine&) = delete;
 
-  // Before each micro-batch's forward (the root is gathered); `last`: no further micro-batch
-  // follows before the step.
+  // Before each micro-batch's forward (fsdp: unit 0 is gathered); `last`: no further
+  // micro-batch follows before the step.
   void begin_micro_batch(bool last);
-  // After each micro-batch's backward: the root's gradient reduced (one process without
+  // After each micro-batch's backward: unit 0's gradient reduced (one process without
   // activation checkpointing: every unit's, its layers having run without hooks), every
   // reduction finished.
   void accumulate_grads(bool last);
@@ -128,6 +131,7 @@ class ParallelEngine final : private UnitHooks {
   void ensure_gathered(size_t u);
   void release(size_t u);
   void alloc_grad(size_t u);
+  at::Tensor autograd_grad(const Unit& u) const;  // the unit's gradient as autograd left it
   void reduce_grads(size_t u);
   void finish(PendingReduce& p);
   void drain();
@@ -142,6 +146,8 @@ class ParallelEngine final : private UnitHooks {
   FlatBuffers owned_;  // every unit's owned slice, end to end
   std::vector<PendingReduce> pending_;
   bool last_micro_ = true;
+  size_t top_ = 0;            // the unit of the final norm and LM head (0: tied, in unit 0)
+  bool top_reduced_ = false;  // this micro-batch's reduction of unit top_ has started
   bool layer_hooks_ = true;  // the layers run through the unit function (make_unit_runner)
   int64_t gathers_ = 0;
   ModelStateBytes bytes_;

@@ -16,8 +16,11 @@ std::vector<int64_t> unit_sizes(const LlamaConfig& c) {
   const int64_t H = c.hidden_size, I = c.intermediate_size, hd = c.head_dim();
   const int64_t q = H * c.num_attention_heads * hd, kv = H * c.num_key_value_heads * hd;
   const int64_t layer = q + 2 * kv + c.num_attention_heads * hd * H + 3 * H * I + 2 * H;
-  std::vector<int64_t> u{c.vocab_size * H + H + (c.tie_word_embeddings ? 0 : c.vocab_size * H)};
+  // The engine's units (parallel/engine.h): the embedding, the layers, the final norm and the
+  // head; tied, the final norm joins the embedding's unit, which the head uses.
+  std::vector<int64_t> u{c.vocab_size * H + (c.tie_word_embeddings ? H : 0)};
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) u.push_back(layer);
+  if (!c.tie_word_embeddings) u.push_back(H + c.vocab_size * H);
   return u;
 }
 
@@ -187,23 +190,23 @@ namespace {
 
 // What a CPU rank holds beyond the device-style plan, measured on x86-64 Linux with libtorch 2.x
 // and Open MPI (tests/parallel/plan_memory_test.sh compares them; docs/PERFORMANCE.md):
-// - the runtime: about 400 MiB whatever the model (libtorch's and Open MPI's libraries, thread
+// - the runtime: about 370 MiB whatever the model (libtorch's and Open MPI's libraries, thread
 //   pools, the autograd engine, the first step's lazy set-up);
 // - live transients: the larger of two phases that do not overlap, the loss's backward (the
-//   gathered units, the logits and their gradients, the activations) and the root's gradient
-//   reduction (the gathered units and the fp32 copy the MPI backend reduces); the loss's backward
-//   also holds the head's weight gradient before autograd adds it into the gradient buffer
-//   (vocab x hidden) and the loss's fp32 copy of the shifted logits (rows x vocab);
+//   units gathered then, the logits and their gradients, the activations) and the layers'
+//   backward with a gradient reduction in flight (gathered_peak; the MPI backend reduces in the
+//   gradient itself, no copy); the loss's backward also holds the head's weight gradient before
+//   autograd adds it into the gradient buffer (vocab x hidden) and the loss's fp32 copy of the
+//   shifted logits (rows x vocab);
 // - with train.cache_host_memory, the heap keeps what a step frees; the holes between a step's
 //   blocks that the next step cannot fill cost, measured, half the live transient peak.
-void plan_host_resident(const MemoryPlanInput& in, int64_t reduce_copy, int64_t head_grad,
-                        int64_t logits_copy, MemoryPlan& p) {
+void plan_host_resident(const MemoryPlanInput& in, int64_t head_grad, int64_t logits_copy,
+                        MemoryPlan& p) {
   constexpr int64_t kMiB = int64_t(1) << 20;
   p.on_device = in.on_device;
-  p.runtime = 400 * kMiB;
+  p.runtime = 370 * kMiB;
   p.async_staging = in.async_save ? p.master + p.optimizer : 0;
-  const int64_t copy = in.world_size > 1 ? reduce_copy : 0;
-  const int64_t loss_phase = p.gathered_peak - copy + p.logits + head_grad + logits_copy +
+  const int64_t loss_phase = p.loss_gathered + p.logits + head_grad + logits_copy +
                              std::max(p.activations_ckpt, int64_t(0));
   p.transient_host = std::max(loss_phase, p.gathered_peak);
   p.allocator_cache = in.cache_host_memory && !in.on_device ? p.transient_host / 2 : 0;
@@ -233,15 +236,24 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
   if (in.mode == ParallelMode::kZero2) p.params += padded_sum * es, p.grads += padded_sum * es;
   if (in.mode == ParallelMode::kFsdp) {
     const auto units = unit_sizes(c);
-    const int64_t root = (units[0] + W - 1) / W * W;
-    const int64_t layer = units.size() > 1 ? (units[1] + W - 1) / W * W : 0;
+    auto padded = [W](int64_t n) { return (n + W - 1) / W * W; };
+    const int64_t layer = c.num_hidden_layers > 0 ? padded(units[1]) : 0;
     p.largest_gather = largest * es;
-    // Root parameters and gradients, the computing and the prefetched layer, one layer's
-    // gradients (+ their fp32 copy for the reduction in bf16).
-    p.gathered_peak = (2 * root + 3 * layer) * es + (bf16 ? (root + layer) * 4 : 0);
+    if (c.tie_word_embeddings) {
+      // Unit 0's parameters and gradients for the whole pass, the computing and the prefetched
+      // layer, one layer's gradients (+ their fp32 copies for the reduction in bf16).
+      const int64_t root = padded(units[0]);
+      p.gathered_peak = (2 * root + 3 * layer) * es + (bf16 ? (root + layer) * 4 : 0);
+      p.loss_gathered = p.gathered_peak;
+    } else {
+      // The loss's backward: the head's unit, its parameters and gradients. Then the layers'
+      // backward: the computing layer, its gradients and the prefetched layer, while the
+      // head's gradient (in fp32) is reduced, later a layer's.
+      const int64_t top = padded(units.back());
+      p.loss_gathered = 2 * top * es;
+      p.gathered_peak = std::max(p.loss_gathered, 3 * layer * es + top * 4);
+    }
   }
-  // The MPI backend reduce-scatters through an all-reduce of an fp32 copy of the unit.
-  if (sharded && W > 1) p.gathered_peak += largest * 4;
   // Activations (estimates): per layer the tensors autograd saves — the layer input, two norm
   // outputs, q/k/v, the attention output, the residual, gate, up, silu(gate) and their product —
   // plus the attention probabilities of the math kernel (B·heads·T² elements; none on a device,
@@ -264,8 +276,7 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
     p.host_at_load = std::max(init_chunk, share * 4);
     p.host_at_save = p.master + p.optimizer;
   }
-  plan_host_resident(in, sharded ? largest * 4 : 0, c.vocab_size * c.hidden_size * es,
-                     logit_rows * c.vocab_size * 4, p);
+  plan_host_resident(in, c.vocab_size * c.hidden_size * es, logit_rows * c.vocab_size * 4, p);
   return p;
 }
 

@@ -39,8 +39,9 @@ struct MemoryPlan {
   int64_t model_state() const { return params + grads + master + optimizer; }
   // Transient, per rank.
   int64_t largest_gather = 0;    // the largest all-gathered unit, compute dtype (fsdp)
-  int64_t gathered_peak = 0;     // fsdp: root + two layers gathered + one layer's gradients;
-                                 // sharded modes: + the reduce-scatter's fp32 copy of a unit
+  int64_t gathered_peak = 0;     // fsdp: the most gathered at once (units, their gradients,
+                                 // a gradient reduction in flight)
+  int64_t loss_gathered = 0;     // fsdp: what is gathered during the loss's backward
   int64_t activations_ckpt = 0;  // one micro-batch as configured (checkpointing or not), estimate
   int64_t activations_full = 0;  // one micro-batch, every activation kept (estimate)
   int64_t logits = 0;            // logits in fp32 and their gradient (one micro-batch, or
