@@ -100,53 +100,80 @@ ArrivalBoard::~ArrivalBoard() {
   MPI_Comm_free(&comm_);
 }
 
-void ArrivalBoard::send(int peer, int64_t value, int tag) {
-  Notice n{MPI_REQUEST_NULL, std::make_unique<int64_t>(value)};
-  mpi_check(MPI_Isend(n.value.get(), 1, MPI_INT64_T, peer, tag, comm_, &n.req),
+void ArrivalBoard::send(int peer, std::vector<int64_t> values, int tag) {
+  // The buffer is the deque element's own: it stays in place (std::deque never moves its
+  // elements on push_back/pop_front) until the send completes.
+  sends_.push_back({MPI_REQUEST_NULL, std::move(values)});
+  Notice& n = sends_.back();
+  mpi_check(MPI_Isend(n.values.data(), int(n.values.size()), MPI_INT64_T, peer, tag, comm_, &n.req),
             tag == kNoticeTag ? "MPI_Isend (arrival notice)" : "MPI_Isend (heartbeat)");
-  sends_.push_back(std::move(n));
 }
 
 void ArrivalBoard::announce(int64_t seq) {
   for (int p = 0; p < size_; ++p)
-    if (p != rank_) send(p, seq, kNoticeTag);
+    if (p != rank_) send(p, {seq}, kNoticeTag);
   drain();
 }
 
-void ArrivalBoard::heartbeat(int64_t seq) {
+void ArrivalBoard::heartbeat(int64_t seq, double since, double now) {
+  // Rank 0's heartbeat carries the ranks it has not heard from, so that every waiting rank can
+  // name them, not rank 0 alone (the others hear only rank 0).
+  std::vector<int64_t> silent;
+  if (rank_ == 0)
+    for (int p : silent_ranks(seq, since, now)) silent.push_back(p);
   for (int p = 0; p < size_; ++p)
     if (p != rank_ && (rank_ == 0 || p == 0) && arrived_[size_t(p)] >= seq)
-      send(p, 0, kHeartbeatTag);
+      send(p, silent, kHeartbeatTag);
 }
 
-std::string ArrivalBoard::silent_text(int64_t seq, double since, double now) const {
-  if (now - since < 3 * kHeartbeatS) return "";
+std::vector<int> ArrivalBoard::silent_ranks(int64_t seq, double since, double now) const {
   std::vector<int> silent;
+  if (now - since < 3 * kHeartbeatS) return silent;
   for (int p = 0; p < size_; ++p)
     if (p != rank_ && (rank_ == 0 || p == 0) && arrived_[size_t(p)] >= seq &&
         now - std::max(heard_[size_t(p)], since) > 3 * kHeartbeatS)
       silent.push_back(p);
-  if (silent.empty()) return "";
-  return fmt::format("; not heard from while waiting (stopped or hung?): {} {}",
-                     silent.size() == 1 ? "rank" : "ranks", fmt::join(silent, ", "));
+  return silent;
+}
+
+std::string ArrivalBoard::silent_text(int64_t seq, double since, double now) const {
+  auto ranks = [](const auto& v) {
+    return fmt::format("{} {}", v.size() == 1 ? "rank" : "ranks", fmt::join(v, ", "));
+  };
+  const std::vector<int> silent = silent_ranks(seq, since, now);
+  if (!silent.empty())
+    return fmt::format("; not heard from while waiting (stopped or hung?): {}", ranks(silent));
+  // Rank 0 answers: what it last reported silent, if that is recent.
+  std::vector<int64_t> reported;
+  for (int64_t p : zero_silent_)
+    if (p != rank_) reported.push_back(p);
+  if (rank_ == 0 || reported.empty() || now - heard_[0] > 3 * kHeartbeatS) return "";
+  return fmt::format("; not heard from by rank 0 while waiting (stopped or hung?): {}",
+                     ranks(reported));
 }
 
 void ArrivalBoard::drain() {
   // Every message of `tag` waiting, as (source, value).
   auto receive = [this](int tag, const auto& on) {
     for (;;) {
-      int flag = 0;
+      int flag = 0, n = 0;
       MPI_Status st;
       mpi_check(MPI_Iprobe(MPI_ANY_SOURCE, tag, comm_, &flag, &st), "MPI_Iprobe");
       if (!flag) return;
-      int64_t v = 0;
-      mpi_check(MPI_Recv(&v, 1, MPI_INT64_T, st.MPI_SOURCE, tag, comm_, MPI_STATUS_IGNORE),
+      mpi_check(MPI_Get_count(&st, MPI_INT64_T, &n), "MPI_Get_count");
+      std::vector<int64_t> v(size_t(std::max(n, 0)));
+      mpi_check(MPI_Recv(v.data(), n, MPI_INT64_T, st.MPI_SOURCE, tag, comm_, MPI_STATUS_IGNORE),
                 "MPI_Recv (arrival notice or heartbeat)");
       on(size_t(st.MPI_SOURCE), v);
     }
   };
-  receive(kHeartbeatTag, [this](size_t p, int64_t) { heard_[p] = now_s(); });
-  receive(kNoticeTag, [this](size_t p, int64_t v) { arrived_[p] = std::max(arrived_[p], v); });
+  receive(kHeartbeatTag, [this](size_t p, const std::vector<int64_t>& v) {
+    heard_[p] = now_s();
+    if (p == 0) zero_silent_ = v;
+  });
+  receive(kNoticeTag, [this](size_t p, const std::vector<int64_t>& v) {
+    if (!v.empty()) arrived_[p] = std::max(arrived_[p], v[0]);
+  });
   while (!sends_.empty()) {
     int done = 0;
     MPI_Test(&sends_.front().req, &done, MPI_STATUS_IGNORE);
@@ -213,7 +240,7 @@ void Deadline::check() {
     next_probe_ = t + probe_interval();
     if (const int64_t v = progress_(); v != last_progress_) last_progress_ = v, start_ = t;
   }
-  if (t >= next_heartbeat_) next_heartbeat_ = t + kHeartbeatS, board_.heartbeat(seq_);
+  if (t >= next_heartbeat_) next_heartbeat_ = t + kHeartbeatS, board_.heartbeat(seq_, begin_, t);
   if (t - start_ > timeout_)
     comm_fatal(board_.rank(), board_.size(),
                fmt::format("{} #{} ({} bytes) timed out after {:.0f} s (parallel.timeout_s){}{}{}",

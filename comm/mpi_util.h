@@ -33,26 +33,29 @@ class ArrivalBoard {
   int size() const { return size_; }
   // Collectives the peers have announced, summed: grows while any peer makes progress.
   int64_t arrivals() const;
-  // While waiting in collective `seq`, once a second: a heartbeat to rank 0 (from rank 0: to
-  // every peer), sent only to peers that entered `seq` too (they are waiting, so they drain; a
-  // busy peer gets none), so that a rank stopped or hung inside a collective every rank entered
-  // can be named.
-  void heartbeat(int64_t seq);
+  // While waiting in collective `seq` (since `since`), once a second: a heartbeat to rank 0
+  // (from rank 0: to every peer, with the ranks it has not heard from), sent only to peers that
+  // entered `seq` too (they are waiting, so they drain; a busy peer gets none), so that a rank
+  // stopped or hung inside a collective every rank entered can be named on every rank.
+  void heartbeat(int64_t seq, double since, double now);
   // "; not heard from while waiting (stopped or hung?): rank 1" for the peers that entered `seq`
   // and that this rank hears heartbeats from (rank 0: all; others: rank 0), silent since `since`
-  // for a few seconds; "" otherwise.
+  // for a few seconds; else, on the other ranks, those rank 0 last reported silent ("; not heard
+  // from by rank 0 while waiting (stopped or hung?): ranks 2, 3"); "" otherwise.
   std::string silent_text(int64_t seq, double since, double now) const;
 
  private:
-  void send(int peer, int64_t value, int tag);  // non-blocking; completed in drain()
+  void send(int peer, std::vector<int64_t> values, int tag);  // non-blocking; done in drain()
+  std::vector<int> silent_ranks(int64_t seq, double since, double now) const;
   struct Notice {
     MPI_Request req;
-    std::unique_ptr<int64_t> value;
+    std::vector<int64_t> values;
   };
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1;
   std::vector<int64_t> arrived_;
   std::vector<double> heard_;  // when each peer's last heartbeat came
+  std::vector<int64_t> zero_silent_;  // the ranks rank 0's last heartbeat said it has not heard
   std::deque<Notice> sends_;
 };
 

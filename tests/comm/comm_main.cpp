@@ -185,11 +185,12 @@ int run_progress(int argc, char** argv) {
 }
 
 int run_stall(int, char** argv) {
-  // Rank 1 enters a large all-reduce, then stops (SIGSTOP) inside it: every rank entered it,
-  // so rank 0 names rank 1 by its missing heartbeats.
+  // The last rank enters a large all-reduce, then stops (SIGSTOP) inside it: every rank entered
+  // it, so rank 0 names the last rank by its missing heartbeats, and the other ranks by what
+  // rank 0's heartbeats report.
   auto c = make_mpi_communicator(std::atof(argv[2]));
-  at::Tensor t = at::ones({1 << 24});  // 64 MiB: still in transfer when rank 1 stops
-  if (c->rank() == 1) {
+  at::Tensor t = at::ones({1 << 24});  // 64 MiB: still in transfer when the last rank stops
+  if (c->rank() == c->size() - 1) {
     auto w = c->all_reduce(t);
     ::raise(SIGSTOP);
     w->wait();

@@ -44,13 +44,15 @@ timeout 60 mpirun -np 2 "$bin" progress 2 7 "$tmp/progress.file" off >"$tmp/nopr
 check "progress: without the probe the same wait times out naming rank 1" \
   "grep -q 'rank 0 of 2: barrier #1 (0 bytes) timed out after 2 s (parallel.timeout_s); ranks that did not arrive: 1' $tmp/noprogress.out"
 
-# Rank 1 stops (SIGSTOP) inside an all-reduce both ranks entered: rank 0 names it all the same,
-# by its missing heartbeats.
-timeout 60 mpirun -np 2 "$bin" stall 5 >"$tmp/stall.out" 2>&1
+# Rank 2 stops (SIGSTOP) inside an all-reduce every rank entered: rank 0 names it all the same,
+# by its missing heartbeats, and rank 1 (which hears rank 0 only) by rank 0's report.
+timeout 60 mpirun -np 3 --oversubscribe "$bin" stall 5 >"$tmp/stall.out" 2>&1
 pkill -KILL -f "comm_main stall" 2>/dev/null
 cat "$tmp/stall.out"
 check "stall: rank 0 names the rank stopped inside the transfer" \
-  "grep -qE 'rank 0 of 2: all_reduce #[0-9]+ .*timed out after 5 s .*every rank entered it.*not heard from while waiting \\(stopped or hung\\?\\): rank 1' $tmp/stall.out"
+  "grep -qE 'rank 0 of 3: all_reduce #[0-9]+ .*timed out after 5 s .*every rank entered it.*not heard from while waiting \\(stopped or hung\\?\\): rank 2' $tmp/stall.out"
+check "stall: rank 1 names it too, from rank 0's heartbeats" \
+  "grep -qE 'rank 1 of 3: all_reduce #[0-9]+ .*timed out after 5 s .*every rank entered it.*not heard from by rank 0 while waiting \\(stopped or hung\\?\\): rank 2' $tmp/stall.out"
 
 # SIGSTOP and SIGKILL of rank 1 while both ranks loop over all_reduce.
 for sig in STOP KILL; do

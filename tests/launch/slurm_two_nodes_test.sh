@@ -12,7 +12,7 @@
 #  3. mpirun --hostfile across the two nodes, no Slurm (its daemon started on the other node by
 #     an rsh agent, as ssh would): the reference's losses, bit for bit;
 #  4. a node lost mid-run (its slurmd, job step and ranks killed): the surviving ranks stop within
-#     parallel.timeout_s (plus a margin), rank 0 naming the lost ranks; Slurm sees the node fail
+#     parallel.timeout_s (plus a margin), each naming the lost ranks; Slurm sees the node fail
 #     and requeues the job (submitted with --nodes=1-2), which is shrunk to what remains (one node,
 #     2 ranks: scontrol update) and resumes from the last checkpoint at the other world size,
 #     within fp32 tolerance of the reference (compare_runs.py --rtol 1e-5: every step's loss, the
@@ -118,10 +118,13 @@ check "node lost: both surviving ranks stopped in ${took}s (parallel.timeout_s=$
   "[[ \$(grep -cE 'rank [01] of 4: [a-z_]+ #[0-9]+ .* timed out after $timeout s' $tmp/lost.out) == 2 ]] && ((took <= timeout + 10))"
 check "node lost: started on both nodes (4 tasks)" "grep -q 'restart 0: 4 tasks' $tmp/lost.out"
 # Each of ranks 2 and 3 either never entered the collective ("did not arrive: ...") or entered it
-# and went silent ("not heard from while waiting (stopped or hung?): ..."): rank 0 names both.
-named=$(grep -m1 'rank 0 of 4: .*timed out' "$tmp/lost.out" |
-  grep -oE '(did not arrive: |\(stopped or hung\?\): ranks? )[0-9, ]+' | grep -oE '[0-9]+' | sort -un | tr '\n' ' ')
-check "node lost: rank 0 names the lost ranks (${named:-none}; want 2 3)" "[[ '$named' == '2 3 ' ]]"
+# and went silent ("not heard from [by rank 0] while waiting (stopped or hung?): ..."): each
+# survivor names both (rank 1 hears heartbeats from rank 0 only, which reports whom it misses).
+for r in 0 1; do
+  named=$(grep -m1 "rank $r of 4: .*timed out" "$tmp/lost.out" |
+    grep -oE '(did not arrive: |\(stopped or hung\?\): ranks? )[0-9, ]+' | grep -oE '[0-9]+' | sort -un | tr '\n' ' ')
+  check "node lost: rank $r names the lost ranks (${named:-none}; want 2 3)" "[[ '$named' == '2 3 ' ]]"
+done
 for _ in $(seq 120); do [[ $(state "$job") == PENDING ]] && break; sleep 0.5; done
 node2=$(sinfo -h -n "$(node_name 2)" -o %T)
 check "node lost: Slurm marked node 2 down ($node2) and requeued the job ($(state "$job"))" \
