@@ -21,7 +21,10 @@
 #   decode  `generate --device cuda`: greedy ids against --device cpu (fp32 equal, bf16
 #           agreement) and bf16 tokens/s against transformers' generate (tools/bench/decode_gpu.py)
 # Default: tests e2e train bench decode (decode last: it runs only while the budget lasts). Logs
-# and JSON go into OUTDIR, a summary last.
+# and JSON go into OUTDIR, a summary last. The device tool brings back at most 8 files from $OUT:
+# with CHECK_PACK_TO=DIR (e.g. OUTDIR=/tmp/gpu CHECK_PACK_TO=$OUT), DIR receives summary.txt,
+# OUTDIR packed as gpu.tgz (profiler traces gzipped inside it, any over 15 MB left out) and
+# nothing else.
 set -uo pipefail
 out=${1:?usage: tools/gpu/check.sh OUTDIR [PART ...]}
 shift
@@ -201,5 +204,16 @@ for p in "${parts[@]}"; do
   if [[ $(type -t "part_$p") == function ]]; then "part_$p"; else note "unknown part '$p'"; fi
 done
 note "total: $(($(date +%s) - t_start)) s of the ${budget} s budget"
+if [[ -n ${CHECK_PACK_TO:-} ]]; then
+  mkdir -p "$CHECK_PACK_TO"
+  for t in "$out"/*_trace.json; do
+    [[ -f $t ]] || continue
+    python3 tools/bench/trace_summary.py "$t" --top 15 >"$t.summary.txt" 2>&1
+    gzip -f "$t"
+    (($(stat -c %s "$t.gz") < 15000000)) || { rm -f "$t.gz"; note "packed: $(basename "$t") left out (over 15 MB gzipped)"; }
+  done
+  cp "$summary" "$CHECK_PACK_TO/summary.txt"
+  tar czf "$CHECK_PACK_TO/gpu.tgz" -C "$(dirname "$out")" "$(basename "$out")"
+fi
 echo "=== summary ==="
 cat "$summary"
