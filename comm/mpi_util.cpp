@@ -19,6 +19,7 @@ namespace asc::comm {
 constexpr int kNoticeTag = 7;
 constexpr int kHeartbeatTag = 8;
 constexpr double kHeartbeatS = 1.0;  // while waiting; silent for 3 of them: named
+constexpr size_t kMaxReported = 64;  // silent ranks listed in rank 0's heartbeat
 // A wait shorter than this is not worth a line when a stop signal arrives during it (mpirun
 // follows its SIGTERM with SIGKILL about a second later, so this must be well under that).
 constexpr double kSignalGraceS = 0.2;
@@ -116,14 +117,18 @@ void ArrivalBoard::announce(int64_t seq) {
 }
 
 void ArrivalBoard::heartbeat(int64_t seq, double since, double now) {
-  // Rank 0's heartbeat carries the ranks it has not heard from, so that every waiting rank can
-  // name them, not rank 0 alone (the others hear only rank 0).
-  std::vector<int64_t> silent;
-  if (rank_ == 0)
-    for (int p : silent_ranks(seq, since, now)) silent.push_back(p);
+  // [seq, how many silent, the first kMaxReported of them]: rank 0's heartbeat carries the
+  // ranks it has not heard from while waiting in `seq`, so that every rank waiting there can
+  // name them, not rank 0 alone (the others hear only rank 0). Kept small (eager sends).
+  std::vector<int64_t> msg{seq, 0};
+  if (rank_ == 0) {
+    const std::vector<int> silent = silent_ranks(seq, since, now);
+    msg[1] = int64_t(silent.size());
+    for (size_t i = 0; i < silent.size() && i < kMaxReported; ++i) msg.push_back(silent[i]);
+  }
   for (int p = 0; p < size_; ++p)
     if (p != rank_ && (rank_ == 0 || p == 0) && arrived_[size_t(p)] >= seq)
-      send(p, silent, kHeartbeatTag);
+      send(p, msg, kHeartbeatTag);
 }
 
 std::vector<int> ArrivalBoard::silent_ranks(int64_t seq, double since, double now) const {
@@ -143,13 +148,14 @@ std::string ArrivalBoard::silent_text(int64_t seq, double since, double now) con
   const std::vector<int> silent = silent_ranks(seq, since, now);
   if (!silent.empty())
     return fmt::format("; not heard from while waiting (stopped or hung?): {}", ranks(silent));
-  // Rank 0 answers: what it last reported silent, if that is recent.
-  std::vector<int64_t> reported;
-  for (int64_t p : zero_silent_)
-    if (p != rank_) reported.push_back(p);
-  if (rank_ == 0 || reported.empty() || now - heard_[0] > 3 * kHeartbeatS) return "";
-  return fmt::format("; not heard from by rank 0 while waiting (stopped or hung?): {}",
-                     ranks(reported));
+  // What rank 0 last reported silent in this same collective, if that is recent.
+  const std::vector<int64_t>& z = zero_report_;
+  if (rank_ == 0 || z.size() < 2 || z[0] != seq || z[1] == 0 || now - heard_[0] > 3 * kHeartbeatS)
+    return "";
+  const std::vector<int64_t> listed(z.begin() + 2, z.end());
+  const int64_t more = z[1] - int64_t(listed.size());
+  return fmt::format("; not heard from by rank 0 while waiting (stopped or hung?): {}{}",
+                     ranks(listed), more > 0 ? fmt::format(" and {} more", more) : "");
 }
 
 void ArrivalBoard::drain() {
@@ -161,7 +167,8 @@ void ArrivalBoard::drain() {
       mpi_check(MPI_Iprobe(MPI_ANY_SOURCE, tag, comm_, &flag, &st), "MPI_Iprobe");
       if (!flag) return;
       mpi_check(MPI_Get_count(&st, MPI_INT64_T, &n), "MPI_Get_count");
-      std::vector<int64_t> v(size_t(std::max(n, 0)));
+      n = std::max(n, 0);  // MPI_UNDEFINED is negative
+      std::vector<int64_t> v(static_cast<size_t>(n));
       mpi_check(MPI_Recv(v.data(), n, MPI_INT64_T, st.MPI_SOURCE, tag, comm_, MPI_STATUS_IGNORE),
                 "MPI_Recv (arrival notice or heartbeat)");
       on(size_t(st.MPI_SOURCE), v);
@@ -169,7 +176,7 @@ void ArrivalBoard::drain() {
   };
   receive(kHeartbeatTag, [this](size_t p, const std::vector<int64_t>& v) {
     heard_[p] = now_s();
-    if (p == 0) zero_silent_ = v;
+    if (p == 0) zero_report_ = v;
   });
   receive(kNoticeTag, [this](size_t p, const std::vector<int64_t>& v) {
     if (!v.empty()) arrived_[p] = std::max(arrived_[p], v[0]);

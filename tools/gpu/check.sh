@@ -213,7 +213,7 @@ if [[ -n ${CHECK_PACK_TO:-} ]]; then
     (($(stat -c %s "$t.gz") < 15000000)) || { rm -f "$t.gz"; note "packed: $(basename "$t") left out (over 15 MB gzipped)"; }
   done
   cp "$summary" "$CHECK_PACK_TO/summary.txt"
-  tar czf "$CHECK_PACK_TO/gpu.tgz" -C "$(dirname "$out")" "$(basename "$out")"
+  tar czf "$CHECK_PACK_TO/gpu.tgz" --exclude=gpu.tgz -C "$(dirname "$out")" "$(basename "$out")"
 fi
 echo "=== summary ==="
 cat "$summary"

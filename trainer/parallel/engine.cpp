@@ -59,8 +59,8 @@ ParallelEngine::ParallelEngine(LlamaForCausalLM& model, comm::Communicator& comm
   const int64_t L = model_->config().num_hidden_layers;
   // Untied, the final norm and the LM head are a unit of their own after the layers (top_), so
   // that fsdp holds the embedding only for the embedding's forward and the head only from the
-  // last layer's forward to the end of its backward. Tied, they stay in unit 0 with the
-  // embedding, which the head uses.
+  // last layer's forward to the start of the last layer's backward (the head's and the final
+  // norm's backward done). Tied, they stay in unit 0 with the embedding, which the head uses.
   const bool tied = !model_->lm_head;
   top_ = tied ? 0 : size_t(L + 1);
   units_.resize(size_t(L + 1) + (tied ? 0 : 1));
@@ -249,17 +249,19 @@ void ParallelEngine::reduce_grads(size_t i) {
   }
 }
 
-at::Tensor ParallelEngine::autograd_grad(const Unit& u) const {
+at::Tensor ParallelEngine::autograd_grad(const Unit& u) {
   // No buffer was set up for this unit's gradient, so autograd kept its own result instead of
-  // adding it into one: the embedding's gradient is used as it is, without a copy.
+  // adding it into one: the embedding's gradient is used as it is, without a copy (or, padded
+  // for the world size, copied and let go at once).
   if (u.params.size() == 1 && u.padded == u.numel) {
     const at::Tensor& g = params_[u.params[0]].second.grad();
     if (g.defined() && g.is_contiguous()) return g.reshape({-1});
   }
   at::Tensor flat = at::zeros({u.padded}, u.full.options());
   for (size_t j = 0; j < u.params.size(); ++j) {
-    const at::Tensor& g = params_[u.params[j]].second.grad();
+    at::Tensor& g = params_[u.params[j]].second.mutable_grad();
     if (g.defined()) flat.narrow(0, u.offsets[j], g.numel()).copy_(g.reshape({-1}));
+    g = at::Tensor();
   }
   return flat;
 }
@@ -391,6 +393,10 @@ void ParallelEngine::zero_grad() {
   owned_.grad.zero_();
   for (Unit& u : units_)
     if (u.grad.defined() && sharded()) u.grad.zero_();
+  // fsdp, untied: the embedding's gradient is autograd's own tensor until reduced; one left by
+  // a backward that never reached accumulate_grads must not be added into the next.
+  if (mode_ == ParallelMode::kFsdp && top_ != 0)
+    for (size_t k : units_[0].params) params_[k].second.mutable_grad() = at::Tensor();
 }
 
 OptimizerState ParallelEngine::full_state() const {

@@ -131,7 +131,7 @@ class ParallelEngine final : private UnitHooks {
   void ensure_gathered(size_t u);
   void release(size_t u);
   void alloc_grad(size_t u);
-  at::Tensor autograd_grad(const Unit& u) const;  // the unit's gradient as autograd left it
+  at::Tensor autograd_grad(const Unit& u);  // the unit's gradient as autograd left it
   void reduce_grads(size_t u);
   void finish(PendingReduce& p);
   void drain();

@@ -11,7 +11,6 @@
 namespace asc {
 namespace {
 
-// The engine's units: 0 = embedding + final norm + head; 1+i = decoder layer i.
 std::vector<int64_t> unit_sizes(const LlamaConfig& c) {
   const int64_t H = c.hidden_size, I = c.intermediate_size, hd = c.head_dim();
   const int64_t q = H * c.num_attention_heads * hd, kv = H * c.num_key_value_heads * hd;
@@ -257,12 +256,19 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
     } else {
       // The loss's backward: the head's unit, its parameters and gradients. Then the layers'
       // backward: the computing layer, its gradients and the prefetched layer, while the
-      // head's gradient (in fp32) is reduced, later a layer's.
-      const int64_t top = padded(units.back());
+      // head's gradient (in fp32) is reduced, later a layer's (bf16: + the computing layer's
+      // fp32 copy). Last the embedding's: autograd's gradient (+ its fp32 copy in bf16) while
+      // layer 0's is reduced.
+      const int64_t top = padded(units.back()), embedding = padded(units[0]);
       p.loss_gathered = 2 * top * es;
-      p.gathered_peak = std::max(p.loss_gathered, 3 * layer * es + top * 4);
+      const int64_t layers = 3 * layer * es + top * 4 + (bf16 ? layer * 4 : 0);
+      const int64_t embed = embedding * (es + (bf16 ? 4 : 0)) + layer * 4;
+      p.gathered_peak = std::max({p.loss_gathered, layers, embed});
     }
   }
+  // zero2 in bf16 reduces an fp32 copy of each unit's gradient, one in flight while the next is
+  // made (fp32 reduces in the gradient itself).
+  if (in.mode == ParallelMode::kZero2 && bf16) p.gathered_peak = 2 * largest * 4;
   // Activations (estimates): per layer the tensors autograd saves — the layer input, two norm
   // outputs, q/k/v, the attention output, the residual, gate, up, silu(gate) and their product —
   // plus the attention probabilities of the math kernel (B·heads·T² elements; none on a device,

@@ -59,9 +59,11 @@ struct MemoryPlan {
   // x86-64 Linux, libtorch 2.x, Open MPI; tests/parallel/plan_memory_test.sh compares them):
   int64_t runtime = 0;          // libtorch, MPI, thread pools, the first step's lazy set-up
   int64_t transient_host = 0;   // the live transient peak: the larger of the loss's backward
-                                // (gathered units, logits, activations) and the root's reduction
-  int64_t allocator_cache = 0;  // freed blocks the heap keeps (train.cache_host_memory): holes
-                                // between a step's transients that the next one cannot fill
+                                // (gathered units, logits, activations) and the layers' backward
+                                // with a gradient reduction in flight
+  int64_t allocator_cache = 0;  // freed blocks the heap keeps (train.cache_host_memory, or with
+                                // it off glibc's heap): holes between a step's transients that
+                                // the next one cannot fill
   int64_t async_staging = 0;    // checkpoint.async: the staging copy, kept across steps
   bool on_device = false;
   // The peak resident memory of a rank: on the CPU the runtime, model state, live transients,

@@ -7,6 +7,7 @@
 //    few training steps on the GPU against the CPU. Skipped on machines without either.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 
 #include <ATen/ATen.h>
@@ -310,8 +311,9 @@ TEST(Init, AnyRangeOfAParameterEqualsTheWholeParameter) {
 }
 
 // A GPU run is checked against its plan before anything is allocated on the device: llama2-7b,
-// fsdp at one rank with checkpointing (the plan: ~118 GiB; measured 118.7 on an H200) fits
-// 141 GiB and not 80; train.check_memory: false or an unknown size skips the check.
+// fsdp at one rank with checkpointing (the plan: ~116 GiB since the head became a unit of its
+// own; the engine before that measured 118.7 on an H200 against a plan of 118.2) fits 141 GiB
+// and not 80; train.check_memory: false or an unknown size skips the check.
 TEST(LayerOps, AGpuRunThatCannotFitStopsBeforeItStarts) {
   const std::string yaml =
       "model:\n  preset: llama2-7b\ndata:\n  corpus: demo\n  seq_len: 2048\ntrain:\n"
@@ -323,10 +325,14 @@ TEST(LayerOps, AGpuRunThatCannotFitStopsBeforeItStarts) {
   EXPECT_NO_THROW(check_plan_fits_device(r, in, 141 * GiB));
   try {
     check_plan_fits_device(r, in, 80 * GiB);
-    ADD_FAILURE() << "a 118 GiB plan fitted 80 GiB";
+    ADD_FAILURE() << "a 116 GiB plan fitted 80 GiB";
   } catch (const std::exception& e) {
-    EXPECT_NE(std::string(e.what()).find("this run needs about 118."), std::string::npos)
-        << e.what();
+    const double need = double(plan_memory(in).peak()) / double(GiB);
+    EXPECT_GT(need, 110.0);
+    EXPECT_LT(need, 125.0);
+    char want[64];
+    std::snprintf(want, sizeof want, "this run needs about %.1f GiB per GPU", need);
+    EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << want << "\n" << e.what();
     EXPECT_NE(std::string(e.what()).find("the GPU has 80.0 GiB"), std::string::npos) << e.what();
   }
   EXPECT_NO_THROW(check_plan_fits_device(r, in, -1));
