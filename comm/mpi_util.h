@@ -54,7 +54,7 @@ class ArrivalBoard {
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1;
   std::vector<int64_t> arrived_;
-  std::vector<double> heard_;  // when each peer's last heartbeat came
+  std::vector<double> heard_;         // when each peer's last heartbeat came
   std::vector<int64_t> zero_report_;  // rank 0's last heartbeat: [seq, count, silent ranks]
   std::deque<Notice> sends_;
 };

@@ -105,7 +105,8 @@ int run_collectives(int argc, char** argv) {
       at::Tensor in4 = rank_data(R, n * W, ty, dev);
       at::Tensor slice4 = in4.slice(0, R * n, (R + 1) * n);
       c->reduce_scatter(slice4, in4, scratch)->wait();
-      expect(at::equal(slice4.cpu().to(at::kDouble), mine), "reduce_scatter, scratch input in place");
+      expect(at::equal(slice4.cpu().to(at::kDouble), mine),
+             "reduce_scatter, scratch input in place");
       // all_gather, out of place and in place.
       at::Tensor g = at::empty({n * W}, in.options());
       c->all_gather(g, rank_data(R, n, ty, dev))->wait();

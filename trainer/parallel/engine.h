@@ -148,7 +148,7 @@ class ParallelEngine final : private UnitHooks {
   bool last_micro_ = true;
   size_t top_ = 0;            // the unit of the final norm and LM head (0: tied, in unit 0)
   bool top_reduced_ = false;  // this micro-batch's reduction of unit top_ has started
-  bool layer_hooks_ = true;  // the layers run through the unit function (make_unit_runner)
+  bool layer_hooks_ = true;   // the layers run through the unit function (make_unit_runner)
   int64_t gathers_ = 0;
   ModelStateBytes bytes_;
 };
