@@ -62,6 +62,7 @@ ParallelEngine::ParallelEngine(LlamaForCausalLM& model, comm::Communicator& comm
   // last layer's forward to the start of the last layer's backward (the head's and the final
   // norm's backward done). Tied, they stay in unit 0 with the embedding, which the head uses.
   const bool tied = !model_->lm_head;
+  ASC_CHECK(L >= 1, "parallel engine: a model without decoder layers");  // validate() refuses it
   top_ = tied ? 0 : size_t(L + 1);
   units_.resize(size_t(L + 1) + (tied ? 0 : 1));
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -334,13 +335,11 @@ void ParallelEngine::begin_micro_batch(bool last) {
   // Untied: the head's gradient buffer (its parameters are gathered after the last layer); the
   // embedding's gradient is autograd's own tensor (no buffer: nothing to add it into).
   alloc_grad(top_);
-  if (top_ == 1) ensure_gathered(top_);  // no layers
 }
 
 void ParallelEngine::begin_forward_only() {
   if (mode_ != ParallelMode::kFsdp) return;
   ensure_gathered(0);  // the layers, and after them the head (untied), gather in their hooks
-  if (top_ == 1) ensure_gathered(top_);
 }
 
 void ParallelEngine::end_forward_only() {
@@ -349,11 +348,8 @@ void ParallelEngine::end_forward_only() {
 }
 
 void ParallelEngine::accumulate_grads(bool /*last*/) {
-  if (!layer_hooks_) {
+  if (!layer_hooks_)  // the head's unit included (with hooks, the last layer's reduced it)
     for (size_t i = 1; i < units_.size(); ++i) reduce_grads(i);
-  } else if (top_ != 0 && !top_reduced_) {  // no layers: no layer hook reduced it
-    reduce_grads(top_);
-  }
   reduce_grads(0);
   drain();
   release(0);

@@ -228,8 +228,10 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
   const int64_t W = in.world_size, es = in.compute_bytes;
   const bool sharded = in.mode == ParallelMode::kZero2 || in.mode == ParallelMode::kFsdp;
   const bool bf16 = es == 2;
+  ASC_CHECK(c.num_hidden_layers >= 1, "memory plan: a model without decoder layers");
+  const std::vector<int64_t> units = unit_sizes(c);
   int64_t flat = 0, padded_sum = 0, numel_sum = 0, largest = 0;
-  for (int64_t n : unit_sizes(c)) {
+  for (int64_t n : units) {
     const int64_t padded = sharded ? (n + W - 1) / W * W : n;
     flat += sharded ? padded / W : n;
     padded_sum += padded, numel_sum += n;
@@ -243,9 +245,8 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
   if (!sharded && bf16) p.grads += numel_sum * es;  // none, ddp: the bf16 gradients autograd fills
   if (in.mode == ParallelMode::kZero2) p.params += padded_sum * es, p.grads += padded_sum * es;
   if (in.mode == ParallelMode::kFsdp) {
-    const auto units = unit_sizes(c);
     auto padded = [W](int64_t n) { return (n + W - 1) / W * W; };
-    const int64_t layer = c.num_hidden_layers > 0 ? padded(units[1]) : 0;
+    const int64_t layer = padded(units[1]);
     p.largest_gather = largest * es;
     if (c.tie_word_embeddings) {
       // Unit 0's parameters and gradients for the whole pass, the computing and the prefetched
@@ -291,10 +292,8 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
     p.host_at_load = std::max(init_chunk, share * 4);
     p.host_at_save = p.master + p.optimizer;
   }
-  const auto units = unit_sizes(c);
-  const int64_t layer_bytes = (units.size() > 1 ? units[1] : 0) * es;
   plan_host_resident(in, c.vocab_size * c.hidden_size * es, logit_rows * c.vocab_size * 4,
-                     layer_bytes, p);
+                     units[1] * es, p);
   return p;
 }
 
