@@ -14,8 +14,10 @@ transformers' generate in static batches of 8 in input order; both greedy, the s
 
 Usage: decode.py --bin build/bin/asclepius [--preset small] [--prompts 16] [--new 64]
                  [--threads 2] [--rounds 3] [--mixed [--eos-scale 3.0]] [--json out.json]
+                 [--keep DIR]   (the model, tokenizer and notes stay in DIR, e.g. for --profile)
 """
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -59,10 +61,13 @@ def main():
     ap.add_argument("--mixed", action="store_true")
     ap.add_argument("--eos-scale", type=float, default=3.0)
     ap.add_argument("--json")
+    ap.add_argument("--keep", help="work in this directory and keep it (model, tokenizer, notes)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     run = lambda *x: subprocess.run([a.bin, *x], check=True, capture_output=True, text=True)
-    with tempfile.TemporaryDirectory() as d:
+    if a.keep:
+        os.makedirs(a.keep, exist_ok=True)
+    with (contextlib.nullcontext(a.keep) if a.keep else tempfile.TemporaryDirectory()) as d:
         run("synth-notes", "--count", str(a.prompts), "--seed", "5", "--out", f"{d}/notes")
         run("tokenizer", "train", "--input", f"{d}/notes/train.csv", "--vocab-size", "1000",
             "--out", f"{d}/tok.model")

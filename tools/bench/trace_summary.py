@@ -6,7 +6,11 @@ kernels, copies and memsets; the rest is time the GPU waited for the host), the 
 their total time, and the time by kind (matrix products, attention, NCCL, our fused kernels,
 other element-wise work, copies).
 
-Usage: trace_summary.py TRACE.json [--top 5] [--json OUT.json]
+With --cpu: the host's operators instead (for a CPU run: `asclepius generate --profile`), ranked
+by self time (an operator's time minus the operators it called), with the window and how much of
+it operators covered.
+
+Usage: trace_summary.py TRACE.json [--top 5] [--cpu] [--json OUT.json]
 """
 import argparse
 import collections
@@ -76,6 +80,61 @@ def summarize(path, top=5):
     }
 
 
+def summarize_cpu(path, top=5):
+    """Host operators by self time; nesting per thread from the events' intervals."""
+    events = json.load(open(path))["traceEvents"]
+    ops = [e for e in events if e.get("ph") == "X" and e.get("cat") == "cpu_op"]
+    if not ops:
+        return {"trace": path, "error": "no cpu_op events in the trace"}
+    by_tid = collections.defaultdict(list)
+    for e in ops:
+        by_tid[(e.get("pid"), e.get("tid"))].append(e)
+    self_us = collections.defaultdict(lambda: [0.0, 0])
+    top_level = []
+    for evs in by_tid.values():
+        evs.sort(key=lambda e: (e["ts"], -e["dur"]))
+        stack = []  # [event, time of its children]
+        def close(item):
+            ev, child = item
+            self_us[ev["name"]][0] += ev["dur"] - child
+            self_us[ev["name"]][1] += 1
+            if stack:
+                stack[-1][1] += ev["dur"]
+            else:
+                top_level.append((ev["ts"], ev["ts"] + ev["dur"]))
+        for e in evs:
+            while stack and stack[-1][0]["ts"] + stack[-1][0]["dur"] <= e["ts"]:
+                close(stack.pop())
+            stack.append([e, 0.0])
+        while stack:
+            close(stack.pop())
+    begin = min(e["ts"] for e in ops)
+    end = max(e["ts"] + e["dur"] for e in ops)
+    covered = union_length(top_level)
+    total = sum(v[0] for v in self_us.values())
+    ranked = sorted(self_us.items(), key=lambda kv: -kv[1][0])
+    return {
+        "trace": path,
+        "window_ms": (end - begin) / 1e3,
+        "operators_ms": covered / 1e3,
+        "operator_calls": len(ops),
+        "top_level_calls": len(top_level),
+        "top": [{"name": n[:160], "ms": t / 1e3, "share": t / total, "count": cnt,
+                 "mean_us": t / cnt} for n, (t, cnt) in ranked[:top]],
+    }
+
+
+def print_cpu_summary(s):
+    if "error" in s:
+        print(f"{s['trace']}: {s['error']}")
+        return
+    print(f"window {s['window_ms']:.1f} ms, operators {s['operators_ms']:.1f} ms, "
+          f"{s['top_level_calls']} top-level of {s['operator_calls']} operator calls")
+    for i, t in enumerate(s["top"], 1):
+        print(f"{i:3}. {t['ms']:8.1f} ms {t['share']:6.1%} x{t['count']:<7} "
+              f"{t['mean_us']:8.1f} us  {t['name'][:90]}")
+
+
 def print_summary(s, label=""):
     if "error" in s:
         print(f"{label}{s['trace']}: {s['error']}")
@@ -92,10 +151,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("trace")
     ap.add_argument("--top", type=int, default=5)
+    ap.add_argument("--cpu", action="store_true", help="host operators by self time")
     ap.add_argument("--json")
     a = ap.parse_args()
-    s = summarize(a.trace, a.top)
-    print_summary(s)
+    if a.cpu:
+        s = summarize_cpu(a.trace, a.top)
+        print_cpu_summary(s)
+    else:
+        s = summarize(a.trace, a.top)
+        print_summary(s)
     if a.json:
         json.dump(s, open(a.json, "w"), indent=1)
 

@@ -29,13 +29,14 @@
 #include "generate/answer.h"
 #include "generate/generate.h"
 #include "kernels/cuda_device.h"
+#include "metrics/profiler.h"
 
 namespace asc::cli {
 namespace {
 
 struct Opts {
   std::string model, tokenizer, note_file, question, input, output, model_name = "asclepius";
-  std::string dtype = "fp32", device = "cpu", stats_json, prompt_template, preset;
+  std::string dtype = "fp32", device = "cpu", stats_json, prompt_template, preset, profile;
   bool allow_prompt_mismatch = false;
   std::vector<std::string> columns;
   bool interactive = false, with_ids = false, ignore_eos = false;
@@ -428,6 +429,9 @@ void run_generate(Opts& o, const CLI::App& cmd) {
   if (!o.stats_json.empty())
     check_output_file("--stats-json", o.stats_json,
                       {o.input, o.note_file, o.model, o.tokenizer, o.output});
+  if (!o.profile.empty())
+    check_output_file("--profile", o.profile,
+                      {o.input, o.note_file, o.model, o.tokenizer, o.output, o.stats_json});
   // Under mpirun (or srun) the ranks share the --input lines; the other modes run alone.
   auto comm = start_job(o.device, o.threads, o.timeout_s);
   if (comm->size() > 1 && o.input.empty())
@@ -442,12 +446,21 @@ void run_generate(Opts& o, const CLI::App& cmd) {
     if (!std::isfinite(v)) ASC_FAIL("{}: {} is not a number", name, v);
   o.gen.continuous_slots = o.batch_size;
   Answerer a(o, device);
-  if (!o.note_file.empty())
-    run_one(o, a);
-  else if (!o.input.empty())
-    run_batch(o, a, *comm);
-  else
-    run_interactive(o, a);
+  {
+    // --profile: libtorch's profiler over everything after the model is loaded (one "step").
+    // Under mpirun each rank writes its own trace (FILE.rankN).
+    const std::string trace =
+        comm->size() > 1 ? fmt::format("{}.rank{}", o.profile, comm->rank()) : o.profile;
+    StepProfiler profiler(o.profile.empty() ? 0 : 1, 1, trace, device.is_cuda());
+    profiler.before_step(1);
+    if (!o.note_file.empty())
+      run_one(o, a);
+    else if (!o.input.empty())
+      run_batch(o, a, *comm);
+    else
+      run_interactive(o, a);
+    profiler.after_step(1);
+  }
   const double tps = a.stats.seconds > 0 ? double(a.stats.tokens) / a.stats.seconds : 0.0;
   fmt::print(stderr, "{} answers, {} tokens generated in {:.2f} s ({:.1f} tokens/s)\n",
              a.stats.answers, a.stats.tokens, a.stats.seconds, tps);
@@ -519,6 +532,10 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--threads", o->threads, "CPU threads (0: libtorch's default)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--stats-json", o->stats_json, "Write timing (tokens/s) as JSON");
+  cmd->add_option("--profile", o->profile,
+                  "Write a Chrome trace of the generation (libtorch's profiler: CPU operators, "
+                  "and kernels on cuda) to this file; tools/bench/trace_summary.py --cpu ranks "
+                  "its operators");
   cmd->add_option("--preset", o->preset,
                   "asclepius-eval: upstream's evaluation settings (src/evaluate.py): bf16, 5 "
                   "beams with sampling, temperature 1, top-k 50, 400 new tokens; options given "

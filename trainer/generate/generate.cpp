@@ -10,12 +10,43 @@
 #include <torch/nn/functional/activation.h>
 
 #include "common/error.h"
+#include "kernels/decode_cpu.h"
 #include "kernels/layer_ops.h"
 
 namespace asc {
 
 namespace {
 constexpr double kMinusInf = -std::numeric_limits<double>::infinity();
+
+// The weights `params` ([N_i, D] each) as consecutive rows of one tensor [sum N_i, D], which is
+// returned; the parameters become views of it (values, shapes and names unchanged), so no
+// memory is added. Already so (an earlier decoder did it): the tensor is rebuilt over the same
+// storage, nothing copied.
+torch::Tensor stack_rows(const std::vector<torch::Tensor>& params) {
+  torch::NoGradGuard no_grad;
+  const auto& first = params.front();
+  const int64_t D = first.size(1);
+  int64_t rows = 0;
+  bool adjacent = true;
+  for (const auto& p : params) {
+    adjacent = adjacent && p.dim() == 2 && p.size(1) == D && p.is_contiguous() &&
+               p.scalar_type() == first.scalar_type() && p.device() == first.device() &&
+               p.storage().is_alias_of(first.storage()) &&
+               p.storage_offset() == first.storage_offset() + rows * D;
+    rows += p.size(0);
+  }
+  if (adjacent)
+    return torch::empty({0}, first.options())
+        .set_(first.storage(), first.storage_offset(), {rows, D}, {D, 1});
+  auto all = torch::cat(params, 0);
+  int64_t row = 0;
+  for (auto p : params) {  // handles share the parameter itself: set_data rebinds it
+    const int64_t n = p.size(0);
+    p.set_data(all.narrow(0, row, n));
+    row += n;
+  }
+  return all;
+}
 }  // namespace
 
 CachedDecoder::CachedDecoder(LlamaForCausalLM model, int64_t batch, int64_t capacity)
@@ -28,6 +59,12 @@ CachedDecoder::CachedDecoder(LlamaForCausalLM model, int64_t batch, int64_t capa
     v_.push_back(torch::zeros({batch, c.num_key_value_heads, capacity, c.head_dim()}, opts));
   }
   std::tie(cos_SE_, sin_SE_) = rotary_tables(capacity, c, w.scalar_type(), w.device());
+  for (size_t i = 0; i < model_->model->layers->size(); ++i) {
+    auto layer = model_->model->layers->ptr<LlamaDecoderLayerImpl>(i);
+    const auto& a = layer->self_attn;
+    qkv_.push_back(stack_rows({a->q_proj->weight, a->k_proj->weight, a->v_proj->weight}));
+    gate_up_.push_back(stack_rows({layer->mlp->gate_proj->weight, layer->mlp->up_proj->weight}));
+  }
 }
 
 void CachedDecoder::set_row(int64_t row, const CachedDecoder& src, int64_t src_row, int64_t from,
@@ -88,35 +125,55 @@ torch::Tensor CachedDecoder::step(const torch::Tensor& ids_BT, const torch::Tens
   return last;
 }
 
+torch::Tensor CachedDecoder::prefill(const torch::Tensor& ids_BT) {
+  torch::NoGradGuard no_grad;
+  ASC_CHECK(length_ == 0, "prefill into a cache that holds {} tokens", length_);
+  const int64_t B = ids_BT.size(0), T = ids_BT.size(1);
+  const auto dev = ids_BT.device();
+  const auto pos = torch::arange(T, torch::TensorOptions().dtype(torch::kInt64).device(dev))
+                       .unsqueeze(0)
+                       .expand({B, T});
+  auto [x, cos, sin] = embed(ids_BT, pos, T);
+  auto last = run_layers(
+      x,
+      [&](size_t i, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+        k_[i].slice(2, 0, T).copy_(k);
+        v_[i].slice(2, 0, T).copy_(v);
+        return attend(q, k, v, {}, /*causal=*/true);
+      },
+      cos, sin);
+  length_ = T;
+  return last;
+}
+
 torch::Tensor CachedDecoder::step_at(const torch::Tensor& ids_B1, const torch::Tensor& pos_B1,
                                      const torch::Tensor& slot_B1,
                                      const std::vector<int64_t>& lens) {
   torch::NoGradGuard no_grad;
   const LlamaConfig& c = model_->config();
   const int64_t B = ids_B1.size(0), K = c.num_key_value_heads, E = c.head_dim();
-  auto [x, cos, sin] = embed(ids_B1, pos_B1, *std::max_element(lens.begin(), lens.end()));
+  const int64_t span = std::max<int64_t>(1, *std::max_element(lens.begin(), lens.end()));
+  auto [x, cos, sin] = embed(ids_B1, pos_B1, span);
   const auto index = slot_B1.view({B, 1, 1, 1}).expand({B, K, 1, E});
+  auto visible = torch::zeros({B, 1, 1, span}, torch::kBool);
+  for (int64_t b = 0; b < B; ++b)
+    visible[b].narrow(-1, 0, std::max<int64_t>(1, lens[size_t(b)])).fill_(true);
+  const auto mask_B11L = visible.to(x.device());
   return run_layers(
       x,
       [&](size_t i, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
         k_[i].scatter_(2, index, k);
         v_[i].scatter_(2, index, v);
-        // Each row over its own slots only (no mask, no reading past its length); a row not
-        // decoding (lens 0) gets zeros, never used.
-        std::vector<torch::Tensor> ys;
-        for (int64_t b = 0; b < B; ++b) {
-          const int64_t n = lens[size_t(b)];
-          ys.push_back(n == 0 ? torch::zeros_like(q.narrow(0, b, 1))
-                              : attend(q.narrow(0, b, 1), k_[i].narrow(0, b, 1).slice(2, 0, n),
-                                       v_[i].narrow(0, b, 1).slice(2, 0, n), {}));
-        }
-        return torch::cat(ys, 0);
+        // One call over the batch: row b sees its slots [0, lens[b]) (a row not decoding, lens
+        // 0, sees slot 0; its output is never used).
+        return attend(q, k_[i].slice(2, 0, span), v_[i].slice(2, 0, span), mask_B11L);
       },
       cos, sin);
 }
 
 torch::Tensor CachedDecoder::attend(const torch::Tensor& q_BHTE, torch::Tensor k_BKLE,
-                                    torch::Tensor v_BKLE, const torch::Tensor& mask) const {
+                                    torch::Tensor v_BKLE, const torch::Tensor& mask,
+                                    bool causal) const {
   const int64_t B = k_BKLE.size(0), K = k_BKLE.size(1), L = k_BKLE.size(2), E = k_BKLE.size(3);
   const int64_t H = q_BHTE.size(1);
   if (K != H) {
@@ -125,7 +182,7 @@ torch::Tensor CachedDecoder::attend(const torch::Tensor& q_BHTE, torch::Tensor k
   }
   return at::scaled_dot_product_attention(
       q_BHTE, k_BKLE, v_BKLE, mask.defined() ? c10::optional<at::Tensor>(mask) : c10::nullopt, 0.0,
-      false, 1.0 / std::sqrt(double(E)));
+      causal, 1.0 / std::sqrt(double(E)));
 }
 
 torch::Tensor CachedDecoder::run_layers(torch::Tensor x, const AttendFn& attend_fn,
@@ -133,22 +190,28 @@ torch::Tensor CachedDecoder::run_layers(torch::Tensor x, const AttendFn& attend_
   const LlamaConfig& c = model_->config();
   const int64_t B = x.size(0), T = x.size(1);
   const int64_t H = c.num_attention_heads, K = c.num_key_value_heads, E = c.head_dim();
+  const int64_t I = c.intermediate_size;
   auto& m = model_->model;
+  // Each product through kernels::small_m_linear: a decoding step's few rows read each weight
+  // once (prefill's many rows take libtorch's GEMM); q/k/v and gate/up are one product each.
+  using kernels::small_m_linear;
   for (size_t i = 0; i < m->layers->size(); ++i) {
     auto layer = m->layers->ptr<LlamaDecoderLayerImpl>(i);
     auto& attn = layer->self_attn;
-    auto h = layer->input_layernorm(x);
-    auto q = attn->q_proj(h).view({B, T, H, E}).transpose(1, 2);
-    auto k = attn->k_proj(h).view({B, T, K, E}).transpose(1, 2);
-    auto v = attn->v_proj(h).view({B, T, K, E}).transpose(1, 2);
+    auto qkv = small_m_linear(layer->input_layernorm(x), qkv_[i]);
+    auto q = qkv.narrow(-1, 0, H * E).view({B, T, H, E}).transpose(1, 2);
+    auto k = qkv.narrow(-1, H * E, K * E).view({B, T, K, E}).transpose(1, 2);
+    auto v = qkv.narrow(-1, (H + K) * E, K * E).view({B, T, K, E}).transpose(1, 2);
     q = ops::apply_rotary(q, cos, sin);
     k = ops::apply_rotary(k, cos, sin);
     auto y = attend_fn(i, q, k, v);  // stores k and v in the cache, attends
-    x = x + attn->o_proj(y.transpose(1, 2).reshape({B, T, H * E}));
-    x = x + layer->mlp(layer->post_attention_layernorm(x));
+    x = x + small_m_linear(y.transpose(1, 2).reshape({B, T, H * E}), attn->o_proj->weight);
+    auto gate_up = small_m_linear(layer->post_attention_layernorm(x), gate_up_[i]);
+    x = x + small_m_linear(ops::swiglu(gate_up.narrow(-1, 0, I), gate_up.narrow(-1, I, I)),
+                           layer->mlp->down_proj->weight);
   }
   auto last = m->norm(x.select(1, T - 1));
-  return torch::linear(last, model_->head_weight()).to(torch::kFloat32);
+  return small_m_linear(last, model_->head_weight()).to(torch::kFloat32);
 }
 
 torch::Tensor warp_logits(torch::Tensor logits, const GenerationOptions& o) {
@@ -300,7 +363,7 @@ std::vector<Generated> generate_plain(LlamaForCausalLM& model,
 // Continuous batching: B slots decode together; a slot whose answer ended takes the next
 // prompt at once. Each slot keeps its own length in the cache (CachedDecoder::step_at), so a
 // refill neither pushes the others along nor needs compacting, and attention spans the longest
-// row only. Prompts taken in the same round are prefilled together (left-padded).
+// row only. Each prompt is prefilled on its own (no padding, causal attention without a mask).
 std::vector<Generated> generate_continuous(LlamaForCausalLM& model,
                                            const std::vector<std::vector<int32_t>>& prompts,
                                            const GenerationOptions& o) {
@@ -333,15 +396,16 @@ std::vector<Generated> generate_continuous(LlamaForCausalLM& model,
       ps.push_back(prompts[size_t(next_prompt)]);
       slot_prompt[size_t(b)] = next_prompt++;
     }
-    if (took.empty()) return;
-    const Batch pre = left_pad(ps, 1, o, c, dev);
-    CachedDecoder one(model, int64_t(took.size()), pre.P);
-    auto logits = one.step(pre.ids_RP, pre.pos_RP, pre.valid_RS);
-    auto rows_t = torch::tensor(took, torch::kInt64).to(dev);
-    last.index_copy_(0, rows_t, logits);
+    // Each prompt prefilled on its own: no padding to compute, and plain causal attention.
     for (size_t j = 0; j < took.size(); ++j) {
       const int64_t b = took[j], P = int64_t(ps[j].size());
-      dec.set_row(b, one, int64_t(j), pre.P - P, P);
+      const auto ids =
+          torch::tensor(std::vector<int64_t>(ps[j].begin(), ps[j].end()), torch::kInt64)
+              .view({1, P})
+              .to(dev);
+      CachedDecoder one(model, 1, P);
+      last[b].copy_(one.prefill(ids)[0]);
+      dec.set_row(b, one, 0, 0, P);
       slot_len[size_t(b)] = P;
       slot_new[size_t(b)] = 0;
     }

@@ -31,10 +31,15 @@ namespace asc {
 // tokens; attention is causal in slot order and never sees an invalid slot.
 class CachedDecoder {
  public:
+  // The first decoder over a model makes its q/k/v weights views of one tensor per layer, and its
+  // gate/up weights likewise (see qkv_ below).
   CachedDecoder(LlamaForCausalLM model, int64_t batch, int64_t capacity);
   // ids_BT int64, pos_BT int64 (rotary positions), key_valid_BS bool [B, S] -> fp32 [B, V]
   torch::Tensor step(const torch::Tensor& ids_BT, const torch::Tensor& pos_BT,
                      const torch::Tensor& key_valid_BS);
+  // The first call on an empty cache when no row is padded: ids_BT's tokens at positions
+  // [0, T), plain causal attention (no mask) -> the last position's logits, fp32 [B, V].
+  torch::Tensor prefill(const torch::Tensor& ids_BT);
   // Keeps rows `rows` (int64 [B']) of the cache in that order (beam reordering).
   void select_rows(const torch::Tensor& rows);
   // Continuous batching, each row its own length: row `src_row` of `src`, slots [from, from + n),
@@ -43,7 +48,7 @@ class CachedDecoder {
   // One token per row, written at that row's own slot (slot_B1 int64, on the device); row b
   // attends over its slots [0, lens[b]) (lens on the host: slot + 1 for a decoding row, 0 for a
   // row whose output is not used). No shared length: a row refilled with a new prompt never
-  // pushes the others along, and no row reads past its own length.
+  // pushes the others along. One attention call over the batch, masked past each row's length.
   torch::Tensor step_at(const torch::Tensor& ids_B1, const torch::Tensor& pos_B1,
                         const torch::Tensor& slot_B1, const std::vector<int64_t>& lens);
   int64_t length() const { return length_; }
@@ -65,11 +70,15 @@ class CachedDecoder {
   torch::Tensor run_layers(torch::Tensor x, const AttendFn& attend_fn, const torch::Tensor& cos,
                            const torch::Tensor& sin);
   // Scaled dot-product attention of q over cached keys/values (grouped heads expanded); `mask`
-  // undefined: every key visible.
+  // undefined: every key visible, or with `causal` query t sees keys [0, t].
   torch::Tensor attend(const torch::Tensor& q_BHTE, torch::Tensor k_BKLE, torch::Tensor v_BKLE,
-                       const torch::Tensor& mask) const;
+                       const torch::Tensor& mask, bool causal = false) const;
   std::vector<torch::Tensor> k_, v_;  // per layer [B, K, S, E]
-  torch::Tensor cos_SE_, sin_SE_;     // rotary tables for positions [0, S)
+  // Per layer, q/k/v's weights as one [(H + 2K) E, D] tensor and gate/up's as one [2I, D]: the
+  // model's parameters are made views of these (values, names and shapes unchanged; no memory
+  // added), so each is one product.
+  std::vector<torch::Tensor> qkv_, gate_up_;
+  torch::Tensor cos_SE_, sin_SE_;  // rotary tables for positions [0, S)
 };
 
 struct GenerationOptions {
@@ -77,7 +86,7 @@ struct GenerationOptions {
   bool do_sample = false;
   // Greedy / sampling (num_beams 1): a finished row's slot takes the next prompt at once instead
   // of waiting for the batch's longest answer (each slot keeps its own length in the cache;
-  // prompts taken in one round are prefilled together); `continuous_slots` slots decode
+  // each prompt is prefilled on its own, unpadded); `continuous_slots` slots decode
   // together. Off: static batches, as transformers' generate.
   bool continuous = false;
   int64_t continuous_slots = 8;

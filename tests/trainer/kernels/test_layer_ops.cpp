@@ -4,7 +4,8 @@
 //    bf16, and the model's loss_sum against causal_lm_loss_sum(forward);
 //  - on a CUDA device with the CUDA kernels built: each fused kernel (RMSNorm, SwiGLU, rotary,
 //    cross-entropy) against the libtorch reference, forward and gradients, over odd shapes, and a
-//    few training steps on the GPU against the CPU. Skipped on machines without either.
+//    few training steps on the GPU against the CPU. Skipped on machines without either;
+//  - the small-M product of CPU decoding (kernels/small_m_gemm.h, kernels/decode_cpu.h).
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -15,7 +16,9 @@
 #include <torch/nn/functional/loss.h>
 
 #include "kernel_device.h"
+#include "kernels/decode_cpu.h"
 #include "kernels/layer_ops.h"
+#include "kernels/small_m_gemm.h"
 #include "config/recipe.h"
 #include "model/llama.h"
 #include "parallel/planner.h"
@@ -339,4 +342,41 @@ TEST(LayerOps, AGpuRunThatCannotFitStopsBeforeItStarts) {
   const Recipe off = load_recipe_text(yaml, "gpu.yaml", {"train.check_memory=false"}, 1);
   EXPECT_NO_THROW(
       check_plan_fits_device(off, plan_input(off, llama_preset("llama2-7b"), 1), 80 * GiB));
+}
+
+// The small-M product of a decoding step (kernels/small_m_gemm.h) against a double-precision
+// product, on every build this CPU runs (baseline; AVX2 + FMA), over shapes that leave every
+// remainder (rows not a multiple of 8, 4, 2; D not a multiple of 8), for a range of weight rows
+// only; and the torch-side wrapper: libtorch's own linear wherever it does not apply.
+TEST(SmallGemm, MatchesADoubleProductOverOddShapesOnEveryBuild) {
+  torch::manual_seed(5);
+  std::vector<bool> builds = {false};
+  if (kernels::cpu_has_avx2_fma()) builds.push_back(true);
+  for (bool avx2 : builds)
+    for (int64_t M : {1, 2, 3, 5, 7, 8, 9, 15, 16})
+      for (int64_t D : {1, 7, 8, 9, 64, 77})
+        for (int64_t N : {1, 5, 33}) {
+          const auto x = at::randn({M, D}), w = at::randn({N, D});
+          auto y = at::full({M, N + 2}, 7.0f);  // row stride N + 2: the extra columns untouched
+          const int64_t n0 = N > 2 ? 1 : 0, n1 = N;
+          kernels::small_m_gemm_f32(x.data_ptr<float>(), M, D, w.data_ptr<float>(), n0, n1,
+                                    y.data_ptr<float>(), N + 2, avx2);
+          const auto want = at::mm(x.to(at::kDouble), w.to(at::kDouble).t());
+          const auto got = y.narrow(1, n0, n1 - n0).to(at::kDouble);
+          EXPECT_LT(rel(got, want.narrow(1, n0, n1 - n0)), 1e-6)
+              << "avx2 " << avx2 << " M " << M << " D " << D << " N " << N;
+          if (n0 == 1) EXPECT_TRUE(at::equal(y.select(1, 0), at::full({M}, 7.0f)));
+          EXPECT_TRUE(at::equal(y.narrow(1, N, 2), at::full({M, 2}, 7.0f)));
+        }
+  // The wrapper: [B, T, D] input, up to kSmallMaxRows rows through the kernel (close to
+  // libtorch), more rows and bf16 through libtorch's linear itself (bit-equal).
+  const auto w = at::randn({300, 40});
+  const auto few = at::randn({2, 3, 40});
+  const auto y = kernels::small_m_linear(few, w);
+  EXPECT_EQ(y.sizes(), (std::vector<int64_t>{2, 3, 300}));
+  EXPECT_LT(rel(y, torch::linear(few, w)), 1e-6);
+  const auto many = at::randn({kernels::kSmallMaxRows + 1, 40});
+  EXPECT_TRUE(at::equal(kernels::small_m_linear(many, w), torch::linear(many, w)));
+  const auto fb = few.to(at::kBFloat16), wb = w.to(at::kBFloat16);
+  EXPECT_TRUE(at::equal(kernels::small_m_linear(fb, wb), torch::linear(fb, wb)));
 }

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
+#include <string>
 
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
@@ -256,4 +258,86 @@ TEST(Generate, StopsAtAnyOfTheEndIds) {
   const auto stopped = generate(model, {{1, 3, 4}}, o);
   EXPECT_TRUE(stopped[0].ended_with_eos);
   EXPECT_EQ(stopped[0].ids, std::vector<int32_t>(free[0].ids.begin(), free[0].ids.begin() + 2));
+}
+
+namespace {
+// Greedy ids of `prompt` by the full forward pass, one token at a time (no cache).
+std::vector<int32_t> greedy_by_forward(LlamaForCausalLM& model, const std::vector<int32_t>& prompt,
+                                       int n) {
+  torch::NoGradGuard no_grad;
+  std::vector<int64_t> seq(prompt.begin(), prompt.end());
+  std::vector<int32_t> out;
+  for (int i = 0; i < n; ++i) {
+    const int64_t next =
+        model(torch::tensor(seq, torch::kLong).view({1, -1}))[0][-1].argmax().item<int64_t>();
+    out.push_back(int32_t(next));
+    seq.push_back(next);
+  }
+  return out;
+}
+}  // namespace
+
+// Decoding through the cache (static batches left-padded; continuous batching with each slot
+// at its own length, prompts prefilled alone, one masked attention call per step) gives the ids
+// of the full forward pass for prompts of different lengths, with grouped-query attention.
+TEST(Generate, CachedDecodingEqualsTheFullForwardPass) {
+  LlamaConfig c = llama_preset("tiny-gqa");
+  c.vocab_size = 48;
+  torch::manual_seed(0);
+  LlamaForCausalLM model(c);
+  model->init_weights_seeded(11, 0.3);
+  const std::vector<std::vector<int32_t>> prompts = {
+      {1, 5}, {1, 7, 9, 11, 13, 2, 4, 6, 8}, {1, 3, 3}, {1, 40, 41, 42, 43, 44}, {1}};
+  GenerationOptions o;
+  o.max_new_tokens = 7, o.eos_id = -1;
+  const auto plain = generate(model, prompts, o);
+  GenerationOptions oc = o;
+  oc.continuous = true, oc.continuous_slots = 3;
+  const auto cont = generate(model, prompts, oc);
+  ASSERT_EQ(plain.size(), prompts.size());
+  ASSERT_EQ(cont.size(), prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const auto want = greedy_by_forward(model, prompts[i], 7);
+    EXPECT_EQ(plain[i].ids, want) << "static batch, prompt " << i;
+    EXPECT_EQ(cont[i].ids, want) << "continuous batching, prompt " << i;
+  }
+}
+
+// The decoder makes q/k/v (and gate/up) views of one tensor per layer: the parameters keep their
+// values, names and shapes, the model's logits do not change, and a second decoder copies
+// nothing.
+TEST(Generate, DecoderStacksTheProjectionWeightsWithoutChangingThem) {
+  LlamaConfig c = llama_preset("tiny-gqa");
+  c.vocab_size = 40;
+  torch::manual_seed(0);
+  LlamaForCausalLM model(c);
+  model->init_weights_seeded(4, 0.3);
+  torch::NoGradGuard no_grad;
+  std::map<std::string, at::Tensor> before;
+  for (const auto& p : model->named_parameters()) before[p.key()] = p.value().clone();
+  const auto ids = torch::tensor({1, 4, 9, 2, 7}, torch::kLong).view({1, 5});
+  const auto logits = model(ids);
+  CachedDecoder first(model, 2, 8);
+  auto& layer = *model->model->layers->ptr<LlamaDecoderLayerImpl>(0);
+  const auto& q = layer.self_attn->q_proj->weight;
+  const auto& k = layer.self_attn->k_proj->weight;
+  const auto& v = layer.self_attn->v_proj->weight;
+  EXPECT_TRUE(k.storage().is_alias_of(q.storage()));
+  EXPECT_EQ(k.data_ptr<float>(), q.data_ptr<float>() + q.numel());
+  EXPECT_EQ(v.data_ptr<float>(), k.data_ptr<float>() + k.numel());
+  EXPECT_EQ(layer.mlp->up_proj->weight.data_ptr<float>(),
+            layer.mlp->gate_proj->weight.data_ptr<float>() + layer.mlp->gate_proj->weight.numel());
+  const float* q_at = q.data_ptr<float>();
+  CachedDecoder second(model, 1, 4);
+  EXPECT_EQ(q.data_ptr<float>(), q_at) << "the second decoder copied the weights again";
+  size_t n = 0;
+  for (const auto& p : model->named_parameters()) {
+    ++n;
+    ASSERT_TRUE(before.count(p.key())) << p.key();
+    EXPECT_TRUE(at::equal(p.value(), before[p.key()])) << p.key();
+    EXPECT_EQ(p.value().sizes(), before[p.key()].sizes()) << p.key();
+  }
+  EXPECT_EQ(n, before.size());
+  // (A GEMM may round differently on differently aligned data: close, not bit-equal.)
+  EXPECT_TRUE(at::allclose(model(ids), logits, 1e-5, 1e-6));
 }
