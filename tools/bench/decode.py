@@ -66,6 +66,8 @@ def main():
     torch.set_num_threads(a.threads)
     run = lambda *x: subprocess.run([a.bin, *x], check=True, capture_output=True, text=True)
     if a.keep:
+        if os.path.exists(a.keep) and os.listdir(a.keep):
+            sys.exit(f"--keep {a.keep}: not empty (give a new or empty directory)")
         os.makedirs(a.keep, exist_ok=True)
     with (contextlib.nullcontext(a.keep) if a.keep else tempfile.TemporaryDirectory()) as d:
         run("synth-notes", "--count", str(a.prompts), "--seed", "5", "--out", f"{d}/notes")

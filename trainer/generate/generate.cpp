@@ -98,26 +98,33 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> CachedDecoder::embed(
 }
 
 torch::Tensor CachedDecoder::step(const torch::Tensor& ids_BT, const torch::Tensor& pos_BT,
-                                  const torch::Tensor& key_valid_BS) {
+                                  const torch::Tensor& key_valid_BS,
+                                  const std::vector<int64_t>* row_begin) {
   torch::NoGradGuard no_grad;
   const int64_t T = ids_BT.size(1), L0 = length_, L = L0 + T;
   auto [x, cos, sin] = embed(ids_BT, pos_BT, L);
 
   // Query t sits in slot L0 + t: it sees valid slots up to its own, and always its own slot (a
   // pad query would otherwise see nothing; its output is never used).
-  const auto dev = x.device();
-  auto slots = torch::arange(L, torch::TensorOptions().dtype(torch::kInt64).device(dev));
-  auto qslots = slots.slice(0, L0, L).unsqueeze(1);  // [T, 1]
-  auto causal = slots.unsqueeze(0).le(qslots);       // [T, L]
-  auto own = slots.unsqueeze(0).eq(qslots);
-  auto valid = key_valid_BS.slice(1, 0, L).to(dev).unsqueeze(1);  // [B, 1, L]
-  auto mask_B1TL = valid.logical_and(causal).logical_or(own).unsqueeze(1);
+  const bool by_rows = row_begin && T == 1;
+  torch::Tensor mask_B1TL;
+  if (!by_rows) {
+    const auto dev = x.device();
+    auto slots = torch::arange(L, torch::TensorOptions().dtype(torch::kInt64).device(dev));
+    auto qslots = slots.slice(0, L0, L).unsqueeze(1);  // [T, 1]
+    auto causal = slots.unsqueeze(0).le(qslots);       // [T, L]
+    auto own = slots.unsqueeze(0).eq(qslots);
+    auto valid = key_valid_BS.slice(1, 0, L).to(dev).unsqueeze(1);  // [B, 1, L]
+    mask_B1TL = valid.logical_and(causal).logical_or(own).unsqueeze(1);
+  }
 
+  const std::vector<int64_t> row_end(row_begin ? row_begin->size() : 0, L);
   auto last = run_layers(
       x,
       [&](size_t i, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
         k_[i].slice(2, L0, L).copy_(k);
         v_[i].slice(2, L0, L).copy_(v);
+        if (by_rows) return attend_rows(q, i, *row_begin, row_end);
         return attend(q, k_[i].slice(2, 0, L), v_[i].slice(2, 0, L), mask_B1TL);
       },
       cos, sin);
@@ -155,20 +162,43 @@ torch::Tensor CachedDecoder::step_at(const torch::Tensor& ids_B1, const torch::T
   const int64_t span = std::max<int64_t>(1, *std::max_element(lens.begin(), lens.end()));
   auto [x, cos, sin] = embed(ids_B1, pos_B1, span);
   const auto index = slot_B1.view({B, 1, 1, 1}).expand({B, K, 1, E});
-  auto visible = torch::zeros({B, 1, 1, span}, torch::kBool);
-  for (int64_t b = 0; b < B; ++b)
-    visible[b].narrow(-1, 0, std::max<int64_t>(1, lens[size_t(b)])).fill_(true);
-  const auto mask_B11L = visible.to(x.device());
+  const std::vector<int64_t> begin(size_t(B), 0);
   return run_layers(
       x,
       [&](size_t i, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
         k_[i].scatter_(2, index, k);
         v_[i].scatter_(2, index, v);
-        // One call over the batch: row b sees its slots [0, lens[b]) (a row not decoding, lens
-        // 0, sees slot 0; its output is never used).
-        return attend(q, k_[i].slice(2, 0, span), v_[i].slice(2, 0, span), mask_B11L);
+        // Row b over its slots [0, lens[b]) only (a row not decoding, lens 0, gets zeros or,
+        // through the mask, slot 0; its output is never used).
+        return attend_rows(q, i, begin, lens);
       },
       cos, sin);
+}
+
+torch::Tensor CachedDecoder::attend_rows(const torch::Tensor& q_BH1E, size_t layer,
+                                         const std::vector<int64_t>& begin,
+                                         const std::vector<int64_t>& end) {
+  const int64_t E = q_BH1E.size(3);
+  if (kernels::decode_attention_applies(q_BH1E, k_[layer]))
+    return kernels::decode_attention(q_BH1E, k_[layer], v_[layer], begin, end,
+                                     1.0 / std::sqrt(double(E)));
+  // Elsewhere (GPU, bf16): one libtorch call over the batch, masked outside each row's range.
+  const int64_t B = q_BH1E.size(0);
+  const int64_t span = std::max<int64_t>(1, *std::max_element(end.begin(), end.end()));
+  if (!rows_mask_.defined() || rows_mask_.size(-1) != span || rows_begin_ != begin ||
+      rows_end_ != end) {
+    auto visible = torch::zeros({B, 1, 1, span}, torch::kBool);
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t lo = begin[size_t(b)], hi = end[size_t(b)];
+      if (hi > lo)
+        visible[b].narrow(-1, lo, hi - lo).fill_(true);
+      else
+        visible[b].narrow(-1, 0, 1).fill_(true);  // never all masked; the output is not used
+    }
+    rows_mask_ = visible.to(q_BH1E.device());
+    rows_begin_ = begin, rows_end_ = end;
+  }
+  return attend(q_BH1E, k_[layer].slice(2, 0, span), v_[layer].slice(2, 0, span), rows_mask_);
 }
 
 torch::Tensor CachedDecoder::attend(const torch::Tensor& q_BHTE, torch::Tensor k_BKLE,
@@ -271,6 +301,10 @@ torch::Tensor draw(const torch::Tensor& probs_NV, int64_t k, std::vector<at::Gen
 struct Batch {
   torch::Tensor ids_RP, pos_RP, valid_RS, lens_R1;  // on the model's device
   int64_t P = 0, S = 0;
+  // Per row, the slot of its prompt's first token (P - its length): after the prompt, a row's
+  // valid slots are [begin, length), new tokens included (finished rows' pads too, as
+  // transformers' attention mask grows for every row).
+  std::vector<int64_t> begin;
 };
 
 // Left-pads the prompts, each repeated `copies` times (beams), into a cache of P + max_new: ids,
@@ -307,6 +341,7 @@ Batch left_pad(const std::vector<std::vector<int32_t>>& prompts, int64_t copies,
     const auto& p = prompts[r / copies];
     const int64_t off = b.P - int64_t(p.size());
     lens[r][0] = int64_t(p.size());
+    b.begin.push_back(off);
     for (size_t j = 0; j < p.size(); ++j) {
       ids[r][off + j] = p[j];
       pos[r][off + j] = int64_t(j);
@@ -355,7 +390,7 @@ std::vector<Generated> generate_plain(LlamaForCausalLM& model,
     }
     if (all_done || t + 1 == o.max_new_tokens) break;
     b.valid_RS.select(1, b.P + t).fill_(true);
-    logits = dec.step(next.view({R, 1}).to(dev), b.lens_R1 + t, b.valid_RS);
+    logits = dec.step(next.view({R, 1}).to(dev), b.lens_R1 + t, b.valid_RS, &b.begin);
   }
   return out;
 }
@@ -589,7 +624,7 @@ std::vector<Generated> generate_beams(LlamaForCausalLM& model,
     dec.select_rows(rows);
     b.valid_RS = b.valid_RS.index_select(0, rows);
     b.valid_RS.select(1, b.P + t).fill_(true);
-    logits = dec.step(moved[1].view({R, 1}), b.lens_R1 + t, b.valid_RS);
+    logits = dec.step(moved[1].view({R, 1}), b.lens_R1 + t, b.valid_RS, &b.begin);
   }
   std::vector<Generated> out(N);
   for (int64_t n = 0; n < N; ++n) {

@@ -34,9 +34,12 @@ class CachedDecoder {
   // The first decoder over a model makes its q/k/v weights views of one tensor per layer, and its
   // gate/up weights likewise (see qkv_ below).
   CachedDecoder(LlamaForCausalLM model, int64_t batch, int64_t capacity);
-  // ids_BT int64, pos_BT int64 (rotary positions), key_valid_BS bool [B, S] -> fp32 [B, V]
+  // ids_BT int64, pos_BT int64 (rotary positions), key_valid_BS bool [B, S] -> fp32 [B, V].
+  // `row_begin` (host) for a one-token step whose rows' valid slots are [row_begin[b], length)
+  // (left padding): attention reads those slots only, and key_valid_BS is not read.
   torch::Tensor step(const torch::Tensor& ids_BT, const torch::Tensor& pos_BT,
-                     const torch::Tensor& key_valid_BS);
+                     const torch::Tensor& key_valid_BS,
+                     const std::vector<int64_t>* row_begin = nullptr);
   // The first call on an empty cache when no row is padded: ids_BT's tokens at positions
   // [0, T), plain causal attention (no mask) -> the last position's logits, fp32 [B, V].
   torch::Tensor prefill(const torch::Tensor& ids_BT);
@@ -48,7 +51,7 @@ class CachedDecoder {
   // One token per row, written at that row's own slot (slot_B1 int64, on the device); row b
   // attends over its slots [0, lens[b]) (lens on the host: slot + 1 for a decoding row, 0 for a
   // row whose output is not used). No shared length: a row refilled with a new prompt never
-  // pushes the others along. One attention call over the batch, masked past each row's length.
+  // pushes the others along, and no row reads past its own length.
   torch::Tensor step_at(const torch::Tensor& ids_B1, const torch::Tensor& pos_B1,
                         const torch::Tensor& slot_B1, const std::vector<int64_t>& lens);
   int64_t length() const { return length_; }
@@ -73,6 +76,13 @@ class CachedDecoder {
   // undefined: every key visible, or with `causal` query t sees keys [0, t].
   torch::Tensor attend(const torch::Tensor& q_BHTE, torch::Tensor k_BKLE, torch::Tensor v_BKLE,
                        const torch::Tensor& mask, bool causal = false) const;
+  // One query per row over layer `layer`'s cache, row b over its slots [begin[b], end[b]):
+  // kernels::decode_attention on the CPU in fp32, else libtorch's attention with a mask (built
+  // once per step, kept for the step's other layers).
+  torch::Tensor attend_rows(const torch::Tensor& q_BH1E, size_t layer,
+                            const std::vector<int64_t>& begin, const std::vector<int64_t>& end);
+  torch::Tensor rows_mask_;
+  std::vector<int64_t> rows_begin_, rows_end_;
   std::vector<torch::Tensor> k_, v_;  // per layer [B, K, S, E]
   // Per layer, q/k/v's weights as one [(H + 2K) E, D] tensor and gate/up's as one [2I, D]: the
   // model's parameters are made views of these (values, names and shapes unchanged; no memory

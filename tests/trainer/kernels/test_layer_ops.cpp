@@ -5,9 +5,10 @@
 //  - on a CUDA device with the CUDA kernels built: each fused kernel (RMSNorm, SwiGLU, rotary,
 //    cross-entropy) against the libtorch reference, forward and gradients, over odd shapes, and a
 //    few training steps on the GPU against the CPU. Skipped on machines without either;
-//  - the small-M product of CPU decoding (kernels/small_m_gemm.h, kernels/decode_cpu.h).
+//  - the small-M product of CPU decoding (kernels/decode_kernels.h, kernels/decode_cpu.h).
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 
@@ -16,9 +17,10 @@
 #include <torch/nn/functional/loss.h>
 
 #include "kernel_device.h"
+#include "common/error.h"
 #include "kernels/decode_cpu.h"
 #include "kernels/layer_ops.h"
-#include "kernels/small_m_gemm.h"
+#include "kernels/decode_kernels.h"
 #include "config/recipe.h"
 #include "model/llama.h"
 #include "parallel/planner.h"
@@ -344,7 +346,7 @@ TEST(LayerOps, AGpuRunThatCannotFitStopsBeforeItStarts) {
       check_plan_fits_device(off, plan_input(off, llama_preset("llama2-7b"), 1), 80 * GiB));
 }
 
-// The small-M product of a decoding step (kernels/small_m_gemm.h) against a double-precision
+// The small-M product of a decoding step (kernels/decode_kernels.h) against a double-precision
 // product, on every build this CPU runs (baseline; AVX2 + FMA), over shapes that leave every
 // remainder (rows not a multiple of 8, 4, 2; D not a multiple of 8), for a range of weight rows
 // only; and the torch-side wrapper: libtorch's own linear wherever it does not apply.
@@ -379,4 +381,49 @@ TEST(SmallGemm, MatchesADoubleProductOverOddShapesOnEveryBuild) {
   EXPECT_TRUE(at::equal(kernels::small_m_linear(many, w), torch::linear(many, w)));
   const auto fb = few.to(at::kBFloat16), wb = w.to(at::kBFloat16);
   EXPECT_TRUE(at::equal(kernels::small_m_linear(fb, wb), torch::linear(fb, wb)));
+}
+
+// Decoding attention (kernels/decode_kernels.h) against libtorch's attention over each row's own
+// slots, on every build this CPU runs: grouped-query and plain heads, head dims that leave a
+// tail (E % 8), rows of different ranges (one empty: zeros), key counts that are not multiples
+// of 4; through the torch-side wrapper, and the raw kernel for a subset of tasks.
+TEST(DecodeAttention, MatchesLibtorchAttentionOverEachRowsSlots) {
+  torch::manual_seed(9);
+  std::vector<bool> builds = {false};
+  if (kernels::cpu_has_avx2_fma()) builds.push_back(true);
+  struct Shape {
+    int64_t H, K, E;
+  };
+  for (const Shape sh : {Shape{4, 2, 16}, Shape{3, 3, 13}, Shape{8, 1, 64}})
+    for (bool avx2 : builds) {
+      const int64_t B = 4, S = 23;
+      const auto q = at::randn({B, sh.H, 1, sh.E});
+      const auto k = at::randn({B, sh.K, S, sh.E}), v = at::randn({B, sh.K, S, sh.E});
+      const std::vector<int64_t> begin = {0, 5, 3, 7}, end = {23, 6, 3, 18};
+      const double scale = 1.0 / std::sqrt(double(sh.E));
+      auto out = at::full({B, sh.H, 1, sh.E}, 5.0f);
+      std::vector<float> scores(S);
+      // Every task, through the raw kernel with this build.
+      kernels::decode_attention_f32(q.data_ptr<float>(), k.data_ptr<float>(), v.data_ptr<float>(),
+                                    out.data_ptr<float>(), sh.H, sh.K, S, sh.E, begin.data(),
+                                    end.data(), float(scale), 0, B * sh.H, scores.data(), avx2);
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t lo = begin[size_t(b)], n = end[size_t(b)] - lo;
+        if (n <= 0) {
+          EXPECT_TRUE(at::equal(out[b], at::zeros_like(out[b]))) << "empty row " << b;
+          continue;
+        }
+        const auto kb = k[b].narrow(1, lo, n).repeat_interleave(sh.H / sh.K, 0);
+        const auto vb = v[b].narrow(1, lo, n).repeat_interleave(sh.H / sh.K, 0);
+        const auto want = at::scaled_dot_product_attention(q[b], kb, vb, {}, 0.0, false, scale);
+        EXPECT_LT(rel(out[b], want), 1e-5)
+            << "H " << sh.H << " K " << sh.K << " E " << sh.E << " row " << b << " avx2 " << avx2;
+      }
+      // The wrapper (the CPU's build) gives the same values.
+      const auto wrapped = kernels::decode_attention(q, k, v, begin, end, scale);
+      EXPECT_LT(rel(wrapped, out), 1e-6);
+    }
+  // Ranges outside the cache are refused, naming the row.
+  const auto q = at::randn({1, 2, 1, 8}), k = at::randn({1, 2, 5, 8});
+  EXPECT_THROW(kernels::decode_attention(q, k, k, {0}, {6}, 1.0), Error);
 }
