@@ -2,7 +2,8 @@
 # Stage-two use from the command line: `init`, `eval ppl` (checked against transformers on the
 # same corpus), `generate` in its three modes, `eval qa` on its output, and bad input: a note
 # longer than the context (cut, with a warning), a tokenizer that does not fit the model, an
-# empty question, malformed input lines (reported with their line numbers, the rest answered).
+# empty question, malformed input lines (reported with their line numbers, the rest answered);
+# --profile's trace.
 # Usage: generate_test.sh ASCLEPIUS_BIN SOURCE_DIR PYTHON
 set -uo pipefail
 bin=$1 src=$2 py=$3
@@ -102,6 +103,23 @@ printf '%s\n\nWhat was the chief complaint?\n\n' "$(cat "$tmp/note.txt")" |
     >"$tmp/inter.out" 2>/dev/null
 check "interactive answers and ends" test $? -eq 0
 check "interactive prints an answer" grep -q "^Answer:" "$tmp/inter.out"
+
+# --profile: a Chrome trace of the generation whose operators include our decoding kernels
+# (CPU, fp32), ranked by trace_summary.py --cpu; a path that is an input is refused.
+"$bin" generate --model "$tmp/m" --tokenizer "$tmp/tok.model" --input "$tmp/sn/heldout.csv" \
+  --output "$tmp/prof.jsonl" --max-new-tokens 4 --batch-size 3 --continuous-batching \
+  --profile "$tmp/prof/trace.json" >/dev/null 2>"$tmp/prof.err"
+check "generate --profile exits 0" test $? -eq 0
+check "generate --profile: the trace names the decoding kernels" "$py" -c "
+import json, sys
+names = {e.get('name') for e in json.load(open(sys.argv[1]))['traceEvents'] if e.get('cat') == 'cpu_op'}
+sys.exit(not {'asc::small_m_linear', 'asc::decode_attention'} <= names)" "$tmp/prof/trace.json"
+"$py" "$src/tools/bench/trace_summary.py" --cpu "$tmp/prof/trace.json" --top 3 >"$tmp/prof.sum" 2>&1
+check "trace_summary.py --cpu ranks the operators" grep -q "asc::\|aten::" "$tmp/prof.sum"
+expect_error "generate --profile onto its input" "--profile" \
+  "$bin" generate --model "$tmp/m" --tokenizer "$tmp/tok.model" --input "$tmp/sn/heldout.csv" \
+  --output "$tmp/prof2.jsonl" --profile "$tmp/sn/heldout.csv"
+check "the refused --profile left the input alone" test -s "$tmp/sn/heldout.csv"
 
 # --device cuda (generate, synthesize, judge run). Without CUDA: one clear error naming the flag,
 # before anything is loaded (the model directory here is empty: reading it would fail otherwise).
