@@ -116,6 +116,10 @@ names = {e.get('name') for e in json.load(open(sys.argv[1]))['traceEvents'] if e
 sys.exit(not {'asc::small_m_linear', 'asc::decode_attention'} <= names)" "$tmp/prof/trace.json"
 "$py" "$src/tools/bench/trace_summary.py" --cpu "$tmp/prof/trace.json" --top 3 >"$tmp/prof.sum" 2>&1
 check "trace_summary.py --cpu ranks the operators" grep -q "asc::\|aten::" "$tmp/prof.sum"
+# A bare file name (no directory part) is written in the working directory.
+(cd "$tmp" && "$bin" generate --model "$tmp/m" --tokenizer "$tmp/tok.model" --note "$tmp/note.txt" \
+  --question "Why?" --max-new-tokens 2 --profile bare.json >/dev/null 2>&1)
+check "generate --profile with a bare file name writes it" test -s "$tmp/bare.json"
 expect_error "generate --profile onto its input" "--profile" \
   "$bin" generate --model "$tmp/m" --tokenizer "$tmp/tok.model" --input "$tmp/sn/heldout.csv" \
   --output "$tmp/prof2.jsonl" --profile "$tmp/sn/heldout.csv"

@@ -125,7 +125,7 @@ class Answerer {
     size_t longest = 0;
     for (const auto& p : prompts) longest = std::max(longest, p.size());
     // Continuous batching holds --batch-size rows (slots), not every prompt of the call, plus
-    // the prefill cache of the prompts taken in one round.
+    // the prefill cache of the prompts taken in one round (packed back to back).
     const bool slots = gen_.continuous && gen_.num_beams == 1;
     const double rows = slots ? double(std::min<size_t>(prompts.size(), size_t(o_.batch_size)))
                               : double(prompts.size()) * double(gen_.num_beams);
@@ -135,8 +135,9 @@ class Answerer {
     const double cache = rows * 2.0 * double(c.num_hidden_layers) * double(c.num_key_value_heads) *
                          double(c.head_dim()) * slots_per_row * es;
     const double logits = rows * double(c.vocab_size) * 4.0 * 3;  // logits, log-probs, scores
-    // The prompt pass runs every beam's row at once: one layer's attention scores (heads x T x
-    // T) and MLP and residual activations, in fp32, on top of the cache.
+    // The prompt pass runs every beam's row (every prompt of a round) at once: one layer's
+    // attention scores (heads x T x T) and MLP and residual activations, in fp32, on top of the
+    // cache.
     const double T = double(longest);
     const double prefill = rows * T *
                            (double(c.num_attention_heads) * T + 3.0 * double(c.intermediate_size) +
@@ -429,11 +430,15 @@ void run_generate(Opts& o, const CLI::App& cmd) {
   if (!o.stats_json.empty())
     check_output_file("--stats-json", o.stats_json,
                       {o.input, o.note_file, o.model, o.tokenizer, o.output});
-  if (!o.profile.empty())
-    check_output_file("--profile", o.profile,
-                      {o.input, o.note_file, o.model, o.tokenizer, o.output, o.stats_json});
   // Under mpirun (or srun) the ranks share the --input lines; the other modes run alone.
   auto comm = start_job(o.device, o.threads, o.timeout_s);
+  // Under mpirun each rank writes its own trace (FILE.rankN): the name checked is the one written.
+  const std::string trace = o.profile.empty() || comm->size() == 1
+                                ? o.profile
+                                : fmt::format("{}.rank{}", o.profile, comm->rank());
+  if (!trace.empty())
+    check_output_file("--profile", trace,
+                      {o.input, o.note_file, o.model, o.tokenizer, o.output, o.stats_json});
   if (comm->size() > 1 && o.input.empty())
     ASC_FAIL(
         "generate under {} ranks needs --input/--output (--note and --interactive run "
@@ -448,10 +453,7 @@ void run_generate(Opts& o, const CLI::App& cmd) {
   Answerer a(o, device);
   {
     // --profile: libtorch's profiler over everything after the model is loaded (one "step").
-    // Under mpirun each rank writes its own trace (FILE.rankN).
-    const std::string trace =
-        comm->size() > 1 ? fmt::format("{}.rank{}", o.profile, comm->rank()) : o.profile;
-    StepProfiler profiler(o.profile.empty() ? 0 : 1, 1, trace, device.is_cuda());
+    StepProfiler profiler(trace.empty() ? 0 : 1, 1, trace, device.is_cuda());
     profiler.before_step(1);
     if (!o.note_file.empty())
       run_one(o, a);
@@ -534,8 +536,9 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--stats-json", o->stats_json, "Write timing (tokens/s) as JSON");
   cmd->add_option("--profile", o->profile,
                   "Write a Chrome trace of the generation (libtorch's profiler: CPU operators, "
-                  "and kernels on cuda) to this file; tools/bench/trace_summary.py --cpu ranks "
-                  "its operators");
+                  "and kernels on cuda) to this file (FILE.rankN under mpirun); every operator "
+                  "is kept in memory until the end, so profile a small input; "
+                  "tools/bench/trace_summary.py --cpu ranks its operators");
   cmd->add_option("--preset", o->preset,
                   "asclepius-eval: upstream's evaluation settings (src/evaluate.py): bf16, 5 "
                   "beams with sampling, temperature 1, top-k 50, 400 new tokens; options given "

@@ -29,9 +29,13 @@ torch::Tensor stack_rows(const std::vector<torch::Tensor>& params) {
   int64_t rows = 0;
   bool adjacent = true;
   for (const auto& p : params) {
-    adjacent = adjacent && p.dim() == 2 && p.size(1) == D && p.is_contiguous() &&
-               p.scalar_type() == first.scalar_type() && p.device() == first.device() &&
-               p.storage().is_alias_of(first.storage()) &&
+    ASC_CHECK(p.dim() == 2 && p.size(1) == D && p.scalar_type() == first.scalar_type() &&
+                  p.device() == first.device(),
+              "stacking projection weights of different shapes, dtypes or devices: {} {} {} "
+              "and {} {} {}",
+              first.sizes(), c10::toString(first.scalar_type()), first.device().str(), p.sizes(),
+              c10::toString(p.scalar_type()), p.device().str());
+    adjacent = adjacent && p.is_contiguous() && p.storage().is_alias_of(first.storage()) &&
                p.storage_offset() == first.storage_offset() + rows * D;
     rows += p.size(0);
   }
@@ -132,25 +136,45 @@ torch::Tensor CachedDecoder::step(const torch::Tensor& ids_BT, const torch::Tens
   return last;
 }
 
-torch::Tensor CachedDecoder::prefill(const torch::Tensor& ids_BT) {
+torch::Tensor CachedDecoder::prefill_packed(const std::vector<std::vector<int32_t>>& prompts) {
   torch::NoGradGuard no_grad;
-  ASC_CHECK(length_ == 0, "prefill into a cache that holds {} tokens", length_);
-  const int64_t B = ids_BT.size(0), T = ids_BT.size(1);
-  const auto dev = ids_BT.device();
-  const auto pos = torch::arange(T, torch::TensorOptions().dtype(torch::kInt64).device(dev))
-                       .unsqueeze(0)
-                       .expand({B, T});
-  auto [x, cos, sin] = embed(ids_BT, pos, T);
-  auto last = run_layers(
+  ASC_CHECK(length_ == 0 && !prompts.empty(), "prefill_packed: {} prompts into a cache holding {}",
+            prompts.size(), length_);
+  std::vector<int64_t> ids, pos, offset, last;
+  int64_t longest = 0;
+  for (const auto& p : prompts) {
+    offset.push_back(int64_t(ids.size()));
+    for (size_t t = 0; t < p.size(); ++t) ids.push_back(p[t]), pos.push_back(int64_t(t));
+    last.push_back(int64_t(ids.size()) - 1);
+    longest = std::max(longest, int64_t(p.size()));
+  }
+  const int64_t N = int64_t(ids.size());
+  ASC_CHECK(N <= capacity_, "KV cache overflow: {} tokens > capacity {}", N, capacity_);
+  const auto dev = model_->model->embed_tokens->weight.device();
+  std::vector<int64_t> last_padded(last);  // one [3, N] tensor moved to the device at once
+  last_padded.resize(size_t(N), 0);
+  const auto host =
+      torch::stack({torch::tensor(ids, torch::kInt64), torch::tensor(pos, torch::kInt64),
+                    torch::tensor(last_padded, torch::kInt64)})
+          .to(dev);
+  // Attention spans one prompt at most: the sliding-window check is on the longest.
+  auto [x, cos, sin] = embed(host[0].view({1, N}), host[1].view({1, N}), longest);
+  auto logits = run_layers(
       x,
       [&](size_t i, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
-        k_[i].slice(2, 0, T).copy_(k);
-        v_[i].slice(2, 0, T).copy_(v);
-        return attend(q, k, v, {}, /*causal=*/true);
+        k_[i].slice(2, 0, N).copy_(k);
+        v_[i].slice(2, 0, N).copy_(v);
+        std::vector<torch::Tensor> ys;
+        for (size_t j = 0; j < prompts.size(); ++j) {
+          const int64_t o = offset[j], P = int64_t(prompts[j].size());
+          ys.push_back(attend(q.narrow(2, o, P), k.narrow(2, o, P), v.narrow(2, o, P), {},
+                              /*causal=*/true));
+        }
+        return ys.size() == 1 ? ys[0] : torch::cat(ys, 2);
       },
-      cos, sin);
-  length_ = T;
-  return last;
+      cos, sin, host[2].narrow(0, 0, int64_t(last.size())));
+  length_ = N;
+  return logits.squeeze(0);
 }
 
 torch::Tensor CachedDecoder::step_at(const torch::Tensor& ids_B1, const torch::Tensor& pos_B1,
@@ -178,12 +202,13 @@ torch::Tensor CachedDecoder::step_at(const torch::Tensor& ids_B1, const torch::T
 torch::Tensor CachedDecoder::attend_rows(const torch::Tensor& q_BH1E, size_t layer,
                                          const std::vector<int64_t>& begin,
                                          const std::vector<int64_t>& end) {
-  const int64_t E = q_BH1E.size(3);
+  const int64_t E = q_BH1E.size(3), B = q_BH1E.size(0);
+  ASC_CHECK(int64_t(begin.size()) == B && int64_t(end.size()) == B,
+            "attend_rows: {} / {} ranges for {} rows", begin.size(), end.size(), B);
   if (kernels::decode_attention_applies(q_BH1E, k_[layer]))
     return kernels::decode_attention(q_BH1E, k_[layer], v_[layer], begin, end,
                                      1.0 / std::sqrt(double(E)));
   // Elsewhere (GPU, bf16): one libtorch call over the batch, masked outside each row's range.
-  const int64_t B = q_BH1E.size(0);
   const int64_t span = std::max<int64_t>(1, *std::max_element(end.begin(), end.end()));
   if (!rows_mask_.defined() || rows_mask_.size(-1) != span || rows_begin_ != begin ||
       rows_end_ != end) {
@@ -216,7 +241,8 @@ torch::Tensor CachedDecoder::attend(const torch::Tensor& q_BHTE, torch::Tensor k
 }
 
 torch::Tensor CachedDecoder::run_layers(torch::Tensor x, const AttendFn& attend_fn,
-                                        const torch::Tensor& cos, const torch::Tensor& sin) {
+                                        const torch::Tensor& cos, const torch::Tensor& sin,
+                                        const torch::Tensor& out_positions) {
   const LlamaConfig& c = model_->config();
   const int64_t B = x.size(0), T = x.size(1);
   const int64_t H = c.num_attention_heads, K = c.num_key_value_heads, E = c.head_dim();
@@ -240,7 +266,8 @@ torch::Tensor CachedDecoder::run_layers(torch::Tensor x, const AttendFn& attend_
     x = x + small_m_linear(ops::swiglu(gate_up.narrow(-1, 0, I), gate_up.narrow(-1, I, I)),
                            layer->mlp->down_proj->weight);
   }
-  auto last = m->norm(x.select(1, T - 1));
+  auto last =
+      m->norm(out_positions.defined() ? x.index_select(1, out_positions) : x.select(1, T - 1));
   return small_m_linear(last, model_->head_weight()).to(torch::kFloat32);
 }
 
@@ -398,7 +425,8 @@ std::vector<Generated> generate_plain(LlamaForCausalLM& model,
 // Continuous batching: B slots decode together; a slot whose answer ended takes the next
 // prompt at once. Each slot keeps its own length in the cache (CachedDecoder::step_at), so a
 // refill neither pushes the others along nor needs compacting, and attention spans the longest
-// row only. Each prompt is prefilled on its own (no padding, causal attention without a mask).
+// row only. The prompts taken in one round are prefilled in one pass, packed back to back (no
+// padding; causal attention within each prompt).
 std::vector<Generated> generate_continuous(LlamaForCausalLM& model,
                                            const std::vector<std::vector<int32_t>>& prompts,
                                            const GenerationOptions& o) {
@@ -431,16 +459,19 @@ std::vector<Generated> generate_continuous(LlamaForCausalLM& model,
       ps.push_back(prompts[size_t(next_prompt)]);
       slot_prompt[size_t(b)] = next_prompt++;
     }
-    // Each prompt prefilled on its own: no padding to compute, and plain causal attention.
+    if (took.empty()) return;
+    // The round's prompts in one pass, packed back to back (no padding to compute; causal
+    // attention within each prompt), then each copied into its slot.
+    int64_t total = 0;
+    for (const auto& p : ps) total += int64_t(p.size());
+    CachedDecoder packed(model, 1, total);
+    const auto logits = packed.prefill_packed(ps);
+    int64_t from = 0;
     for (size_t j = 0; j < took.size(); ++j) {
       const int64_t b = took[j], P = int64_t(ps[j].size());
-      const auto ids =
-          torch::tensor(std::vector<int64_t>(ps[j].begin(), ps[j].end()), torch::kInt64)
-              .view({1, P})
-              .to(dev);
-      CachedDecoder one(model, 1, P);
-      last[b].copy_(one.prefill(ids)[0]);
-      dec.set_row(b, one, 0, 0, P);
+      last[b].copy_(logits[int64_t(j)]);
+      dec.set_row(b, packed, 0, from, P);
+      from += P;
       slot_len[size_t(b)] = P;
       slot_new[size_t(b)] = 0;
     }

@@ -40,9 +40,11 @@ class CachedDecoder {
   torch::Tensor step(const torch::Tensor& ids_BT, const torch::Tensor& pos_BT,
                      const torch::Tensor& key_valid_BS,
                      const std::vector<int64_t>* row_begin = nullptr);
-  // The first call on an empty cache when no row is padded: ids_BT's tokens at positions
-  // [0, T), plain causal attention (no mask) -> the last position's logits, fp32 [B, V].
-  torch::Tensor prefill(const torch::Tensor& ids_BT);
+  // The first call on an empty one-row cache: the prompts back to back in row 0 (prompt j at
+  // slots [offset_j, offset_j + P_j), offset_j = the lengths before it; positions from 0 in
+  // each), every product over all their tokens at once, causal attention within each prompt
+  // (no mask, no padding) -> each prompt's last-position logits, fp32 [N, V].
+  torch::Tensor prefill_packed(const std::vector<std::vector<int32_t>>& prompts);
   // Keeps rows `rows` (int64 [B']) of the cache in that order (beam reordering).
   void select_rows(const torch::Tensor& rows);
   // Continuous batching, each row its own length: row `src_row` of `src`, slots [from, from + n),
@@ -69,9 +71,10 @@ class CachedDecoder {
   // keys and values stored in the cache on the way.
   using AttendFn = std::function<torch::Tensor(size_t, const torch::Tensor&, const torch::Tensor&,
                                                const torch::Tensor&)>;
-  // The decoder layers over x [B, T, D]; returns the last position's logits (fp32).
+  // The decoder layers over x [B, T, D]; returns the last position's logits (fp32 [B, V]), or
+  // with `out_positions` (int64 [N]) those positions' logits ([B, N, V]).
   torch::Tensor run_layers(torch::Tensor x, const AttendFn& attend_fn, const torch::Tensor& cos,
-                           const torch::Tensor& sin);
+                           const torch::Tensor& sin, const torch::Tensor& out_positions = {});
   // Scaled dot-product attention of q over cached keys/values (grouped heads expanded); `mask`
   // undefined: every key visible, or with `causal` query t sees keys [0, t].
   torch::Tensor attend(const torch::Tensor& q_BHTE, torch::Tensor k_BKLE, torch::Tensor v_BKLE,
@@ -96,8 +99,8 @@ struct GenerationOptions {
   bool do_sample = false;
   // Greedy / sampling (num_beams 1): a finished row's slot takes the next prompt at once instead
   // of waiting for the batch's longest answer (each slot keeps its own length in the cache;
-  // each prompt is prefilled on its own, unpadded); `continuous_slots` slots decode
-  // together. Off: static batches, as transformers' generate.
+  // the prompts taken in one round are prefilled in one packed pass, unpadded);
+  // `continuous_slots` slots decode together. Off: static batches, as transformers' generate.
   bool continuous = false;
   int64_t continuous_slots = 8;
   double temperature = 1.0;

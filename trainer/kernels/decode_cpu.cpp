@@ -1,6 +1,7 @@
 #include "kernels/decode_cpu.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>
 #include <ATen/record_function.h>
 #include <torch/nn/functional/linear.h>
 
@@ -33,7 +34,8 @@ bool small_gemm_enabled() {
 torch::Tensor small_m_linear(const torch::Tensor& x, const torch::Tensor& w) {
   const int64_t D = w.size(-1), N = w.size(0);
   const int64_t M = D > 0 ? x.numel() / D : 0;
-  if (!small_gemm_enabled() || M < 1 || M > kSmallMaxRows || !x.device().is_cpu() ||
+  const bool grad = at::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad());
+  if (grad || !small_gemm_enabled() || M < 1 || M > kSmallMaxRows || !x.device().is_cpu() ||
       !w.device().is_cpu() || x.scalar_type() != at::kFloat || w.scalar_type() != at::kFloat ||
       w.dim() != 2 || x.size(-1) != D || !w.is_contiguous())
     return torch::linear(x, w);

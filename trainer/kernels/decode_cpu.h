@@ -15,8 +15,8 @@ constexpr int64_t kSmallMaxRows = 16;
 
 // y = x W^T for x [..., D] and W [N, D]: through small_m_gemm (split over libtorch's threads by
 // weight rows) when both are fp32 on the CPU and x has at most kSmallMaxRows rows; torch::linear
-// otherwise (other dtypes, devices, more rows), and everywhere with
-// ASCLEPIUS_SMALL_GEMM=0 (benchmarks).
+// otherwise (other dtypes, devices, more rows, a product autograd records: the kernel has no
+// backward), and everywhere with ASCLEPIUS_SMALL_GEMM=0 (benchmarks).
 torch::Tensor small_m_linear(const torch::Tensor& x, const torch::Tensor& w);
 
 // Whether decode_attention runs for these tensors: fp32 on the CPU, one query per row and

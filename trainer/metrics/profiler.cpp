@@ -56,7 +56,9 @@ void StepProfiler::stop() {
   if (cuda_) kernels::cuda_synchronize();  // the window's kernels finish inside the trace
   std::unique_ptr<torch::autograd::profiler::ProfilerResult> result =
       torch::autograd::profiler::disableProfiler();
-  std::filesystem::create_directories(std::filesystem::path(path_).parent_path());
+  // A bare file name has no parent to create (create_directories("") throws).
+  if (const auto dir = std::filesystem::path(path_).parent_path(); !dir.empty())
+    std::filesystem::create_directories(dir);
   result->save(path_);
   fmt::print(stderr, "profile of steps {}..{} saved to {}\n", first_, last_, path_);
 }

@@ -381,6 +381,12 @@ TEST(SmallGemm, MatchesADoubleProductOverOddShapesOnEveryBuild) {
   EXPECT_TRUE(at::equal(kernels::small_m_linear(many, w), torch::linear(many, w)));
   const auto fb = few.to(at::kBFloat16), wb = w.to(at::kBFloat16);
   EXPECT_TRUE(at::equal(kernels::small_m_linear(fb, wb), torch::linear(fb, wb)));
+  // A product autograd records goes through libtorch (the kernel has no backward).
+  const auto wg = w.clone().requires_grad_(true);
+  const auto yg = kernels::small_m_linear(few, wg);
+  ASSERT_TRUE(yg.requires_grad());
+  yg.sum().backward();
+  EXPECT_LT(rel(wg.grad(), few.reshape({-1, 40}).sum(0).expand({300, 40})), 1e-6);
 }
 
 // Decoding attention (kernels/decode_kernels.h) against libtorch's attention over each row's own
