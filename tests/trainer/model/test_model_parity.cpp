@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <map>
+#include <optional>
 #include <string>
 
 #include <ATen/ATen.h>
@@ -188,32 +189,46 @@ TEST(HfParity, Llama3RotaryScalingFollowsItsDefinition) {
   EXPECT_TRUE(at::equal(msin, sin));
 }
 
+namespace {
+// A tiny random model with grouped-query attention and a vocabulary of `vocab` ids.
+LlamaForCausalLM tiny_gqa_model(int64_t vocab, uint64_t seed,
+                                std::optional<int64_t> sliding_window = std::nullopt) {
+  LlamaConfig c = llama_preset("tiny-gqa");
+  c.vocab_size = vocab, c.sliding_window = sliding_window;
+  torch::manual_seed(0);
+  LlamaForCausalLM model(c);
+  model->init_weights_seeded(seed, 0.3);
+  return model;
+}
+
+// Greedy ids of `prompt` by the full forward pass, one token at a time (no cache).
+std::vector<int32_t> greedy_by_forward(LlamaForCausalLM& model, const std::vector<int32_t>& prompt,
+                                       int n) {
+  torch::NoGradGuard no_grad;
+  std::vector<int64_t> seq(prompt.begin(), prompt.end());
+  std::vector<int32_t> out;
+  for (int i = 0; i < n; ++i) {
+    const int64_t next =
+        model(torch::tensor(seq, torch::kLong).view({1, -1}))[0][-1].argmax().item<int64_t>();
+    out.push_back(int32_t(next));
+    seq.push_back(next);
+  }
+  return out;
+}
+}  // namespace
+
 // Sliding-window attention is not implemented: up to the window it is full causal attention
 // (exact), past it the forward pass and decoding both refuse, before any work for decoding.
 TEST(SlidingWindow, DecodingRunsWithinTheWindowAndRefusesPastIt) {
-  LlamaConfig c = llama_preset("tiny-gqa");
-  c.vocab_size = 32, c.sliding_window = 8;
-  torch::manual_seed(0);
-  LlamaForCausalLM model(c);
-  model->init_weights_seeded(3, 0.3);
-  EXPECT_EQ(generation_context(c), 8);
+  LlamaForCausalLM model = tiny_gqa_model(32, 3, 8);
+  EXPECT_EQ(generation_context(model->config()), 8);
   GenerationOptions o;
   o.max_new_tokens = 4, o.eos_id = -1;
   // 4 + 4 <= 8: greedy equals argmax of the full forward pass, token by token.
   const std::vector<int32_t> prompt = {1, 3, 4, 5};
   const auto got = generate(model, {prompt}, o);
   ASSERT_EQ(got.size(), 1u);
-  std::vector<int64_t> seq(prompt.begin(), prompt.end());
-  std::vector<int32_t> want;
-  {
-    torch::NoGradGuard no_grad;
-    for (int i = 0; i < 4; ++i) {
-      auto ids = torch::tensor(seq, torch::kLong).view({1, -1});
-      const int64_t next = model(ids)[0][-1].argmax().item<int64_t>();
-      want.push_back(int32_t(next));
-      seq.push_back(next);
-    }
-  }
+  const auto want = greedy_by_forward(model, prompt, 4);
   EXPECT_EQ(got[0].ids, want);
   // Continuous batching stays within the window too (each slot its own length): the same ids.
   GenerationOptions oc = o;
@@ -242,11 +257,7 @@ TEST(SlidingWindow, DecodingRunsWithinTheWindowAndRefusesPastIt) {
 
 // Several end ids (Llama 3): decoding stops at any of them.
 TEST(Generate, StopsAtAnyOfTheEndIds) {
-  LlamaConfig c = llama_preset("tiny-gqa");
-  c.vocab_size = 32;
-  torch::manual_seed(0);
-  LlamaForCausalLM model(c);
-  model->init_weights_seeded(5, 0.3);
+  LlamaForCausalLM model = tiny_gqa_model(32, 5);
   GenerationOptions o;
   o.max_new_tokens = 6, o.eos_id = -1;
   const auto free = generate(model, {{1, 3, 4}}, o);
@@ -260,32 +271,11 @@ TEST(Generate, StopsAtAnyOfTheEndIds) {
   EXPECT_EQ(stopped[0].ids, std::vector<int32_t>(free[0].ids.begin(), free[0].ids.begin() + 2));
 }
 
-namespace {
-// Greedy ids of `prompt` by the full forward pass, one token at a time (no cache).
-std::vector<int32_t> greedy_by_forward(LlamaForCausalLM& model, const std::vector<int32_t>& prompt,
-                                       int n) {
-  torch::NoGradGuard no_grad;
-  std::vector<int64_t> seq(prompt.begin(), prompt.end());
-  std::vector<int32_t> out;
-  for (int i = 0; i < n; ++i) {
-    const int64_t next =
-        model(torch::tensor(seq, torch::kLong).view({1, -1}))[0][-1].argmax().item<int64_t>();
-    out.push_back(int32_t(next));
-    seq.push_back(next);
-  }
-  return out;
-}
-}  // namespace
-
 // Decoding through the cache (static batches left-padded; continuous batching with each slot
-// at its own length, prompts prefilled alone, one masked attention call per step) gives the ids
+// at its own length, a round's prompts prefilled in one packed pass) gives the ids
 // of the full forward pass for prompts of different lengths, with grouped-query attention.
 TEST(Generate, CachedDecodingEqualsTheFullForwardPass) {
-  LlamaConfig c = llama_preset("tiny-gqa");
-  c.vocab_size = 48;
-  torch::manual_seed(0);
-  LlamaForCausalLM model(c);
-  model->init_weights_seeded(11, 0.3);
+  LlamaForCausalLM model = tiny_gqa_model(48, 11);
   const std::vector<std::vector<int32_t>> prompts = {
       {1, 5}, {1, 7, 9, 11, 13, 2, 4, 6, 8}, {1, 3, 3}, {1, 40, 41, 42, 43, 44}, {1}};
   GenerationOptions o;
@@ -307,11 +297,7 @@ TEST(Generate, CachedDecodingEqualsTheFullForwardPass) {
 // values, names and shapes, the model's logits do not change, and a second decoder copies
 // nothing.
 TEST(Generate, DecoderStacksTheProjectionWeightsWithoutChangingThem) {
-  LlamaConfig c = llama_preset("tiny-gqa");
-  c.vocab_size = 40;
-  torch::manual_seed(0);
-  LlamaForCausalLM model(c);
-  model->init_weights_seeded(4, 0.3);
+  LlamaForCausalLM model = tiny_gqa_model(40, 4);
   torch::NoGradGuard no_grad;
   std::map<std::string, at::Tensor> before;
   for (const auto& p : model->named_parameters()) before[p.key()] = p.value().clone();
