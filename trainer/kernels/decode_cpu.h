@@ -20,7 +20,8 @@ constexpr int64_t kSmallMaxRows = 16;
 torch::Tensor small_m_linear(const torch::Tensor& x, const torch::Tensor& w);
 
 // Whether decode_attention runs for these tensors: fp32 on the CPU, one query per row and
-// head, contiguous caches (elsewhere callers use libtorch's attention with a mask).
+// head, contiguous caches, and not ASCLEPIUS_SMALL_GEMM=0, which turns off both kernels
+// (elsewhere callers use libtorch's attention with a mask).
 bool decode_attention_applies(const torch::Tensor& q_BH1E, const torch::Tensor& k_BKSE);
 
 // Attention of each row's one query over that row's own slots [begin[b], end[b]) of the caches
