@@ -330,7 +330,7 @@ struct Batch {
   int64_t P = 0, S = 0;
   // Per row, the slot of its prompt's first token (P - its length): after the prompt, a row's
   // valid slots are [begin, length), new tokens included (finished rows' pads too, as
-  // transformers' attention mask grows for every row).
+  // transformers' attention mask grows for every row); valid_RS serves the prompt pass only.
   std::vector<int64_t> begin;
 };
 
@@ -416,7 +416,7 @@ std::vector<Generated> generate_plain(LlamaForCausalLM& model,
       }
     }
     if (all_done || t + 1 == o.max_new_tokens) break;
-    b.valid_RS.select(1, b.P + t).fill_(true);
+    // The rows' valid slots are [begin, length): the prompt's mask is not read again.
     logits = dec.step(next.view({R, 1}).to(dev), b.lens_R1 + t, b.valid_RS, &b.begin);
   }
   return out;
@@ -653,8 +653,7 @@ std::vector<Generated> generate_beams(LlamaForCausalLM& model,
             .to(dev);
     const auto rows = moved[0];
     dec.select_rows(rows);
-    b.valid_RS = b.valid_RS.index_select(0, rows);
-    b.valid_RS.select(1, b.P + t).fill_(true);
+    // Rows are reordered within their prompt, so `begin` still holds (the mask is not read).
     logits = dec.step(moved[1].view({R, 1}), b.lens_R1 + t, b.valid_RS, &b.begin);
   }
   std::vector<Generated> out(N);
